@@ -1,0 +1,41 @@
+//! Command line and runtime configuration.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "oboto-devcloud", about = "A local Oboto Cloud on a private PostgreSQL")]
+pub struct Args {
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// 0 picks a free port.
+    #[arg(long, default_value_t = 54321)]
+    pub port: u16,
+    /// Use this database instead of starting a private cluster.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Keep the private cluster (and stored objects) here instead of a temp dir removed on exit.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "demo")]
+    pub seed: Seed,
+    /// Access-token lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub jwt_exp: u64,
+    /// How long a rotated refresh token may still be presented without revoking the session.
+    #[arg(long, default_value_t = 10)]
+    pub refresh_reuse_interval: u64,
+    /// Largest accepted request body for JSON endpoints, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Largest accepted storage upload, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024 * 1024)]
+    pub max_upload_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Seed {
+    Demo,
+    None,
+}

@@ -1,0 +1,110 @@
+//! The database: the private cluster, the pool, migrations, the seed, and the per-request
+//! transaction that runs as the caller's role (PostgREST's model, which RLS relies on).
+
+pub mod cluster;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Transaction};
+use tokio_postgres::NoTls;
+
+use crate::caller::Caller;
+
+pub use tokio_postgres::Error as PgError;
+
+static MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_roles_and_auth", include_str!("../../migrations/0001_roles_and_auth.sql")),
+    ("0002_oboto_schema", include_str!("../../migrations/0002_oboto_schema.sql")),
+    ("0003_rls", include_str!("../../migrations/0003_rls.sql")),
+    ("0004_storage", include_str!("../../migrations/0004_storage.sql")),
+];
+
+static DEMO_SEED: &str = include_str!("../../seed/demo.sql");
+pub const DEMO_PASSWORD: &str = "oboto-demo-pass";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("bad database url: {0}")]
+    Config(String),
+    #[error("database: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("database: {0}")]
+    Pg(#[from] tokio_postgres::Error),
+    #[error("migration {name}: {source}")]
+    Migration { name: &'static str, source: tokio_postgres::Error },
+}
+
+pub fn pool(conn: &str, size: usize) -> Result<Pool, DbError> {
+    let pg: tokio_postgres::Config = conn.parse().map_err(|e: PgError| DbError::Config(e.to_string()))?;
+    let mgr = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    Pool::builder(mgr).max_size(size).build().map_err(|e| DbError::Config(e.to_string()))
+}
+
+/// Applies the migrations not yet recorded in `devcloud_migrations`, each in its own transaction.
+pub async fn migrate(pool: &Pool) -> Result<(), DbError> {
+    let mut client = pool.get().await?;
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS public.devcloud_migrations (
+               name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());
+             REVOKE ALL ON public.devcloud_migrations FROM PUBLIC;",
+        )
+        .await?;
+    for (name, sql) in MIGRATIONS {
+        let tx = client.transaction().await?;
+        let done = tx
+            .query_opt("SELECT 1 FROM public.devcloud_migrations WHERE name = $1", &[name])
+            .await?
+            .is_some();
+        if done {
+            continue;
+        }
+        tx.batch_execute(sql).await.map_err(|source| DbError::Migration { name, source })?;
+        tx.execute("INSERT INTO public.devcloud_migrations (name) VALUES ($1)", &[name]).await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// Loads the demo seed once (a kept `--data-dir` is not seeded twice).
+pub async fn seed_demo(pool: &Pool) -> Result<(), DbError> {
+    let client = pool.get().await?;
+    let seeded = client
+        .query_opt("SELECT 1 FROM auth.users WHERE email = 'alice@acme.test'", &[])
+        .await?
+        .is_some();
+    if seeded {
+        return Ok(());
+    }
+    let hash = crate::auth::password::hash(DEMO_PASSWORD);
+    let sql = DEMO_SEED.replace("{{PASSWORD_HASH}}", &hash);
+    client
+        .batch_execute(&format!("BEGIN; {sql}; COMMIT;"))
+        .await
+        .map_err(|source| DbError::Migration { name: "demo seed", source })?;
+    Ok(())
+}
+
+/// What PostgREST exposes to SQL about the request (`request.method`, `request.path`).
+pub struct RequestInfo<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+}
+
+/// Opens a transaction that runs as the caller's role with `request.jwt.claims` set, so that
+/// `auth.uid()` and the RLS policies see the caller. `read_only` for GET/HEAD.
+pub async fn begin_as<'a>(
+    client: &'a mut Object,
+    caller: &Caller,
+    read_only: bool,
+    req: &RequestInfo<'_>,
+) -> Result<Transaction<'a>, PgError> {
+    let tx = client.build_transaction().read_only(read_only).start().await?;
+    let stmt = tx
+        .prepare_cached(
+            "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), \
+             set_config('request.method', $3, true), set_config('request.path', $4, true)",
+        )
+        .await?;
+    let claims = caller.claims.to_string();
+    tx.query_one(&stmt, &[&caller.role.as_str(), &claims, &req.method, &req.path]).await?;
+    Ok(tx)
+}

@@ -1,0 +1,31 @@
+//! State shared by every handler.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use deadpool_postgres::Pool;
+
+use crate::{jwt::JwtKeys, stats::Stats};
+
+pub type SharedState = Arc<AppState>;
+
+pub struct AppState {
+    pub db: Pool,
+    pub keys: JwtKeys,
+    pub settings: Settings,
+    pub stats: Stats,
+    /// PostgREST's schema cache, loaded after migrations.
+    pub rest: crate::rest::RestState,
+    /// Outbound HTTP (the optional AI upstream).
+    pub http: reqwest::Client,
+}
+
+pub struct Settings {
+    pub jwt_exp: Duration,
+    pub refresh_reuse_interval: Duration,
+    pub max_body_bytes: usize,
+    pub max_upload_bytes: u64,
+    /// Where storage objects are kept.
+    pub storage_dir: PathBuf,
+    /// `DEVCLOUD_AI_UPSTREAM`: an OpenAI-compatible base URL for `ai-proxy`, if set.
+    pub ai_upstream: Option<String>,
+}

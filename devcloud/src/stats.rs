@@ -1,0 +1,106 @@
+//! Counters behind `/devcloud/v1/stats`, so tests and benchmarks can count what a client
+//! really sent (one refresh for twenty concurrent calls, two requests for a thousand messages).
+
+use std::{collections::BTreeMap, sync::Mutex};
+
+use axum::{
+    extract::{Request, State},
+    http::StatusCode,
+    middleware::Next,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use serde_json::json;
+
+use crate::{caller, state::SharedState};
+
+#[derive(Default)]
+pub struct Stats {
+    inner: Mutex<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    requests: BTreeMap<String, u64>,
+    grants: BTreeMap<String, u64>,
+    realtime_open: u64,
+    realtime_total: u64,
+}
+
+impl Stats {
+    fn with<R>(&self, f: impl FnOnce(&mut Counters) -> R) -> R {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    }
+    pub fn request(&self, method: &str, path: &str) {
+        self.with(|c| *c.requests.entry(format!("{method} {path}")).or_default() += 1);
+    }
+    pub fn grant(&self, grant_type: &str) {
+        self.with(|c| *c.grants.entry(grant_type.to_string()).or_default() += 1);
+    }
+    pub fn realtime_opened(&self) {
+        self.with(|c| {
+            c.realtime_open += 1;
+            c.realtime_total += 1;
+        });
+    }
+    pub fn realtime_closed(&self) {
+        self.with(|c| c.realtime_open = c.realtime_open.saturating_sub(1));
+    }
+    fn snapshot(&self) -> serde_json::Value {
+        self.with(|c| {
+            json!({
+                "requests": c.requests,
+                "grants": c.grants,
+                "realtime": {"connections": c.realtime_open, "total": c.realtime_total},
+            })
+        })
+    }
+    fn reset(&self) {
+        self.with(|c| {
+            c.requests.clear();
+            c.grants.clear();
+            c.realtime_total = c.realtime_open;
+        });
+    }
+}
+
+/// Counts every request except the stats hooks themselves.
+pub async fn count(State(state): State<SharedState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if !path.starts_with("/devcloud/") {
+        state.stats.request(req.method().as_str(), path);
+    }
+    next.run(req).await
+}
+
+pub fn router() -> Router<SharedState> {
+    Router::new().route("/stats", get(stats)).route("/stats/reset", post(reset))
+}
+
+fn service_only(state: &SharedState, headers: &axum::http::HeaderMap) -> Result<(), Response> {
+    match caller::resolve(&state.keys, headers, None) {
+        Ok(c) if c.is_service_role() => Ok(()),
+        _ => Err((
+            StatusCode::FORBIDDEN,
+            Json(json!({"message": "the devcloud hooks need the service-role key"})),
+        )
+            .into_response()),
+    }
+}
+
+async fn stats(State(state): State<SharedState>, headers: axum::http::HeaderMap) -> Response {
+    if let Err(r) = service_only(&state, &headers) {
+        return r;
+    }
+    Json(state.stats.snapshot()).into_response()
+}
+
+async fn reset(State(state): State<SharedState>, headers: axum::http::HeaderMap) -> Response {
+    if let Err(r) = service_only(&state, &headers) {
+        return r;
+    }
+    state.stats.reset();
+    StatusCode::NO_CONTENT.into_response()
+}
