@@ -251,7 +251,8 @@ pub async fn create(
     if phone.is_some() {
         providers.push("phone");
     }
-    let base = json!({"provider": providers[0], "providers": providers});
+    let base =
+        json!({"provider": providers.first().copied().unwrap_or("email"), "providers": providers});
     let app_metadata = match &params.app_metadata {
         Some(update) => user::merge_metadata(&base, update),
         None => base,

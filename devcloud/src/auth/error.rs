@@ -155,13 +155,23 @@ impl Dialect {
 }
 
 /// Middleware: renders any [`AuthError`] a handler returned in the caller's dialect.
+///
+/// It also exposes GoTrue's response headers to browsers (its CORS setup does the same):
+/// auth-js only trusts `error.code` from a body whose response carries a readable
+/// `X-Supabase-Api-Version`, and `listUsers` pages with `X-Total-Count` and `Link`.
 pub async fn render(req: Request, next: Next) -> Response {
     let dialect = Dialect::from_headers(req.headers());
     let mut response = next.run(req).await;
-    match response.extensions_mut().remove::<AuthError>() {
-        Some(err) if dialect != Dialect::Legacy => err.to_response(dialect),
-        _ => response,
+    if let Some(err) = response.extensions_mut().remove::<AuthError>() {
+        if dialect != Dialect::Legacy {
+            response = err.to_response(dialect);
+        }
     }
+    response.headers_mut().insert(
+        axum::http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("X-Total-Count, Link, X-Supabase-Api-Version, X-Sb-Error-Code"),
+    );
+    response
 }
 
 #[cfg(test)]
