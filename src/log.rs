@@ -13,6 +13,10 @@ pub fn init() {
             _ => return,
         };
         let filter = tracing_subscriber::EnvFilter::new(format!("oboto_cloud={level}"));
-        let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_target(false).try_init();
+        let _ = tracing_subscriber::fmt().with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_env_filter(filter)
+            .with_target(false)
+            .try_init();
     });
 }

@@ -79,27 +79,25 @@ pub fn router() -> Router<SharedState> {
     Router::new().route("/stats", get(stats)).route("/stats/reset", post(reset))
 }
 
-fn service_only(state: &SharedState, headers: &axum::http::HeaderMap) -> Result<(), Response> {
-    match caller::resolve(&state.keys, headers, None) {
-        Ok(c) if c.is_service_role() => Ok(()),
-        _ => Err((
-            StatusCode::FORBIDDEN,
-            Json(json!({"message": "the devcloud hooks need the service-role key"})),
-        )
-            .into_response()),
-    }
+fn is_service(state: &SharedState, headers: &axum::http::HeaderMap) -> bool {
+    matches!(caller::resolve(&state.keys, headers, None), Ok(c) if c.is_service_role())
+}
+
+fn forbidden() -> Response {
+    let body = json!({"message": "the devcloud hooks need the service-role key"});
+    (StatusCode::FORBIDDEN, Json(body)).into_response()
 }
 
 async fn stats(State(state): State<SharedState>, headers: axum::http::HeaderMap) -> Response {
-    if let Err(r) = service_only(&state, &headers) {
-        return r;
+    if !is_service(&state, &headers) {
+        return forbidden();
     }
     Json(state.stats.snapshot()).into_response()
 }
 
 async fn reset(State(state): State<SharedState>, headers: axum::http::HeaderMap) -> Response {
-    if let Err(r) = service_only(&state, &headers) {
-        return r;
+    if !is_service(&state, &headers) {
+        return forbidden();
     }
     state.stats.reset();
     StatusCode::NO_CONTENT.into_response()

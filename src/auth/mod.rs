@@ -135,9 +135,11 @@ impl Auth {
         }
     }
 
-    /// Refreshes now, whatever the token's age.
+    /// Refreshes now, whatever the token's age; callers that arrive while a refresh is in
+    /// flight share it.
     pub async fn refresh(&self) -> Result<()> {
-        self.renew(None).await.map(|_| ())
+        let current = self.read().session.as_ref().map(|s| s.access_token.clone()).ok_or(Error::NotLoggedIn)?;
+        self.renew(&current).await.map(|_| ())
     }
 
     /// Best effort on the server; local state and the stored token are always cleared.
@@ -219,19 +221,16 @@ impl Auth {
     }
 
     /// The single flight: the first caller refreshes, the others wait on the gate and then
-    /// find the token already renewed. `stale` is the access token the caller found wanting;
-    /// `None` forces a refresh.
-    async fn renew(&self, stale: Option<&str>) -> Result<String> {
+    /// find the token already renewed. `stale` is the access token the caller found wanting.
+    async fn renew(&self, stale: &str) -> Result<String> {
         let _gate = self.gate.lock().await;
         let (refresh_token, access, expires_at, epoch) = {
             let s = self.read();
             let session = s.session.as_ref().ok_or(Error::NotLoggedIn)?;
             (session.refresh_token.clone(), session.access_token.clone(), session.expires_at, s.epoch)
         };
-        if let Some(stale) = stale {
-            if access != stale && !is_expiring(expires_at, now()) {
-                return Ok(access);
-            }
+        if access != stale && !is_expiring(expires_at, now()) {
+            return Ok(access);
         }
         match self.exchange(&refresh_token).await {
             Ok(session) => {
@@ -316,7 +315,7 @@ impl Auth {
                     let Some(session) = s.session.as_ref() else { return };
                     (session.access_token.clone(), session.expires_at, s.epoch)
                 };
-                match auth.renew(Some(&access)).await {
+                match auth.renew(&access).await {
                     Ok(_) => return,
                     Err(e) if e.is_network() || matches!(&e, Error::Http(h) if h.status >= 429) || matches!(&e, Error::InvalidResponse { .. }) => {
                         if now() >= expires_at {
@@ -371,11 +370,11 @@ impl Credentials for Auth {
             if !is_expiring(expires_at, now()) {
                 return Ok(Some(access));
             }
-            self.renew(Some(&access)).await.map(Some)
+            self.renew(&access).await.map(Some)
         })
     }
 
     fn renew(&self, rejected: String) -> BoxFuture<'_, Result<Option<String>>> {
-        Box::pin(async move { Auth::renew(self, Some(&rejected)).await.map(Some) })
+        Box::pin(async move { Auth::renew(self, &rejected).await.map(Some) })
     }
 }

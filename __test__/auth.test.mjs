@@ -1,0 +1,128 @@
+// Login, user context, events and the REST facade against a real local cloud.
+import { before, after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startDevcloud, DEMO_PASSWORD, SEED } from './helpers/devcloud.mjs';
+import { JWT_PATTERN, secretsManager } from './helpers/host.mjs';
+import { cloudSyncFor } from './helpers/client.mjs';
+
+let cloud;
+before(async () => {
+  cloud = await startDevcloud();
+});
+after(async () => {
+  await cloud?.stop();
+});
+
+test('a wrong password is refused with a readable error that does not contain it', async () => {
+  const { cs, bus } = await cloudSyncFor(cloud);
+  const password = 'hunter2-not-the-password';
+  await assert.rejects(cs.login('alice@acme.test', password), (e) => {
+    assert.equal(e.code, 'invalid_credentials');
+    assert.equal(e.status, 400);
+    assert.match(e.message, /Invalid login credentials/);
+    assert.ok(!e.message.includes(password) && !JSON.stringify(e).includes(password));
+    return true;
+  });
+  assert.equal(cs.isLoggedIn(), false);
+  const errors = bus.events.filter((e) => e.name === 'cloud:auth:error');
+  assert.equal(errors.length, 1);
+  assert.ok(!JSON.stringify(errors).includes(password));
+  await assert.rejects(cs.login('', ''), { code: 'INVALID_ARGUMENT' });
+  await cs.destroy();
+});
+
+test('login fills user, profile, org and role, and emits logged-in', async () => {
+  const { cs, bus } = await cloudSyncFor(cloud);
+  const loggedIn = bus.next('cloud:auth:logged-in');
+  await cs.login('alice@acme.test', DEMO_PASSWORD);
+  const status = cs.getStatus();
+  assert.equal(status.loggedIn, true);
+  assert.deepEqual(status.user, { id: SEED.users.alice.id, email: 'alice@acme.test' });
+  assert.deepEqual(status.profile, { displayName: 'Alice Anders', avatarUrl: null });
+  assert.deepEqual(status.org, { id: SEED.orgs.acme, name: 'Acme', slug: 'acme', tier: 'pro' });
+  assert.equal(status.role, 'owner');
+  const event = await loggedIn;
+  assert.equal(event.loggedIn, true);
+  assert.deepEqual(event.org, status.org);
+  assert.equal(cs.auth.user.id, SEED.users.alice.id);
+  assert.equal(cs.auth.org.id, SEED.orgs.acme);
+  assert.equal(cs.auth.profile.display_name, 'Alice Anders');
+  assert.equal(cs.auth.membership.role, 'owner');
+  await cs.logout();
+  assert.equal(cs.isLoggedIn(), false);
+  assert.equal(cs.auth.user, null);
+  assert.deepEqual(bus.names().slice(-1), ['cloud:auth:logged-out']);
+  await cs.destroy();
+});
+
+test('bob is a member of Acme; carol owns Globex', async () => {
+  for (const [email, org, role] of [['bob@acme.test', 'acme', 'member'], ['carol@globex.test', 'globex', 'owner']]) {
+    const { cs } = await cloudSyncFor(cloud);
+    await cs.login(email, DEMO_PASSWORD);
+    assert.equal(cs.getStatus().org.slug, org);
+    assert.equal(cs.getStatus().role, role);
+    await cs.destroy();
+  }
+});
+
+test('no token appears in the status, the auth facade or any event', async () => {
+  const secrets = secretsManager();
+  const { cs, bus } = await cloudSyncFor(cloud, { secrets, tokenStore: 'secrets' });
+  await cs.login('alice@acme.test', DEMO_PASSWORD);
+  await cs.auth.refresh();
+  await cs.logout();
+  const stored = secrets.writes.map((w) => w.value);
+  assert.ok(stored.length >= 2, 'the refresh token was stored at login and after refresh');
+  const seen = JSON.stringify([cs.getStatus(), bus.events, cs.auth.user, cs.auth.profile]);
+  assert.doesNotMatch(seen, JWT_PATTERN);
+  for (const token of stored) assert.ok(!seen.includes(token), 'a refresh token leaked');
+  await cs.destroy();
+});
+
+test('client.get and post speak PostgREST, Prefer included', async () => {
+  const { cs } = await cloudSyncFor(cloud);
+  await cs.login('alice@acme.test', DEMO_PASSWORD);
+  const rows = await cs.client.get('/rest/v1/workspaces?select=id,slug&order=slug.asc');
+  assert.deepEqual(rows.map((r) => r.slug), ['data-pipeline', 'website-revamp']);
+  const slug = `ws-${Date.now()}`;
+  const created = await cs.client.post(
+    '/rest/v1/workspaces',
+    { name: 'Test WS', slug, org_id: cs.auth.org.id, status: 'active', created_by: cs.auth.user.id },
+    { Prefer: 'return=representation' },
+  );
+  assert.equal(created[0].slug, slug);
+  const minimal = await cs.client.post('/rest/v1/workspaces', { name: 'Quiet', slug: `${slug}-2`, org_id: cs.auth.org.id });
+  assert.equal(minimal, null, '201 without representation gives null');
+  const patched = await cs.client.patch(`/rest/v1/workspaces?id=eq.${created[0].id}`, { current_step: 'two' });
+  assert.equal(patched[0].current_step, 'two', 'patch asks for the representation');
+  const text = await cs.client.request('/rest/v1/workspaces?select=id', { method: 'GET', headers: { Accept: 'text/csv' } }).catch((e) => e);
+  assert.ok(typeof text === 'string' || text instanceof Error);
+  assert.equal(await cs.client.delete(`/rest/v1/workspaces?slug=eq.${slug}-2`), null);
+  await cs.destroy();
+});
+
+test('a non-2xx answer rejects with status, url and the server code', async () => {
+  const { cs } = await cloudSyncFor(cloud);
+  await cs.login('alice@acme.test', DEMO_PASSWORD);
+  await assert.rejects(cs.client.get('/rest/v1/no_such_table'), (e) => {
+    assert.equal(e.status, 404);
+    assert.equal(e.code, 'PGRST205');
+    assert.equal(e.url, `${cloud.url}/rest/v1/no_such_table`);
+    return true;
+  });
+  await assert.rejects(cs.client.get('/rest/v1/workspaces?id=eq.not-a-uuid'), { status: 400, code: '22P02' });
+  await assert.rejects(
+    cs.client.post('/rest/v1/workspaces', { name: 'dup', slug: 'website-revamp', org_id: SEED.orgs.acme }),
+    { status: 409, code: '23505' },
+  );
+  await assert.rejects(cs.client.get('https://elsewhere.test/steal'), { code: 'INVALID_ARGUMENT' });
+  await cs.destroy();
+});
+
+test('RLS applies to the client: carol cannot read Acme rows', async () => {
+  const { cs } = await cloudSyncFor(cloud);
+  await cs.login('carol@globex.test', DEMO_PASSWORD);
+  const rows = await cs.client.get(`/rest/v1/workspaces?org_id=eq.${SEED.orgs.acme}&select=id`);
+  assert.deepEqual(rows, []);
+  await cs.destroy();
+});

@@ -1,0 +1,94 @@
+// `npm run demo`: starts the local Oboto Cloud on a private PostgreSQL and walks through
+// what the Oboto server does with this package. Set OBOTO_CLOUD_URL and OBOTO_CLOUD_KEY
+// to run it against another cloud with the demo seed instead.
+import { CloudSync, loadCloudConfig } from '../cloud-sync.mjs';
+import { EventEmitter } from 'node:events';
+import { startDevcloud, DEMO_PASSWORD } from '../scripts/devcloud.mjs';
+
+const step = (title) => console.log(`\n\x1b[1m▸ ${title}\x1b[0m`);
+
+const external = loadCloudConfig();
+let cloud = null;
+if (external) {
+  step(`Using the cloud at ${external.baseUrl}`);
+} else {
+  step('Starting the local Oboto Cloud (private PostgreSQL, demo seed)');
+  cloud = await startDevcloud();
+  console.log(`  listening on ${cloud.url}`);
+}
+const config = external ?? { baseUrl: cloud.url, anonKey: cloud.anonKey, autoLogin: true };
+
+// What Oboto hands in: an event bus with emitTyped, and (here, none) a secrets manager.
+const eventBus = new EventEmitter();
+eventBus.emitTyped = (name, payload) => eventBus.emit(name, { ...payload, timestamp: new Date().toISOString() });
+for (const name of ['cloud:auth:logged-in', 'cloud:auth:logged-out', 'cloud:auth:error']) {
+  eventBus.on(name, (p) => console.log(`  event ${name}`, name === 'cloud:auth:logged-in' ? `(${p.user?.email})` : ''));
+}
+
+const cloudSync = new CloudSync(eventBus, null);
+try {
+  // The demo keeps its session in memory so it never touches your keychain.
+  await cloudSync.initialize({ ...config, tokenStore: 'memory' });
+
+  step('Logging in as alice@acme.test');
+  await cloudSync.login('alice@acme.test', DEMO_PASSWORD);
+  const status = cloudSync.getStatus();
+  console.log(`  ${status.profile.displayName} — ${status.role} of ${status.org.name} (${status.org.tier})`);
+  console.log('  status:', JSON.stringify(status));
+
+  step('Workspaces of Acme');
+  const workspaces = await cloudSync.client.get(
+    `/rest/v1/workspaces?org_id=eq.${cloudSync.auth.org.id}&select=id,name,slug,current_step&order=name.asc`,
+  );
+  for (const w of workspaces) console.log(`  • ${w.name} (${w.slug})${w.current_step ? ` — ${w.current_step}` : ''}`);
+
+  step('Conversation "chat" in Website Revamp');
+  const site = workspaces.find((w) => w.slug === 'website-revamp');
+  const [chat] = await cloudSync.client.get(`/rest/v1/conversations?workspace_id=eq.${site.id}&name=eq.chat&select=id`);
+  const messages = await cloudSync.client.get(
+    `/rest/v1/messages?conversation_id=eq.${chat.id}&select=role,content,profiles(display_name)&order=created_at.asc`,
+  );
+  for (const m of messages) console.log(`  ${(m.profiles?.display_name ?? m.role).padEnd(12)} ${m.content}`);
+
+  step('Cloud agents');
+  const agents = await cloudSync.client.get('/rest/v1/cloud_agents?select=name,slug,description&order=name.asc');
+  for (const a of agents) console.log(`  • ${a.name} (${a.slug}): ${a.description}`);
+  const reply = await cloudSync.client.post('/functions/v1/agent-chat', {
+    agentSlug: 'code-reviewer',
+    userMessage: 'Please look at the new hero section.',
+    messageHistory: [],
+  });
+  console.log(`  ${reply.agentName}: ${reply.content}`);
+
+  step('The metered AI proxy');
+  const completion = await cloudSync.client.post('/functions/v1/ai-proxy', {
+    provider: 'cloud',
+    model: 'oboto/echo-1',
+    messages: [{ role: 'user', content: 'Hello from the demo' }],
+    stream: false,
+  });
+  console.log(`  ${completion.choices[0].message.content}  (${completion.usage.total_tokens} tokens)`);
+  const usage = await cloudSync.client.get('/functions/v1/cloud-usage');
+  console.log(`  today: ${usage.today.tokens_used} of ${usage.today.tokens_limit ?? '∞'} tokens, ${usage.today.request_count} requests`);
+
+  step('Restart: a new instance resumes the session (shutdown is not logout)');
+  await cloudSync.destroy();
+  const restarted = new CloudSync(eventBus, null);
+  await restarted.initialize({ ...config, tokenStore: 'memory' });
+  console.log(`  tryAutoLogin() → ${await restarted.tryAutoLogin()} as ${restarted.getStatus().user?.email}`);
+
+  step('Logging out');
+  await restarted.logout();
+  console.log(`  loggedIn: ${restarted.isLoggedIn()}; tryAutoLogin() → ${await restarted.tryAutoLogin()}`);
+  await restarted.destroy();
+} catch (err) {
+  console.error(`\ndemo failed: ${err.message}${err.code ? ` [${err.code}]` : ''}`);
+  process.exitCode = 1;
+} finally {
+  await cloudSync.destroy();
+  if (cloud) {
+    step('Stopping the local cloud');
+    await cloud.stop();
+  }
+}
+console.log('\nDone.');
