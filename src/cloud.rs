@@ -28,13 +28,25 @@ pub struct Cloud {
 }
 
 impl Cloud {
-    fn new(config: CloudConfig, events: Arc<Events>, host: Option<Arc<dyn HostSecrets>>) -> Result<Cloud> {
-        let http = Arc::new(Http::new(&config.base_url, &config.anon_key, config.timeouts)?);
+    fn new(
+        config: CloudConfig,
+        events: Arc<Events>,
+        host: Option<Arc<dyn HostSecrets>>,
+    ) -> Result<Cloud> {
+        let http = Arc::new(Http::new(
+            &config.base_url,
+            &config.anon_key,
+            config.timeouts,
+        )?);
         let store = token_store::select(config.token_store, &config.base_url, host)?;
         tracing::info!(url = %config.base_url, store = %store.describe(), "initialized");
         let auth = Auth::new(http.clone(), store, events, config.auto_refresh);
         let client = Client::new(http, auth.clone() as Arc<dyn Credentials>);
-        Ok(Cloud { config, auth, client })
+        Ok(Cloud {
+            config,
+            auth,
+            client,
+        })
     }
 }
 
@@ -49,7 +61,13 @@ pub struct CloudSync {
 impl CloudSync {
     pub fn new(events: Arc<Events>, host: Option<Arc<dyn HostSecrets>>) -> CloudSync {
         crate::log::init();
-        CloudSync { events, host, cloud: RwLock::default(), working_dir: RwLock::default(), destroyed: AtomicBool::new(false) }
+        CloudSync {
+            events,
+            host,
+            cloud: RwLock::default(),
+            working_dir: RwLock::default(),
+            destroyed: AtomicBool::new(false),
+        }
     }
 
     /// `None` (no cloud configured) leaves the instance unconfigured without failing, as the
@@ -59,7 +77,11 @@ impl CloudSync {
         let Some(input) = input else { return Ok(()) };
         let config = input.validate(|k| std::env::var(k).ok())?;
         let cloud = Arc::new(Cloud::new(config, self.events.clone(), self.host.clone())?);
-        let previous = self.cloud.write().unwrap_or_else(|p| p.into_inner()).replace(cloud);
+        let previous = self
+            .cloud
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(cloud);
         if let Some(prev) = previous {
             prev.auth.shutdown();
         }
@@ -76,7 +98,11 @@ impl CloudSync {
     /// The initialized cloud, or why there is none.
     pub fn cloud(&self) -> Result<Arc<Cloud>> {
         self.alive()?;
-        self.cloud.read().unwrap_or_else(|p| p.into_inner()).clone().ok_or(Error::NotInitialized)
+        self.cloud
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(Error::NotInitialized)
     }
 
     /// The cloud when a user is logged in.
@@ -119,7 +145,10 @@ impl CloudSync {
     }
 
     pub fn working_dir(&self) -> Option<PathBuf> {
-        self.working_dir.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.working_dir
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn is_configured(&self) -> bool {

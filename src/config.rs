@@ -25,7 +25,11 @@ pub struct EnvConfig {
 
 /// Reads `OBOTO_CLOUD_*` through `get` (the process environment in production).
 pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Option<EnvConfig> {
-    let non_empty = |k: &str| get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let non_empty = |k: &str| {
+        get(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
     let base_url = non_empty("OBOTO_CLOUD_URL")?;
     let anon_key = non_empty("OBOTO_CLOUD_KEY")?;
     Some(EnvConfig {
@@ -33,13 +37,18 @@ pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Option<EnvConfig> {
         anon_key,
         auto_login: get("OBOTO_CLOUD_AUTO_LOGIN").as_deref().map(str::trim) != Some("false"),
         sync_interval: interval(get("OBOTO_CLOUD_SYNC_INTERVAL"), DEFAULT_SYNC_INTERVAL_MS),
-        presence_interval: interval(get("OBOTO_CLOUD_PRESENCE_INTERVAL"), DEFAULT_PRESENCE_INTERVAL_MS),
+        presence_interval: interval(
+            get("OBOTO_CLOUD_PRESENCE_INTERVAL"),
+            DEFAULT_PRESENCE_INTERVAL_MS,
+        ),
     })
 }
 
 /// A positive whole number of milliseconds, else the default (the old code produced `NaN`).
 pub fn interval(raw: Option<String>, default: u32) -> u32 {
-    raw.and_then(|v| v.trim().parse::<u32>().ok()).filter(|v| *v > 0).unwrap_or(default)
+    raw.and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|v| *v > 0)
+        .unwrap_or(default)
 }
 
 /// The validated settings of one `initialize()`.
@@ -77,11 +86,20 @@ impl ConfigInput {
     pub fn validate(self, get: impl Fn(&str) -> Option<String>) -> Result<CloudConfig> {
         let base_url = validate_base_url(&self.base_url)?;
         if self.anon_key.trim().is_empty() {
-            return Err(Error::InvalidConfig("anonKey is required (set OBOTO_CLOUD_KEY)".into()));
+            return Err(Error::InvalidConfig(
+                "anonKey is required (set OBOTO_CLOUD_KEY)".into(),
+            ));
         }
-        let env_ms = |k: &str| get(k).and_then(|v| v.trim().parse::<u32>().ok()).filter(|v| *v > 0);
+        let env_ms = |k: &str| {
+            get(k)
+                .and_then(|v| v.trim().parse::<u32>().ok())
+                .filter(|v| *v > 0)
+        };
         let ms = |v: Option<u32>, env: &str, default: Duration| {
-            v.filter(|v| *v > 0).or_else(|| env_ms(env)).map(|v| Duration::from_millis(v.into())).unwrap_or(default)
+            v.filter(|v| *v > 0)
+                .or_else(|| env_ms(env))
+                .map(|v| Duration::from_millis(v.into()))
+                .unwrap_or(default)
         };
         let defaults = Timeouts::default();
         let token_store = match self.token_store.or_else(|| get("OBOTO_CLOUD_TOKEN_STORE")) {
@@ -92,12 +110,26 @@ impl ConfigInput {
             base_url,
             anon_key: self.anon_key.trim().to_string(),
             auto_login: self.auto_login.unwrap_or(true),
-            sync_interval_ms: self.sync_interval.filter(|v| *v > 0).unwrap_or(DEFAULT_SYNC_INTERVAL_MS),
-            presence_interval_ms: self.presence_interval.filter(|v| *v > 0).unwrap_or(DEFAULT_PRESENCE_INTERVAL_MS),
+            sync_interval_ms: self
+                .sync_interval
+                .filter(|v| *v > 0)
+                .unwrap_or(DEFAULT_SYNC_INTERVAL_MS),
+            presence_interval_ms: self
+                .presence_interval
+                .filter(|v| *v > 0)
+                .unwrap_or(DEFAULT_PRESENCE_INTERVAL_MS),
             sync_debounce_ms: self.sync_debounce_ms.unwrap_or(DEFAULT_SYNC_DEBOUNCE_MS),
             timeouts: Timeouts {
-                connect: ms(self.connect_timeout_ms, "OBOTO_CLOUD_CONNECT_TIMEOUT_MS", defaults.connect),
-                request: ms(self.request_timeout_ms, "OBOTO_CLOUD_REQUEST_TIMEOUT_MS", defaults.request),
+                connect: ms(
+                    self.connect_timeout_ms,
+                    "OBOTO_CLOUD_CONNECT_TIMEOUT_MS",
+                    defaults.connect,
+                ),
+                request: ms(
+                    self.request_timeout_ms,
+                    "OBOTO_CLOUD_REQUEST_TIMEOUT_MS",
+                    defaults.request,
+                ),
             },
             token_store,
             auto_refresh: self.auto_refresh.unwrap_or(true),
@@ -109,16 +141,23 @@ impl ConfigInput {
 pub fn validate_base_url(raw: &str) -> Result<String> {
     let trimmed = raw.trim();
     let shown: String = trimmed.chars().take(80).collect();
-    let url = url::Url::parse(trimmed)
-        .map_err(|_| Error::InvalidConfig(format!("baseUrl must be an http(s) URL, got {shown:?}")))?;
+    let url = url::Url::parse(trimmed).map_err(|_| {
+        Error::InvalidConfig(format!("baseUrl must be an http(s) URL, got {shown:?}"))
+    })?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(Error::InvalidConfig(format!("baseUrl must be an http(s) URL, got {shown:?}")));
+        return Err(Error::InvalidConfig(format!(
+            "baseUrl must be an http(s) URL, got {shown:?}"
+        )));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(Error::InvalidConfig("baseUrl must not contain credentials".into()));
+        return Err(Error::InvalidConfig(
+            "baseUrl must not contain credentials".into(),
+        ));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(Error::InvalidConfig("baseUrl must not have a query or fragment".into()));
+        return Err(Error::InvalidConfig(
+            "baseUrl must not have a query or fragment".into(),
+        ));
     }
     Ok(trimmed.trim_end_matches('/').to_string())
 }
@@ -129,7 +168,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| m.get(k).cloned()
     }
 
@@ -137,8 +179,15 @@ mod tests {
     fn env_config_needs_url_and_key() {
         assert_eq!(from_env(env(&[])), None);
         assert_eq!(from_env(env(&[("OBOTO_CLOUD_URL", "http://x")])), None);
-        assert_eq!(from_env(env(&[("OBOTO_CLOUD_URL", ""), ("OBOTO_CLOUD_KEY", "k")])), None);
-        let c = from_env(env(&[("OBOTO_CLOUD_URL", "https://x.test//"), ("OBOTO_CLOUD_KEY", "k")])).unwrap();
+        assert_eq!(
+            from_env(env(&[("OBOTO_CLOUD_URL", ""), ("OBOTO_CLOUD_KEY", "k")])),
+            None
+        );
+        let c = from_env(env(&[
+            ("OBOTO_CLOUD_URL", "https://x.test//"),
+            ("OBOTO_CLOUD_KEY", "k"),
+        ]))
+        .unwrap();
         assert_eq!(c.base_url, "https://x.test");
         assert!(c.auto_login);
         assert_eq!((c.sync_interval, c.presence_interval), (30_000, 60_000));
@@ -163,27 +212,59 @@ mod tests {
 
     #[test]
     fn base_url_must_be_http() {
-        assert_eq!(validate_base_url("http://127.0.0.1:54321/").unwrap(), "http://127.0.0.1:54321");
+        assert_eq!(
+            validate_base_url("http://127.0.0.1:54321/").unwrap(),
+            "http://127.0.0.1:54321"
+        );
         assert!(validate_base_url("https://abc.supabase.co").is_ok());
-        for bad in ["", "localhost:54321", "ftp://x", "file:///etc/passwd", "http://u:p@x", "javascript:alert(1)"] {
+        for bad in [
+            "",
+            "localhost:54321",
+            "ftp://x",
+            "file:///etc/passwd",
+            "http://u:p@x",
+            "javascript:alert(1)",
+        ] {
             let e = validate_base_url(bad).unwrap_err();
             assert_eq!(e.code(), "INVALID_CONFIG", "{bad}");
         }
-        assert!(validate_base_url("nope").unwrap_err().to_string().contains("http(s) URL"));
+        assert!(validate_base_url("nope")
+            .unwrap_err()
+            .to_string()
+            .contains("http(s) URL"));
     }
 
     #[test]
     fn input_defaults_and_timeouts() {
-        let input = ConfigInput { base_url: "http://x".into(), anon_key: "k".into(), ..Default::default() };
+        let input = ConfigInput {
+            base_url: "http://x".into(),
+            anon_key: "k".into(),
+            ..Default::default()
+        };
         let c = input.clone().validate(env(&[])).unwrap();
         assert_eq!(c.timeouts.connect, Duration::from_secs(10));
         assert_eq!(c.timeouts.request, Duration::from_secs(30));
         assert_eq!(c.token_store, StoreKind::Auto);
-        let c = input.clone().validate(env(&[("OBOTO_CLOUD_REQUEST_TIMEOUT_MS", "1500"), ("OBOTO_CLOUD_TOKEN_STORE", "memory")])).unwrap();
-        assert_eq!((c.timeouts.request, c.token_store), (Duration::from_millis(1500), StoreKind::Memory));
-        let bad = ConfigInput { token_store: Some("floppy".into()), ..input.clone() };
+        let c = input
+            .clone()
+            .validate(env(&[
+                ("OBOTO_CLOUD_REQUEST_TIMEOUT_MS", "1500"),
+                ("OBOTO_CLOUD_TOKEN_STORE", "memory"),
+            ]))
+            .unwrap();
+        assert_eq!(
+            (c.timeouts.request, c.token_store),
+            (Duration::from_millis(1500), StoreKind::Memory)
+        );
+        let bad = ConfigInput {
+            token_store: Some("floppy".into()),
+            ..input.clone()
+        };
         assert!(bad.validate(env(&[])).is_err());
-        let no_key = ConfigInput { anon_key: " ".into(), ..input };
+        let no_key = ConfigInput {
+            anon_key: " ".into(),
+            ..input
+        };
         assert!(no_key.validate(env(&[])).is_err());
     }
 }

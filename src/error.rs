@@ -24,10 +24,18 @@ pub enum Error {
     Http(Box<HttpError>),
     /// The server could not be reached, or did not answer in time.
     #[error("Cannot reach Oboto Cloud at {url}: {reason}")]
-    Network { url: String, reason: String, timeout: bool },
+    Network {
+        url: String,
+        reason: String,
+        timeout: bool,
+    },
     /// The server answered 2xx with a body we cannot read.
     #[error("Oboto Cloud sent an unreadable response from {url}: {reason}")]
-    InvalidResponse { url: String, status: u16, reason: String },
+    InvalidResponse {
+        url: String,
+        status: u16,
+        reason: String,
+    },
     /// The server rejected the refresh token: the session is over.
     #[error("Session ended: {0}")]
     SessionEnded(String),
@@ -51,7 +59,14 @@ pub struct HttpError {
 
 impl fmt::Display for HttpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (HTTP {} from {} {})", self.message, self.status, self.method, path_of(&self.url))
+        write!(
+            f,
+            "{} (HTTP {} from {} {})",
+            self.message,
+            self.status,
+            self.method,
+            path_of(&self.url)
+        )
     }
 }
 
@@ -72,7 +87,10 @@ impl Error {
             Error::NotInitialized => "NOT_INITIALIZED".into(),
             Error::NotLoggedIn => "NOT_LOGGED_IN".into(),
             Error::Destroyed => "DESTROYED".into(),
-            Error::Http(h) => h.code.clone().unwrap_or_else(|| format!("HTTP_{}", h.status)),
+            Error::Http(h) => h
+                .code
+                .clone()
+                .unwrap_or_else(|| format!("HTTP_{}", h.status)),
             Error::Network { timeout: true, .. } => "NETWORK_TIMEOUT".into(),
             Error::Network { .. } => "NETWORK_ERROR".into(),
             Error::InvalidResponse { .. } => "INVALID_RESPONSE".into(),
@@ -129,7 +147,11 @@ mod tests {
         assert_eq!(http(409, Some("23505")).code(), "23505");
         assert_eq!(http(502, None).code(), "HTTP_502");
         assert_eq!(http(404, None).status(), Some(404));
-        let net = Error::Network { url: "u".into(), reason: "r".into(), timeout: true };
+        let net = Error::Network {
+            url: "u".into(),
+            reason: "r".into(),
+            timeout: true,
+        };
         assert_eq!(net.code(), "NETWORK_TIMEOUT");
         assert!(net.is_network());
     }

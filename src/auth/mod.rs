@@ -54,7 +54,12 @@ pub fn now() -> i64 {
 }
 
 impl Auth {
-    pub fn new(http: Arc<Http>, store: Arc<dyn TokenStore>, events: Arc<Events>, auto_refresh: bool) -> Arc<Auth> {
+    pub fn new(
+        http: Arc<Http>,
+        store: Arc<dyn TokenStore>,
+        events: Arc<Events>,
+        auto_refresh: bool,
+    ) -> Arc<Auth> {
         Arc::new_cyclic(|me| Auth {
             http,
             store,
@@ -90,17 +95,21 @@ impl Auth {
 
     pub async fn login(&self, email: &str, password: &str) -> Result<()> {
         if email.trim().is_empty() || password.is_empty() {
-            return Err(Error::InvalidArgument("Email and password are required".into()));
+            return Err(Error::InvalidArgument(
+                "Email and password are required".into(),
+            ));
         }
         let body = Body::Json(json!({"email": email.trim(), "password": password}));
         let reply = self.post(PASSWORD_GRANT, &body, None).await;
-        let session = match reply.and_then(|r| Session::from_token_response(r.body, PASSWORD_GRANT, now())) {
-            Ok(s) => s,
-            Err(e) => {
-                self.events.emit("cloud:auth:error", json!({"error": e.to_string()}));
-                return Err(e);
-            }
-        };
+        let session =
+            match reply.and_then(|r| Session::from_token_response(r.body, PASSWORD_GRANT, now())) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.events
+                        .emit("cloud:auth:error", json!({"error": e.to_string()}));
+                    return Err(e);
+                }
+            };
         let _gate = self.gate.lock().await;
         self.start_session(session).await;
         Ok(())
@@ -138,7 +147,12 @@ impl Auth {
     /// Refreshes now, whatever the token's age; callers that arrive while a refresh is in
     /// flight share it.
     pub async fn refresh(&self) -> Result<()> {
-        let current = self.read().session.as_ref().map(|s| s.access_token.clone()).ok_or(Error::NotLoggedIn)?;
+        let current = self
+            .read()
+            .session
+            .as_ref()
+            .map(|s| s.access_token.clone())
+            .ok_or(Error::NotLoggedIn)?;
         self.renew(&current).await.map(|_| ())
     }
 
@@ -161,7 +175,9 @@ impl Auth {
             };
             match tokio::time::timeout(LOGOUT_TIMEOUT, self.http.send(&call)).await {
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::info!(error = %e, "server logout failed; local session cleared anyway"),
+                Ok(Err(e)) => {
+                    tracing::info!(error = %e, "server logout failed; local session cleared anyway")
+                }
                 Err(_) => tracing::info!("server logout timed out; local session cleared anyway"),
             }
         }
@@ -180,8 +196,19 @@ impl Auth {
         s.ctx = UserContext::default();
     }
 
-    async fn post(&self, path: &str, body: &Body, bearer: Option<&str>) -> Result<crate::rest::Reply> {
-        let call = Call { method: Method::POST, path, body: Some(body), headers: &[], bearer };
+    async fn post(
+        &self,
+        path: &str,
+        body: &Body,
+        bearer: Option<&str>,
+    ) -> Result<crate::rest::Reply> {
+        let call = Call {
+            method: Method::POST,
+            path,
+            body: Some(body),
+            headers: &[],
+            bearer,
+        };
         self.http.send(&call).await
     }
 
@@ -195,10 +222,14 @@ impl Auth {
     /// Callers hold the gate.
     async fn start_session(&self, session: Session) {
         self.persist(&session.refresh_token).await;
-        let (ctx, failure) = UserContext::fetch(&self.http, &session.access_token, session.user.clone()).await;
+        let (ctx, failure) =
+            UserContext::fetch(&self.http, &session.access_token, session.user.clone()).await;
         if let Some(e) = failure {
             tracing::warn!(error = %e, "logged in, but the user context could not be loaded");
-            self.events.emit("cloud:auth:error", json!({"error": format!("Logged in, but could not load the profile: {e}")}));
+            self.events.emit(
+                "cloud:auth:error",
+                json!({"error": format!("Logged in, but could not load the profile: {e}")}),
+            );
         }
         let expires_in = session.expires_in;
         let snapshot = {
@@ -209,14 +240,18 @@ impl Auth {
             s.ctx.snapshot(true)
         };
         self.schedule(expires_in);
-        self.events.emit("cloud:auth:logged-in", Value::Object(snapshot));
+        self.events
+            .emit("cloud:auth:logged-in", Value::Object(snapshot));
     }
 
     async fn persist(&self, refresh_token: &str) {
         if let Err(e) = self.store.save(refresh_token).await {
             // The session still works in memory; only the next start's auto-login is lost.
             tracing::warn!(error = %e, store = %self.store.describe(), "cannot store the refresh token");
-            self.events.emit("cloud:auth:error", json!({"error": format!("Cannot remember the session: {e}")}));
+            self.events.emit(
+                "cloud:auth:error",
+                json!({"error": format!("Cannot remember the session: {e}")}),
+            );
         }
     }
 
@@ -227,7 +262,12 @@ impl Auth {
         let (refresh_token, access, expires_at, epoch) = {
             let s = self.read();
             let session = s.session.as_ref().ok_or(Error::NotLoggedIn)?;
-            (session.refresh_token.clone(), session.access_token.clone(), session.expires_at, s.epoch)
+            (
+                session.refresh_token.clone(),
+                session.access_token.clone(),
+                session.expires_at,
+                s.epoch,
+            )
         };
         if access != stale && !is_expiring(expires_at, now()) {
             return Ok(access);
@@ -274,8 +314,12 @@ impl Auth {
         if let Err(e) = self.store.clear().await {
             tracing::warn!(error = %e, "cannot remove the ended session from storage");
         }
-        let message = format!("Your cloud session has ended ({}). Please log in again.", describe_rejection(cause));
-        self.events.emit("cloud:auth:error", json!({"error": message}));
+        let message = format!(
+            "Your cloud session has ended ({}). Please log in again.",
+            describe_rejection(cause)
+        );
+        self.events
+            .emit("cloud:auth:error", json!({"error": message}));
         self.events.emit("cloud:auth:logged-out", json!({}));
     }
 
@@ -312,17 +356,25 @@ impl Auth {
                 let Some(auth) = me.upgrade() else { return };
                 let (access, expires_at, epoch) = {
                     let s = auth.read();
-                    let Some(session) = s.session.as_ref() else { return };
+                    let Some(session) = s.session.as_ref() else {
+                        return;
+                    };
                     (session.access_token.clone(), session.expires_at, s.epoch)
                 };
                 match auth.renew(&access).await {
                     Ok(_) => return,
-                    Err(e) if e.is_network() || matches!(&e, Error::Http(h) if h.status >= 429) || matches!(&e, Error::InvalidResponse { .. }) => {
+                    Err(e)
+                        if e.is_network()
+                            || matches!(&e, Error::Http(h) if h.status >= 429)
+                            || matches!(&e, Error::InvalidResponse { .. }) =>
+                    {
                         if now() >= expires_at {
                             auth.expire_offline(epoch);
                             return;
                         }
-                        let wait = Backoff::REFRESH.delay(attempt).min(Duration::from_secs((expires_at - now()).max(1) as u64));
+                        let wait = Backoff::REFRESH
+                            .delay(attempt)
+                            .min(Duration::from_secs((expires_at - now()).max(1) as u64));
                         tracing::info!(error = %e, ?wait, "refresh failed; retrying");
                         drop(auth);
                         tokio::time::sleep(wait).await;
@@ -332,7 +384,11 @@ impl Auth {
                 }
             }
         });
-        let previous = self.timer.lock().unwrap_or_else(|p| p.into_inner()).replace(task.abort_handle());
+        let previous = self
+            .timer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(task.abort_handle());
         // The timer task itself reschedules through `renew`; it must not abort itself.
         if let Some(prev) = previous {
             if tokio::task::try_id() != Some(prev.id()) {

@@ -41,14 +41,19 @@ struct TokenResponse {
 impl Session {
     /// Reads a `/token` answer; `now` is unix seconds at receipt.
     pub fn from_token_response(body: Value, url: &str, now: i64) -> Result<Session> {
-        let t: TokenResponse = serde_json::from_value(body).map_err(|e| Error::InvalidResponse {
-            url: url.to_string(),
-            status: 200,
-            // serde's message names the missing field, never a value.
-            reason: format!("not a token response ({e})"),
-        })?;
+        let t: TokenResponse =
+            serde_json::from_value(body).map_err(|e| Error::InvalidResponse {
+                url: url.to_string(),
+                status: 200,
+                // serde's message names the missing field, never a value.
+                reason: format!("not a token response ({e})"),
+            })?;
         if t.access_token.is_empty() || t.refresh_token.is_empty() {
-            return Err(Error::InvalidResponse { url: url.into(), status: 200, reason: "empty token".into() });
+            return Err(Error::InvalidResponse {
+                url: url.into(),
+                status: 200,
+                reason: "empty token".into(),
+            });
         }
         let expires_in = t.expires_in.unwrap_or(3600).max(0);
         Ok(Session {
@@ -150,6 +155,10 @@ mod tests {
         assert!(ends_session(&http(400, "refresh_token_not_found")));
         assert!(!ends_session(&http(503, "unavailable")));
         assert!(!ends_session(&http(429, "over_request_rate_limit")));
-        assert!(!ends_session(&Error::Network { url: "u".into(), reason: "down".into(), timeout: false }));
+        assert!(!ends_session(&Error::Network {
+            url: "u".into(),
+            reason: "down".into(),
+            timeout: false
+        }));
     }
 }

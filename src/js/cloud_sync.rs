@@ -63,13 +63,19 @@ impl NativeCloudSync {
             (Some(get), Some(set), Some(delete)) => Some(Arc::new(JsSecrets { get, set, delete })),
             _ => None,
         };
-        NativeCloudSync { core: Arc::new(cloud::CloudSync::new(events, host)) }
+        NativeCloudSync {
+            core: Arc::new(cloud::CloudSync::new(events, host)),
+        }
     }
 
     /// Validates the configuration and prepares the client. `null` leaves cloud sync
     /// unconfigured. Rejects when `baseUrl` is not an http(s) URL.
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn initialize<'e>(&self, env: &'e Env, config: Option<CloudSyncConfig>) -> napi::Result<PromiseRaw<'e, ()>> {
+    pub fn initialize<'e>(
+        &self,
+        env: &'e Env,
+        config: Option<CloudSyncConfig>,
+    ) -> napi::Result<PromiseRaw<'e, ()>> {
         let core = self.core.clone();
         spawn(env, async move { core.initialize(config.map(Into::into)) })
     }
@@ -77,7 +83,12 @@ impl NativeCloudSync {
     /// Password login. Rejects with the server's message (`code` `invalid_credentials` for a
     /// wrong password); the password never appears in an error, event or log.
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn login<'e>(&self, env: &'e Env, email: String, password: String) -> napi::Result<PromiseRaw<'e, ()>> {
+    pub fn login<'e>(
+        &self,
+        env: &'e Env,
+        email: String,
+        password: String,
+    ) -> napi::Result<PromiseRaw<'e, ()>> {
         let core = self.core.clone();
         spawn(env, async move { core.login(&email, &password).await })
     }
@@ -112,7 +123,8 @@ impl NativeCloudSync {
 
     #[napi(ts_args_type = "dir: string | null")]
     pub fn set_working_dir(&self, dir: Option<String>) {
-        self.core.set_working_dir(dir.filter(|d| !d.is_empty()).map(PathBuf::from));
+        self.core
+            .set_working_dir(dir.filter(|d| !d.is_empty()).map(PathBuf::from));
     }
 
     #[napi]
@@ -134,13 +146,17 @@ impl NativeCloudSync {
     /// Authenticated REST calls against `baseUrl`.
     #[napi(getter)]
     pub fn client(&self) -> CloudClient {
-        CloudClient { core: self.core.clone() }
+        CloudClient {
+            core: self.core.clone(),
+        }
     }
 
     /// The raw rows of the logged-in user (`null` fields when logged out).
     #[napi(getter)]
     pub fn auth(&self) -> CloudAuth {
-        CloudAuth { core: self.core.clone() }
+        CloudAuth {
+            core: self.core.clone(),
+        }
     }
 
     /// Workspace sync lands with the sync engine; `null` until then.
@@ -156,7 +172,12 @@ impl NativeCloudSync {
     }
 
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn link_workspace<'e>(&self, env: &'e Env, _id: String, _name: Option<String>) -> napi::Result<PromiseRaw<'e, ()>> {
+    pub fn link_workspace<'e>(
+        &self,
+        env: &'e Env,
+        _id: String,
+        _name: Option<String>,
+    ) -> napi::Result<PromiseRaw<'e, ()>> {
         spawn(env, async { Ok(()) })
     }
 
@@ -165,8 +186,15 @@ impl NativeCloudSync {
         spawn(env, async { Ok(()) })
     }
 
-    #[napi(ts_args_type = "localState: WorkspaceState", ts_return_type = "Promise<WorkspaceRow | null>")]
-    pub fn push_workspace_state<'e>(&self, env: &'e Env, _local_state: Value) -> napi::Result<PromiseRaw<'e, Value>> {
+    #[napi(
+        ts_args_type = "localState: WorkspaceState",
+        ts_return_type = "Promise<WorkspaceRow | null>"
+    )]
+    pub fn push_workspace_state<'e>(
+        &self,
+        env: &'e Env,
+        _local_state: Value,
+    ) -> napi::Result<PromiseRaw<'e, Value>> {
         spawn(env, async { Ok(Value::Null) })
     }
 
@@ -194,13 +222,24 @@ impl NativeCloudSync {
         spawn(env, async { Ok(json!({"pushed": 0})) })
     }
 
-    #[napi(ts_args_type = "cloudConvId: string, since?: string | null", ts_return_type = "Promise<PullConversationResult>")]
-    pub fn pull_conversation<'e>(&self, env: &'e Env, _cloud_conv_id: String, _since: Option<String>) -> napi::Result<PromiseRaw<'e, Value>> {
+    #[napi(
+        ts_args_type = "cloudConvId: string, since?: string | null",
+        ts_return_type = "Promise<PullConversationResult>"
+    )]
+    pub fn pull_conversation<'e>(
+        &self,
+        env: &'e Env,
+        _cloud_conv_id: String,
+        _since: Option<String>,
+    ) -> napi::Result<PromiseRaw<'e, Value>> {
         spawn(env, async { Ok(json!({"messages": []})) })
     }
 
     #[napi(ts_return_type = "Promise<CloudConversation[]>")]
-    pub fn list_cloud_conversations<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, Value>> {
+    pub fn list_cloud_conversations<'e>(
+        &self,
+        env: &'e Env,
+    ) -> napi::Result<PromiseRaw<'e, Value>> {
         spawn(env, async { Ok(json!([])) })
     }
 
@@ -213,9 +252,17 @@ impl NativeCloudSync {
         ts_args_type = "slug: string, message: string, history?: ChatMessage[]",
         ts_return_type = "Promise<AgentReply>"
     )]
-    pub fn invoke_agent<'e>(&self, env: &'e Env, _slug: String, _message: String, _history: Option<Value>) -> napi::Result<PromiseRaw<'e, Value>> {
+    pub fn invoke_agent<'e>(
+        &self,
+        env: &'e Env,
+        _slug: String,
+        _message: String,
+        _history: Option<Value>,
+    ) -> napi::Result<PromiseRaw<'e, Value>> {
         let core = self.core.clone();
-        spawn(env, async move { Err::<Value, _>(unavailable(&core, "invokeAgent")) })
+        spawn(env, async move {
+            Err::<Value, _>(unavailable(&core, "invokeAgent"))
+        })
     }
 
     #[napi(ts_return_type = "Promise<CloudModel[]>")]
@@ -241,14 +288,26 @@ impl NativeCloudSync {
         _options: Option<Value>,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
         let core = self.core.clone();
-        spawn(env, async move { Err::<Value, _>(unavailable(&core, "aiProxyRequest")) })
+        spawn(env, async move {
+            Err::<Value, _>(unavailable(&core, "aiProxyRequest"))
+        })
     }
 
     /// Opens the stream behind `aiProxyStream` (the JS layer turns it into an async generator).
-    #[napi(ts_args_type = "model: string, messages: ChatMessage[]", ts_return_type = "Promise<never>")]
-    pub fn ai_proxy_stream_open<'e>(&self, env: &'e Env, _model: String, _messages: Value) -> napi::Result<PromiseRaw<'e, Value>> {
+    #[napi(
+        ts_args_type = "model: string, messages: ChatMessage[]",
+        ts_return_type = "Promise<never>"
+    )]
+    pub fn ai_proxy_stream_open<'e>(
+        &self,
+        env: &'e Env,
+        _model: String,
+        _messages: Value,
+    ) -> napi::Result<PromiseRaw<'e, Value>> {
         let core = self.core.clone();
-        spawn(env, async move { Err::<Value, _>(unavailable(&core, "aiProxyStream")) })
+        spawn(env, async move {
+            Err::<Value, _>(unavailable(&core, "aiProxyStream"))
+        })
     }
 
     #[napi(ts_return_type = "PresenceMember[]")]
@@ -256,8 +315,16 @@ impl NativeCloudSync {
         json!([])
     }
 
-    #[napi(ts_args_type = "event: string, payload: Record<string, unknown>", ts_return_type = "Promise<void>")]
-    pub fn broadcast<'e>(&self, env: &'e Env, _event: String, _payload: Value) -> napi::Result<PromiseRaw<'e, ()>> {
+    #[napi(
+        ts_args_type = "event: string, payload: Record<string, unknown>",
+        ts_return_type = "Promise<void>"
+    )]
+    pub fn broadcast<'e>(
+        &self,
+        env: &'e Env,
+        _event: String,
+        _payload: Value,
+    ) -> napi::Result<PromiseRaw<'e, ()>> {
         spawn(env, async { Ok(()) })
     }
 }
@@ -283,13 +350,22 @@ impl CloudClient {
         let core = self.core.clone();
         spawn(env, async move {
             let cloud = core.cloud()?;
-            let mut headers: Vec<(String, String)> = headers.unwrap_or_default().into_iter().collect();
+            let mut headers: Vec<(String, String)> =
+                headers.unwrap_or_default().into_iter().collect();
             if let Some(p) = prefer {
-                if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("prefer")) {
+                if !headers
+                    .iter()
+                    .any(|(k, _)| k.eq_ignore_ascii_case("prefer"))
+                {
                     headers.push(("Prefer".into(), p.into()));
                 }
             }
-            let req = Request { method, path, body: body.map(Body::Json), headers };
+            let req = Request {
+                method,
+                path,
+                body: body.map(Body::Json),
+                headers,
+            };
             Ok(cloud.client.send(&req).await?.body)
         })
     }
@@ -297,12 +373,23 @@ impl CloudClient {
 
 #[napi]
 impl CloudClient {
-    #[napi(ts_args_type = "path: string, headers?: Record<string, string>", ts_return_type = "Promise<unknown>")]
-    pub fn get<'e>(&self, env: &'e Env, path: String, headers: Option<HashMap<String, String>>) -> napi::Result<PromiseRaw<'e, Value>> {
+    #[napi(
+        ts_args_type = "path: string, headers?: Record<string, string>",
+        ts_return_type = "Promise<unknown>"
+    )]
+    pub fn get<'e>(
+        &self,
+        env: &'e Env,
+        path: String,
+        headers: Option<HashMap<String, String>>,
+    ) -> napi::Result<PromiseRaw<'e, Value>> {
         self.send(env, Method::GET, path, None, headers, None)
     }
 
-    #[napi(ts_args_type = "path: string, body?: unknown, headers?: Record<string, string>", ts_return_type = "Promise<unknown>")]
+    #[napi(
+        ts_args_type = "path: string, body?: unknown, headers?: Record<string, string>",
+        ts_return_type = "Promise<unknown>"
+    )]
     pub fn post<'e>(
         &self,
         env: &'e Env,
@@ -314,7 +401,10 @@ impl CloudClient {
     }
 
     /// Adds `Prefer: return=representation` unless the caller set `Prefer`.
-    #[napi(ts_args_type = "path: string, body?: unknown, headers?: Record<string, string>", ts_return_type = "Promise<unknown>")]
+    #[napi(
+        ts_args_type = "path: string, body?: unknown, headers?: Record<string, string>",
+        ts_return_type = "Promise<unknown>"
+    )]
     pub fn patch<'e>(
         &self,
         env: &'e Env,
@@ -322,18 +412,47 @@ impl CloudClient {
         body: Option<Value>,
         headers: Option<HashMap<String, String>>,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
-        self.send(env, Method::PATCH, path, body, headers, Some("return=representation"))
+        self.send(
+            env,
+            Method::PATCH,
+            path,
+            body,
+            headers,
+            Some("return=representation"),
+        )
     }
 
-    #[napi(ts_args_type = "path: string, headers?: Record<string, string>", ts_return_type = "Promise<unknown>")]
-    pub fn delete<'e>(&self, env: &'e Env, path: String, headers: Option<HashMap<String, String>>) -> napi::Result<PromiseRaw<'e, Value>> {
+    #[napi(
+        ts_args_type = "path: string, headers?: Record<string, string>",
+        ts_return_type = "Promise<unknown>"
+    )]
+    pub fn delete<'e>(
+        &self,
+        env: &'e Env,
+        path: String,
+        headers: Option<HashMap<String, String>>,
+    ) -> napi::Result<PromiseRaw<'e, Value>> {
         self.send(env, Method::DELETE, path, None, headers, None)
     }
 
     #[napi(ts_return_type = "Promise<unknown>")]
-    pub fn request<'e>(&self, env: &'e Env, path: String, options: Option<RequestOptions>) -> napi::Result<PromiseRaw<'e, Value>> {
-        let options = options.unwrap_or(RequestOptions { method: None, body: None, headers: None });
-        let method = match options.method.as_deref().map(str::to_ascii_uppercase).as_deref() {
+    pub fn request<'e>(
+        &self,
+        env: &'e Env,
+        path: String,
+        options: Option<RequestOptions>,
+    ) -> napi::Result<PromiseRaw<'e, Value>> {
+        let options = options.unwrap_or(RequestOptions {
+            method: None,
+            body: None,
+            headers: None,
+        });
+        let method = match options
+            .method
+            .as_deref()
+            .map(str::to_ascii_uppercase)
+            .as_deref()
+        {
             None | Some("GET") => Method::GET,
             Some("POST") => Method::POST,
             Some("PATCH") => Method::PATCH,
@@ -357,7 +476,10 @@ pub struct CloudAuth {
 
 impl CloudAuth {
     fn ctx(&self) -> crate::auth::UserContext {
-        self.core.cloud().map(|c| c.auth.context()).unwrap_or_default()
+        self.core
+            .cloud()
+            .map(|c| c.auth.context())
+            .unwrap_or_default()
     }
 }
 

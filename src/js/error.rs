@@ -31,5 +31,7 @@ where
     T: ToNapiValue + Send + 'static,
     F: Future<Output = crate::Result<T>> + Send + 'static,
 {
-    env.spawn_future_with_callback(async move { Ok(fut.await) }, |env, outcome| outcome.map_err(|e| to_js(env, e)))
+    env.spawn_future_with_callback(async move { Ok(fut.await) }, |env, outcome| {
+        outcome.map_err(|e| to_js(env, e))
+    })
 }

@@ -16,7 +16,10 @@ pub struct JsEventSink(pub EventCallback);
 
 impl EventSink for JsEventSink {
     fn emit(&self, name: &str, payload: Value) {
-        let status = self.0.call(json!({"type": name, "payload": payload}), ThreadsafeFunctionCallMode::NonBlocking);
+        let status = self.0.call(
+            json!({"type": name, "payload": payload}),
+            ThreadsafeFunctionCallMode::NonBlocking,
+        );
         if status != Status::Ok {
             tracing::debug!(event = name, ?status, "event not delivered");
         }

@@ -13,9 +13,16 @@ use crate::{
     token_store::HostSecrets,
 };
 
-pub type SecretGet = ThreadsafeFunction<String, Promise<Option<String>>, String, Status, false, true>;
-pub type SecretSet =
-    ThreadsafeFunction<FnArgs<(String, String)>, Promise<()>, FnArgs<(String, String)>, Status, false, true>;
+pub type SecretGet =
+    ThreadsafeFunction<String, Promise<Option<String>>, String, Status, false, true>;
+pub type SecretSet = ThreadsafeFunction<
+    FnArgs<(String, String)>,
+    Promise<()>,
+    FnArgs<(String, String)>,
+    Status,
+    false,
+    true,
+>;
 pub type SecretDelete = ThreadsafeFunction<String, Promise<()>, String, Status, false, true>;
 
 pub struct JsSecrets {
@@ -34,7 +41,11 @@ impl HostSecrets for JsSecrets {
     fn get(&self, name: &str) -> BoxFuture<'_, Result<Option<String>>> {
         let name = name.to_string();
         Box::pin(async move {
-            let promise = self.get.call_async_catch(name).await.map_err(|e| failed("get", e))?;
+            let promise = self
+                .get
+                .call_async_catch(name)
+                .await
+                .map_err(|e| failed("get", e))?;
             promise.await.map_err(|e| failed("get", e))
         })
     }
@@ -42,7 +53,11 @@ impl HostSecrets for JsSecrets {
     fn set<'a>(&'a self, name: &'a str, value: &'a str) -> BoxFuture<'a, Result<()>> {
         let args = FnArgs::from((name.to_string(), value.to_string()));
         Box::pin(async move {
-            let promise = self.set.call_async_catch(args).await.map_err(|e| failed("set", e))?;
+            let promise = self
+                .set
+                .call_async_catch(args)
+                .await
+                .map_err(|e| failed("set", e))?;
             promise.await.map_err(|e| failed("set", e))
         })
     }
@@ -50,7 +65,11 @@ impl HostSecrets for JsSecrets {
     fn delete<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<()>> {
         let name = name.to_string();
         Box::pin(async move {
-            let promise = self.delete.call_async_catch(name).await.map_err(|e| failed("delete", e))?;
+            let promise = self
+                .delete
+                .call_async_catch(name)
+                .await
+                .map_err(|e| failed("delete", e))?;
             promise.await.map_err(|e| failed("delete", e))
         })
     }

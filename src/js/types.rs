@@ -59,7 +59,8 @@ pub struct CloudSyncConfig {
 
 /// A JS number as whole milliseconds; `NaN`, negative or absurd values mean "default".
 fn millis(v: Option<f64>) -> Option<u32> {
-    v.filter(|v| v.is_finite() && *v >= 0.0 && *v <= u32::MAX as f64).map(|v| v as u32)
+    v.filter(|v| v.is_finite() && *v >= 0.0 && *v <= u32::MAX as f64)
+        .map(|v| v as u32)
 }
 
 impl From<CloudSyncConfig> for ConfigInput {

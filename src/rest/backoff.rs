@@ -12,8 +12,14 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    pub const REQUEST: Backoff = Backoff { base: Duration::from_millis(200), cap: Duration::from_secs(2) };
-    pub const REFRESH: Backoff = Backoff { base: Duration::from_secs(1), cap: Duration::from_secs(30) };
+    pub const REQUEST: Backoff = Backoff {
+        base: Duration::from_millis(200),
+        cap: Duration::from_secs(2),
+    };
+    pub const REFRESH: Backoff = Backoff {
+        base: Duration::from_secs(1),
+        cap: Duration::from_secs(30),
+    };
 
     /// The ceiling of the wait before retry `attempt` (0-based).
     pub fn ceiling(&self, attempt: u32) -> Duration {

@@ -34,7 +34,12 @@ pub struct Request {
 
 impl Request {
     pub fn new(method: Method, path: impl Into<String>) -> Request {
-        Request { method, path: path.into(), body: None, headers: Vec::new() }
+        Request {
+            method,
+            path: path.into(),
+            body: None,
+            headers: Vec::new(),
+        }
     }
     pub fn json(mut self, body: serde_json::Value) -> Request {
         self.body = Some(Body::Json(body));
@@ -50,8 +55,10 @@ impl Request {
 /// with "expired", Storage "jwt expired"), as opposed to "you may not do this".
 pub fn is_expired_token(e: &HttpError) -> bool {
     e.status == 401
-        && (matches!(e.code.as_deref(), Some("PGRST303") | Some("PGRST301") | Some("bad_jwt"))
-            || e.message.to_ascii_lowercase().contains("expired"))
+        && (matches!(
+            e.code.as_deref(),
+            Some("PGRST303") | Some("PGRST301") | Some("bad_jwt")
+        ) || e.message.to_ascii_lowercase().contains("expired"))
 }
 
 impl Client {
@@ -82,17 +89,25 @@ impl Client {
     pub async fn open(&self, req: &Request) -> Result<reqwest::Response> {
         let token = self.credentials.access_token().await?;
         match (self.http.open(&call(req, token.as_deref())).await, token) {
-            (Err(Error::Http(h)), Some(used)) if is_expired_token(&h) => match self.credentials.renew(used).await? {
-                Some(fresh) => self.http.open(&call(req, Some(&fresh))).await,
-                None => Err(Error::Http(h)),
-            },
+            (Err(Error::Http(h)), Some(used)) if is_expired_token(&h) => {
+                match self.credentials.renew(used).await? {
+                    Some(fresh) => self.http.open(&call(req, Some(&fresh))).await,
+                    None => Err(Error::Http(h)),
+                }
+            }
             (outcome, _) => outcome,
         }
     }
 }
 
 fn call<'a>(req: &'a Request, bearer: Option<&'a str>) -> Call<'a> {
-    Call { method: req.method.clone(), path: &req.path, body: req.body.as_ref(), headers: &req.headers, bearer }
+    Call {
+        method: req.method.clone(),
+        path: &req.path,
+        body: req.body.as_ref(),
+        headers: &req.headers,
+        bearer,
+    }
 }
 
 #[cfg(test)]
@@ -100,15 +115,29 @@ mod tests {
     use super::*;
 
     fn e(status: u16, code: Option<&str>, message: &str) -> HttpError {
-        HttpError { status, method: "GET".into(), url: "u".into(), code: code.map(String::from), message: message.into() }
+        HttpError {
+            status,
+            method: "GET".into(),
+            url: "u".into(),
+            code: code.map(String::from),
+            message: message.into(),
+        }
     }
 
     #[test]
     fn only_expiry_401s_trigger_a_refresh() {
         assert!(is_expired_token(&e(401, Some("PGRST303"), "JWT expired")));
         assert!(is_expired_token(&e(401, None, "jwt expired")));
-        assert!(!is_expired_token(&e(401, Some("42501"), "permission denied for table workspaces")));
-        assert!(!is_expired_token(&e(403, Some("bad_jwt"), "token is expired")));
+        assert!(!is_expired_token(&e(
+            401,
+            Some("42501"),
+            "permission denied for table workspaces"
+        )));
+        assert!(!is_expired_token(&e(
+            403,
+            Some("bad_jwt"),
+            "token is expired"
+        )));
         assert!(!is_expired_token(&e(404, Some("PGRST205"), "not found")));
     }
 }

@@ -25,7 +25,10 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { connect: Duration::from_secs(10), request: Duration::from_secs(30) }
+        Timeouts {
+            connect: Duration::from_secs(10),
+            request: Duration::from_secs(30),
+        }
     }
 }
 
@@ -69,7 +72,11 @@ impl Http {
             .user_agent(concat!("oboto-cloud/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::InvalidConfig(format!("cannot create the HTTP client: {e}")))?;
-        Ok(Http { client, base_url: base_url.trim_end_matches('/').to_string(), apikey: secret_header(anon_key)? })
+        Ok(Http {
+            client,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            apikey: secret_header(anon_key)?,
+        })
     }
 
     pub fn base_url(&self) -> &str {
@@ -94,13 +101,17 @@ impl Http {
         loop {
             let outcome = self.request(call, &url)?.send().await;
             let retry_after = match &outcome {
-                Ok(resp) if idempotent && is_transient(resp.status()) => Some(retry_after(resp.headers())),
+                Ok(resp) if idempotent && is_transient(resp.status()) => {
+                    Some(retry_after(resp.headers()))
+                }
                 Err(e) if idempotent && is_retryable(e) => Some(None),
                 _ => None,
             };
             match retry_after {
                 Some(hint) if attempt < MAX_RETRIES => {
-                    let wait = hint.unwrap_or_else(|| Backoff::REQUEST.delay(attempt)).min(Backoff::REQUEST.cap);
+                    let wait = hint
+                        .unwrap_or_else(|| Backoff::REQUEST.delay(attempt))
+                        .min(Backoff::REQUEST.cap);
                     tracing::debug!(method = %call.method, path = call.path, attempt, ?wait, "retrying");
                     tokio::time::sleep(wait).await;
                     attempt += 1;
@@ -116,17 +127,29 @@ impl Http {
     /// Sends `call` once and hands back the open response (for streams), or the error.
     pub async fn open(&self, call: &Call<'_>) -> Result<reqwest::Response> {
         let url = self.url(call.path)?;
-        let resp = self.request(call, &url)?.send().await.map_err(|e| network_error(&url, e))?;
+        let resp = self
+            .request(call, &url)?
+            .send()
+            .await
+            .map_err(|e| network_error(&url, e))?;
         if resp.status().is_success() {
             return Ok(resp);
         }
-        Err(read_reply(&call.method, &url, resp).await.err().unwrap_or_else(|| {
-            Error::InvalidResponse { url: url.clone(), status: 0, reason: "unexpected status".into() }
-        }))
+        Err(read_reply(&call.method, &url, resp)
+            .await
+            .err()
+            .unwrap_or_else(|| Error::InvalidResponse {
+                url: url.clone(),
+                status: 0,
+                reason: "unexpected status".into(),
+            }))
     }
 
     fn request(&self, call: &Call<'_>, url: &str) -> Result<reqwest::RequestBuilder> {
-        let mut req = self.client.request(call.method.clone(), url).header("apikey", self.apikey.clone());
+        let mut req = self
+            .client
+            .request(call.method.clone(), url)
+            .header("apikey", self.apikey.clone());
         if let Some(token) = call.bearer {
             req = req.header(AUTHORIZATION, secret_header(&format!("Bearer {token}"))?);
         }
@@ -139,7 +162,9 @@ impl Http {
         }
         Ok(match call.body {
             Some(Body::Json(v)) => req.json(v),
-            Some(Body::Bytes { data, content_type }) => req.header(CONTENT_TYPE, content_type.as_str()).body(data.clone()),
+            Some(Body::Bytes { data, content_type }) => req
+                .header(CONTENT_TYPE, content_type.as_str())
+                .body(data.clone()),
             None => req,
         })
     }
@@ -147,7 +172,8 @@ impl Http {
 
 /// Header values that carry credentials are marked sensitive so no debug output shows them.
 fn secret_header(value: &str) -> Result<HeaderValue> {
-    let mut v = HeaderValue::from_str(value).map_err(|_| Error::InvalidConfig("the API key or token has invalid characters".into()))?;
+    let mut v = HeaderValue::from_str(value)
+        .map_err(|_| Error::InvalidConfig("the API key or token has invalid characters".into()))?;
     v.set_sensitive(true);
     Ok(v)
 }
@@ -163,7 +189,13 @@ fn is_retryable(e: &reqwest::Error) -> bool {
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    let secs: u64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     Some(Duration::from_secs(secs))
 }
 
@@ -176,7 +208,11 @@ fn network_error(url: &str, e: reqwest::Error) -> Error {
     } else {
         root_cause(&e)
     };
-    Error::Network { url: strip_query(url), reason, timeout }
+    Error::Network {
+        url: strip_query(url),
+        reason,
+        timeout,
+    }
 }
 
 /// The innermost cause, which names the real problem ("Connection refused").
@@ -197,14 +233,20 @@ async fn read_reply(method: &Method, url: &str, resp: reqwest::Response) -> Resu
     let headers = resp.headers().clone();
     let bytes = resp.bytes().await.map_err(|e| network_error(url, e))?;
     if !status.is_success() {
-        return Err(Error::Http(Box::new(http_error(method, url, status, &headers, &bytes))));
+        return Err(Error::Http(Box::new(http_error(
+            method, url, status, &headers, &bytes,
+        ))));
     }
     let body = parse_body(&headers, &bytes).map_err(|reason| Error::InvalidResponse {
         url: strip_query(url),
         status: status.as_u16(),
         reason,
     })?;
-    Ok(Reply { status: status.as_u16(), headers, body })
+    Ok(Reply {
+        status: status.as_u16(),
+        headers,
+        body,
+    })
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -212,7 +254,12 @@ fn is_json(headers: &HeaderMap) -> bool {
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|ct| {
-            let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let ct = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             ct == "application/json" || (ct.starts_with("application/") && ct.ends_with("+json"))
         })
         .unwrap_or(false)
@@ -231,7 +278,13 @@ pub fn parse_body(headers: &HeaderMap, bytes: &[u8]) -> std::result::Result<Valu
 /// Builds the error from whichever dialect the body speaks: PostgREST `{code,message}`,
 /// GoTrue `{code|error_code, msg|message}`, Storage `{statusCode,code,error,message}`,
 /// functions `{error}` or OpenAI-style `{error:{message,code}}`.
-pub fn http_error(method: &Method, url: &str, status: StatusCode, headers: &HeaderMap, bytes: &[u8]) -> HttpError {
+pub fn http_error(
+    method: &Method,
+    url: &str,
+    status: StatusCode,
+    headers: &HeaderMap,
+    bytes: &[u8],
+) -> HttpError {
     let json: Option<Value> = serde_json::from_slice(bytes).ok();
     let (code, message) = match &json {
         Some(Value::Object(o)) => {
@@ -239,7 +292,12 @@ pub fn http_error(method: &Method, url: &str, status: StatusCode, headers: &Head
             let str_of = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
             let code = str_of(o.get("error_code"))
                 .or_else(|| str_of(o.get("code")))
-                .or_else(|| headers.get("x-sb-error-code").and_then(|v| v.to_str().ok()).map(String::from))
+                .or_else(|| {
+                    headers
+                        .get("x-sb-error-code")
+                        .and_then(|v| v.to_str().ok())
+                        .map(String::from)
+                })
                 .or_else(|| inner.and_then(|i| str_of(i.get("code"))));
             let message = str_of(o.get("msg"))
                 .or_else(|| str_of(o.get("message")))
@@ -254,12 +312,21 @@ pub fn http_error(method: &Method, url: &str, status: StatusCode, headers: &Head
         let text = String::from_utf8_lossy(bytes);
         let text = text.trim();
         if text.is_empty() || text.starts_with('<') {
-            status.canonical_reason().unwrap_or("Request failed").to_string()
+            status
+                .canonical_reason()
+                .unwrap_or("Request failed")
+                .to_string()
         } else {
             text.chars().take(200).collect()
         }
     });
-    HttpError { status: status.as_u16(), method: method.to_string(), url: url.to_string(), code, message }
+    HttpError {
+        status: status.as_u16(),
+        method: method.to_string(),
+        url: url.to_string(),
+        code,
+        message,
+    }
 }
 
 #[cfg(test)]
@@ -267,22 +334,52 @@ mod tests {
     use super::*;
 
     fn err(status: u16, body: &str) -> HttpError {
-        http_error(&Method::GET, "http://h/x", StatusCode::from_u16(status).unwrap(), &HeaderMap::new(), body.as_bytes())
+        http_error(
+            &Method::GET,
+            "http://h/x",
+            StatusCode::from_u16(status).unwrap(),
+            &HeaderMap::new(),
+            body.as_bytes(),
+        )
     }
 
     #[test]
     fn maps_every_dialect() {
-        let e = err(406, r#"{"code":"PGRST116","details":"0 rows","hint":null,"message":"JSON object requested, multiple (or no) rows returned"}"#);
+        let e = err(
+            406,
+            r#"{"code":"PGRST116","details":"0 rows","hint":null,"message":"JSON object requested, multiple (or no) rows returned"}"#,
+        );
         assert_eq!(e.code.as_deref(), Some("PGRST116"));
         assert!(e.message.starts_with("JSON object requested"));
-        let e = err(400, r#"{"code":400,"error_code":"invalid_credentials","msg":"Invalid login credentials"}"#);
-        assert_eq!((e.code.as_deref(), e.message.as_str()), (Some("invalid_credentials"), "Invalid login credentials"));
-        let e = err(400, r#"{"code":"invalid_credentials","message":"Invalid login credentials"}"#);
+        let e = err(
+            400,
+            r#"{"code":400,"error_code":"invalid_credentials","msg":"Invalid login credentials"}"#,
+        );
+        assert_eq!(
+            (e.code.as_deref(), e.message.as_str()),
+            (Some("invalid_credentials"), "Invalid login credentials")
+        );
+        let e = err(
+            400,
+            r#"{"code":"invalid_credentials","message":"Invalid login credentials"}"#,
+        );
         assert_eq!(e.code.as_deref(), Some("invalid_credentials"));
-        let e = err(400, r#"{"statusCode":"404","code":"NoSuchKey","error":"not_found","message":"Object not found"}"#);
-        assert_eq!((e.code.as_deref(), e.message.as_str()), (Some("NoSuchKey"), "Object not found"));
-        let e = err(429, r#"{"error":{"message":"Daily token limit reached","code":"daily_limit_reached"}}"#);
-        assert_eq!((e.code.as_deref(), e.message.as_str()), (Some("daily_limit_reached"), "Daily token limit reached"));
+        let e = err(
+            400,
+            r#"{"statusCode":"404","code":"NoSuchKey","error":"not_found","message":"Object not found"}"#,
+        );
+        assert_eq!(
+            (e.code.as_deref(), e.message.as_str()),
+            (Some("NoSuchKey"), "Object not found")
+        );
+        let e = err(
+            429,
+            r#"{"error":{"message":"Daily token limit reached","code":"daily_limit_reached"}}"#,
+        );
+        assert_eq!(
+            (e.code.as_deref(), e.message.as_str()),
+            (Some("daily_limit_reached"), "Daily token limit reached")
+        );
         let e = err(404, r#"{"error":"Agent not found"}"#);
         assert_eq!((e.code, e.message.as_str()), (None, "Agent not found"));
     }
@@ -299,17 +396,29 @@ mod tests {
         let mut h = HeaderMap::new();
         assert_eq!(parse_body(&h, b""), Ok(Value::Null));
         assert_eq!(parse_body(&h, b"hello"), Ok(Value::String("hello".into())));
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
-        assert_eq!(parse_body(&h, br#"{"a":1}"#), Ok(serde_json::json!({"a": 1})));
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        assert_eq!(
+            parse_body(&h, br#"{"a":1}"#),
+            Ok(serde_json::json!({"a": 1}))
+        );
         assert!(parse_body(&h, b"{oops").is_err());
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/vnd.pgrst.object+json"));
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/vnd.pgrst.object+json"),
+        );
         assert_eq!(parse_body(&h, b"[1]"), Ok(serde_json::json!([1])));
     }
 
     #[test]
     fn paths_must_stay_on_the_cloud() {
         let http = Http::new("http://127.0.0.1:9/", "k", Timeouts::default()).unwrap();
-        assert_eq!(http.url("/rest/v1/x").unwrap(), "http://127.0.0.1:9/rest/v1/x");
+        assert_eq!(
+            http.url("/rest/v1/x").unwrap(),
+            "http://127.0.0.1:9/rest/v1/x"
+        );
         assert!(http.url("https://evil.example/steal").is_err());
         assert!(http.url("//evil.example/steal").is_err());
         assert!(http.url("rest/v1/x").is_err());

@@ -7,7 +7,11 @@ use uuid::Uuid;
 use crate::error::{Error, Result};
 
 /// Everything but RFC 3986 unreserved characters is encoded.
-const VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Percent-encodes one query-string value (or path segment).
 pub fn encode(value: &str) -> String {
@@ -53,14 +57,29 @@ mod tests {
 
     #[test]
     fn build_encodes_every_value() {
-        let q = build("/rest/v1/messages", &[("created_at", "gt.2024-01-01T00:00:00+00:00"), ("limit", "200")]);
-        assert_eq!(q, "/rest/v1/messages?created_at=gt.2024-01-01T00%3A00%3A00%2B00%3A00&limit=200");
+        let q = build(
+            "/rest/v1/messages",
+            &[
+                ("created_at", "gt.2024-01-01T00:00:00+00:00"),
+                ("limit", "200"),
+            ],
+        );
+        assert_eq!(
+            q,
+            "/rest/v1/messages?created_at=gt.2024-01-01T00%3A00%3A00%2B00%3A00&limit=200"
+        );
     }
 
     #[test]
     fn ids_must_be_uuids() {
         assert!(uuid("workspace id", "bbbbbbbb-0000-4000-8000-000000000001").is_ok());
-        for bad in ["", "1", "x&org_id=neq.0", "bbbbbbbb-0000-4000-8000-00000000000g", "../etc"] {
+        for bad in [
+            "",
+            "1",
+            "x&org_id=neq.0",
+            "bbbbbbbb-0000-4000-8000-00000000000g",
+            "../etc",
+        ] {
             let err = uuid("workspace id", bad).unwrap_err();
             assert_eq!(err.code(), "INVALID_ARGUMENT", "{bad}");
         }

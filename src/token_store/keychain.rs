@@ -19,7 +19,10 @@ pub struct KeychainStore {
 
 impl KeychainStore {
     pub fn new(base_url: &str) -> KeychainStore {
-        KeychainStore { account: format!("refresh-token@{base_url}"), usable: OnceCell::new() }
+        KeychainStore {
+            account: format!("refresh-token@{base_url}"),
+            usable: OnceCell::new(),
+        }
     }
 
     /// Whether this machine has a keychain we can read, probed once.
@@ -63,7 +66,9 @@ fn entry(account: &str) -> keyring::Result<Entry> {
             }
         }
     }
-    Ok(Entry::new_with_credential(Box::new(KeyutilsCredential::new_with_target(None, SERVICE, account)?)))
+    Ok(Entry::new_with_credential(Box::new(
+        KeyutilsCredential::new_with_target(None, SERVICE, account)?,
+    )))
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -88,7 +93,11 @@ impl TokenStore for KeychainStore {
     }
     fn save<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<()>> {
         let token = token.to_string();
-        Box::pin(async move { self.run(move |e| e.set_password(&token)).await.map_err(store_error) })
+        Box::pin(async move {
+            self.run(move |e| e.set_password(&token))
+                .await
+                .map_err(store_error)
+        })
     }
     fn clear(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {

@@ -22,7 +22,9 @@ pub struct MemoryStore {
 
 impl MemoryStore {
     pub fn new(base_url: &str) -> MemoryStore {
-        MemoryStore { key: base_url.to_string() }
+        MemoryStore {
+            key: base_url.to_string(),
+        }
     }
     fn with<R>(&self, f: impl FnOnce(&mut HashMap<String, String>) -> R) -> R {
         f(&mut tokens().lock().unwrap_or_else(|p| p.into_inner()))
@@ -58,7 +60,14 @@ mod tests {
         a.save("ta").await.unwrap();
         assert_eq!(a.load().await.unwrap().as_deref(), Some("ta"));
         assert_eq!(b.load().await.unwrap(), None);
-        assert_eq!(MemoryStore::new("http://a.test").load().await.unwrap().as_deref(), Some("ta"));
+        assert_eq!(
+            MemoryStore::new("http://a.test")
+                .load()
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("ta")
+        );
         a.clear().await.unwrap();
         assert_eq!(a.load().await.unwrap(), None);
     }

@@ -43,12 +43,18 @@ impl std::str::FromStr for StoreKind {
             "keychain" => Ok(StoreKind::Keychain),
             "secrets" => Ok(StoreKind::Secrets),
             "memory" => Ok(StoreKind::Memory),
-            other => Err(format!("tokenStore must be auto, keychain, secrets or memory, got {other:?}")),
+            other => Err(format!(
+                "tokenStore must be auto, keychain, secrets or memory, got {other:?}"
+            )),
         }
     }
 }
 
-pub fn select(kind: StoreKind, base_url: &str, host: Option<Arc<dyn HostSecrets>>) -> Result<Arc<dyn TokenStore>> {
+pub fn select(
+    kind: StoreKind,
+    base_url: &str,
+    host: Option<Arc<dyn HostSecrets>>,
+) -> Result<Arc<dyn TokenStore>> {
     use crate::error::Error;
     Ok(match kind {
         StoreKind::Memory => Arc::new(MemoryStore::new(base_url)),
@@ -91,13 +97,19 @@ impl TokenStore for AutoStore {
                 return Ok(Some(t));
             }
             // A token left by the JavaScript client (or a run without a keychain): move it.
-            let Some(host) = &self.host else { return Ok(None) };
-            let Some(token) = host.load().await? else { return Ok(None) };
+            let Some(host) = &self.host else {
+                return Ok(None);
+            };
+            let Some(token) = host.load().await? else {
+                return Ok(None);
+            };
             if self.keychain.save(&token).await.is_ok() {
                 if let Err(e) = host.clear().await {
                     tracing::warn!(error = %e, "moved the token into the keychain but could not remove it from the secrets manager");
                 }
-                tracing::info!("moved the refresh token from the secrets manager into the keychain");
+                tracing::info!(
+                    "moved the refresh token from the secrets manager into the keychain"
+                );
             }
             Ok(Some(token))
         })
@@ -116,13 +128,21 @@ impl TokenStore for AutoStore {
     fn clear(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             // Clear everywhere a token could be, so logout leaves nothing behind.
-            let keychain = if self.keychain.usable().await { self.keychain.clear().await } else { Ok(()) };
+            let keychain = if self.keychain.usable().await {
+                self.keychain.clear().await
+            } else {
+                Ok(())
+            };
             let other = self.fallback().clear().await;
             keychain.and(other)
         })
     }
 
     fn describe(&self) -> String {
-        format!("auto ({} / {})", self.keychain.describe(), self.fallback().describe())
+        format!(
+            "auto ({} / {})",
+            self.keychain.describe(),
+            self.fallback().describe()
+        )
     }
 }
