@@ -1,1 +1,19 @@
+//! `oboto-cloud`: the native Oboto Cloud client for Node.js.
+//!
+//! The core (`auth`, `rest`, `token_store`, `cloud`, …) is plain async Rust; `js/` is the
+//! only place that knows napi.
+
 #![deny(clippy::all)]
+
+pub mod auth;
+pub mod cloud;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod log;
+pub mod rest;
+pub mod token_store;
+
+mod js;
+
+pub use error::{Error, Result};

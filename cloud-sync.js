@@ -1,0 +1,68 @@
+'use strict'
+// The package entry: adapts the native class to Oboto's legacy constructor
+// `new CloudSync(eventBus, secretsManager)` and exposes `aiProxyStream` as an async
+// generator. Everything else is the Rust implementation in `index.js` (generated).
+
+const native = require('./index.js')
+
+const { NativeCloudSync, loadCloudConfig } = native
+
+function eventForwarder(eventBus) {
+  if (!eventBus || typeof eventBus.emitTyped !== 'function') return null
+  return (event) => {
+    try {
+      eventBus.emitTyped(event.type, event.payload)
+    } catch (err) {
+      // A throwing listener must not take the cloud client down with it.
+      process.emitWarning(`oboto-cloud: a listener of ${event.type} threw: ${err && err.message}`)
+    }
+  }
+}
+
+function secretsBridge(secretsManager) {
+  const sm = secretsManager
+  if (!sm || typeof sm.get !== 'function' || typeof sm.set !== 'function' || typeof sm.delete !== 'function') {
+    return [null, null, null]
+  }
+  return [
+    async (name) => {
+      const value = await sm.get(name)
+      return typeof value === 'string' && value !== '' ? value : null
+    },
+    async (name, value) => {
+      await sm.set(name, value, 'cloud', 'Oboto Cloud session (refresh token)')
+    },
+    async (name) => {
+      await sm.delete(name)
+    },
+  ]
+}
+
+class CloudSync extends NativeCloudSync {
+  /**
+   * @param {import('./cloud-sync').EventBusLike | null} [eventBus]
+   * @param {import('./cloud-sync').SecretsManagerLike | null} [secretsManager]
+   */
+  constructor(eventBus = null, secretsManager = null) {
+    super(eventForwarder(eventBus), ...secretsBridge(secretsManager))
+  }
+
+  /**
+   * Streams an AI proxy completion: yields each parsed SSE `data:` object and ends at
+   * `[DONE]`. Leaving the loop early cancels the request.
+   */
+  async *aiProxyStream(model, messages) {
+    const stream = await this.aiProxyStreamOpen(model, messages)
+    try {
+      for (;;) {
+        const chunk = await stream.next()
+        if (chunk === null) return
+        yield chunk
+      }
+    } finally {
+      stream.cancel()
+    }
+  }
+}
+
+module.exports = { ...native, CloudSync, loadCloudConfig }

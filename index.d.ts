@@ -1,0 +1,387 @@
+/* Shapes shared by the native binding and `cloud-sync.d.ts` (prepended to the generated index.d.ts). */
+
+/** Every event, as the native layer delivers it. `payload` is always a plain object. */
+export interface CloudEvent {
+  type: CloudEventName
+  payload: Record<string, unknown>
+}
+
+export type CloudEventName =
+  | 'cloud:auth:logged-in'
+  | 'cloud:auth:logged-out'
+  | 'cloud:auth:error'
+  | 'cloud:workspace:linked'
+  | 'cloud:workspace:unlinked'
+  | 'cloud:workspace:pushed'
+  | 'cloud:workspace:pulled'
+  | 'cloud:workspace:remote-update'
+  | 'cloud:message:received'
+  | 'cloud:presence:updated'
+  | 'cloud:realtime:connected'
+  | 'cloud:realtime:disconnected'
+  | 'cloud:sync:started'
+  | 'cloud:sync:completed'
+  | 'cloud:sync:conflict'
+  | 'cloud:sync:error'
+  | 'cloud:sync:resolved'
+  | 'cloud:sync-status'
+  | 'cloud:agent:invoked'
+  | 'cloud:file:uploaded'
+  | 'cloud:file:downloaded'
+  | 'cloud:file:deleted'
+  | 'cloud:usage-update'
+  | `cloud:broadcast:${string}`
+
+export type SyncState = 'idle' | 'syncing' | 'synced' | 'error' | 'conflict' | 'offline'
+
+/** The auth part of the status; also the `cloud:auth:logged-in` payload. */
+export interface AuthSnapshot {
+  loggedIn: boolean
+  user: { id: string; email: string | null } | null
+  profile: { displayName: string | null; avatarUrl: string | null } | null
+  org: { id: string; name: string; slug: string; tier: string } | null
+  role: 'owner' | 'admin' | 'member' | 'viewer' | null
+}
+
+/** `getStatus()`: exactly these keys, never a token. */
+export interface CloudStatus extends AuthSnapshot {
+  configured: boolean
+  linkedWorkspace: { id: string; name: string } | null
+  syncState: SyncState
+  syncEngineStatus: Record<string, unknown> | null
+}
+
+/** An error from any promise of this package. */
+export interface CloudError extends Error {
+  /** Stable: the server's code (`invalid_credentials`, `PGRST116`, `23505`…) or ours (`NETWORK_ERROR`, `NETWORK_TIMEOUT`, `INVALID_CONFIG`, `INVALID_ARGUMENT`, `NOT_LOGGED_IN`, `SESSION_ENDED`, `HTTP_<status>`…). */
+  code: string
+  /** HTTP status, for answers from the server. */
+  status?: number
+  /** The request URL, for HTTP and network failures. */
+  url?: string
+}
+
+export interface AuthUser {
+  id: string
+  email: string | null
+  phone?: string | null
+  role?: string
+  aud?: string
+  app_metadata: Record<string, unknown>
+  user_metadata: Record<string, unknown>
+  created_at?: string
+  last_sign_in_at?: string | null
+  [key: string]: unknown
+}
+
+export interface ProfileRow {
+  id: string
+  display_name: string | null
+  avatar_url: string | null
+  bio: string | null
+  preferences: Record<string, unknown>
+  onboarding_completed: boolean
+  last_active_at: string | null
+  [key: string]: unknown
+}
+
+export interface OrganizationRow {
+  id: string
+  name: string
+  slug: string
+  subscription_tier: 'free' | 'pro' | 'team' | 'enterprise'
+  subscription_status: string
+  max_members: number
+  max_workspaces: number
+  [key: string]: unknown
+}
+
+export interface MembershipRow {
+  org_id: string
+  role: 'owner' | 'admin' | 'member' | 'viewer'
+}
+
+export interface CloudWorkspace {
+  id: string
+  name: string
+  slug: string
+  description: string | null
+  status: string
+  task_goal: string | null
+  current_step: string | null
+  last_active_at: string | null
+}
+
+export interface WorkspaceState {
+  task_goal?: string | null
+  current_step?: string | null
+  status?: string
+  progress_data?: Record<string, unknown>
+  next_steps?: unknown[]
+  shared_memory?: Record<string, unknown>
+}
+
+export interface WorkspaceRow extends WorkspaceState {
+  name: string
+  slug: string
+  updated_at: string
+  [key: string]: unknown
+}
+
+export interface CloudConversation {
+  id: string
+  name: string
+  conversation_type: string
+  is_archived: boolean
+  created_at: string
+}
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant' | 'tool'
+  content: string | null
+  [key: string]: unknown
+}
+
+export interface LocalMessage extends ChatMessage {
+  id?: string
+}
+
+export interface PushConversationResult {
+  pushed: number
+  lastSyncAt?: string
+}
+
+export interface PulledMessage {
+  role: string
+  content: string
+  _cloudId: string
+  _cloudSenderAgent: string | null
+  _cloudCreatedAt: string
+}
+
+export interface PullConversationResult {
+  messages: PulledMessage[]
+  lastCloudMessageAt?: string
+}
+
+export interface CloudAgent {
+  id: string
+  name: string
+  slug: string
+  agent_type: string
+  description: string | null
+  status: string
+  avatar_url: string | null
+}
+
+export interface AgentReply {
+  content: string
+  messageId: string
+  agentName: string
+}
+
+export interface CloudModel {
+  id: string
+  display_name: string
+  context_window: number
+  max_output_tokens: number
+  supports_tool_calling: boolean
+  supports_streaming: boolean
+  cost_tier: string
+  reasoning: boolean
+  tier_required: string
+  /** = display_name */
+  name: string
+  /** The id's prefix before `/`. */
+  provider: string
+  capabilities: { tools: boolean; streaming: boolean; reasoning: boolean }
+}
+
+export interface CloudUsage {
+  today: { tokens_used: number; tokens_limit: number | null; request_count: number; models_used: string[] }
+  tier: string
+  subscription_status: string
+  tokens_used: number
+  daily_limit: number | null
+  remaining: number | null
+  /** `YYYY-MM-DD` */
+  period: string
+  request_count: number
+  is_unlimited: boolean
+}
+
+export interface AiProxyOptions {
+  tools?: unknown[]
+  temperature?: number
+  max_tokens?: number
+  response_format?: Record<string, unknown>
+}
+
+export interface ChatCompletion {
+  id: string
+  object: 'chat.completion'
+  created: number
+  model: string
+  choices: Array<{ index: number; message: ChatMessage; finish_reason: string | null }>
+  usage?: { prompt_tokens: number; completion_tokens: number; total_tokens: number }
+  _cloud_usage?: Record<string, unknown>
+}
+
+export interface ChatCompletionChunk {
+  choices: Array<{ index?: number; delta: { role?: string; content?: string | null }; finish_reason?: string | null }>
+  [key: string]: unknown
+}
+
+export interface PresenceMember {
+  userId: string
+  displayName: string | null
+  avatarUrl: string | null
+  status: string
+  lastSeen: string
+}
+
+/**
+ * Which binding artifact the generated loader actually loaded: `'native'` for
+ * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
+ * flavor napi-rs can build is listed, because `NAPI_RS_NATIVE_LIBRARY_PATH`
+ * can point the loader at a WASI artifact this package does not build itself.
+ */
+export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
+
+/** `cloudSync.auth`: the logged-in user's raw rows. */
+export declare class CloudAuth {
+  /** The GoTrue user (`id`, `email`, `app_metadata`, …), or `null`. */
+  get user(): AuthUser | null
+  /** The `profiles` row, or `null`. */
+  get profile(): ProfileRow | null
+  /** The `organizations` row of the user's first membership, or `null`. */
+  get org(): OrganizationRow | null
+  /** `{ org_id, role }` of the user's first membership, or `null`. */
+  get membership(): MembershipRow | null
+  isLoggedIn(): boolean
+  /** Refreshes the session now (shared with any refresh already in flight). */
+  refresh(): Promise<void>
+}
+
+/**
+ * `cloudSync.client`: authenticated calls against `baseUrl`. JSON in and out, `null` for
+ * 204, text for other content types; rejects with an `Error` carrying `status`, `url` and
+ * `code` on non-2xx.
+ */
+export declare class CloudClient {
+  get(path: string, headers?: Record<string, string>): Promise<any>
+  post(path: string, body?: unknown, headers?: Record<string, string>): Promise<any>
+  /** Adds `Prefer: return=representation` unless the caller set `Prefer`. */
+  patch(path: string, body?: unknown, headers?: Record<string, string>): Promise<any>
+  delete(path: string, headers?: Record<string, string>): Promise<any>
+  request(path: string, options?: RequestOptions | undefined | null): Promise<any>
+}
+
+export declare class NativeCloudSync {
+  /**
+   * `onEvent` receives every `{ type, payload }` (weakly held: it never keeps Node alive).
+   * The three secret functions reach the host's `secretsManager`.
+   */
+  constructor(onEvent?: ((event: CloudEvent) => void) | null, secretGet?: ((name: string) => Promise<string | null | undefined>) | null, secretSet?: ((name: string, value: string) => Promise<void>) | null, secretDelete?: ((name: string) => Promise<void>) | null)
+  /**
+   * Validates the configuration and prepares the client. `null` leaves cloud sync
+   * unconfigured. Rejects when `baseUrl` is not an http(s) URL.
+   */
+  initialize(config?: CloudSyncConfig | undefined | null): Promise<void>
+  /**
+   * Password login. Rejects with the server's message (`code` `invalid_credentials` for a
+   * wrong password); the password never appears in an error, event or log.
+   */
+  login(email: string, password: string): Promise<void>
+  /**
+   * Resumes the stored session. Never rejects; `false` when there is none, it was rejected,
+   * or `autoLogin` is off.
+   */
+  tryAutoLogin(): Promise<boolean>
+  /** Ends the session on the server (best effort) and always forgets it locally. */
+  logout(): Promise<void>
+  /**
+   * Releases every timer, connection and callback. The stored session is kept, so the
+   * next start logs in again.
+   */
+  destroy(): Promise<void>
+  setWorkingDir(dir: string | null): void
+  isConfigured(): boolean
+  isLoggedIn(): boolean
+  /** Exactly the keys of `CloudStatus`; never a token. */
+  getStatus(): CloudStatus
+  /** Authenticated REST calls against `baseUrl`. */
+  get client(): CloudClient
+  /** The raw rows of the logged-in user (`null` fields when logged out). */
+  get auth(): CloudAuth
+  /** Workspace sync lands with the sync engine; `null` until then. */
+  get workspaceSync(): null
+  /** File sync lands with the file-sync engine; `null` until then. */
+  get fileSync(): null
+  linkWorkspace(id: string, name?: string | undefined | null): Promise<void>
+  unlinkWorkspace(): Promise<void>
+  pushWorkspaceState(localState: WorkspaceState): Promise<WorkspaceRow | null>
+  pullWorkspaceState(): Promise<WorkspaceRow | null>
+  listCloudWorkspaces(): Promise<CloudWorkspace[]>
+  pushConversation(cloudConvId: string, messages: LocalMessage[], lastSyncAt?: string | null): Promise<PushConversationResult>
+  pullConversation(cloudConvId: string, since?: string | null): Promise<PullConversationResult>
+  listCloudConversations(): Promise<CloudConversation[]>
+  listAgents(): Promise<CloudAgent[]>
+  invokeAgent(slug: string, message: string, history?: ChatMessage[]): Promise<AgentReply>
+  listCloudModels(): Promise<CloudModel[]>
+  getUsage(): Promise<CloudUsage | null>
+  aiProxyRequest(provider: string, model: string, messages: ChatMessage[], options?: AiProxyOptions): Promise<ChatCompletion>
+  /** Opens the stream behind `aiProxyStream` (the JS layer turns it into an async generator). */
+  aiProxyStreamOpen(model: string, messages: ChatMessage[]): Promise<never>
+  getPresence(): PresenceMember[]
+  broadcast(event: string, payload: Record<string, unknown>): Promise<void>
+}
+
+/** `initialize()`'s argument: `loadCloudConfig()`'s object plus optional settings. */
+export interface CloudSyncConfig {
+  /** `https://<project>.supabase.co`, or the local cloud's URL. */
+  baseUrl: string
+  anonKey: string
+  /** `tryAutoLogin()` does nothing when false. Default true. */
+  autoLogin?: boolean
+  /** Milliseconds. Default 30000. */
+  syncInterval?: number
+  /** Milliseconds. Default 60000. */
+  presenceInterval?: number
+  /** Milliseconds. Default 2000. */
+  syncDebounceMs?: number
+  /** Milliseconds to establish a connection. Default 10000 (or `OBOTO_CLOUD_CONNECT_TIMEOUT_MS`). */
+  connectTimeoutMs?: number
+  /** Milliseconds for a whole request. Default 30000 (or `OBOTO_CLOUD_REQUEST_TIMEOUT_MS`). */
+  requestTimeoutMs?: number
+  /** Where the refresh token is kept. Default `auto` (or `OBOTO_CLOUD_TOKEN_STORE`). */
+  tokenStore?: 'auto' | 'keychain' | 'secrets' | 'memory'
+  /**
+   * Refresh the session on a timer ahead of expiry. Default true; when false, tokens are
+   * refreshed on demand only.
+   */
+  autoRefresh?: boolean
+}
+
+/**
+ * Reads `OBOTO_CLOUD_URL`, `OBOTO_CLOUD_KEY`, `OBOTO_CLOUD_AUTO_LOGIN`,
+ * `OBOTO_CLOUD_SYNC_INTERVAL` and `OBOTO_CLOUD_PRESENCE_INTERVAL`; `null` when the URL or
+ * the key is missing or empty.
+ */
+export declare function loadCloudConfig(): LoadedCloudConfig | null
+
+/** What `loadCloudConfig()` returns (exactly the legacy keys). */
+export interface LoadedCloudConfig {
+  baseUrl: string
+  anonKey: string
+  autoLogin: boolean
+  syncInterval: number
+  presenceInterval: number
+}
+
+/** `client.request(path, options)`. */
+export interface RequestOptions {
+  method?: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE' | 'HEAD'
+  body?: unknown
+  headers?: Record<string, string>
+}

@@ -1,0 +1,145 @@
+//! `CloudSync`'s core, free of napi: one initialized cloud (transport, session, client) and
+//! the lifecycle around it. `js/cloud_sync.rs` is only a thin shell over this.
+
+use std::{
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, RwLock,
+    },
+};
+
+use serde_json::{json, Value};
+
+use crate::{
+    auth::Auth,
+    config::{CloudConfig, ConfigInput},
+    error::{Error, Result},
+    events::Events,
+    rest::{Client, Credentials, Http},
+    token_store::{self, HostSecrets},
+};
+
+/// One `initialize()`d connection to a cloud.
+pub struct Cloud {
+    pub config: CloudConfig,
+    pub auth: Arc<Auth>,
+    pub client: Client,
+}
+
+impl Cloud {
+    fn new(config: CloudConfig, events: Arc<Events>, host: Option<Arc<dyn HostSecrets>>) -> Result<Cloud> {
+        let http = Arc::new(Http::new(&config.base_url, &config.anon_key, config.timeouts)?);
+        let store = token_store::select(config.token_store, &config.base_url, host)?;
+        tracing::info!(url = %config.base_url, store = %store.describe(), "initialized");
+        let auth = Auth::new(http.clone(), store, events, config.auto_refresh);
+        let client = Client::new(http, auth.clone() as Arc<dyn Credentials>);
+        Ok(Cloud { config, auth, client })
+    }
+}
+
+pub struct CloudSync {
+    events: Arc<Events>,
+    host: Option<Arc<dyn HostSecrets>>,
+    cloud: RwLock<Option<Arc<Cloud>>>,
+    working_dir: RwLock<Option<PathBuf>>,
+    destroyed: AtomicBool,
+}
+
+impl CloudSync {
+    pub fn new(events: Arc<Events>, host: Option<Arc<dyn HostSecrets>>) -> CloudSync {
+        crate::log::init();
+        CloudSync { events, host, cloud: RwLock::default(), working_dir: RwLock::default(), destroyed: AtomicBool::new(false) }
+    }
+
+    /// `None` (no cloud configured) leaves the instance unconfigured without failing, as the
+    /// host calls `initialize(loadCloudConfig())` whether or not the variables are set.
+    pub fn initialize(&self, input: Option<ConfigInput>) -> Result<()> {
+        self.alive()?;
+        let Some(input) = input else { return Ok(()) };
+        let config = input.validate(|k| std::env::var(k).ok())?;
+        let cloud = Arc::new(Cloud::new(config, self.events.clone(), self.host.clone())?);
+        let previous = self.cloud.write().unwrap_or_else(|p| p.into_inner()).replace(cloud);
+        if let Some(prev) = previous {
+            prev.auth.shutdown();
+        }
+        Ok(())
+    }
+
+    fn alive(&self) -> Result<()> {
+        if self.destroyed.load(Ordering::Acquire) {
+            return Err(Error::Destroyed);
+        }
+        Ok(())
+    }
+
+    /// The initialized cloud, or why there is none.
+    pub fn cloud(&self) -> Result<Arc<Cloud>> {
+        self.alive()?;
+        self.cloud.read().unwrap_or_else(|p| p.into_inner()).clone().ok_or(Error::NotInitialized)
+    }
+
+    /// The cloud when a user is logged in.
+    pub fn session(&self) -> Result<Arc<Cloud>> {
+        let cloud = self.cloud()?;
+        if !cloud.auth.is_logged_in() {
+            return Err(Error::NotLoggedIn);
+        }
+        Ok(cloud)
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Result<()> {
+        self.cloud()?.auth.login(email, password).await
+    }
+
+    pub async fn try_auto_login(&self) -> bool {
+        match self.cloud() {
+            Ok(c) if c.config.auto_login => c.auth.try_auto_login().await,
+            _ => false,
+        }
+    }
+
+    pub async fn logout(&self) -> Result<()> {
+        self.cloud()?.auth.logout().await
+    }
+
+    /// Releases timers and the event callback; keeps the stored session (shutdown is not logout).
+    pub fn destroy(&self) {
+        if self.destroyed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(cloud) = self.cloud.write().unwrap_or_else(|p| p.into_inner()).take() {
+            cloud.auth.shutdown();
+        }
+        self.events.set_sink(None);
+    }
+
+    pub fn set_working_dir(&self, dir: Option<PathBuf>) {
+        *self.working_dir.write().unwrap_or_else(|p| p.into_inner()) = dir;
+    }
+
+    pub fn working_dir(&self) -> Option<PathBuf> {
+        self.working_dir.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn is_configured(&self) -> bool {
+        self.cloud().is_ok()
+    }
+
+    pub fn is_logged_in(&self) -> bool {
+        self.cloud().map(|c| c.auth.is_logged_in()).unwrap_or(false)
+    }
+
+    /// `getStatus()`: exactly the documented keys, never a token.
+    pub fn status(&self) -> Value {
+        let mut m = match self.cloud() {
+            Ok(c) => c.auth.snapshot(),
+            Err(_) => crate::auth::UserContext::default().snapshot(false),
+        };
+        m.insert("configured".into(), Value::Bool(self.is_configured()));
+        m.insert("linkedWorkspace".into(), Value::Null);
+        m.insert("syncState".into(), json!("idle"));
+        m.insert("syncEngineStatus".into(), Value::Null);
+        Value::Object(m)
+    }
+}

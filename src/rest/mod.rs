@@ -1,0 +1,10 @@
+//! HTTP to Oboto Cloud: the transport (`http`), the authenticated client (`client`), safe
+//! query building (`query`) and retry timing (`backoff`).
+
+pub mod backoff;
+pub mod client;
+pub mod http;
+pub mod query;
+
+pub use client::{Client, Credentials, Request};
+pub use http::{Body, Http, Reply, Timeouts};
