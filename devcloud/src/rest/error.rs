@@ -20,7 +20,10 @@ pub enum ApiError {
     /// PGRST303.
     JwtExpired,
     /// PGRST100: a query parameter that does not parse.
-    QueryParam { message: String, details: String },
+    QueryParam {
+        message: String,
+        details: String,
+    },
     /// PGRST102.
     InvalidBody(String),
     /// PGRST103 (416).
@@ -36,7 +39,10 @@ pub enum ApiError {
     /// PGRST117 (405).
     UnsupportedMethod(String),
     /// PGRST118.
-    RelatedOrderNotToOne { origin: String, target: String },
+    RelatedOrderNotToOne {
+        origin: String,
+        target: String,
+    },
     /// PGRST123.
     AggregatesNotAllowed,
     /// PGRST125 (404).
@@ -46,23 +52,46 @@ pub enum ApiError {
     /// PGRST127.
     NotImplemented(String),
     /// PGRST200.
-    NoRelationship { origin: String, target: String, hint: Option<String> },
+    NoRelationship {
+        origin: String,
+        target: String,
+        hint: Option<String>,
+    },
     /// PGRST201 (300).
-    AmbiguousRelationship { origin: String, target: String, constraints: Vec<String> },
+    AmbiguousRelationship {
+        origin: String,
+        target: String,
+        constraints: Vec<String>,
+    },
     /// PGRST202 (404).
     NoFunction(String),
     /// PGRST204: a payload or `columns=` column the table does not have.
-    ColumnNotFound { table: String, column: String },
+    ColumnNotFound {
+        table: String,
+        column: String,
+    },
     /// PGRST205 (404).
-    TableNotFound { table: String, hint: Option<String> },
+    TableNotFound {
+        table: String,
+        hint: Option<String>,
+    },
     /// 42703 as PostgreSQL words it; raised before any SQL runs for select/filter/order columns.
-    UndefinedColumn { table: String, column: String },
+    UndefinedColumn {
+        table: String,
+        column: String,
+    },
     /// 42704: an unknown `::type` cast in `select`.
     UndefinedType(String),
     /// 413: the body is over `max_body_bytes`.
     PayloadTooLarge,
     /// A PostgreSQL error raised while running the statement.
-    Pg { authenticated: bool, code: String, message: String, details: Option<String>, hint: Option<String> },
+    Pg {
+        authenticated: bool,
+        code: String,
+        message: String,
+        details: Option<String>,
+        hint: Option<String>,
+    },
     /// The database could not be reached.
     Unavailable,
     /// A bug or an unexpected failure; the cause has been logged.
@@ -70,7 +99,12 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn query_param(what: &str, input: &str, column: usize, details: impl Into<String>) -> ApiError {
+    pub fn query_param(
+        what: &str,
+        input: &str,
+        column: usize,
+        details: impl Into<String>,
+    ) -> ApiError {
         ApiError::QueryParam {
             message: format!("\"failed to parse {what} ({input})\" (line 1, column {column})"),
             details: details.into(),
@@ -109,18 +143,27 @@ impl ApiError {
         use ApiError::*;
         match self {
             NoApiKey | InvalidApiKey | BadJwt(_) | JwtExpired => StatusCode::UNAUTHORIZED,
-            QueryParam { .. } | InvalidBody(_) | NotEmbedded(_) | RelatedOrderNotToOne { .. } => StatusCode::BAD_REQUEST,
-            AggregatesNotAllowed | NotImplemented(_) | NoRelationship { .. } | ColumnNotFound { .. } => {
+            QueryParam { .. } | InvalidBody(_) | NotEmbedded(_) | RelatedOrderNotToOne { .. } => {
                 StatusCode::BAD_REQUEST
             }
+            AggregatesNotAllowed
+            | NotImplemented(_)
+            | NoRelationship { .. }
+            | ColumnNotFound { .. } => StatusCode::BAD_REQUEST,
             UndefinedColumn { .. } | UndefinedType(_) => StatusCode::BAD_REQUEST,
             InvalidRange(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             UnacceptableSchema(_) | MediaType(_) | Singularity(_) => StatusCode::NOT_ACCEPTABLE,
             UnsupportedMethod(_) => StatusCode::METHOD_NOT_ALLOWED,
-            InvalidPath | OpenApiDisabled | NoFunction(_) | TableNotFound { .. } => StatusCode::NOT_FOUND,
+            InvalidPath | OpenApiDisabled | NoFunction(_) | TableNotFound { .. } => {
+                StatusCode::NOT_FOUND
+            }
             AmbiguousRelationship { .. } => StatusCode::MULTIPLE_CHOICES,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Pg { authenticated, code, .. } => pg_status(code, *authenticated),
+            Pg {
+                authenticated,
+                code,
+                ..
+            } => pg_status(code, *authenticated),
             Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -174,7 +217,9 @@ impl ApiError {
             NotEmbedded(r) => format!("'{r}' is not an embedded resource in this request"),
             Singularity(_) => "Cannot coerce the result to a single JSON object".into(),
             UnsupportedMethod(m) => format!("Unsupported HTTP method: {m}"),
-            RelatedOrderNotToOne { target, .. } => format!("A related order on '{target}' is not possible"),
+            RelatedOrderNotToOne { target, .. } => {
+                format!("A related order on '{target}' is not possible")
+            }
             AggregatesNotAllowed => "Use of aggregate functions is not allowed".into(),
             InvalidPath => "Invalid path specified in request URL".into(),
             OpenApiDisabled => "Root endpoint metadata is disabled".into(),
@@ -185,11 +230,15 @@ impl ApiError {
             AmbiguousRelationship { origin, target, .. } => {
                 format!("Could not embed because more than one relationship was found for '{origin}' and '{target}'")
             }
-            NoFunction(f) => format!("Could not find the function public.{f} without parameters in the schema cache"),
+            NoFunction(f) => format!(
+                "Could not find the function public.{f} without parameters in the schema cache"
+            ),
             ColumnNotFound { table, column } => {
                 format!("Could not find the '{column}' column of '{table}' in the schema cache")
             }
-            TableNotFound { table, .. } => format!("Could not find the table 'public.{table}' in the schema cache"),
+            TableNotFound { table, .. } => {
+                format!("Could not find the table 'public.{table}' in the schema cache")
+            }
             UndefinedColumn { table, column } => format!("column {table}.{column} does not exist"),
             UndefinedType(t) => format!("type \"{t}\" does not exist"),
             PayloadTooLarge => "Payload Too Large".into(),
@@ -215,14 +264,24 @@ impl ApiError {
                 json!(format!("'{origin}' and '{target}' do not form a many-to-one or one-to-one relationship"))
             }
             NotImplemented(d) => json!(d),
-            NoRelationship { origin, target, hint } => {
-                let using = hint.as_ref().map(|h| format!("' using the hint '{h}")).unwrap_or_default();
+            NoRelationship {
+                origin,
+                target,
+                hint,
+            } => {
+                let using = hint
+                    .as_ref()
+                    .map(|h| format!("' using the hint '{h}"))
+                    .unwrap_or_default();
                 json!(format!(
                     "Searched for a foreign key relationship between '{origin}' and '{target}{using}' in the schema 'public', but no matches were found."
                 ))
             }
             AmbiguousRelationship { constraints, .. } => {
-                json!(constraints.iter().map(|c| json!({"relationship": c})).collect::<Vec<_>>())
+                json!(constraints
+                    .iter()
+                    .map(|c| json!({"relationship": c}))
+                    .collect::<Vec<_>>())
             }
             Pg { code, details, .. } if !pg_status(code, true).is_server_error() => json!(details),
             _ => Value::Null,
@@ -268,16 +327,19 @@ fn pg_status(code: &str, authenticated: bool) -> StatusCode {
         "P0001" => return StatusCode::BAD_REQUEST,
         "42883" | "42P01" => return StatusCode::NOT_FOUND,
         "42501" => {
-            return if authenticated { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
+            return if authenticated {
+                StatusCode::FORBIDDEN
+            } else {
+                StatusCode::UNAUTHORIZED
+            };
         }
         _ => {}
     }
     match class {
         "08" | "53" => StatusCode::SERVICE_UNAVAILABLE,
         "0L" | "0P" | "28" => StatusCode::FORBIDDEN,
-        "09" | "25" | "2D" | "38" | "39" | "3B" | "40" | "54" | "55" | "57" | "58" | "F0" | "HV" | "P0" | "XX" => {
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
+        "09" | "25" | "2D" | "38" | "39" | "3B" | "40" | "54" | "55" | "57" | "58" | "F0"
+        | "HV" | "P0" | "XX" => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     }
 }
@@ -292,12 +354,18 @@ impl IntoResponse for ApiError {
         }
         let mut res = (status, self.body().to_string()).into_response();
         let headers = res.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
         let www = match &self {
-            ApiError::JwtExpired | ApiError::BadJwt(_) => {
-                Some(format!("Bearer error=\"invalid_token\", error_description=\"{}\"", self.message()))
+            ApiError::JwtExpired | ApiError::BadJwt(_) => Some(format!(
+                "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                self.message()
+            )),
+            _ if status == StatusCode::UNAUTHORIZED && !self.code().is_empty() => {
+                Some("Bearer".to_string())
             }
-            _ if status == StatusCode::UNAUTHORIZED && !self.code().is_empty() => Some("Bearer".to_string()),
             _ => None,
         };
         if let Some(v) = www.and_then(|v| HeaderValue::from_str(&v).ok()) {
@@ -312,7 +380,13 @@ mod tests {
     use super::*;
 
     fn pg(code: &str, authenticated: bool) -> ApiError {
-        ApiError::Pg { authenticated, code: code.into(), message: "m".into(), details: Some("d".into()), hint: None }
+        ApiError::Pg {
+            authenticated,
+            code: code.into(),
+            message: "m".into(),
+            details: Some("d".into()),
+            hint: None,
+        }
     }
 
     #[test]
@@ -324,7 +398,10 @@ mod tests {
         for c in ["22P02", "22007", "23502", "23514", "P0001", "42703"] {
             assert_eq!(pg(c, true).status(), StatusCode::BAD_REQUEST, "{c}");
         }
-        assert_eq!(pg("XX000", true).status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            pg("XX000", true).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 
     #[test]
@@ -349,7 +426,10 @@ mod tests {
 
     #[test]
     fn gateway_errors_are_bare_messages() {
-        assert_eq!(ApiError::NoApiKey.body(), json!({"message": "No API key found in request"}));
+        assert_eq!(
+            ApiError::NoApiKey.body(),
+            json!({"message": "No API key found in request"})
+        );
         assert_eq!(ApiError::NoApiKey.status(), StatusCode::UNAUTHORIZED);
     }
 }

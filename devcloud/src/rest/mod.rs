@@ -44,7 +44,9 @@ pub struct RestState {
 
 impl RestState {
     pub async fn load(pool: &Pool) -> Result<RestState, crate::db::DbError> {
-        Ok(RestState { schema: SchemaCache::load(pool).await? })
+        Ok(RestState {
+            schema: SchemaCache::load(pool).await?,
+        })
     }
 }
 
@@ -68,7 +70,8 @@ async fn rpc(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Res {
-    let result = authenticate(&state, &headers, q.as_deref()).and(Err(ApiError::NoFunction(function)));
+    let result =
+        authenticate(&state, &headers, q.as_deref()).and(Err(ApiError::NoFunction(function)));
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
@@ -80,16 +83,31 @@ async fn table(
     headers: HeaderMap,
     body: Body,
 ) -> Res {
-    handle(&state, &table, &method, q.as_deref().unwrap_or(""), &headers, body)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    handle(
+        &state,
+        &table,
+        &method,
+        q.as_deref().unwrap_or(""),
+        &headers,
+        body,
+    )
+    .await
+    .unwrap_or_else(IntoResponse::into_response)
 }
 
 /// The gateway's apikey check, then the bearer token (PGRST301/303).
-fn authenticate(state: &SharedState, headers: &HeaderMap, raw_query: Option<&str>) -> Result<Caller, ApiError> {
+fn authenticate(
+    state: &SharedState,
+    headers: &HeaderMap,
+    raw_query: Option<&str>,
+) -> Result<Caller, ApiError> {
     // The apikey may come as a query parameter; find it without parsing anything else yet.
     let query_key = raw_query.and_then(|q| {
-        request::decode_pairs(q).ok()?.into_iter().find(|(k, _)| k == "apikey").map(|(_, v)| v)
+        request::decode_pairs(q)
+            .ok()?
+            .into_iter()
+            .find(|(k, _)| k == "apikey")
+            .map(|(_, v)| v)
     });
     caller::resolve(&state.keys, headers, query_key.as_deref()).map_err(|e| match e {
         caller::CallerError::BadJwt(_) => ApiError::BadJwt(bad_jwt_message(headers)),
@@ -100,7 +118,9 @@ fn authenticate(state: &SharedState, headers: &HeaderMap, raw_query: Option<&str
 /// PostgREST's words for a token it cannot use.
 fn bad_jwt_message(headers: &HeaderMap) -> String {
     match caller::bearer(headers) {
-        Some(t) if t.split('.').count() != 3 => format!("Expected 3 parts in JWT; got {}", t.split('.').count()),
+        Some(t) if t.split('.').count() != 3 => {
+            format!("Expected 3 parts in JWT; got {}", t.split('.').count())
+        }
         _ => "JWT cryptographic operation failed".to_string(),
     }
 }
@@ -119,10 +139,15 @@ async fn handle(
 ) -> Result<Res, ApiError> {
     let caller = authenticate(state, headers, Some(raw_query))?;
     let is_read = *method == Method::GET || *method == Method::HEAD;
-    if !is_read && *method != Method::POST && *method != Method::PATCH && *method != Method::DELETE {
+    if !is_read && *method != Method::POST && *method != Method::PATCH && *method != Method::DELETE
+    {
         return Err(ApiError::UnsupportedMethod(method.as_str().to_string()));
     }
-    let profile = if is_read { "accept-profile" } else { "content-profile" };
+    let profile = if is_read {
+        "accept-profile"
+    } else {
+        "content-profile"
+    };
     if let Some(p) = header_str(headers, profile).filter(|p| *p != schema::SCHEMA) {
         return Err(ApiError::UnacceptableSchema(p.to_string()));
     }
@@ -135,12 +160,25 @@ async fn handle(
         });
     }
     let accept = request::negotiate(header_str(headers, "accept"))?;
-    let info = db::RequestInfo { method: method.as_str(), path: &format!("/{table_name}") };
-    let ctx = Ctx { state, caller: &caller, info, headers, accept };
+    let info = db::RequestInfo {
+        method: method.as_str(),
+        path: &format!("/{table_name}"),
+    };
+    let ctx = Ctx {
+        state,
+        caller: &caller,
+        info,
+        headers,
+        accept,
+    };
     if is_read {
         read(&ctx, table_name, &query, &prefs, *method == Method::HEAD).await
     } else {
-        let body = if *method == Method::DELETE { Vec::new() } else { read_body(state, headers, body).await? };
+        let body = if *method == Method::DELETE {
+            Vec::new()
+        } else {
+            read_body(state, headers, body).await?
+        };
         write(&ctx, table_name, method, &query, &prefs, &body).await
     }
 }
@@ -153,34 +191,64 @@ struct Ctx<'r> {
     accept: Accept,
 }
 
-async fn read_body(state: &SharedState, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError> {
+async fn read_body(
+    state: &SharedState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Vec<u8>, ApiError> {
     let limit = state.settings.max_body_bytes;
     let declared = header_str(headers, "content-length").and_then(|l| l.parse::<usize>().ok());
     if declared.is_some_and(|l| l > limit) {
         return Err(ApiError::PayloadTooLarge);
     }
     if let Some(ct) = header_str(headers, "content-type") {
-        let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let media = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         if !media.is_empty() && media != "application/json" && !media.ends_with("+json") {
-            return Err(ApiError::InvalidBody(format!("Content-Type not acceptable: {media}")));
+            return Err(ApiError::InvalidBody(format!(
+                "Content-Type not acceptable: {media}"
+            )));
         }
     }
     // Anything but a length-limit breach here is a dropped client; 413 is as good as any.
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::PayloadTooLarge)?;
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge)?;
     Ok(bytes.to_vec())
 }
 
-async fn read(ctx: &Ctx<'_>, table_name: &str, q: &QueryParams, prefs: &Preferences, head: bool) -> Result<Res, ApiError> {
+async fn read(
+    ctx: &Ctx<'_>,
+    table_name: &str,
+    q: &QueryParams,
+    prefs: &Preferences,
+    head: bool,
+) -> Result<Res, ApiError> {
     let range_header = header_str(ctx.headers, "range").and_then(request::parse_range_header);
     let root_window = q.windows.get(&Vec::new()).copied().unwrap_or_default();
     let window = plan::top_window(root_window, range_header)?;
     let mut planner = Planner::new(&ctx.state.rest.schema);
     let table = planner.table(table_name)?;
     let node = planner.read(table, q, window)?;
-    let shape = BodyShape { single: ctx.accept.single, strip_nulls: ctx.accept.strip_nulls };
+    let shape = BodyShape {
+        single: ctx.accept.single,
+        strip_nulls: ctx.accept.strip_nulls,
+    };
     let stmt = sql::read_statement(&node, prefs.counts(), shape);
     let outcome = run(ctx, true, &stmt).await?;
-    response::read(outcome, window.offset.unwrap_or(0), prefs, Shape { single: ctx.accept.single, head })
+    response::read(
+        outcome,
+        window.offset.unwrap_or(0),
+        prefs,
+        Shape {
+            single: ctx.accept.single,
+            head,
+        },
+    )
 }
 
 async fn write(
@@ -196,25 +264,46 @@ async fn write(
     let (kind, write_kind, payload) = match *method {
         Method::POST => {
             let payload = request::parse_payload(body, true, q.columns.is_some())?;
-            let resolution_applies = prefs.resolution.is_some() && (!table.primary_key.is_empty() || q.on_conflict.is_some());
+            let resolution_applies = prefs.resolution.is_some()
+                && (!table.primary_key.is_empty() || q.on_conflict.is_some());
             let kind = MutationKind::Insert {
                 resolution: prefs.resolution.filter(|_| resolution_applies),
                 missing: prefs.missing,
             };
             (kind, Write::Insert { resolution_applies }, Some(payload))
         }
-        Method::PATCH => (MutationKind::Update, Write::Update, Some(request::parse_payload(body, false, q.columns.is_some())?)),
+        Method::PATCH => (
+            MutationKind::Update,
+            Write::Update,
+            Some(request::parse_payload(body, false, q.columns.is_some())?),
+        ),
         _ => (MutationKind::Delete, Write::Delete, None),
     };
     let keys = payload.as_ref().map(|p| p.keys.as_slice()).unwrap_or(&[]);
     let plan = planner.mutate(table, q, kind, keys, prefs.representation())?;
-    let track_inserted =
-        matches!(kind, MutationKind::Insert { resolution: Some(Resolution::MergeDuplicates), .. });
-    let shape = BodyShape { single: ctx.accept.single, strip_nulls: ctx.accept.strip_nulls };
+    let track_inserted = matches!(
+        kind,
+        MutationKind::Insert {
+            resolution: Some(Resolution::MergeDuplicates),
+            ..
+        }
+    );
+    let shape = BodyShape {
+        single: ctx.accept.single,
+        strip_nulls: ctx.accept.strip_nulls,
+    };
     let json = payload.as_ref().map(|p| p.json.as_str()).unwrap_or("");
     let stmt = sql::mutate_statement(&plan, json, shape, track_inserted);
     let outcome = run(ctx, false, &stmt).await?;
-    Ok(response::write(write_kind, outcome, prefs, Shape { single: ctx.accept.single, head: false }))
+    Ok(response::write(
+        write_kind,
+        outcome,
+        prefs,
+        Shape {
+            single: ctx.accept.single,
+            head: false,
+        },
+    ))
 }
 
 /// Runs the statement in the caller's transaction. For `.single()` a result other than one
@@ -226,13 +315,21 @@ async fn run(ctx: &Ctx<'_>, read_only: bool, stmt: &Statement) -> Result<Outcome
         tracing::error!(error = %e, "rest: no database connection");
         ApiError::Unavailable
     })?;
-    let tx = db::begin_as(&mut client, ctx.caller, read_only, &ctx.info).await.map_err(pg)?;
+    let tx = db::begin_as(&mut client, ctx.caller, read_only, &ctx.info)
+        .await
+        .map_err(pg)?;
     let headers_json = request_headers_json(ctx.headers);
-    let set_headers = [(&headers_json as &(dyn postgres_types::ToSql + Sync), postgres_types::Type::TEXT)];
+    let set_headers = [(
+        &headers_json as &(dyn postgres_types::ToSql + Sync),
+        postgres_types::Type::TEXT,
+    )];
     let params = stmt.param_refs();
     // Pipelined: both go out before either answer is awaited, in this order.
     let (_, row) = tokio::try_join!(
-        tx.query_typed("SELECT set_config('request.headers', $1, true)", &set_headers),
+        tx.query_typed(
+            "SELECT set_config('request.headers', $1, true)",
+            &set_headers
+        ),
         tx.query_typed_one(&stmt.sql, &params),
     )
     .map_err(pg)?;
@@ -256,7 +353,10 @@ fn request_headers_json(headers: &HeaderMap) -> String {
         .filter(|k| *k != header::COOKIE)
         .filter_map(|k| {
             let v = headers.get(k)?.to_str().ok()?;
-            Some((k.as_str().to_string(), serde_json::Value::String(v.to_string())))
+            Some((
+                k.as_str().to_string(),
+                serde_json::Value::String(v.to_string()),
+            ))
         })
         .collect();
     serde_json::Value::Object(map).to_string()

@@ -6,8 +6,8 @@
 use super::{
     error::ApiError,
     request::{
-        Embed, EmbedPath, Field, JsonOp, JsonOperand, Logic, Missing, Operation, OrderTerm, QueryParams, Resolution,
-        SelectItem, Window,
+        Embed, EmbedPath, Field, JsonOp, JsonOperand, Logic, Missing, Operation, OrderTerm,
+        QueryParams, Resolution, SelectItem, Window,
     },
     schema::{Ident, RelError, Relationship, SchemaCache, Table},
 };
@@ -47,15 +47,26 @@ pub struct EmbedPlan<'a> {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cond<'a> {
-    Filter { expr: ColExpr<'a>, negate: bool, op: Operation },
-    Expr { negate: bool, or: bool, children: Vec<Cond<'a>> },
+    Filter {
+        expr: ColExpr<'a>,
+        negate: bool,
+        op: Operation,
+    },
+    Expr {
+        negate: bool,
+        or: bool,
+        children: Vec<Cond<'a>>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum OrderTarget<'a> {
     Column(ColExpr<'a>),
     /// `order=organizations(name)`: a column of a to-one embed of this node.
-    Related { embed: usize, expr: ColExpr<'a> },
+    Related {
+        embed: usize,
+        expr: ColExpr<'a>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -120,19 +131,29 @@ pub struct Planner<'a> {
 
 impl<'a> Planner<'a> {
     pub fn new(schema: &'a SchemaCache) -> Planner<'a> {
-        Planner { schema, next_alias: 0 }
+        Planner {
+            schema,
+            next_alias: 0,
+        }
     }
 
     pub fn table(&self, name: &str) -> Result<&'a Table, ApiError> {
-        self.schema.table(name).ok_or_else(|| ApiError::TableNotFound {
-            table: name.to_string(),
-            hint: self.schema.closest_table(name).map(str::to_string),
-        })
+        self.schema
+            .table(name)
+            .ok_or_else(|| ApiError::TableNotFound {
+                table: name.to_string(),
+                hint: self.schema.closest_table(name).map(str::to_string),
+            })
     }
 
     /// GET/HEAD: the whole tree with filters, order and windows in place. The root window is
     /// given separately (it merges `limit`/`offset` with the `Range` header).
-    pub fn read(&mut self, table: &'a Table, q: &QueryParams, root: Window) -> Result<ReadNode<'a>, ApiError> {
+    pub fn read(
+        &mut self,
+        table: &'a Table,
+        q: &QueryParams,
+        root: Window,
+    ) -> Result<ReadNode<'a>, ApiError> {
         let mut node = self.node(table, &q.select)?;
         self.attach(&mut node, q, true)?;
         node.window = root;
@@ -150,16 +171,21 @@ impl<'a> Planner<'a> {
         let column_list = |keys: &[String]| -> Result<Vec<Ident<'a>>, ApiError> {
             keys.iter()
                 .map(|k| {
-                    table.column_ident(k).ok_or_else(|| ApiError::ColumnNotFound {
-                        table: table.name.clone(),
-                        column: k.clone(),
-                    })
+                    table
+                        .column_ident(k)
+                        .ok_or_else(|| ApiError::ColumnNotFound {
+                            table: table.name.clone(),
+                            column: k.clone(),
+                        })
                 })
                 .collect()
         };
         let keys = q.columns.as_deref().unwrap_or(payload_keys);
         let mutation = match kind {
-            MutationKind::Insert { resolution, missing } => {
+            MutationKind::Insert {
+                resolution,
+                missing,
+            } => {
                 let columns = column_list(keys)?;
                 let on_conflict = match resolution {
                     None => None,
@@ -169,7 +195,11 @@ impl<'a> Planner<'a> {
                                 .iter()
                                 .map(|c| table.column_ident(c).ok_or_else(|| undefined(table, c)))
                                 .collect::<Result<_, _>>()?,
-                            None => table.primary_key.iter().filter_map(|c| table.column_ident(c)).collect(),
+                            None => table
+                                .primary_key
+                                .iter()
+                                .filter_map(|c| table.column_ident(c))
+                                .collect(),
                         };
                         (!target.is_empty()).then_some((res, target))
                     }
@@ -180,9 +210,15 @@ impl<'a> Planner<'a> {
                         .map(|c| table.column(c.as_str()).and_then(|c| c.default.as_deref()))
                         .collect()
                 });
-                Mutation::Insert { columns, on_conflict, defaults }
+                Mutation::Insert {
+                    columns,
+                    on_conflict,
+                    defaults,
+                }
             }
-            MutationKind::Update => Mutation::Update { columns: column_list(keys)? },
+            MutationKind::Update => Mutation::Update {
+                columns: column_list(keys)?,
+            },
             MutationKind::Delete => Mutation::Delete,
         };
         // The written table is the root of both the write and the representation; alias 0.
@@ -198,7 +234,13 @@ impl<'a> Planner<'a> {
         let mut node = self.node_with_alias(table, &q.select, alias)?;
         self.attach(&mut node, q, false)?;
         let returning = representation.then_some(node);
-        Ok(MutatePlan { table, alias, mutation, conds, returning })
+        Ok(MutatePlan {
+            table,
+            alias,
+            mutation,
+            conds,
+            returning,
+        })
     }
 
     fn alias(&mut self) -> usize {
@@ -212,7 +254,12 @@ impl<'a> Planner<'a> {
         self.node_with_alias(table, select, alias)
     }
 
-    fn node_with_alias(&mut self, table: &'a Table, select: &[SelectItem], alias: usize) -> Result<ReadNode<'a>, ApiError> {
+    fn node_with_alias(
+        &mut self,
+        table: &'a Table,
+        select: &[SelectItem],
+        alias: usize,
+    ) -> Result<ReadNode<'a>, ApiError> {
         let mut items = Vec::new();
         let has_columns = select.iter().any(|s| !matches!(s, SelectItem::Embed(_)));
         // An empty select, or one with only embeds, still shows the columns (PostgREST: `*`).
@@ -222,7 +269,11 @@ impl<'a> Planner<'a> {
         for s in select {
             match s {
                 SelectItem::Star => items.extend(star(table)),
-                SelectItem::Column { field, alias: out, cast } => {
+                SelectItem::Column {
+                    field,
+                    alias: out,
+                    cast,
+                } => {
                     let expr = col_expr(table, field)?;
                     let cast = cast.as_deref().map(cast_type).transpose()?;
                     let name = out.clone().unwrap_or_else(|| output_name(field));
@@ -231,7 +282,14 @@ impl<'a> Planner<'a> {
                 SelectItem::Embed(e) => items.push(Item::Embed(Box::new(self.embed(table, e)?))),
             }
         }
-        Ok(ReadNode { table, alias, items, conds: Vec::new(), order: Vec::new(), window: Window::default() })
+        Ok(ReadNode {
+            table,
+            alias,
+            items,
+            conds: Vec::new(),
+            order: Vec::new(),
+            window: Window::default(),
+        })
     }
 
     fn embed(&mut self, parent: &'a Table, e: &Embed) -> Result<EmbedPlan<'a>, ApiError> {
@@ -241,7 +299,10 @@ impl<'a> Planner<'a> {
             hint: e.hint.clone(),
         };
         let target = self.schema.table(&e.target).ok_or_else(not_found)?;
-        let rel = match self.schema.relationship(&parent.name, &target.name, e.hint.as_deref()) {
+        let rel = match self
+            .schema
+            .relationship(&parent.name, &target.name, e.hint.as_deref())
+        {
             Ok(r) => r,
             Err(RelError::None) => return Err(not_found()),
             Err(RelError::Ambiguous(constraints)) => {
@@ -254,11 +315,22 @@ impl<'a> Planner<'a> {
         };
         let hidden = e.select.is_empty();
         let node = self.node(target, &e.select)?;
-        Ok(EmbedPlan { label: e.label().to_string(), rel, inner: e.inner, hidden, node })
+        Ok(EmbedPlan {
+            label: e.label().to_string(),
+            rel,
+            inner: e.inner,
+            hidden,
+            node,
+        })
     }
 
     /// Puts filters, logic, order and windows on the nodes their embed paths name.
-    fn attach(&mut self, root: &mut ReadNode<'a>, q: &QueryParams, root_conds: bool) -> Result<(), ApiError> {
+    fn attach(
+        &mut self,
+        root: &mut ReadNode<'a>,
+        q: &QueryParams,
+        root_conds: bool,
+    ) -> Result<(), ApiError> {
         for (path, f) in &q.filters {
             if path.is_empty() && !root_conds {
                 continue;
@@ -294,32 +366,49 @@ impl<'a> Planner<'a> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MutationKind {
-    Insert { resolution: Option<Resolution>, missing: Option<Missing> },
+    Insert {
+        resolution: Option<Resolution>,
+        missing: Option<Missing>,
+    },
     Update,
     Delete,
 }
 
 fn star(table: &Table) -> impl Iterator<Item = Item<'_>> {
     table.column_idents().map(|c| Item::Column {
-        expr: ColExpr { column: c, json_path: Vec::new() },
+        expr: ColExpr {
+            column: c,
+            json_path: Vec::new(),
+        },
         cast: None,
         name: c.as_str().to_string(),
     })
 }
 
 fn undefined(table: &Table, column: &str) -> ApiError {
-    ApiError::UndefinedColumn { table: table.name.clone(), column: column.to_string() }
+    ApiError::UndefinedColumn {
+        table: table.name.clone(),
+        column: column.to_string(),
+    }
 }
 
 fn col_expr<'a>(table: &'a Table, f: &Field) -> Result<ColExpr<'a>, ApiError> {
-    let column = table.column_ident(&f.name).ok_or_else(|| undefined(table, &f.name))?;
-    Ok(ColExpr { column, json_path: f.json_path.clone() })
+    let column = table
+        .column_ident(&f.name)
+        .ok_or_else(|| undefined(table, &f.name))?;
+    Ok(ColExpr {
+        column,
+        json_path: f.json_path.clone(),
+    })
 }
 
 /// PostgREST names `data->>key` after its last key (an index keeps the column name).
 fn output_name(f: &Field) -> String {
     match f.json_path.last() {
-        Some(JsonOp { operand: JsonOperand::Key(k), .. }) => k.clone(),
+        Some(JsonOp {
+            operand: JsonOperand::Key(k),
+            ..
+        }) => k.clone(),
         _ => f.name.clone(),
     }
 }
@@ -350,17 +439,33 @@ pub fn cast_type(name: &str) -> Result<&'static str, ApiError> {
     Ok(t)
 }
 
-fn filter_cond<'a>(table: &'a Table, field: &Field, negate: bool, op: &Operation) -> Result<Cond<'a>, ApiError> {
-    Ok(Cond::Filter { expr: col_expr(table, field)?, negate, op: op.clone() })
+fn filter_cond<'a>(
+    table: &'a Table,
+    field: &Field,
+    negate: bool,
+    op: &Operation,
+) -> Result<Cond<'a>, ApiError> {
+    Ok(Cond::Filter {
+        expr: col_expr(table, field)?,
+        negate,
+        op: op.clone(),
+    })
 }
 
 fn logic_cond<'a>(table: &'a Table, l: &Logic) -> Result<Cond<'a>, ApiError> {
     match l {
         Logic::Filter(f) => filter_cond(table, &f.field, f.negate, &f.op),
-        Logic::Expr { negate, or, children } => Ok(Cond::Expr {
+        Logic::Expr {
+            negate,
+            or,
+            children,
+        } => Ok(Cond::Expr {
             negate: *negate,
             or: *or,
-            children: children.iter().map(|c| logic_cond(table, c)).collect::<Result<_, _>>()?,
+            children: children
+                .iter()
+                .map(|c| logic_cond(table, c))
+                .collect::<Result<_, _>>()?,
         }),
     }
 }
@@ -375,15 +480,28 @@ fn order<'a>(node: &ReadNode<'a>, t: &OrderTerm) -> Result<Order<'a>, ApiError> 
                 .find(|(_, e)| e.label == *rel)
                 .ok_or_else(|| ApiError::NotEmbedded(rel.clone()))?;
             if !embed.rel.to_one {
-                return Err(ApiError::RelatedOrderNotToOne { origin: node.table.name.clone(), target: rel.clone() });
+                return Err(ApiError::RelatedOrderNotToOne {
+                    origin: node.table.name.clone(),
+                    target: rel.clone(),
+                });
             }
-            OrderTarget::Related { embed: idx, expr: col_expr(embed.node.table, &t.field)? }
+            OrderTarget::Related {
+                embed: idx,
+                expr: col_expr(embed.node.table, &t.field)?,
+            }
         }
     };
-    Ok(Order { target, desc: t.desc, nulls_first: t.nulls_first })
+    Ok(Order {
+        target,
+        desc: t.desc,
+        nulls_first: t.nulls_first,
+    })
 }
 
-fn find_node<'n, 'a>(root: &'n mut ReadNode<'a>, path: &EmbedPath) -> Result<&'n mut ReadNode<'a>, ApiError> {
+fn find_node<'n, 'a>(
+    root: &'n mut ReadNode<'a>,
+    path: &EmbedPath,
+) -> Result<&'n mut ReadNode<'a>, ApiError> {
     let mut node = root;
     for name in path {
         let found = node.items.iter_mut().find_map(|i| match i {
@@ -400,7 +518,10 @@ fn find_node<'n, 'a>(root: &'n mut ReadNode<'a>, path: &EmbedPath) -> Result<&'n
 pub fn top_window(query: Window, header: Option<(u64, Option<u64>)>) -> Result<Window, ApiError> {
     let mut lower = query.offset.unwrap_or(0);
     if query.limit == Some(0) {
-        return Ok(Window { offset: Some(lower), limit: Some(0) });
+        return Ok(Window {
+            offset: Some(lower),
+            limit: Some(0),
+        });
     }
     // Inclusive upper bound; None is unbounded.
     let mut upper = query.limit.map(|l| lower.saturating_add(l - 1));
@@ -424,7 +545,10 @@ pub fn top_window(query: Window, header: Option<(u64, Option<u64>)>) -> Result<W
         Some(u) => (u - lower + 1).min(MAX_ROWS),
         None => MAX_ROWS,
     };
-    Ok(Window { offset: Some(lower), limit: Some(limit) })
+    Ok(Window {
+        offset: Some(lower),
+        limit: Some(limit),
+    })
 }
 
 #[cfg(test)]
@@ -458,17 +582,57 @@ mod tests {
     fn unknown_names_are_errors() {
         let s = demo();
         assert_eq!(read(&s, "nope", "").unwrap_err().code(), "PGRST205");
-        assert_eq!(read(&s, "workspace", "").unwrap_err().body()["hint"], "Perhaps you meant the table 'public.workspaces'");
-        assert_eq!(read(&s, "workspaces", "select=nope").unwrap_err().code(), "42703");
-        assert_eq!(read(&s, "workspaces", "nope=eq.1").unwrap_err().code(), "42703");
-        assert_eq!(read(&s, "workspaces", "order=nope").unwrap_err().code(), "42703");
-        assert_eq!(read(&s, "workspaces", "or=(id.eq.1,nope.eq.2)").unwrap_err().code(), "42703");
-        assert_eq!(read(&s, "workspaces", "select=id::evil").unwrap_err().code(), "42704");
-        assert_eq!(read(&s, "workspaces", "select=*,nope(*)").unwrap_err().code(), "PGRST200");
-        assert_eq!(read(&s, "workspaces", "organizations.slug=eq.a").unwrap_err().code(), "PGRST108");
+        assert_eq!(
+            read(&s, "workspace", "").unwrap_err().body()["hint"],
+            "Perhaps you meant the table 'public.workspaces'"
+        );
+        assert_eq!(
+            read(&s, "workspaces", "select=nope").unwrap_err().code(),
+            "42703"
+        );
+        assert_eq!(
+            read(&s, "workspaces", "nope=eq.1").unwrap_err().code(),
+            "42703"
+        );
+        assert_eq!(
+            read(&s, "workspaces", "order=nope").unwrap_err().code(),
+            "42703"
+        );
+        assert_eq!(
+            read(&s, "workspaces", "or=(id.eq.1,nope.eq.2)")
+                .unwrap_err()
+                .code(),
+            "42703"
+        );
+        assert_eq!(
+            read(&s, "workspaces", "select=id::evil")
+                .unwrap_err()
+                .code(),
+            "42704"
+        );
+        assert_eq!(
+            read(&s, "workspaces", "select=*,nope(*)")
+                .unwrap_err()
+                .code(),
+            "PGRST200"
+        );
+        assert_eq!(
+            read(&s, "workspaces", "organizations.slug=eq.a")
+                .unwrap_err()
+                .code(),
+            "PGRST108"
+        );
         // Quotes in a name only ever match a cached name with quotes.
-        assert_eq!(read(&s, "workspaces", "select=%22id%5C%22%22").unwrap_err().code(), "42703");
-        assert_eq!(read(&s, "devcloud_migrations", "").unwrap_err().code(), "PGRST205");
+        assert_eq!(
+            read(&s, "workspaces", "select=%22id%5C%22%22")
+                .unwrap_err()
+                .code(),
+            "42703"
+        );
+        assert_eq!(
+            read(&s, "devcloud_migrations", "").unwrap_err().code(),
+            "PGRST205"
+        );
     }
 
     #[test]
@@ -478,7 +642,12 @@ mod tests {
         let e = n.embeds().next().unwrap();
         assert!(e.rel.to_one);
         assert_eq!(e.label, "organizations");
-        let n = read(&s, "organizations", "select=name,ws:workspaces(name)&ws.order=name.desc&ws.limit=1").unwrap();
+        let n = read(
+            &s,
+            "organizations",
+            "select=name,ws:workspaces(name)&ws.order=name.desc&ws.limit=1",
+        )
+        .unwrap();
         let e = n.embeds().next().unwrap();
         assert!(!e.rel.to_one);
         assert_eq!(e.label, "ws");
@@ -489,10 +658,26 @@ mod tests {
     #[test]
     fn related_order_needs_a_to_one_embed() {
         let s = demo();
-        assert!(read(&s, "workspaces", "select=id,organizations(name)&order=organizations(name).desc").is_ok());
-        assert_eq!(read(&s, "workspaces", "order=organizations(name)").unwrap_err().code(), "PGRST108");
+        assert!(read(
+            &s,
+            "workspaces",
+            "select=id,organizations(name)&order=organizations(name).desc"
+        )
+        .is_ok());
         assert_eq!(
-            read(&s, "organizations", "select=id,workspaces(name)&order=workspaces(name)").unwrap_err().code(),
+            read(&s, "workspaces", "order=organizations(name)")
+                .unwrap_err()
+                .code(),
+            "PGRST108"
+        );
+        assert_eq!(
+            read(
+                &s,
+                "organizations",
+                "select=id,workspaces(name)&order=workspaces(name)"
+            )
+            .unwrap_err()
+            .code(),
             "PGRST118"
         );
     }
@@ -503,30 +688,86 @@ mod tests {
         let mut p = Planner::new(&s);
         let t = p.table("workspaces").unwrap();
         let q = parse_query("").unwrap();
-        let kind = MutationKind::Insert { resolution: None, missing: None };
-        let e = p.mutate(t, &q, kind, &["name".into(), "bogus".into()], false).unwrap_err();
+        let kind = MutationKind::Insert {
+            resolution: None,
+            missing: None,
+        };
+        let e = p
+            .mutate(t, &q, kind, &["name".into(), "bogus".into()], false)
+            .unwrap_err();
         assert_eq!(e.code(), "PGRST204");
-        assert_eq!(e.body()["message"], "Could not find the 'bogus' column of 'workspaces' in the schema cache");
+        assert_eq!(
+            e.body()["message"],
+            "Could not find the 'bogus' column of 'workspaces' in the schema cache"
+        );
         let q = parse_query("columns=name,nope").unwrap();
-        assert_eq!(p.mutate(t, &q, kind, &["name".into()], false).unwrap_err().code(), "PGRST204");
+        assert_eq!(
+            p.mutate(t, &q, kind, &["name".into()], false)
+                .unwrap_err()
+                .code(),
+            "PGRST204"
+        );
         let q = parse_query("on_conflict=nope").unwrap();
-        let upsert = MutationKind::Insert { resolution: Some(Resolution::MergeDuplicates), missing: None };
-        assert_eq!(p.mutate(t, &q, upsert, &["name".into()], false).unwrap_err().code(), "42703");
+        let upsert = MutationKind::Insert {
+            resolution: Some(Resolution::MergeDuplicates),
+            missing: None,
+        };
+        assert_eq!(
+            p.mutate(t, &q, upsert, &["name".into()], false)
+                .unwrap_err()
+                .code(),
+            "42703"
+        );
         let q = parse_query("").unwrap();
         let plan = p.mutate(t, &q, upsert, &["name".into()], false).unwrap();
-        let Mutation::Insert { on_conflict: Some((_, target)), .. } = plan.mutation else { panic!() };
-        assert_eq!(target.iter().map(|i| i.as_str()).collect::<Vec<_>>(), ["id"]);
+        let Mutation::Insert {
+            on_conflict: Some((_, target)),
+            ..
+        } = plan.mutation
+        else {
+            panic!()
+        };
+        assert_eq!(
+            target.iter().map(|i| i.as_str()).collect::<Vec<_>>(),
+            ["id"]
+        );
     }
 
     #[test]
     fn windows() {
-        let w = |o, l| Window { offset: o, limit: l };
-        assert_eq!(top_window(w(None, None), None).unwrap(), w(Some(0), Some(MAX_ROWS)));
-        assert_eq!(top_window(w(Some(5), Some(10)), None).unwrap(), w(Some(5), Some(10)));
-        assert_eq!(top_window(w(None, Some(5000)), None).unwrap(), w(Some(0), Some(MAX_ROWS)));
-        assert_eq!(top_window(w(None, None), Some((10, Some(19)))).unwrap(), w(Some(10), Some(10)));
-        assert_eq!(top_window(w(None, Some(5)), Some((0, Some(9)))).unwrap(), w(Some(0), Some(5)));
-        assert_eq!(top_window(w(None, Some(0)), None).unwrap(), w(Some(0), Some(0)));
-        assert_eq!(top_window(w(None, None), Some((5, Some(2)))).unwrap_err().code(), "PGRST103");
+        let w = |o, l| Window {
+            offset: o,
+            limit: l,
+        };
+        assert_eq!(
+            top_window(w(None, None), None).unwrap(),
+            w(Some(0), Some(MAX_ROWS))
+        );
+        assert_eq!(
+            top_window(w(Some(5), Some(10)), None).unwrap(),
+            w(Some(5), Some(10))
+        );
+        assert_eq!(
+            top_window(w(None, Some(5000)), None).unwrap(),
+            w(Some(0), Some(MAX_ROWS))
+        );
+        assert_eq!(
+            top_window(w(None, None), Some((10, Some(19)))).unwrap(),
+            w(Some(10), Some(10))
+        );
+        assert_eq!(
+            top_window(w(None, Some(5)), Some((0, Some(9)))).unwrap(),
+            w(Some(0), Some(5))
+        );
+        assert_eq!(
+            top_window(w(None, Some(0)), None).unwrap(),
+            w(Some(0), Some(0))
+        );
+        assert_eq!(
+            top_window(w(None, None), Some((5, Some(2))))
+                .unwrap_err()
+                .code(),
+            "PGRST103"
+        );
     }
 }

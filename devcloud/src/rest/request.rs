@@ -35,14 +35,21 @@ pub struct Field {
 
 impl Field {
     pub fn plain(name: &str) -> Field {
-        Field { name: name.to_string(), json_path: Vec::new() }
+        Field {
+            name: name.to_string(),
+            json_path: Vec::new(),
+        }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SelectItem {
     Star,
-    Column { field: Field, alias: Option<String>, cast: Option<String> },
+    Column {
+        field: Field,
+        alias: Option<String>,
+        cast: Option<String>,
+    },
     Embed(Embed),
 }
 
@@ -147,11 +154,19 @@ impl FtsKind {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
-    Compare { op: CmpOp, quant: Option<Quant>, value: String },
+    Compare {
+        op: CmpOp,
+        quant: Option<Quant>,
+        value: String,
+    },
     In(Vec<String>),
     Is(IsVal),
     IsDistinct(String),
-    Fts { kind: FtsKind, lang: Option<String>, value: String },
+    Fts {
+        kind: FtsKind,
+        lang: Option<String>,
+        value: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,7 +180,11 @@ pub struct Filter {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Logic {
     Filter(Filter),
-    Expr { negate: bool, or: bool, children: Vec<Logic> },
+    Expr {
+        negate: bool,
+        or: bool,
+        children: Vec<Logic>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,7 +230,14 @@ pub fn decode_pairs(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
         percent_encoding::percent_decode_str(&spaced)
             .decode_utf8()
             .map(|c| c.into_owned())
-            .map_err(|_| ApiError::query_param("query string", s, 1, "invalid UTF-8 in a percent-encoded value"))
+            .map_err(|_| {
+                ApiError::query_param(
+                    "query string",
+                    s,
+                    1,
+                    "invalid UTF-8 in a percent-encoded value",
+                )
+            })
     };
     let mut out = Vec::new();
     for pair in raw.split('&').filter(|p| !p.is_empty()) {
@@ -226,10 +252,19 @@ const EMBEDDABLE: &[&str] = &["order", "limit", "offset", "and", "or"];
 
 pub fn parse_query(raw: &str) -> Result<QueryParams, ApiError> {
     let pairs = decode_pairs(raw)?;
-    let first = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let first = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
     let select = parse_select(first("select").unwrap_or("*"))?;
-    let columns = first("columns").map(|c| parse_columns("columns parameter", c)).transpose()?;
-    let on_conflict = first("on_conflict").map(|c| parse_columns("on_conflict parameter", c)).transpose()?;
+    let columns = first("columns")
+        .map(|c| parse_columns("columns parameter", c))
+        .transpose()?;
+    let on_conflict = first("on_conflict")
+        .map(|c| parse_columns("on_conflict parameter", c))
+        .transpose()?;
     let mut q = QueryParams {
         select,
         filters: Vec::new(),
@@ -241,7 +276,10 @@ pub fn parse_query(raw: &str) -> Result<QueryParams, ApiError> {
         apikey: first("apikey").map(str::to_string),
     };
     for (key, value) in &pairs {
-        if matches!(key.as_str(), "select" | "columns" | "on_conflict" | "apikey") {
+        if matches!(
+            key.as_str(),
+            "select" | "columns" | "on_conflict" | "apikey"
+        ) {
             continue;
         }
         let last = key.rsplit('.').next().unwrap_or(key);
@@ -254,7 +292,12 @@ pub fn parse_query(raw: &str) -> Result<QueryParams, ApiError> {
                 "limit" | "offset" => {
                     let path = parse_embed_path(key)?;
                     let n: u64 = value.trim().parse().map_err(|_| {
-                        ApiError::query_param(&format!("{last} parameter"), value, 1, "expecting a non-negative integer")
+                        ApiError::query_param(
+                            &format!("{last} parameter"),
+                            value,
+                            1,
+                            "expecting a non-negative integer",
+                        )
                     })?;
                     let w = q.windows.entry(path).or_default();
                     if last == "limit" {
@@ -380,7 +423,12 @@ const MAX_DEPTH: usize = 8;
 
 impl<'a> Parser<'a> {
     fn new(what: &'static str, s: &'a str) -> Parser<'a> {
-        Parser { what, s, i: 0, input_for_messages: s.to_string() }
+        Parser {
+            what,
+            s,
+            i: 0,
+            input_for_messages: s.to_string(),
+        }
     }
 
     fn rest(&self) -> &'a str {
@@ -427,7 +475,12 @@ impl<'a> Parser<'a> {
             Some(c) => format!("unexpected {:?}", c.to_string()),
             None => "unexpected end of input".to_string(),
         };
-        ApiError::query_param(self.what, &self.input_for_messages, column, format!("{unexpected} expecting {expecting}"))
+        ApiError::query_param(
+            self.what,
+            &self.input_for_messages,
+            column,
+            format!("{unexpected} expecting {expecting}"),
+        )
     }
     fn expect(&mut self, c: char) -> Result<(), ApiError> {
         if self.eat(c) {
@@ -464,7 +517,8 @@ impl<'a> Parser<'a> {
 
     fn identifier(&mut self) -> Result<String, ApiError> {
         let start = self.i;
-        while matches!(self.peek(), Some(c) if c.is_alphanumeric() || matches!(c, '_' | ' ' | '$')) {
+        while matches!(self.peek(), Some(c) if c.is_alphanumeric() || matches!(c, '_' | ' ' | '$'))
+        {
             self.bump();
         }
         if start == self.i {
@@ -516,12 +570,19 @@ impl<'a> Parser<'a> {
             self.bump();
         }
         let digits = &self.s[start..self.i];
-        let ends = self.at_end() || ["->", "::", ".", ","].iter().any(|e| self.rest().starts_with(e));
+        let ends = self.at_end()
+            || ["->", "::", ".", ","]
+                .iter()
+                .any(|e| self.rest().starts_with(e));
         if digits.is_empty() || !ends {
             self.i = save;
             return None;
         }
-        Some(if neg { format!("-{digits}") } else { digits.to_string() })
+        Some(if neg {
+            format!("-{digits}")
+        } else {
+            digits.to_string()
+        })
     }
 
     fn json_key(&mut self) -> Result<String, ApiError> {
@@ -577,7 +638,9 @@ impl<'a> Parser<'a> {
     fn select_tree(&mut self, depth: usize) -> Result<SelectItem, ApiError> {
         self.ws();
         if self.rest().starts_with("...") {
-            return Err(ApiError::NotImplemented("Spread embedding (`...`) is not supported by devcloud".into()));
+            return Err(ApiError::NotImplemented(
+                "Spread embedding (`...`) is not supported by devcloud".into(),
+            ));
         }
         if self.eat('*') {
             self.ws();
@@ -609,7 +672,9 @@ impl<'a> Parser<'a> {
     /// `alias:target!hint!inner(…)`; `Ok(None)` when the text is not an embedding at all.
     fn try_embed(&mut self, depth: usize) -> Result<Option<SelectItem>, ApiError> {
         let alias = self.try_alias();
-        let Ok(target) = self.field_name() else { return Ok(None) };
+        let Ok(target) = self.field_name() else {
+            return Ok(None);
+        };
         if target == "count" {
             return Ok(None);
         }
@@ -618,7 +683,9 @@ impl<'a> Parser<'a> {
             if !self.eat('!') {
                 break;
             }
-            let word = self.field_name().map_err(|_| self.error("embed hint or join type"))?;
+            let word = self
+                .field_name()
+                .map_err(|_| self.error("embed hint or join type"))?;
             match word.as_str() {
                 "inner" => inner = true,
                 "left" => inner = false,
@@ -631,7 +698,13 @@ impl<'a> Parser<'a> {
         let select = self.select_forest(depth + 1)?;
         self.ws();
         self.expect(')')?;
-        Ok(Some(SelectItem::Embed(Embed { target, alias, hint, inner, select })))
+        Ok(Some(SelectItem::Embed(Embed {
+            target,
+            alias,
+            hint,
+            inner,
+            select,
+        })))
     }
 
     fn select_field(&mut self) -> Result<SelectItem, ApiError> {
@@ -640,7 +713,11 @@ impl<'a> Parser<'a> {
             return Err(ApiError::AggregatesNotAllowed);
         }
         let field = self.field()?;
-        let cast = if self.eat_str("::") { Some(self.identifier()?) } else { None };
+        let cast = if self.eat_str("::") {
+            Some(self.identifier()?)
+        } else {
+            None
+        };
         if self.peek() == Some('.') {
             let agg = ["sum()", "avg()", "count()", "max()", "min()"];
             if agg.iter().any(|a| self.rest()[1..].starts_with(a)) {
@@ -692,7 +769,11 @@ impl<'a> Parser<'a> {
                     None
                 };
                 self.expect('.')?;
-                Operation::Fts { kind, lang, value: self.single_value(in_logic)? }
+                Operation::Fts {
+                    kind,
+                    lang,
+                    value: self.single_value(in_logic)?,
+                }
             }
             _ => {
                 let (op, quantifiable) = match token {
@@ -729,7 +810,11 @@ impl<'a> Parser<'a> {
                     None
                 };
                 self.expect('.')?;
-                Operation::Compare { op, quant, value: self.single_value(in_logic)? }
+                Operation::Compare {
+                    op,
+                    quant,
+                    value: self.single_value(in_logic)?,
+                }
             }
         };
         Ok((negate, op))
@@ -880,7 +965,11 @@ impl<'a> Parser<'a> {
         self.ws();
         self.expect(')')?;
         self.ws();
-        Ok(Logic::Expr { negate, or, children })
+        Ok(Logic::Expr {
+            negate,
+            or,
+            children,
+        })
     }
 
     // -- order ----------------------------------------------------------------------------
@@ -920,7 +1009,12 @@ impl<'a> Parser<'a> {
         if !matches!(self.peek(), None | Some(',')) {
             return Err(self.error("\"asc\", \"desc\", \"nullsfirst\" or \"nullslast\""));
         }
-        Ok(OrderTerm { relation, field, desc, nulls_first })
+        Ok(OrderTerm {
+            relation,
+            field,
+            desc,
+            nulls_first,
+        })
     }
 }
 
@@ -973,8 +1067,15 @@ pub struct Preferences {
 impl Preferences {
     pub fn from_headers(headers: &HeaderMap) -> Preferences {
         let mut p = Preferences::default();
-        let values = headers.get_all("prefer").iter().filter_map(|v| v.to_str().ok());
-        for item in values.flat_map(|v| v.split(',')).map(str::trim).filter(|s| !s.is_empty()) {
+        let values = headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        for item in values
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             match item {
                 "return=minimal" => _ = p.ret.get_or_insert(Return::Minimal),
                 "return=representation" => _ = p.ret.get_or_insert(Return::Representation),
@@ -982,8 +1083,12 @@ impl Preferences {
                 "count=exact" => _ = p.count.get_or_insert(Count::Exact),
                 "count=planned" => _ = p.count.get_or_insert(Count::Planned),
                 "count=estimated" => _ = p.count.get_or_insert(Count::Estimated),
-                "resolution=merge-duplicates" => _ = p.resolution.get_or_insert(Resolution::MergeDuplicates),
-                "resolution=ignore-duplicates" => _ = p.resolution.get_or_insert(Resolution::IgnoreDuplicates),
+                "resolution=merge-duplicates" => {
+                    _ = p.resolution.get_or_insert(Resolution::MergeDuplicates)
+                }
+                "resolution=ignore-duplicates" => {
+                    _ = p.resolution.get_or_insert(Resolution::IgnoreDuplicates)
+                }
                 "missing=default" => _ = p.missing.get_or_insert(Missing::Default),
                 "missing=null" => _ = p.missing.get_or_insert(Missing::Null),
                 "handling=strict" => _ = p.handling.get_or_insert(Handling::Strict),
@@ -1054,18 +1159,31 @@ pub struct Accept {
 }
 
 pub fn negotiate(accept: Option<&str>) -> Result<Accept, ApiError> {
-    let Some(accept) = accept.map(str::trim).filter(|a| !a.is_empty()) else { return Ok(Accept::default()) };
+    let Some(accept) = accept.map(str::trim).filter(|a| !a.is_empty()) else {
+        return Ok(Accept::default());
+    };
     for range in accept.split(',') {
         let mut parts = range.split(';').map(str::trim);
         let media = parts.next().unwrap_or("").to_ascii_lowercase();
         let strip_nulls = parts.any(|p| p.eq_ignore_ascii_case("nulls=stripped"));
         match media.as_str() {
-            "application/json" | "application/*" | "*/*" => return Ok(Accept { single: false, strip_nulls: false }),
+            "application/json" | "application/*" | "*/*" => {
+                return Ok(Accept {
+                    single: false,
+                    strip_nulls: false,
+                })
+            }
             "application/vnd.pgrst.array+json" | "application/vnd.pgrst.array" => {
-                return Ok(Accept { single: false, strip_nulls })
+                return Ok(Accept {
+                    single: false,
+                    strip_nulls,
+                })
             }
             "application/vnd.pgrst.object+json" | "application/vnd.pgrst.object" => {
-                return Ok(Accept { single: true, strip_nulls })
+                return Ok(Accept {
+                    single: true,
+                    strip_nulls,
+                })
             }
             _ => {}
         }
@@ -1079,11 +1197,18 @@ pub fn parse_range_header(v: &str) -> Option<(u64, Option<u64>)> {
     let v = v.trim();
     let v = v.strip_prefix("items=").unwrap_or(v);
     let (lo, hi) = v.split_once('-')?;
-    if lo.is_empty() || !lo.bytes().all(|b| b.is_ascii_digit()) || !hi.bytes().all(|b| b.is_ascii_digit()) {
+    if lo.is_empty()
+        || !lo.bytes().all(|b| b.is_ascii_digit())
+        || !hi.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     let lo = lo.parse().ok()?;
-    let hi = if hi.is_empty() { None } else { Some(hi.parse().ok()?) };
+    let hi = if hi.is_empty() {
+        None
+    } else {
+        Some(hi.parse().ok()?)
+    };
     Some((lo, hi))
 }
 
@@ -1115,8 +1240,16 @@ pub fn parse_payload(body: &[u8], insert: bool, columns_given: bool) -> Result<P
     };
     match value {
         serde_json::Value::Object(o) => {
-            let json = if insert { format!("[{text}]") } else { text.to_string() };
-            Ok(Payload { json, keys: keys_of(&o), rows: 1 })
+            let json = if insert {
+                format!("[{text}]")
+            } else {
+                text.to_string()
+            };
+            Ok(Payload {
+                json,
+                keys: keys_of(&o),
+                rows: 1,
+            })
         }
         serde_json::Value::Array(items) if insert || items.len() == 1 => {
             let mut keys: Option<Vec<String>> = None;
@@ -1138,11 +1271,19 @@ pub fn parse_payload(body: &[u8], insert: bool, columns_given: bool) -> Result<P
                 (false, Some(one)) => one.to_string(),
                 (false, None) => "{}".to_string(),
             };
-            Ok(Payload { json, keys: keys.unwrap_or_default(), rows: items.len() })
+            Ok(Payload {
+                json,
+                keys: keys.unwrap_or_default(),
+                rows: items.len(),
+            })
         }
         serde_json::Value::Array(_) => Err(ApiError::InvalidBody(INVALID_JSON.into())),
         // PostgREST truncates anything else to an empty array.
-        _ => Ok(Payload { json: if insert { "[]".into() } else { "{}".into() }, keys: Vec::new(), rows: 0 }),
+        _ => Ok(Payload {
+            json: if insert { "[]".into() } else { "{}".into() },
+            keys: Vec::new(),
+            rows: 0,
+        }),
     }
 }
 
@@ -1151,7 +1292,11 @@ mod tests {
     use super::*;
 
     fn cmp(op: CmpOp, v: &str) -> Operation {
-        Operation::Compare { op, quant: None, value: v.to_string() }
+        Operation::Compare {
+            op,
+            quant: None,
+            value: v.to_string(),
+        }
     }
 
     fn code(e: ApiError) -> String {
@@ -1160,14 +1305,36 @@ mod tests {
 
     #[test]
     fn simple_filters() {
-        let q = parse_query("id=eq.5&name=ilike.*ac*&x=not.is.null&y=gte.2024-01-01T00:00:00%2B00:00").unwrap();
+        let q =
+            parse_query("id=eq.5&name=ilike.*ac*&x=not.is.null&y=gte.2024-01-01T00:00:00%2B00:00")
+                .unwrap();
         assert_eq!(q.filters.len(), 4);
-        assert_eq!(q.filters[0].1, Filter { field: Field::plain("id"), negate: false, op: cmp(CmpOp::Eq, "5") });
+        assert_eq!(
+            q.filters[0].1,
+            Filter {
+                field: Field::plain("id"),
+                negate: false,
+                op: cmp(CmpOp::Eq, "5")
+            }
+        );
         assert_eq!(q.filters[1].1.op, cmp(CmpOp::ILike, "*ac*"));
-        assert_eq!(q.filters[2].1, Filter { field: Field::plain("x"), negate: true, op: Operation::Is(IsVal::Null) });
+        assert_eq!(
+            q.filters[2].1,
+            Filter {
+                field: Field::plain("x"),
+                negate: true,
+                op: Operation::Is(IsVal::Null)
+            }
+        );
         // `%2B` is a plus sign; a bare `+` would be a space.
-        assert_eq!(q.filters[3].1.op, cmp(CmpOp::Gte, "2024-01-01T00:00:00+00:00"));
-        assert_eq!(parse_query("a=eq.x+y").unwrap().filters[0].1.op, cmp(CmpOp::Eq, "x y"));
+        assert_eq!(
+            q.filters[3].1.op,
+            cmp(CmpOp::Gte, "2024-01-01T00:00:00+00:00")
+        );
+        assert_eq!(
+            parse_query("a=eq.x+y").unwrap().filters[0].1.op,
+            cmp(CmpOp::Eq, "x y")
+        );
     }
 
     #[test]
@@ -1196,28 +1363,57 @@ mod tests {
             ("cd", CmpOp::Contained),
             ("ov", CmpOp::Overlap),
         ] {
-            assert_eq!(parse_filter_value(&format!("{t}.v")).unwrap().1, cmp(op, "v"), "{t}");
+            assert_eq!(
+                parse_filter_value(&format!("{t}.v")).unwrap().1,
+                cmp(op, "v"),
+                "{t}"
+            );
         }
         assert_eq!(
             parse_filter_value("like(any).{a*,b*}").unwrap().1,
-            Operation::Compare { op: CmpOp::Like, quant: Some(Quant::Any), value: "{a*,b*}".into() }
+            Operation::Compare {
+                op: CmpOp::Like,
+                quant: Some(Quant::Any),
+                value: "{a*,b*}".into()
+            }
         );
-        assert_eq!(parse_filter_value("isdistinct.x").unwrap().1, Operation::IsDistinct("x".into()));
+        assert_eq!(
+            parse_filter_value("isdistinct.x").unwrap().1,
+            Operation::IsDistinct("x".into())
+        );
         assert_eq!(
             parse_filter_value("wfts(english).cat dog").unwrap().1,
-            Operation::Fts { kind: FtsKind::Websearch, lang: Some("english".into()), value: "cat dog".into() }
+            Operation::Fts {
+                kind: FtsKind::Websearch,
+                lang: Some("english".into()),
+                value: "cat dog".into()
+            }
         );
     }
 
     #[test]
     fn unknown_operators_are_pgrst100() {
-        for v in ["foo.1", "eqx.1", "1", "", "not.foo.1", "eq", "neq(any).1", "in.1,2", "is.maybe", "is.null;drop"] {
+        for v in [
+            "foo.1",
+            "eqx.1",
+            "1",
+            "",
+            "not.foo.1",
+            "eq",
+            "neq(any).1",
+            "in.1,2",
+            "is.maybe",
+            "is.null;drop",
+        ] {
             let e = parse_filter_value(v).unwrap_err();
             assert_eq!(code(e.clone()), "PGRST100", "{v}");
             assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST);
         }
         let e = parse_filter_value("eqx.1").unwrap_err();
-        assert!(e.body()["message"].as_str().unwrap().starts_with("\"failed to parse filter (eqx.1)\""));
+        assert!(e.body()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("\"failed to parse filter (eqx.1)\""));
     }
 
     #[test]
@@ -1241,46 +1437,137 @@ mod tests {
         let (_, op) = parse_filter_value(r#"in.(1,"a,b","say \"hi\"", c d ,"x)y")"#).unwrap();
         assert_eq!(
             op,
-            Operation::In(vec!["1".into(), "a,b".into(), "say \"hi\"".into(), " c d ".into(), "x)y".into()])
+            Operation::In(vec![
+                "1".into(),
+                "a,b".into(),
+                "say \"hi\"".into(),
+                " c d ".into(),
+                "x)y".into()
+            ])
         );
-        assert_eq!(parse_filter_value("in.()").unwrap().1, Operation::In(vec!["".into()]));
+        assert_eq!(
+            parse_filter_value("in.()").unwrap().1,
+            Operation::In(vec!["".into()])
+        );
         // A quote that does not close an element is part of a raw element.
-        assert_eq!(parse_filter_value(r#"in.("a"b)"#).unwrap().1, Operation::In(vec![r#""a"b"#.into()]));
+        assert_eq!(
+            parse_filter_value(r#"in.("a"b)"#).unwrap().1,
+            Operation::In(vec![r#""a"b"#.into()])
+        );
         assert!(parse_filter_value("in.(1,2").is_err());
         assert!(parse_filter_value("in.(1,2)) or true").is_err());
     }
 
     #[test]
     fn nested_logic() {
-        let q = parse_query("or=(a.eq.1,and(b.gt.2,c.is.null),not.or(d.in.(1,2),e.like.x*))").unwrap();
+        let q =
+            parse_query("or=(a.eq.1,and(b.gt.2,c.is.null),not.or(d.in.(1,2),e.like.x*))").unwrap();
         let (path, tree) = &q.logic[0];
         assert!(path.is_empty());
-        let Logic::Expr { negate: false, or: true, children } = tree else { panic!("{tree:?}") };
+        let Logic::Expr {
+            negate: false,
+            or: true,
+            children,
+        } = tree
+        else {
+            panic!("{tree:?}")
+        };
         assert_eq!(children.len(), 3);
-        assert_eq!(children[0], Logic::Filter(Filter { field: Field::plain("a"), negate: false, op: cmp(CmpOp::Eq, "1") }));
-        let Logic::Expr { negate: false, or: false, children: and } = &children[1] else { panic!() };
-        assert_eq!(and[1], Logic::Filter(Filter { field: Field::plain("c"), negate: false, op: Operation::Is(IsVal::Null) }));
-        let Logic::Expr { negate: true, or: true, children: not_or } = &children[2] else { panic!() };
-        assert_eq!(not_or[0], Logic::Filter(Filter { field: Field::plain("d"), negate: false, op: Operation::In(vec!["1".into(), "2".into()]) }));
+        assert_eq!(
+            children[0],
+            Logic::Filter(Filter {
+                field: Field::plain("a"),
+                negate: false,
+                op: cmp(CmpOp::Eq, "1")
+            })
+        );
+        let Logic::Expr {
+            negate: false,
+            or: false,
+            children: and,
+        } = &children[1]
+        else {
+            panic!()
+        };
+        assert_eq!(
+            and[1],
+            Logic::Filter(Filter {
+                field: Field::plain("c"),
+                negate: false,
+                op: Operation::Is(IsVal::Null)
+            })
+        );
+        let Logic::Expr {
+            negate: true,
+            or: true,
+            children: not_or,
+        } = &children[2]
+        else {
+            panic!()
+        };
+        assert_eq!(
+            not_or[0],
+            Logic::Filter(Filter {
+                field: Field::plain("d"),
+                negate: false,
+                op: Operation::In(vec!["1".into(), "2".into()])
+            })
+        );
 
         let q = parse_query("not.and=(a.eq.1,b.eq.2)&organizations.or=(slug.eq.acme)").unwrap();
-        assert!(matches!(q.logic[0], (ref p, Logic::Expr { negate: true, or: false, .. }) if p.is_empty()));
+        assert!(
+            matches!(q.logic[0], (ref p, Logic::Expr { negate: true, or: false, .. }) if p.is_empty())
+        );
         assert_eq!(q.logic[1].0, vec!["organizations".to_string()]);
     }
 
     #[test]
     fn logic_values_can_be_quoted_or_arrays() {
         let t = parse_logic_param("or", r#"(name.eq."a,b)",tags.cs.{x,y},n.not.eq.3)"#).unwrap();
-        let Logic::Expr { children, .. } = t else { panic!() };
-        assert_eq!(children[0], Logic::Filter(Filter { field: Field::plain("name"), negate: false, op: cmp(CmpOp::Eq, "a,b)") }));
-        assert_eq!(children[1], Logic::Filter(Filter { field: Field::plain("tags"), negate: false, op: cmp(CmpOp::Contains, "{x,y}") }));
-        assert_eq!(children[2], Logic::Filter(Filter { field: Field::plain("n"), negate: true, op: cmp(CmpOp::Eq, "3") }));
+        let Logic::Expr { children, .. } = t else {
+            panic!()
+        };
+        assert_eq!(
+            children[0],
+            Logic::Filter(Filter {
+                field: Field::plain("name"),
+                negate: false,
+                op: cmp(CmpOp::Eq, "a,b)")
+            })
+        );
+        assert_eq!(
+            children[1],
+            Logic::Filter(Filter {
+                field: Field::plain("tags"),
+                negate: false,
+                op: cmp(CmpOp::Contains, "{x,y}")
+            })
+        );
+        assert_eq!(
+            children[2],
+            Logic::Filter(Filter {
+                field: Field::plain("n"),
+                negate: true,
+                op: cmp(CmpOp::Eq, "3")
+            })
+        );
     }
 
     #[test]
     fn broken_logic_is_rejected() {
-        for v in ["(a.eq.1", "a.eq.1", "()", "(a.eq.1)x", "(a.zz.1)", "(and(a.eq.1)"] {
-            assert_eq!(code(parse_logic_param("or", v).unwrap_err()), "PGRST100", "{v}");
+        for v in [
+            "(a.eq.1",
+            "a.eq.1",
+            "()",
+            "(a.eq.1)x",
+            "(a.zz.1)",
+            "(and(a.eq.1)",
+        ] {
+            assert_eq!(
+                code(parse_logic_param("or", v).unwrap_err()),
+                "PGRST100",
+                "{v}"
+            );
         }
     }
 
@@ -1288,42 +1575,130 @@ mod tests {
     fn select_with_embedding_alias_and_cast() {
         let s = parse_select("id, name:display_name,count::text,org:organizations!inner(*),profiles!created_by(display_name,avatar_url),metadata->>kind").unwrap();
         assert_eq!(s.len(), 6);
-        assert_eq!(s[0], SelectItem::Column { field: Field::plain("id"), alias: None, cast: None });
-        assert_eq!(s[1], SelectItem::Column { field: Field::plain("display_name"), alias: Some("name".into()), cast: None });
-        assert_eq!(s[2], SelectItem::Column { field: Field::plain("count"), alias: None, cast: Some("text".into()) });
-        let SelectItem::Embed(e) = &s[3] else { panic!() };
-        assert_eq!((e.target.as_str(), e.alias.as_deref(), e.inner, e.select.clone()), ("organizations", Some("org"), true, vec![SelectItem::Star]));
-        let SelectItem::Embed(e) = &s[4] else { panic!() };
+        assert_eq!(
+            s[0],
+            SelectItem::Column {
+                field: Field::plain("id"),
+                alias: None,
+                cast: None
+            }
+        );
+        assert_eq!(
+            s[1],
+            SelectItem::Column {
+                field: Field::plain("display_name"),
+                alias: Some("name".into()),
+                cast: None
+            }
+        );
+        assert_eq!(
+            s[2],
+            SelectItem::Column {
+                field: Field::plain("count"),
+                alias: None,
+                cast: Some("text".into())
+            }
+        );
+        let SelectItem::Embed(e) = &s[3] else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                e.target.as_str(),
+                e.alias.as_deref(),
+                e.inner,
+                e.select.clone()
+            ),
+            ("organizations", Some("org"), true, vec![SelectItem::Star])
+        );
+        let SelectItem::Embed(e) = &s[4] else {
+            panic!()
+        };
         assert_eq!(e.hint.as_deref(), Some("created_by"));
         assert_eq!(e.select.len(), 2);
-        let SelectItem::Column { field, .. } = &s[5] else { panic!() };
-        assert_eq!(field.json_path, vec![JsonOp { text: true, operand: JsonOperand::Key("kind".into()) }]);
+        let SelectItem::Column { field, .. } = &s[5] else {
+            panic!()
+        };
+        assert_eq!(
+            field.json_path,
+            vec![JsonOp {
+                text: true,
+                operand: JsonOperand::Key("kind".into())
+            }]
+        );
         assert_eq!(parse_select("").unwrap(), vec![]);
         assert_eq!(parse_select("*").unwrap(), vec![SelectItem::Star]);
         let s = parse_select(r#""we\"ird":"a b",x->0"#).unwrap();
-        assert_eq!(s[0], SelectItem::Column { field: Field::plain("a b"), alias: Some("we\"ird".into()), cast: None });
+        assert_eq!(
+            s[0],
+            SelectItem::Column {
+                field: Field::plain("a b"),
+                alias: Some("we\"ird".into()),
+                cast: None
+            }
+        );
         // PostgREST quotes with backslashes; a doubled quote is two quoted names.
         assert!(parse_select(r#""a""b""#).is_err());
     }
 
     #[test]
     fn hostile_selects_are_rejected() {
-        for s in ["*,(select 1)", "id;drop table x", "id)", "a(b", "id::text)--", "'x'", "id,", "a--b", "id::text; drop"] {
+        for s in [
+            "*,(select 1)",
+            "id;drop table x",
+            "id)",
+            "a(b",
+            "id::text)--",
+            "'x'",
+            "id,",
+            "a--b",
+            "id::text; drop",
+        ] {
             assert!(parse_select(s).is_err(), "{s}");
         }
         // A JSON key is data (bound later), whatever it contains.
         let s = parse_select("x->>'a' or 1=1").unwrap();
-        let SelectItem::Column { field, .. } = &s[0] else { panic!() };
-        assert_eq!(field.json_path[0].operand, JsonOperand::Key("'a' or 1=1".into()));
-        assert_eq!(parse_select("count()").unwrap_err(), ApiError::AggregatesNotAllowed);
-        assert_eq!(parse_select("id.sum()").unwrap_err(), ApiError::AggregatesNotAllowed);
+        let SelectItem::Column { field, .. } = &s[0] else {
+            panic!()
+        };
+        assert_eq!(
+            field.json_path[0].operand,
+            JsonOperand::Key("'a' or 1=1".into())
+        );
+        assert_eq!(
+            parse_select("count()").unwrap_err(),
+            ApiError::AggregatesNotAllowed
+        );
+        assert_eq!(
+            parse_select("id.sum()").unwrap_err(),
+            ApiError::AggregatesNotAllowed
+        );
     }
 
     #[test]
     fn order_terms() {
-        let o = parse_order("last_active_at.desc.nullslast,name,created_at.asc,organizations(name).desc").unwrap();
-        assert_eq!(o[0], OrderTerm { relation: None, field: Field::plain("last_active_at"), desc: Some(true), nulls_first: Some(false) });
-        assert_eq!(o[1], OrderTerm { relation: None, field: Field::plain("name"), desc: None, nulls_first: None });
+        let o = parse_order(
+            "last_active_at.desc.nullslast,name,created_at.asc,organizations(name).desc",
+        )
+        .unwrap();
+        assert_eq!(
+            o[0],
+            OrderTerm {
+                relation: None,
+                field: Field::plain("last_active_at"),
+                desc: Some(true),
+                nulls_first: Some(false)
+            }
+        );
+        assert_eq!(
+            o[1],
+            OrderTerm {
+                relation: None,
+                field: Field::plain("name"),
+                desc: None,
+                nulls_first: None
+            }
+        );
         assert_eq!(o[2].desc, Some(false));
         assert_eq!(o[3].relation.as_deref(), Some("organizations"));
         for bad in ["a.up", "a.desc.nulls", "a;", "", "a.desc,"] {
@@ -1334,10 +1709,25 @@ mod tests {
     #[test]
     fn reserved_params_and_windows() {
         let q = parse_query("select=id&limit=10&offset=5&messages.limit=3&columns=%22a%22,%22b%22&on_conflict=org_id,slug&apikey=k").unwrap();
-        assert_eq!(q.windows[&vec![]], Window { offset: Some(5), limit: Some(10) });
-        assert_eq!(q.windows[&vec!["messages".to_string()]], Window { offset: None, limit: Some(3) });
+        assert_eq!(
+            q.windows[&vec![]],
+            Window {
+                offset: Some(5),
+                limit: Some(10)
+            }
+        );
+        assert_eq!(
+            q.windows[&vec!["messages".to_string()]],
+            Window {
+                offset: None,
+                limit: Some(3)
+            }
+        );
         assert_eq!(q.columns, Some(vec!["a".to_string(), "b".to_string()]));
-        assert_eq!(q.on_conflict, Some(vec!["org_id".to_string(), "slug".to_string()]));
+        assert_eq!(
+            q.on_conflict,
+            Some(vec!["org_id".to_string(), "slug".to_string()])
+        );
         assert_eq!(q.apikey.as_deref(), Some("k"));
         assert!(q.filters.is_empty());
         assert!(parse_query("limit=ten").is_err());
@@ -1366,25 +1756,46 @@ mod tests {
     #[test]
     fn prefer_and_applied() {
         let mut h = HeaderMap::new();
-        h.append("prefer", "return=representation, count=exact".parse().unwrap());
-        h.append("prefer", "resolution=merge-duplicates,return=minimal,bogus".parse().unwrap());
+        h.append(
+            "prefer",
+            "return=representation, count=exact".parse().unwrap(),
+        );
+        h.append(
+            "prefer",
+            "resolution=merge-duplicates,return=minimal,bogus"
+                .parse()
+                .unwrap(),
+        );
         let p = Preferences::from_headers(&h);
         assert_eq!(p.ret, Some(Return::Representation));
         assert_eq!(p.count, Some(Count::Exact));
         assert_eq!(p.resolution, Some(Resolution::MergeDuplicates));
         assert_eq!(p.invalid, vec!["bogus".to_string()]);
-        assert_eq!(p.applied(true, true, true).as_deref(), Some("resolution=merge-duplicates, return=representation, count=exact"));
-        assert_eq!(p.applied(false, false, false).as_deref(), Some("count=exact"));
+        assert_eq!(
+            p.applied(true, true, true).as_deref(),
+            Some("resolution=merge-duplicates, return=representation, count=exact")
+        );
+        assert_eq!(
+            p.applied(false, false, false).as_deref(),
+            Some("count=exact")
+        );
     }
 
     #[test]
     fn accept_negotiation() {
         assert_eq!(negotiate(None).unwrap(), Accept::default());
         assert_eq!(negotiate(Some("*/*")).unwrap(), Accept::default());
-        assert!(negotiate(Some("application/vnd.pgrst.object+json")).unwrap().single);
+        assert!(
+            negotiate(Some("application/vnd.pgrst.object+json"))
+                .unwrap()
+                .single
+        );
         assert_eq!(
             negotiate(Some("application/vnd.pgrst.object+json;nulls=stripped")).unwrap(),
-            Accept { single: true, strip_nulls: true }
+            Accept {
+                single: true,
+                strip_nulls: true
+            }
         );
         assert_eq!(negotiate(Some("text/csv")).unwrap_err().code(), "PGRST107");
     }
@@ -1404,10 +1815,21 @@ mod tests {
         assert_eq!(p.keys, vec!["a", "b"]);
         let p = parse_payload(br#"[{"a":1},{"a":2}]"#, true, false).unwrap();
         assert_eq!((p.rows, p.keys), (2, vec!["a".to_string()]));
-        assert_eq!(parse_payload(br#"[{"a":1},{"b":2}]"#, true, false).unwrap_err().code(), "PGRST102");
+        assert_eq!(
+            parse_payload(br#"[{"a":1},{"b":2}]"#, true, false)
+                .unwrap_err()
+                .code(),
+            "PGRST102"
+        );
         assert!(parse_payload(br#"[{"a":1},{"b":2}]"#, true, true).is_ok());
-        assert_eq!(parse_payload(b"{nope", true, false).unwrap_err().code(), "PGRST102");
-        assert_eq!(parse_payload(b"", true, false).unwrap_err().code(), "PGRST102");
+        assert_eq!(
+            parse_payload(b"{nope", true, false).unwrap_err().code(),
+            "PGRST102"
+        );
+        assert_eq!(
+            parse_payload(b"", true, false).unwrap_err().code(),
+            "PGRST102"
+        );
         // Big numbers reach PostgreSQL as written.
         let p = parse_payload(br#"{"n":123456789012345678901234567890.5}"#, false, false).unwrap();
         assert_eq!(p.json, r#"{"n":123456789012345678901234567890.5}"#);

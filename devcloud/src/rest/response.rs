@@ -50,7 +50,11 @@ fn content_type(single: bool) -> HeaderValue {
     }
 }
 
-fn build(status: StatusCode, headers: Vec<(header::HeaderName, String)>, body: Option<(String, bool)>) -> Response<Body> {
+fn build(
+    status: StatusCode,
+    headers: Vec<(header::HeaderName, String)>,
+    body: Option<(String, bool)>,
+) -> Response<Body> {
     let mut res = Response::new(Body::empty());
     *res.status_mut() = status;
     for (name, value) in headers {
@@ -59,7 +63,8 @@ fn build(status: StatusCode, headers: Vec<(header::HeaderName, String)>, body: O
         }
     }
     if let Some((text, single)) = body {
-        res.headers_mut().insert(header::CONTENT_TYPE, content_type(single));
+        res.headers_mut()
+            .insert(header::CONTENT_TYPE, content_type(single));
         *res.body_mut() = Body::from(text);
     }
     res
@@ -70,7 +75,12 @@ fn preference_applied() -> header::HeaderName {
 }
 
 /// GET/HEAD: 200, or 206 when a count shows the page is partial; 416 past the end.
-pub fn read(outcome: Outcome, offset: u64, prefs: &Preferences, shape: Shape) -> Result<Response<Body>, ApiError> {
+pub fn read(
+    outcome: Outcome,
+    offset: u64,
+    prefs: &Preferences,
+    shape: Shape,
+) -> Result<Response<Body>, ApiError> {
     let lower = i64::try_from(offset).unwrap_or(i64::MAX);
     let upper = lower.saturating_add(outcome.page) - 1;
     let status = match outcome.total {
@@ -83,14 +93,22 @@ pub fn read(outcome: Outcome, offset: u64, prefs: &Preferences, shape: Shape) ->
         Some(total) if 1 + upper - lower < total => StatusCode::PARTIAL_CONTENT,
         Some(_) => StatusCode::OK,
     };
-    let mut headers = vec![(header::CONTENT_RANGE, content_range(lower, upper, outcome.total))];
+    let mut headers = vec![(
+        header::CONTENT_RANGE,
+        content_range(lower, upper, outcome.total),
+    )];
     if let Some(p) = prefs.applied(false, false, false) {
         headers.push((preference_applied(), p));
     }
-    let body = if shape.head { None } else { Some((outcome.body, shape.single)) };
+    let body = if shape.head {
+        None
+    } else {
+        Some((outcome.body, shape.single))
+    };
     let mut res = build(status, headers, body);
     if shape.head {
-        res.headers_mut().insert(header::CONTENT_TYPE, content_type(shape.single));
+        res.headers_mut()
+            .insert(header::CONTENT_TYPE, content_type(shape.single));
     }
     Ok(res)
 }
@@ -131,11 +149,19 @@ mod tests {
     use crate::rest::request::{Count, Resolution, Return};
 
     fn outcome(page: i64, total: Option<i64>) -> Outcome {
-        Outcome { total, page, body: "[]".into(), inserted: None }
+        Outcome {
+            total,
+            page,
+            body: "[]".into(),
+            inserted: None,
+        }
     }
 
     fn header(res: &Response<Body>, name: &str) -> String {
-        res.headers().get(name).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+        res.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
     }
 
     #[test]
@@ -150,23 +176,56 @@ mod tests {
     #[test]
     fn reads_are_200_206_or_416() {
         let p = Preferences::default();
-        let shape = || Shape { single: false, head: false };
+        let shape = || Shape {
+            single: false,
+            head: false,
+        };
         let r = read(outcome(15, None), 0, &p, shape()).unwrap();
-        assert_eq!((r.status(), header(&r, "content-range")), (StatusCode::OK, "0-14/*".to_string()));
-        let p = Preferences { count: Some(Count::Exact), ..Preferences::default() };
+        assert_eq!(
+            (r.status(), header(&r, "content-range")),
+            (StatusCode::OK, "0-14/*".to_string())
+        );
+        let p = Preferences {
+            count: Some(Count::Exact),
+            ..Preferences::default()
+        };
         let r = read(outcome(2, Some(5)), 1, &p, shape()).unwrap();
-        assert_eq!((r.status(), header(&r, "content-range")), (StatusCode::PARTIAL_CONTENT, "1-2/5".to_string()));
+        assert_eq!(
+            (r.status(), header(&r, "content-range")),
+            (StatusCode::PARTIAL_CONTENT, "1-2/5".to_string())
+        );
         assert_eq!(header(&r, "preference-applied"), "count=exact");
         let r = read(outcome(0, Some(0)), 0, &p, shape()).unwrap();
-        assert_eq!((r.status(), header(&r, "content-range")), (StatusCode::OK, "*/0".to_string()));
-        assert_eq!(read(outcome(0, Some(3)), 10, &p, shape()).unwrap_err().code(), "PGRST103");
+        assert_eq!(
+            (r.status(), header(&r, "content-range")),
+            (StatusCode::OK, "*/0".to_string())
+        );
+        assert_eq!(
+            read(outcome(0, Some(3)), 10, &p, shape())
+                .unwrap_err()
+                .code(),
+            "PGRST103"
+        );
     }
 
     #[test]
     fn writes() {
         let minimal = Preferences::default();
-        let r = write(Write::Insert { resolution_applies: false }, outcome(3, None), &minimal, Shape { single: false, head: false });
-        assert_eq!((r.status(), header(&r, "content-range")), (StatusCode::CREATED, "*/*".to_string()));
+        let r = write(
+            Write::Insert {
+                resolution_applies: false,
+            },
+            outcome(3, None),
+            &minimal,
+            Shape {
+                single: false,
+                head: false,
+            },
+        );
+        assert_eq!(
+            (r.status(), header(&r, "content-range")),
+            (StatusCode::CREATED, "*/*".to_string())
+        );
         assert!(r.headers().get("content-type").is_none());
         let rep = Preferences {
             ret: Some(Return::Representation),
@@ -175,12 +234,44 @@ mod tests {
         };
         let mut o = outcome(1, None);
         o.inserted = Some(0);
-        let r = write(Write::Insert { resolution_applies: true }, o, &rep, Shape { single: false, head: false });
+        let r = write(
+            Write::Insert {
+                resolution_applies: true,
+            },
+            o,
+            &rep,
+            Shape {
+                single: false,
+                head: false,
+            },
+        );
         assert_eq!(r.status(), StatusCode::OK);
-        assert_eq!(header(&r, "preference-applied"), "resolution=merge-duplicates, return=representation");
-        let r = write(Write::Update, outcome(2, None), &rep, Shape { single: false, head: false });
-        assert_eq!((r.status(), header(&r, "content-range")), (StatusCode::OK, "0-1/*".to_string()));
-        let r = write(Write::Delete, outcome(2, None), &minimal, Shape { single: false, head: false });
+        assert_eq!(
+            header(&r, "preference-applied"),
+            "resolution=merge-duplicates, return=representation"
+        );
+        let r = write(
+            Write::Update,
+            outcome(2, None),
+            &rep,
+            Shape {
+                single: false,
+                head: false,
+            },
+        );
+        assert_eq!(
+            (r.status(), header(&r, "content-range")),
+            (StatusCode::OK, "0-1/*".to_string())
+        );
+        let r = write(
+            Write::Delete,
+            outcome(2, None),
+            &minimal,
+            Shape {
+                single: false,
+                head: false,
+            },
+        );
         assert_eq!(r.status(), StatusCode::NO_CONTENT);
     }
 }

@@ -83,7 +83,8 @@ impl Table {
     /// row can match a value of them.
     pub fn is_unique_key(&self, cols: &[String]) -> bool {
         let same = |key: &[String]| key.len() == cols.len() && key.iter().all(|k| cols.contains(k));
-        (!self.primary_key.is_empty() && same(&self.primary_key)) || self.unique.iter().any(|u| same(u))
+        (!self.primary_key.is_empty() && same(&self.primary_key))
+            || self.unique.iter().any(|u| same(u))
     }
 }
 
@@ -112,13 +113,17 @@ pub enum RelError {
 
 impl SchemaCache {
     pub fn new(tables: Vec<Table>, foreign_keys: Vec<ForeignKey>) -> SchemaCache {
-        let tables: BTreeMap<String, Table> = tables.into_iter().map(|t| (t.name.clone(), t)).collect();
+        let tables: BTreeMap<String, Table> =
+            tables.into_iter().map(|t| (t.name.clone(), t)).collect();
         // A foreign key is only useful for embedding when both ends are exposed.
         let foreign_keys = foreign_keys
             .into_iter()
             .filter(|fk| tables.contains_key(&fk.table) && tables.contains_key(&fk.ref_table))
             .collect();
-        SchemaCache { tables, foreign_keys }
+        SchemaCache {
+            tables,
+            foreign_keys,
+        }
     }
 
     pub fn table(&self, name: &str) -> Option<&Table> {
@@ -137,7 +142,9 @@ impl SchemaCache {
         target: &str,
         hint: Option<&str>,
     ) -> Result<Relationship<'a>, RelError> {
-        let Some(target_table) = self.tables.get(target) else { return Err(RelError::None) };
+        let Some(target_table) = self.tables.get(target) else {
+            return Err(RelError::None);
+        };
         let mut found = Vec::new();
         for fk in &self.foreign_keys {
             let matches_hint = |fk: &ForeignKey| match hint {
@@ -150,19 +157,29 @@ impl SchemaCache {
             // Many-to-one: origin holds the key, target is referenced.
             if fk.table == origin && fk.ref_table == target {
                 let join = pair_idents(&fk.ref_columns, &fk.columns);
-                found.push(Relationship { constraint: &fk.name, join, to_one: true });
+                found.push(Relationship {
+                    constraint: &fk.name,
+                    join,
+                    to_one: true,
+                });
             }
             // One-to-many (or one-to-one when the key is unique on the target side).
             if fk.ref_table == origin && fk.table == target {
                 let join = pair_idents(&fk.columns, &fk.ref_columns);
                 let to_one = target_table.is_unique_key(&fk.columns);
-                found.push(Relationship { constraint: &fk.name, join, to_one });
+                found.push(Relationship {
+                    constraint: &fk.name,
+                    join,
+                    to_one,
+                });
             }
         }
         match found.len() {
             0 => Err(RelError::None),
             1 => Ok(found.remove(0)),
-            _ => Err(RelError::Ambiguous(found.iter().map(|r| r.constraint.to_string()).collect())),
+            _ => Err(RelError::Ambiguous(
+                found.iter().map(|r| r.constraint.to_string()).collect(),
+            )),
         }
     }
 
@@ -237,7 +254,9 @@ impl SchemaCache {
             let kind: String = row.get(1);
             let table: String = row.get(2);
             let columns: Vec<String> = row.get(3);
-            let Some(t) = tables.get_mut(&table) else { continue };
+            let Some(t) = tables.get_mut(&table) else {
+                continue;
+            };
             match kind.as_str() {
                 "p" => t.primary_key = columns,
                 "u" => t.unique.push(columns),
@@ -255,12 +274,18 @@ impl SchemaCache {
                 }
             }
         }
-        Ok(SchemaCache::new(tables.into_values().collect(), foreign_keys))
+        Ok(SchemaCache::new(
+            tables.into_values().collect(),
+            foreign_keys,
+        ))
     }
 }
 
 fn pair_idents<'a>(left: &'a [String], right: &'a [String]) -> Vec<(Ident<'a>, Ident<'a>)> {
-    left.iter().zip(right).map(|(l, r)| (Ident(l), Ident(r))).collect()
+    left.iter()
+        .zip(right)
+        .map(|(l, r)| (Ident(l), Ident(r)))
+        .collect()
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -282,7 +307,12 @@ pub(crate) mod tests {
     use super::*;
 
     fn col(name: &str, ty: &str) -> Column {
-        Column { name: name.into(), type_name: ty.into(), nullable: true, default: None }
+        Column {
+            name: name.into(),
+            type_name: ty.into(),
+            nullable: true,
+            default: None,
+        }
     }
 
     fn table(name: &str, cols: &[(&str, &str)], pk: &[&str], unique: &[&[&str]]) -> Table {
@@ -291,11 +321,20 @@ pub(crate) mod tests {
             is_view: false,
             columns: cols.iter().map(|(n, t)| col(n, t)).collect(),
             primary_key: pk.iter().map(|s| s.to_string()).collect(),
-            unique: unique.iter().map(|u| u.iter().map(|s| s.to_string()).collect()).collect(),
+            unique: unique
+                .iter()
+                .map(|u| u.iter().map(|s| s.to_string()).collect())
+                .collect(),
         }
     }
 
-    fn fk(name: &str, table: &str, cols: &[&str], ref_table: &str, ref_cols: &[&str]) -> ForeignKey {
+    fn fk(
+        name: &str,
+        table: &str,
+        cols: &[&str],
+        ref_table: &str,
+        ref_cols: &[&str],
+    ) -> ForeignKey {
         ForeignKey {
             name: name.into(),
             table: table.into(),
@@ -311,19 +350,35 @@ pub(crate) mod tests {
             vec![
                 table(
                     "organizations",
-                    &[("id", "uuid"), ("name", "text"), ("slug", "text"), ("subscription_tier", "text")],
+                    &[
+                        ("id", "uuid"),
+                        ("name", "text"),
+                        ("slug", "text"),
+                        ("subscription_tier", "text"),
+                    ],
                     &["id"],
                     &[&["slug"]],
                 ),
                 table(
                     "profiles",
-                    &[("id", "uuid"), ("display_name", "text"), ("avatar_url", "text"), ("preferences", "jsonb")],
+                    &[
+                        ("id", "uuid"),
+                        ("display_name", "text"),
+                        ("avatar_url", "text"),
+                        ("preferences", "jsonb"),
+                    ],
                     &["id"],
                     &[],
                 ),
                 table(
                     "org_memberships",
-                    &[("id", "uuid"), ("org_id", "uuid"), ("user_id", "uuid"), ("role", "text"), ("joined_at", "timestamptz")],
+                    &[
+                        ("id", "uuid"),
+                        ("org_id", "uuid"),
+                        ("user_id", "uuid"),
+                        ("role", "text"),
+                        ("joined_at", "timestamptz"),
+                    ],
                     &["id"],
                     &[&["org_id", "user_id"]],
                 ),
@@ -344,26 +399,78 @@ pub(crate) mod tests {
                 ),
                 table(
                     "workspace_members",
-                    &[("id", "uuid"), ("workspace_id", "uuid"), ("user_id", "uuid"), ("role", "text")],
+                    &[
+                        ("id", "uuid"),
+                        ("workspace_id", "uuid"),
+                        ("user_id", "uuid"),
+                        ("role", "text"),
+                    ],
                     &["id"],
                     &[&["workspace_id", "user_id"]],
                 ),
                 table(
                     "messages",
-                    &[("id", "uuid"), ("conversation_id", "uuid"), ("content", "text"), ("sender_user_id", "uuid")],
+                    &[
+                        ("id", "uuid"),
+                        ("conversation_id", "uuid"),
+                        ("content", "text"),
+                        ("sender_user_id", "uuid"),
+                    ],
                     &["id"],
                     &[],
                 ),
                 table("weird\"name", &[("a\"b", "text")], &[], &[]),
             ],
             vec![
-                fk("org_memberships_org_id_fkey", "org_memberships", &["org_id"], "organizations", &["id"]),
-                fk("org_memberships_user_id_fkey", "org_memberships", &["user_id"], "profiles", &["id"]),
-                fk("workspaces_org_id_fkey", "workspaces", &["org_id"], "organizations", &["id"]),
-                fk("workspaces_created_by_fkey", "workspaces", &["created_by"], "profiles", &["id"]),
-                fk("workspace_members_workspace_id_fkey", "workspace_members", &["workspace_id"], "workspaces", &["id"]),
-                fk("workspace_members_user_id_fkey", "workspace_members", &["user_id"], "profiles", &["id"]),
-                fk("messages_sender_user_id_fkey", "messages", &["sender_user_id"], "profiles", &["id"]),
+                fk(
+                    "org_memberships_org_id_fkey",
+                    "org_memberships",
+                    &["org_id"],
+                    "organizations",
+                    &["id"],
+                ),
+                fk(
+                    "org_memberships_user_id_fkey",
+                    "org_memberships",
+                    &["user_id"],
+                    "profiles",
+                    &["id"],
+                ),
+                fk(
+                    "workspaces_org_id_fkey",
+                    "workspaces",
+                    &["org_id"],
+                    "organizations",
+                    &["id"],
+                ),
+                fk(
+                    "workspaces_created_by_fkey",
+                    "workspaces",
+                    &["created_by"],
+                    "profiles",
+                    &["id"],
+                ),
+                fk(
+                    "workspace_members_workspace_id_fkey",
+                    "workspace_members",
+                    &["workspace_id"],
+                    "workspaces",
+                    &["id"],
+                ),
+                fk(
+                    "workspace_members_user_id_fkey",
+                    "workspace_members",
+                    &["user_id"],
+                    "profiles",
+                    &["id"],
+                ),
+                fk(
+                    "messages_sender_user_id_fkey",
+                    "messages",
+                    &["sender_user_id"],
+                    "profiles",
+                    &["id"],
+                ),
                 fk("profiles_id_fkey", "profiles", &["id"], "users", &["id"]),
             ],
         )
@@ -372,7 +479,9 @@ pub(crate) mod tests {
     #[test]
     fn many_to_one_is_to_one() {
         let s = demo();
-        let r = s.relationship("org_memberships", "organizations", None).unwrap();
+        let r = s
+            .relationship("org_memberships", "organizations", None)
+            .unwrap();
         assert!(r.to_one);
         assert_eq!(r.join, vec![(Ident("id"), Ident("org_id"))]);
     }
@@ -388,12 +497,23 @@ pub(crate) mod tests {
     #[test]
     fn hints_pick_a_key_and_unknown_pairs_fail() {
         let s = demo();
-        assert_eq!(s.relationship("organizations", "profiles", None), Err(RelError::None));
-        let r = s.relationship("workspaces", "profiles", Some("created_by")).unwrap();
+        assert_eq!(
+            s.relationship("organizations", "profiles", None),
+            Err(RelError::None)
+        );
+        let r = s
+            .relationship("workspaces", "profiles", Some("created_by"))
+            .unwrap();
         assert_eq!(r.constraint, "workspaces_created_by_fkey");
-        assert_eq!(s.relationship("workspaces", "profiles", Some("nope")), Err(RelError::None));
+        assert_eq!(
+            s.relationship("workspaces", "profiles", Some("nope")),
+            Err(RelError::None)
+        );
         // Keys into tables outside the cache are dropped.
-        assert_eq!(s.relationship("profiles", "users", None), Err(RelError::None));
+        assert_eq!(
+            s.relationship("profiles", "users", None),
+            Err(RelError::None)
+        );
     }
 
     #[test]

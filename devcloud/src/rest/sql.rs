@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use postgres_types::{to_sql_checked, Format, IsNull, ToSql, Type};
 
 use super::{
-    plan::{Cond, ColExpr, EmbedPlan, Item, MutatePlan, Mutation, Order, OrderTarget, ReadNode},
+    plan::{ColExpr, Cond, EmbedPlan, Item, MutatePlan, Mutation, Order, OrderTarget, ReadNode},
     request::{CmpOp, IsVal, JsonOperand, Operation, Quant, Resolution},
     schema::{Ident, Table, SCHEMA},
 };
@@ -20,7 +20,11 @@ use super::{
 pub struct TextParam(pub String);
 
 impl ToSql for TextParam {
-    fn to_sql(&self, _ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         out.extend_from_slice(self.0.as_bytes());
         Ok(IsNull::No)
     }
@@ -81,7 +85,10 @@ impl Statement {
     }
 
     pub fn param_refs(&self) -> Vec<(&(dyn ToSql + Sync), Type)> {
-        self.params.iter().map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN)).collect()
+        self.params
+            .iter()
+            .map(|p| (p as &(dyn ToSql + Sync), Type::UNKNOWN))
+            .collect()
     }
 }
 
@@ -116,13 +123,22 @@ pub fn read_statement(node: &ReadNode<'_>, count: bool, shape: BodyShape) -> Sta
 
 /// The main query of a write: the mutation in a CTE, then `(total, page_count, body,
 /// inserted)` over the written rows.
-pub fn mutate_statement(plan: &MutatePlan<'_>, body_json: &str, shape: BodyShape, track_inserted: bool) -> Statement {
+pub fn mutate_statement(
+    plan: &MutatePlan<'_>,
+    body_json: &str,
+    shape: BodyShape,
+    track_inserted: bool,
+) -> Statement {
     let mut s = Statement::default();
     let root = plan.alias;
     let full_rows = plan.returning.is_some() || track_inserted;
     s.push("WITH pgrst_source AS (");
     match &plan.mutation {
-        Mutation::Insert { columns, on_conflict, defaults } => {
+        Mutation::Insert {
+            columns,
+            on_conflict,
+            defaults,
+        } => {
             s.push("INSERT INTO ");
             s.table(plan.table);
             s.push(" AS ");
@@ -288,7 +304,12 @@ enum From {
 
 /// `SELECT <row json> AS pgrst_row FROM … WHERE … ORDER BY … LIMIT … OFFSET …`. `join` holds the
 /// (this column, parent alias, parent column) equalities of an embedded level.
-fn node_select(s: &mut Statement, node: &ReadNode<'_>, from: From, join: &[(Ident<'_>, usize, Ident<'_>)]) {
+fn node_select(
+    s: &mut Statement,
+    node: &ReadNode<'_>,
+    from: From,
+    join: &[(Ident<'_>, usize, Ident<'_>)],
+) {
     s.push("SELECT ");
     row_json(s, node);
     s.push(" AS pgrst_row FROM ");
@@ -323,12 +344,17 @@ fn node_select(s: &mut Statement, node: &ReadNode<'_>, from: From, join: &[(Iden
 const PAIRS_PER_OBJECT: usize = 50;
 
 fn row_json(s: &mut Statement, node: &ReadNode<'_>) {
-    let visible: Vec<&Item<'_>> =
-        node.items.iter().filter(|i| !matches!(i, Item::Embed(e) if e.hidden)).collect();
+    let visible: Vec<&Item<'_>> = node
+        .items
+        .iter()
+        .filter(|i| !matches!(i, Item::Embed(e) if e.hidden))
+        .collect();
     let chunks: Vec<&[&Item<'_>]> = visible.chunks(PAIRS_PER_OBJECT).collect();
     if chunks.len() <= 1 {
         s.push("json_build_object(");
-        list(s, chunks.first().copied().unwrap_or(&[]), |s, i| item_pair(s, node, i));
+        list(s, chunks.first().copied().unwrap_or(&[]), |s, i| {
+            item_pair(s, node, i)
+        });
         s.push(")");
         return;
     }
@@ -369,7 +395,11 @@ fn item_pair(s: &mut Statement, node: &ReadNode<'_>, item: &Item<'_>) {
 }
 
 fn join_pairs<'a>(parent: &ReadNode<'_>, e: &EmbedPlan<'a>) -> Vec<(Ident<'a>, usize, Ident<'a>)> {
-    e.rel.join.iter().map(|(child, parent_col)| (*child, parent.alias, *parent_col)).collect()
+    e.rel
+        .join
+        .iter()
+        .map(|(child, parent_col)| (*child, parent.alias, *parent_col))
+        .collect()
 }
 
 /// A to-one embed is a scalar subquery giving an object or NULL; a to-many one aggregates an
@@ -477,7 +507,11 @@ fn cond(s: &mut Statement, alias: usize, c: &Cond<'_>) {
             operation(s, op);
             s.push(")");
         }
-        Cond::Expr { negate, or, children } => {
+        Cond::Expr {
+            negate,
+            or,
+            children,
+        } => {
             if *negate {
                 s.push("NOT ");
             }
@@ -500,7 +534,11 @@ fn operation(s: &mut Statement, op: &Operation) {
             s.push(op.sql());
             s.push(" ");
             // PostgREST lets `*` stand for `%` in like patterns (no escaping in URLs).
-            let value = if matches!(op, CmpOp::Like | CmpOp::ILike) { value.replace('*', "%") } else { value.clone() };
+            let value = if matches!(op, CmpOp::Like | CmpOp::ILike) {
+                value.replace('*', "%")
+            } else {
+                value.clone()
+            };
             match quant {
                 Some(Quant::Any) => {
                     s.push("ANY(");
@@ -515,7 +553,9 @@ fn operation(s: &mut Statement, op: &Operation) {
                 None => s.param(value),
             }
         }
-        Operation::In(values) if values.len() == 1 && values[0].is_empty() => s.push(" = ANY('{}')"),
+        Operation::In(values) if values.len() == 1 && values[0].is_empty() => {
+            s.push(" = ANY('{}')")
+        }
         Operation::In(values) => {
             s.push(" = ANY(");
             s.param(array_literal(values));
@@ -558,7 +598,11 @@ fn order_term(s: &mut Statement, node: &ReadNode<'_>, o: &Order<'_>) {
                 s.table(e.node.table);
                 s.push(" AS ");
                 s.alias(e.node.alias);
-                let bare = ReadNode { conds: Vec::new(), items: Vec::new(), ..e.node.clone() };
+                let bare = ReadNode {
+                    conds: Vec::new(),
+                    items: Vec::new(),
+                    ..e.node.clone()
+                };
                 where_clause(s, &bare, &join);
                 s.push(" LIMIT 1)");
             } else {
@@ -620,7 +664,16 @@ mod tests {
         let q = parse_query(qs).unwrap();
         let mut p = Planner::new(s);
         let t = p.table(table).unwrap();
-        let node = p.read(t, &q, Window { offset: Some(0), limit: Some(1000) }).unwrap();
+        let node = p
+            .read(
+                t,
+                &q,
+                Window {
+                    offset: Some(0),
+                    limit: Some(1000),
+                },
+            )
+            .unwrap();
         read_statement(&node, true, BodyShape::default())
     }
 
@@ -652,8 +705,15 @@ mod tests {
         assert!(st.params.contains(&TextParam(evil.into())));
         assert!(st.params.contains(&TextParam(r#"{"a","b,c"}"#.into())));
         assert!(st.sql.contains("\"pgrst_0\".\"name\" = $"), "{}", st.sql);
-        assert!(st.sql.contains("ORDER BY \"pgrst_0\".\"last_active_at\" DESC NULLS LAST"), "{}", st.sql);
-        assert!(st.sql.contains("FROM \"public\".\"workspaces\" AS \"pgrst_0\""));
+        assert!(
+            st.sql
+                .contains("ORDER BY \"pgrst_0\".\"last_active_at\" DESC NULLS LAST"),
+            "{}",
+            st.sql
+        );
+        assert!(st
+            .sql
+            .contains("FROM \"public\".\"workspaces\" AS \"pgrst_0\""));
         // The output keys are values too.
         assert!(st.params.contains(&TextParam("name".into())));
     }
@@ -670,17 +730,29 @@ mod tests {
     fn identifiers_are_the_cached_ones_quoted() {
         let s = demo();
         let st = read_sql(&s, "weird\"name", "select=%22a%5C%22b%22");
-        assert!(st.sql.contains("\"public\".\"weird\"\"name\""), "{}", st.sql);
+        assert!(
+            st.sql.contains("\"public\".\"weird\"\"name\""),
+            "{}",
+            st.sql
+        );
         assert!(st.sql.contains("\"pgrst_0\".\"a\"\"b\""), "{}", st.sql);
     }
 
     #[test]
     fn aliases_and_json_paths_are_bound() {
         let s = demo();
-        let st = read_sql(&s, "workspaces", "select=%22evil%5C%22)%20--%22:name,progress_data->>step::text");
+        let st = read_sql(
+            &s,
+            "workspaces",
+            "select=%22evil%5C%22)%20--%22:name,progress_data->>step::text",
+        );
         assert!(st.params.contains(&TextParam("evil\") --".into())));
         assert!(st.params.contains(&TextParam("step".into())));
-        assert!(st.sql.contains("CAST(\"pgrst_0\".\"progress_data\"->>$"), "{}", st.sql);
+        assert!(
+            st.sql.contains("CAST(\"pgrst_0\".\"progress_data\"->>$"),
+            "{}",
+            st.sql
+        );
         assert!(!st.sql.contains("evil"));
     }
 
@@ -690,15 +762,32 @@ mod tests {
         let st = read_sql(&s, "org_memberships", "select=org_id,role,organizations(*)");
         assert!(st.sql.contains("FROM \"public\".\"organizations\" AS \"pgrst_1\" WHERE \"pgrst_1\".\"id\" = \"pgrst_0\".\"org_id\""), "{}", st.sql);
         assert!(st.sql.contains("LIMIT 1)"));
-        let st = read_sql(&s, "organizations", "select=id,workspaces!inner(name)&workspaces.status=eq.active");
-        assert!(st.sql.contains("coalesce(json_agg(_pgrst_e.pgrst_row), '[]')"), "{}", st.sql);
-        assert!(st.sql.contains("EXISTS (SELECT 1 FROM \"public\".\"workspaces\""), "{}", st.sql);
+        let st = read_sql(
+            &s,
+            "organizations",
+            "select=id,workspaces!inner(name)&workspaces.status=eq.active",
+        );
+        assert!(
+            st.sql
+                .contains("coalesce(json_agg(_pgrst_e.pgrst_row), '[]')"),
+            "{}",
+            st.sql
+        );
+        assert!(
+            st.sql
+                .contains("EXISTS (SELECT 1 FROM \"public\".\"workspaces\""),
+            "{}",
+            st.sql
+        );
     }
 
     #[test]
     fn in_list_literals_escape_quotes_and_backslashes() {
         assert_eq!(array_literal(&["a".into(), "b,c".into()]), r#"{"a","b,c"}"#);
-        assert_eq!(array_literal(&[r#"x"}"#.into(), r"\".into()]), r#"{"x\"}","\\"}"#);
+        assert_eq!(
+            array_literal(&[r#"x"}"#.into(), r"\".into()]),
+            r#"{"x\"}","\\"}"#
+        );
         let s = demo();
         let st = read_sql(&s, "workspaces", "id=in.()");
         assert!(st.sql.contains("= ANY('{}')"));
@@ -709,7 +798,11 @@ mod tests {
         let s = demo();
         let st = read_sql(&s, "workspaces", "name=ilike.*web*&status=not.is.null");
         assert!(st.params.contains(&TextParam("%web%".into())));
-        assert!(st.sql.contains("NOT (\"pgrst_0\".\"status\" IS NULL)"), "{}", st.sql);
+        assert!(
+            st.sql.contains("NOT (\"pgrst_0\".\"status\" IS NULL)"),
+            "{}",
+            st.sql
+        );
     }
 
     #[test]
@@ -718,13 +811,28 @@ mod tests {
         let q = parse_query("on_conflict=org_id,slug").unwrap();
         let mut p = Planner::new(&s);
         let t = p.table("workspaces").unwrap();
-        let kind = MutationKind::Insert { resolution: Some(Resolution::MergeDuplicates), missing: None };
-        let plan = p.mutate(t, &q, kind, &["name".into(), "org_id".into(), "slug".into()], true).unwrap();
+        let kind = MutationKind::Insert {
+            resolution: Some(Resolution::MergeDuplicates),
+            missing: None,
+        };
+        let plan = p
+            .mutate(
+                t,
+                &q,
+                kind,
+                &["name".into(), "org_id".into(), "slug".into()],
+                true,
+            )
+            .unwrap();
         let body = r#"[{"name":"'); drop table x;--","org_id":"1","slug":"s"}]"#;
         let st = mutate_statement(&plan, body, BodyShape::default(), true);
         assert!(st.sql.starts_with("WITH pgrst_source AS (INSERT INTO \"public\".\"workspaces\" AS \"pgrst_0\" (\"name\", \"org_id\", \"slug\") SELECT pgrst_body.\"name\""), "{}", st.sql);
-        assert!(st.sql.contains("json_populate_recordset(NULL::\"public\".\"workspaces\", $1)"));
-        assert!(st.sql.contains("ON CONFLICT (\"org_id\", \"slug\") DO UPDATE SET \"name\" = EXCLUDED.\"name\""));
+        assert!(st
+            .sql
+            .contains("json_populate_recordset(NULL::\"public\".\"workspaces\", $1)"));
+        assert!(st.sql.contains(
+            "ON CONFLICT (\"org_id\", \"slug\") DO UPDATE SET \"name\" = EXCLUDED.\"name\""
+        ));
         assert!(st.sql.contains("xmax = 0"));
         assert_eq!(st.params[0], TextParam(body.into()));
         assert!(!st.sql.contains("drop"));
@@ -736,10 +844,19 @@ mod tests {
         let q = parse_query("").unwrap();
         let mut p = Planner::new(&s);
         let t = p.table("workspaces").unwrap();
-        let kind = MutationKind::Insert { resolution: None, missing: Some(Missing::Default) };
+        let kind = MutationKind::Insert {
+            resolution: None,
+            missing: Some(Missing::Default),
+        };
         let plan = p.mutate(t, &q, kind, &["name".into()], false).unwrap();
         let st = mutate_statement(&plan, "[]", BodyShape::default(), false);
-        assert!(st.sql.contains("CASE WHEN pgrst_elem.j::jsonb ? $1::text THEN pgrst_body.\"name\" ELSE NULL END"), "{}", st.sql);
+        assert!(
+            st.sql.contains(
+                "CASE WHEN pgrst_elem.j::jsonb ? $1::text THEN pgrst_body.\"name\" ELSE NULL END"
+            ),
+            "{}",
+            st.sql
+        );
         assert!(st.sql.contains("RETURNING 1"));
     }
 
@@ -749,7 +866,9 @@ mod tests {
         let q = parse_query("id=eq.1&select=id").unwrap();
         let mut p = Planner::new(&s);
         let t = p.table("workspaces").unwrap();
-        let plan = p.mutate(t, &q, MutationKind::Update, &["name".into()], true).unwrap();
+        let plan = p
+            .mutate(t, &q, MutationKind::Update, &["name".into()], true)
+            .unwrap();
         let st = mutate_statement(&plan, r#"{"name":"n"}"#, BodyShape::default(), false);
         assert!(st.sql.contains("UPDATE \"public\".\"workspaces\" AS \"pgrst_0\" SET \"name\" = pgrst_body.\"name\" FROM json_populate_record(NULL::\"public\".\"workspaces\", $1) AS pgrst_body WHERE (\"pgrst_0\".\"id\" = $2)"), "{}", st.sql);
         let plan = p.mutate(t, &q, MutationKind::Delete, &[], false).unwrap();
