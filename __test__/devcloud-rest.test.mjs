@@ -255,6 +255,13 @@ describe('devcloud rest', () => {
 
     const delNone = await alice.from('conversations').delete().eq('id', ins.data.id);
     assert.equal(delNone.status, 204);
+
+    // .single() on a write touching two rows is a 406 and nothing is changed.
+    const two = await alice.from('workspaces').update({ status: 'paused' }).eq('org_id', orgs.acme).select('id').single();
+    assert.equal(two.status, 406);
+    assert.equal(two.error.code, 'PGRST116');
+    const statuses = await alice.from('workspaces').select('status').eq('org_id', orgs.acme);
+    assert.deepEqual(statuses.data, [{ status: 'active' }, { status: 'active' }]);
   });
 
   test('upsert with onConflict merges; ignoreDuplicates keeps the old row', async () => {
@@ -361,6 +368,21 @@ describe('devcloud rest', () => {
     r = await alice.from('workspaces').select('id').filter('name', 'nope', 'x');
     assert.equal(r.status, 400);
     assert.equal(r.error.code, 'PGRST100');
+
+    const { data: session } = await alice.auth.getSession();
+    const headers = {
+      apikey: cloud.anonKey,
+      Authorization: `Bearer ${session.session.access_token}`,
+      'Content-Type': 'application/json',
+    };
+    let raw = await fetch(`${cloud.url}/rest/v1/messages`, { method: 'POST', headers, body: '{"content": ' });
+    assert.equal(raw.status, 400);
+    assert.deepEqual(await raw.json(), { code: 'PGRST102', details: null, hint: null, message: 'Empty or invalid json' });
+
+    const huge = JSON.stringify({ conversation_id: convs.acmeChat, role: 'user', content: 'x'.repeat(2 * 1024 * 1024) });
+    raw = await fetch(`${cloud.url}/rest/v1/messages`, { method: 'POST', headers, body: huge });
+    assert.equal(raw.status, 413);
+    assert.equal((await raw.json()).code, 'PGRST413');
   });
 
   test('hostile values are bound as plain values', async () => {

@@ -261,9 +261,8 @@ impl<'a> Planner<'a> {
         alias: usize,
     ) -> Result<ReadNode<'a>, ApiError> {
         let mut items = Vec::new();
-        let has_columns = select.iter().any(|s| !matches!(s, SelectItem::Embed(_)));
-        // An empty select, or one with only embeds, still shows the columns (PostgREST: `*`).
-        if !has_columns {
+        // An empty select (`select=`) means `*`; one with only embeds shows only them.
+        if select.is_empty() {
             items.extend(star(table));
         }
         for s in select {
@@ -653,6 +652,15 @@ mod tests {
         assert_eq!(e.label, "ws");
         assert_eq!(e.node.window.limit, Some(1));
         assert_eq!(e.node.order.len(), 1);
+    }
+
+    #[test]
+    fn only_embeds_means_no_columns() {
+        let s = demo();
+        let n = read(&s, "workspaces", "select=organizations(name)").unwrap();
+        assert_eq!(n.items.len(), 1);
+        assert!(matches!(n.items[0], Item::Embed(_)));
+        assert_eq!(read(&s, "workspaces", "select=").unwrap().items.len(), 8);
     }
 
     #[test]
