@@ -541,7 +541,7 @@ pub fn top_window(query: Window, header: Option<(u64, Option<u64>)>) -> Result<W
                 "The lower boundary must be lower than or equal to the upper boundary in the Range header.".into(),
             ))
         }
-        Some(u) => (u - lower + 1).min(MAX_ROWS),
+        Some(u) => (u - lower).saturating_add(1).min(MAX_ROWS),
         None => MAX_ROWS,
     };
     Ok(Window {

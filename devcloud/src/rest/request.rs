@@ -1808,6 +1808,42 @@ mod tests {
         assert_eq!(parse_range_header("-5"), None);
     }
 
+    /// Random strings over the grammar's special characters must never panic the parsers.
+    #[test]
+    fn parsers_never_panic() {
+        let alphabet: Vec<char> = "ab(),.:!\"\\{}*->-=&%+é ' ;ü0".chars().collect();
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) as usize
+        };
+        let words = [
+            "eq.", "in.(", "not.", "or(", "and(", "is.", "->>", "::", "!inner", "(any)", "%22", "%",
+        ];
+        for _ in 0..5000 {
+            let len = next() % 24;
+            let mut text = String::new();
+            for _ in 0..len {
+                if next() % 4 == 0 {
+                    text.push_str(words[next() % words.len()]);
+                } else {
+                    text.push(alphabet[next() % alphabet.len()]);
+                }
+            }
+            let _ = parse_select(&text);
+            let _ = parse_order(&text);
+            let _ = parse_filter_value(&text);
+            let _ = parse_logic_param("or", &text);
+            let _ = parse_columns("columns parameter", &text);
+            let _ = parse_query(&text);
+            let _ = parse_query(&format!("a={text}&select={text}"));
+            let _ = parse_range_header(&text);
+            let _ = negotiate(Some(&text));
+        }
+    }
+
     #[test]
     fn payloads() {
         let p = parse_payload(br#"{"b":1,"a":"x"}"#, true, false).unwrap();
