@@ -26,7 +26,7 @@ async function signIn(cloud, email) {
   const client = createClient(cloud.url, cloud.anonKey, opts);
   const { data, error } = await client.auth.signInWithPassword({ email, password: DEMO_PASSWORD });
   assert.equal(error, null, `sign in ${email}`);
-  client.accessToken = data.session.access_token;
+  client.testToken = data.session.access_token;
   return client;
 }
 
@@ -243,7 +243,7 @@ describe('devcloud functions', () => {
     const r = await fetch(`${cloud.url}/functions/v1/ai-proxy`, {
       method: 'POST',
       signal: controller.signal,
-      headers: { apikey: cloud.anonKey, Authorization: `Bearer ${alice.accessToken}`, 'content-type': 'application/json' },
+      headers: { apikey: cloud.anonKey, Authorization: `Bearer ${alice.testToken}`, 'content-type': 'application/json' },
       body: JSON.stringify({ messages: [{ role: 'user', content: 'long answer' }], stream: true, max_tokens: 500 }),
     });
     assert.equal(r.status, 200);
@@ -322,7 +322,7 @@ describe('devcloud functions', () => {
   });
 
   test('bodies: too large is 413, malformed JSON is 400', async () => {
-    const headers = { apikey: cloud.anonKey, Authorization: `Bearer ${alice.accessToken}`, 'content-type': 'application/json' };
+    const headers = { apikey: cloud.anonKey, Authorization: `Bearer ${alice.testToken}`, 'content-type': 'application/json' };
     const url = `${cloud.url}/functions/v1/ai-proxy`;
     const huge = JSON.stringify({ messages: [{ role: 'user', content: 'x'.repeat(2 * 1024 * 1024) }] });
     assert.equal((await fetch(url, { method: 'POST', headers, body: huge })).status, 413);

@@ -31,7 +31,7 @@ async function signIn(cloud, email) {
   const client = createClient(cloud.url, cloud.anonKey, opts);
   const { data, error } = await client.auth.signInWithPassword({ email, password: DEMO_PASSWORD });
   assert.equal(error, null, `sign in ${email}`);
-  client.accessToken = data.session.access_token;
+  client.testToken = data.session.access_token;
   return client;
 }
 
@@ -104,7 +104,7 @@ describe('devcloud storage', () => {
 
     // Raw responses carry the object headers.
     const r = await fetch(`${cloud.url}/storage/v1/object/authenticated/${BUCKET}/${path}`, {
-      headers: { apikey: cloud.anonKey, Authorization: `Bearer ${alice.accessToken}` },
+      headers: { apikey: cloud.anonKey, Authorization: `Bearer ${alice.testToken}` },
     });
     assert.equal(r.status, 200);
     assert.equal(r.headers.get('content-length'), String(text.length));
@@ -112,7 +112,7 @@ describe('devcloud storage', () => {
     assert.match(r.headers.get('etag'), /^"[0-9a-f]{64}"$/);
     assert.ok(!Number.isNaN(Date.parse(r.headers.get('last-modified'))));
     const again = await fetch(r.url, {
-      headers: { apikey: cloud.anonKey, Authorization: `Bearer ${alice.accessToken}`, 'If-None-Match': r.headers.get('etag') },
+      headers: { apikey: cloud.anonKey, Authorization: `Bearer ${alice.testToken}`, 'If-None-Match': r.headers.get('etag') },
     });
     assert.equal(again.status, 304);
 
@@ -200,7 +200,7 @@ describe('devcloud storage', () => {
     // The single-object route.
     const one = `${ACME_WS}/${run}/rm/3.txt`;
     await files().upload(one, Buffer.from('x'));
-    const auth = { apikey: cloud.anonKey, Authorization: `Bearer ${alice.accessToken}` };
+    const auth = { apikey: cloud.anonKey, Authorization: `Bearer ${alice.testToken}` };
     const r = await fetch(`${cloud.url}/storage/v1/object/${BUCKET}/${one}`, { method: 'DELETE', headers: auth });
     assert.deepEqual(await r.json(), { message: 'Successfully deleted' });
     const r2 = await fetch(`${cloud.url}/storage/v1/object/${BUCKET}/${one}`, { method: 'DELETE', headers: auth });
@@ -254,7 +254,7 @@ describe('devcloud storage', () => {
   });
 
   test('bad keys are InvalidKey; `..` never escapes', async () => {
-    const headers = { apikey: cloud.anonKey, Authorization: `Bearer ${alice.accessToken}`, 'content-type': 'text/plain' };
+    const headers = { apikey: cloud.anonKey, Authorization: `Bearer ${alice.testToken}`, 'content-type': 'text/plain' };
     for (const key of [`${ACME_WS}/../${GLOBEX_WS}/x.txt`, `${ACME_WS}/a/../../x.txt`, `${ACME_WS}/%2E%2E/x.txt`, `${ACME_WS}%2F..%2Fx.txt`, `${ACME_WS}/nul%00.txt`]) {
       const r = await rawRequest(cloud.url, { method: 'POST', path: `/storage/v1/object/${BUCKET}/${key}`, headers, body: 'x' });
       assert.equal(r.status, 400, key);
@@ -285,7 +285,7 @@ describe('devcloud storage', () => {
     const malformed = await fetch(url, {
       method: 'POST',
       body: '{nope',
-      headers: { apikey: cloud.anonKey, Authorization: `Bearer ${alice.accessToken}`, 'content-type': 'application/json' },
+      headers: { apikey: cloud.anonKey, Authorization: `Bearer ${alice.testToken}`, 'content-type': 'application/json' },
     });
     assert.equal(malformed.status, 400);
     assert.equal((await malformed.json()).statusCode, '400');
@@ -297,7 +297,7 @@ describe('devcloud storage', () => {
     );
   });
 
-  test('a 50 MB file streams both ways without growing the server', async () => {
+  test('a 50 MB file streams both ways without growing the server', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'devcloud-storage-'));
     try {
       const file = join(dir, 'big.bin');
@@ -327,7 +327,7 @@ describe('devcloud storage', () => {
       assert.equal(up.error, null);
 
       const r = await fetch(`${cloud.url}/storage/v1/object/${BUCKET}/${path}`, {
-        headers: { apikey: cloud.anonKey, Authorization: `Bearer ${alice.accessToken}` },
+        headers: { apikey: cloud.anonKey, Authorization: `Bearer ${alice.testToken}` },
       });
       assert.equal(r.status, 200);
       assert.equal(r.headers.get('content-length'), String(size));
@@ -342,6 +342,7 @@ describe('devcloud storage', () => {
 
       const afterwards = memoryOf(pid);
       const growth = afterwards.peak - before.peak;
+      t.diagnostic(`devcloud RSS ${(before.rss / 1048576).toFixed(1)} -> ${(afterwards.rss / 1048576).toFixed(1)} MB, peak +${(growth / 1048576).toFixed(1)} MB`);
       assert.ok(growth < 30 * 1024 * 1024, `peak RSS grew by ${(growth / 1048576).toFixed(1)} MB`);
       const listed = (await files().list(`${ACME_WS}/${run}`, { search: 'big' })).data;
       assert.equal(listed[0].metadata.size, size);
@@ -375,7 +376,7 @@ describe('devcloud storage size limit', () => {
       method: 'POST',
       body: chunks(),
       duplex: 'half',
-      headers: { apikey: cloud.anonKey, Authorization: `Bearer ${alice.accessToken}`, 'content-type': 'application/octet-stream' },
+      headers: { apikey: cloud.anonKey, Authorization: `Bearer ${alice.testToken}`, 'content-type': 'application/octet-stream' },
     });
     assert.equal(streamed.status, 400);
     assert.equal((await streamed.json()).code, 'EntityTooLarge');
