@@ -92,8 +92,8 @@ describe('devcloud storage', () => {
     assert.equal(down.data.type, 'text/markdown');
     assert.deepEqual(await bytesOf(down.data), text);
 
-    // A Blob goes as multipart/form-data, as storage-js sends it.
-    const binary = randomBytes(200_000);
+    // A Blob goes as multipart/form-data, as storage-js sends it (larger than axum's 2 MB default).
+    const binary = randomBytes(3_000_000);
     const blobPath = `${ACME_WS}/${run}/bin/data.bin`;
     const upBlob = await files().upload(blobPath, new Blob([binary], { type: 'application/x-test' }));
     assert.equal(upBlob.error, null);
@@ -289,6 +289,9 @@ describe('devcloud storage', () => {
     });
     assert.equal(malformed.status, 400);
     assert.equal((await malformed.json()).statusCode, '400');
+    const unknown = await fetch(`${cloud.url}/storage/v1/nope`, { headers: { apikey: cloud.anonKey } });
+    assert.equal(unknown.status, 404);
+    assert.equal((await unknown.json()).statusCode, '404');
     const buckets = await alice.storage.listBuckets();
     assert.equal(buckets.error, null);
     assert.deepEqual(

@@ -61,8 +61,14 @@ pub fn router() -> Router<SharedState> {
         .layer(DefaultBodyLimit::disable())
 }
 
-async fn not_found() -> Response {
-    StorageError::invalid_request("Route not found").into_response()
+/// Unknown routes, as storage-api's framework answers them.
+async fn not_found(method: Method, uri: Uri) -> Response {
+    let body = serde_json::json!({
+        "statusCode": "404",
+        "error": "Not Found",
+        "message": format!("Route {method}:{} not found", uri.path()),
+    });
+    (axum::http::StatusCode::NOT_FOUND, axum::Json(body)).into_response()
 }
 
 /// The caller behind the request, with gateway and JWT failures in storage's dialect.
