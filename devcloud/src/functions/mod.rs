@@ -26,6 +26,7 @@ use uuid::Uuid;
 use crate::{
     caller::{self, Caller, CallerError, Role},
     state::SharedState,
+    storage::body::{read_limited, BodyError},
 };
 
 pub fn router() -> Router<SharedState> {
@@ -143,9 +144,12 @@ pub(crate) fn internal(e: impl std::fmt::Display) -> FnError {
 
 /// Reads the JSON body with the configured limit: 413 when too large, 400 when malformed.
 pub(crate) async fn json_body<T: DeserializeOwned>(call: &Call, body: Body) -> Result<T, FnError> {
-    let bytes = axum::body::to_bytes(body, call.state.settings.max_body_bytes)
+    let bytes = read_limited(body, call.state.settings.max_body_bytes)
         .await
-        .map_err(|_| error(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"))?;
+        .map_err(|e| match e {
+            BodyError::TooLarge => error(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"),
+            BodyError::Read => error(StatusCode::BAD_REQUEST, "Could not read the request body"),
+        })?;
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|_| error(StatusCode::BAD_REQUEST, "Invalid JSON body"))?;
     serde_json::from_value(value)
