@@ -15,6 +15,7 @@ static MIGRATIONS: &[(&str, &str)] = &[
     ("0002_oboto_schema", include_str!("../../migrations/0002_oboto_schema.sql")),
     ("0003_rls", include_str!("../../migrations/0003_rls.sql")),
     ("0004_storage", include_str!("../../migrations/0004_storage.sql")),
+    ("0005_storage_version", include_str!("../../migrations/0005_storage_version.sql")),
 ];
 
 static DEMO_SEED: &str = include_str!("../../seed/demo.sql");

@@ -1,0 +1,329 @@
+//! `POST`/`PUT /object/{bucket}/{path}`: raw or `multipart/form-data` uploads.
+//!
+//! 1. A dry run of the row write (rolled back) lets RLS and the duplicate check refuse the
+//!    upload before any byte is read.
+//! 2. The body streams into a temp file with a running size check.
+//! 3. The row is written as the caller, pointing at a fresh version of the bytes; the
+//!    previous version's bytes are removed once the new row is committed.
+
+use axum::{
+    extract::{
+        multipart::Field, rejection::PathRejection, FromRequest, Multipart, Path, Request, State,
+    },
+    http::{header, HeaderMap, HeaderValue, Method, Uri},
+    response::Response,
+    Json,
+};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::{
+    caller_of, connection,
+    disk::{self, ObjectWriter, Written},
+    error::{StorageError, StorageResult},
+    iso,
+    objects::bucket_and_key,
+    request_info, respond,
+};
+use crate::{
+    caller::Caller,
+    db::{begin_as, RequestInfo},
+    state::SharedState,
+};
+
+/// Where a write goes and whether it may replace an existing object.
+pub(super) struct Target<'a> {
+    pub bucket: &'a str,
+    pub key: &'a str,
+    pub upsert: bool,
+}
+
+/// `PUT` always replaces (storage-api's update); `POST` only with `x-upsert: true`.
+pub(super) fn wants_upsert(method: &Method, headers: &HeaderMap) -> bool {
+    *method == Method::PUT
+        || headers
+            .get("x-upsert")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+pub async fn upload(
+    State(state): State<SharedState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+    req: Request,
+) -> Response {
+    respond(upload_inner(&state, &method, &uri, &headers, path, req).await)
+}
+
+async fn upload_inner(
+    state: &SharedState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+    req: Request,
+) -> StorageResult<Json<Value>> {
+    let caller = caller_of(state, headers)?;
+    let (bucket, key) = bucket_and_key(path)?;
+    let target = Target {
+        bucket: &bucket,
+        key: &key,
+        upsert: wants_upsert(method, headers),
+    };
+    let max = state.settings.max_upload_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(StorageError::entity_too_large());
+    }
+    let info = request_info(method, uri);
+    dry_run(state, &caller, &info, &target).await?;
+
+    let received = receive(state, headers, req).await?;
+    let metadata = json!({
+        "eTag": format!("\"{}\"", received.written.sha256),
+        "size": received.written.size,
+        "mimetype": received.content_type,
+        "cacheControl": received.cache_control,
+        "lastModified": iso(chrono::Utc::now()),
+        "contentLength": received.written.size,
+        "httpStatusCode": 200,
+    });
+    let root = &state.settings.storage_dir;
+    let version = received.written.persist(root, &bucket).await?;
+    match save_row(state, &caller, &info, &target, &metadata, &version).await {
+        Ok(id) => Ok(Json(json!({"Id": id, "Key": format!("{bucket}/{key}")}))),
+        Err(e) => {
+            disk::remove(root, &bucket, &version).await;
+            Err(e)
+        }
+    }
+}
+
+/// Tries the row write and rolls it back: refuses early what the real write would refuse.
+async fn dry_run(
+    state: &SharedState,
+    caller: &Caller,
+    info: &RequestInfo<'_>,
+    t: &Target<'_>,
+) -> StorageResult<()> {
+    let mut conn = connection(state).await?;
+    let tx = begin_as(&mut conn, caller, false, info).await?;
+    let bucket = tx
+        .query_opt("SELECT 1 FROM storage.buckets WHERE id = $1", &[&t.bucket])
+        .await?;
+    if bucket.is_none() {
+        return Err(StorageError::no_such_bucket());
+    }
+    let conflict = if t.upsert {
+        "ON CONFLICT (bucket_id, name) DO UPDATE SET updated_at = now()"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "INSERT INTO storage.objects (bucket_id, name, owner) VALUES ($1, $2, $3) {conflict}"
+    );
+    tx.execute(&sql, &[&t.bucket, &t.key, &caller.user_id()])
+        .await?;
+    tx.rollback().await?;
+    Ok(())
+}
+
+/// Writes the object's row as the caller and returns its id; on success the bytes of the
+/// version it replaced are removed.
+pub(super) async fn save_row(
+    state: &SharedState,
+    caller: &Caller,
+    info: &RequestInfo<'_>,
+    t: &Target<'_>,
+    metadata: &Value,
+    version: &str,
+) -> StorageResult<Uuid> {
+    let mut conn = connection(state).await?;
+    let tx = begin_as(&mut conn, caller, false, info).await?;
+    let owner = caller.user_id();
+    let insert = "INSERT INTO storage.objects (bucket_id, name, owner, metadata, version) VALUES ($1, $2, $3, $4, $5)";
+    let (id, replaced) = if !t.upsert {
+        let row = tx
+            .query_one(
+                &format!("{insert} RETURNING id"),
+                &[&t.bucket, &t.key, &owner, metadata, &version],
+            )
+            .await?;
+        (row.try_get::<_, Uuid>(0)?, None)
+    } else {
+        // Update-then-insert instead of `ON CONFLICT DO UPDATE`, because only the locked old
+        // row tells which bytes the new version replaces. A concurrent first insert makes
+        // both miss; the retry then finds the row.
+        let mut attempt = 0;
+        loop {
+            let updated = tx
+                .query_opt(
+                    "WITH old AS (SELECT id, version FROM storage.objects \
+                                  WHERE bucket_id = $1 AND name = $2 FOR UPDATE) \
+                     UPDATE storage.objects o SET owner = $3, metadata = $4, version = $5, \
+                            updated_at = now(), last_accessed_at = now() \
+                     FROM old WHERE o.id = old.id RETURNING o.id, old.version",
+                    &[&t.bucket, &t.key, &owner, metadata, &version],
+                )
+                .await?;
+            if let Some(row) = updated {
+                break (
+                    row.try_get::<_, Uuid>(0)?,
+                    row.try_get::<_, Option<String>>(1)?,
+                );
+            }
+            let inserted = tx
+                .query_opt(
+                    &format!("{insert} ON CONFLICT (bucket_id, name) DO NOTHING RETURNING id"),
+                    &[&t.bucket, &t.key, &owner, metadata, &version],
+                )
+                .await?;
+            if let Some(row) = inserted {
+                break (row.try_get::<_, Uuid>(0)?, None);
+            }
+            attempt += 1;
+            if attempt == 3 {
+                // The row exists but this caller cannot update it.
+                return Err(StorageError::access_denied(
+                    "new row violates row-level security policy",
+                ));
+            }
+        }
+    };
+    tx.commit().await?;
+    if let Some(old) = replaced.filter(|old| old != version) {
+        disk::remove(&state.settings.storage_dir, t.bucket, &old).await;
+    }
+    Ok(id)
+}
+
+struct Received {
+    written: Written,
+    content_type: String,
+    cache_control: String,
+}
+
+/// Longest accepted non-file multipart field (`cacheControl`, `metadata`).
+const MAX_FIELD_BYTES: usize = 64 * 1024;
+
+async fn receive(
+    state: &SharedState,
+    headers: &HeaderMap,
+    req: Request,
+) -> StorageResult<Received> {
+    let root = &state.settings.storage_dir;
+    let max = state.settings.max_upload_bytes;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type
+        .to_ascii_lowercase()
+        .starts_with("multipart/form-data")
+    {
+        let mut multipart = Multipart::from_request(req, state)
+            .await
+            .map_err(|e| StorageError::invalid_request(format!("Invalid multipart body: {e}")))?;
+        let mut cache_control = None;
+        while let Some(mut field) = multipart.next_field().await.map_err(body_error)? {
+            let name = field.name().unwrap_or("").to_string();
+            let is_file = field.file_name().is_some() || name.is_empty() || name == "file";
+            if !is_file {
+                let value = small_field(&mut field).await?;
+                if name == "cacheControl" {
+                    cache_control = Some(value);
+                }
+                continue;
+            }
+            let part_type = field.content_type().map(str::to_string);
+            let mut writer = ObjectWriter::create(root, max).await?;
+            while let Some(chunk) = field.chunk().await.map_err(body_error)? {
+                writer.write(&chunk).await?;
+            }
+            return Ok(Received {
+                written: writer.finish().await?,
+                content_type: valid_mime(part_type.as_deref()),
+                cache_control: max_age(cache_control.as_deref()),
+            });
+        }
+        return Err(StorageError::invalid_request("No content provided"));
+    }
+    let mut writer = ObjectWriter::create(root, max).await?;
+    let mut stream = req.into_body().into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        writer.write(&chunk.map_err(body_error)?).await?;
+    }
+    let cache_control = headers
+        .get(header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("no-cache");
+    Ok(Received {
+        written: writer.finish().await?,
+        content_type: valid_mime(Some(content_type)),
+        cache_control: cache_control.to_string(),
+    })
+}
+
+async fn small_field(field: &mut Field<'_>) -> StorageResult<String> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(body_error)? {
+        if buf.len() + chunk.len() > MAX_FIELD_BYTES {
+            return Err(StorageError::entity_too_large());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// storage-js sends `cacheControl` as seconds (`"3600"`); storage-api stores `max-age=3600`.
+fn max_age(v: Option<&str>) -> String {
+    match v.map(str::trim) {
+        Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => format!("max-age={s}"),
+        Some(s) if !s.is_empty() && HeaderValue::from_str(s).is_ok() => s.to_string(),
+        _ => "no-cache".to_string(),
+    }
+}
+
+/// The stored content type must be sendable back as a header.
+fn valid_mime(v: Option<&str>) -> String {
+    match v.map(str::trim) {
+        Some(s) if !s.is_empty() && s.contains('/') && HeaderValue::from_str(s).is_ok() => {
+            s.to_string()
+        }
+        _ => "application/octet-stream".to_string(),
+    }
+}
+
+fn body_error(e: impl std::fmt::Display) -> StorageError {
+    tracing::debug!(error = %e, "storage: upload body");
+    StorageError::invalid_request("Failed to read the request body")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_from_the_client() {
+        assert_eq!(max_age(Some("3600")), "max-age=3600");
+        assert_eq!(max_age(Some("public, max-age=60")), "public, max-age=60");
+        assert_eq!(max_age(None), "no-cache");
+        assert_eq!(
+            valid_mime(Some("text/plain;charset=UTF-8")),
+            "text/plain;charset=UTF-8"
+        );
+        assert_eq!(valid_mime(Some("bad\nvalue/x")), "application/octet-stream");
+        assert_eq!(valid_mime(Some("")), "application/octet-stream");
+        assert!(wants_upsert(&Method::PUT, &HeaderMap::new()));
+        let mut h = HeaderMap::new();
+        h.insert("x-upsert", HeaderValue::from_static("true"));
+        assert!(wants_upsert(&Method::POST, &h));
+        assert!(!wants_upsert(&Method::POST, &HeaderMap::new()));
+    }
+}
