@@ -269,12 +269,12 @@ export declare class CloudAuth {
  * `code` on non-2xx.
  */
 export declare class CloudClient {
-  get(path: string, headers?: Record<string, string>): Promise<any>
-  post(path: string, body?: unknown, headers?: Record<string, string>): Promise<any>
+  get(path: string, headers?: Record<string, string>): Promise<unknown>
+  post(path: string, body?: unknown, headers?: Record<string, string>): Promise<unknown>
   /** Adds `Prefer: return=representation` unless the caller set `Prefer`. */
-  patch(path: string, body?: unknown, headers?: Record<string, string>): Promise<any>
-  delete(path: string, headers?: Record<string, string>): Promise<any>
-  request(path: string, options?: RequestOptions | undefined | null): Promise<any>
+  patch(path: string, body?: unknown, headers?: Record<string, string>): Promise<unknown>
+  delete(path: string, headers?: Record<string, string>): Promise<unknown>
+  request(path: string, options?: RequestOptions | undefined | null): Promise<unknown>
 }
 
 export declare class NativeCloudSync {

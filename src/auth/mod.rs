@@ -45,7 +45,9 @@ pub struct Auth {
 struct State {
     session: Option<Session>,
     ctx: UserContext,
-    /// Bumped whenever a session starts or ends, so a refresh that raced a logout is dropped.
+    /// Bumped whenever the session starts, is refreshed or ends. A refresh that raced a logout
+    /// is dropped, and a caller who waited for a refresh in flight sees that it happened
+    /// (tokens issued within the same second can be byte-identical, so they cannot tell).
     epoch: u64,
 }
 
@@ -285,6 +287,7 @@ impl Auth {
                     if session.user.is_object() {
                         s.ctx.user = Some(session.user.clone());
                     }
+                    s.epoch += 1;
                     s.session = Some(session);
                 }
                 self.schedule(expires_in);
@@ -361,7 +364,7 @@ impl Auth {
                     };
                     (session.access_token.clone(), session.expires_at, s.epoch)
                 };
-                match auth.renew(&access).await {
+                match auth.renew(Seen::Epoch(epoch)).await {
                     Ok(_) => return,
                     Err(e)
                         if e.is_network()
@@ -406,6 +409,13 @@ impl Auth {
     }
 }
 
+/// What a caller knew of the session when it decided a refresh was needed.
+enum Seen<'a> {
+    Epoch(u64),
+    /// The access token the server rejected (the 401 path knows only the token).
+    Token(&'a str),
+}
+
 fn describe_rejection(e: &Error) -> String {
     match e.http() {
         Some(h) => h.code.clone().unwrap_or_else(|| h.message.clone()),
@@ -416,21 +426,21 @@ fn describe_rejection(e: &Error) -> String {
 impl Credentials for Auth {
     fn access_token(&self) -> BoxFuture<'_, Result<Option<String>>> {
         Box::pin(async move {
-            let (access, expires_at) = {
+            let (access, expires_at, epoch) = {
                 let s = self.read();
                 match s.session.as_ref() {
                     None => return Ok(None),
-                    Some(x) => (x.access_token.clone(), x.expires_at),
+                    Some(x) => (x.access_token.clone(), x.expires_at, s.epoch),
                 }
             };
             if !is_expiring(expires_at, now()) {
                 return Ok(Some(access));
             }
-            self.renew(&access).await.map(Some)
+            self.renew(Seen::Epoch(epoch)).await.map(Some)
         })
     }
 
     fn renew(&self, rejected: String) -> BoxFuture<'_, Result<Option<String>>> {
-        Box::pin(async move { Auth::renew(self, &rejected).await.map(Some) })
+        Box::pin(async move { Auth::renew(self, Seen::Token(&rejected)).await.map(Some) })
     }
 }
