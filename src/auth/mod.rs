@@ -149,13 +149,12 @@ impl Auth {
     /// Refreshes now, whatever the token's age; callers that arrive while a refresh is in
     /// flight share it.
     pub async fn refresh(&self) -> Result<()> {
-        let current = self
-            .read()
-            .session
-            .as_ref()
-            .map(|s| s.access_token.clone())
-            .ok_or(Error::NotLoggedIn)?;
-        self.renew(&current).await.map(|_| ())
+        let epoch = {
+            let s = self.read();
+            s.session.as_ref().ok_or(Error::NotLoggedIn)?;
+            s.epoch
+        };
+        self.renew(Seen::Epoch(epoch)).await.map(|_| ())
     }
 
     /// Best effort on the server; local state and the stored token are always cleared.
@@ -258,8 +257,8 @@ impl Auth {
     }
 
     /// The single flight: the first caller refreshes, the others wait on the gate and then
-    /// find the token already renewed. `stale` is the access token the caller found wanting.
-    async fn renew(&self, stale: &str) -> Result<String> {
+    /// find the session already renewed since what they `saw`.
+    async fn renew(&self, saw: Seen<'_>) -> Result<String> {
         let _gate = self.gate.lock().await;
         let (refresh_token, access, expires_at, epoch) = {
             let s = self.read();
@@ -271,7 +270,11 @@ impl Auth {
                 s.epoch,
             )
         };
-        if access != stale && !is_expiring(expires_at, now()) {
+        let renewed = match saw {
+            Seen::Epoch(e) => e != epoch,
+            Seen::Token(t) => t != access,
+        };
+        if renewed && !is_expiring(expires_at, now()) {
             return Ok(access);
         }
         match self.exchange(&refresh_token).await {
@@ -357,12 +360,12 @@ impl Auth {
             let mut attempt = 0;
             loop {
                 let Some(auth) = me.upgrade() else { return };
-                let (access, expires_at, epoch) = {
+                let (expires_at, epoch) = {
                     let s = auth.read();
                     let Some(session) = s.session.as_ref() else {
                         return;
                     };
-                    (session.access_token.clone(), session.expires_at, s.epoch)
+                    (session.expires_at, s.epoch)
                 };
                 match auth.renew(Seen::Epoch(epoch)).await {
                     Ok(_) => return,
