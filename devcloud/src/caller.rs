@@ -43,7 +43,11 @@ impl Caller {
         self.role == Role::ServiceRole
     }
     pub fn anon() -> Caller {
-        Caller { role: Role::Anon, claims: json!({"role": "anon"}), token: None }
+        Caller {
+            role: Role::Anon,
+            claims: json!({"role": "anon"}),
+            token: None,
+        }
     }
 }
 
@@ -69,29 +73,51 @@ fn role_of(claims: &Value) -> Option<Role> {
 }
 
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// Checks the `apikey` (header, or `apikey` query parameter for WebSockets) and resolves the
 /// caller from the bearer token, falling back to the role of the API key.
-pub fn resolve(keys: &JwtKeys, headers: &HeaderMap, query_apikey: Option<&str>) -> Result<Caller, CallerError> {
+pub fn resolve(
+    keys: &JwtKeys,
+    headers: &HeaderMap,
+    query_apikey: Option<&str>,
+) -> Result<Caller, CallerError> {
     let apikey = headers
         .get("apikey")
         .and_then(|v| v.to_str().ok())
         .or(query_apikey)
         .filter(|k| !k.is_empty())
         .ok_or(CallerError::NoApiKey)?;
-    let key_claims = keys.verify(apikey).map_err(|_| CallerError::InvalidApiKey)?;
-    let key_role = role_of(&key_claims).filter(|r| *r != Role::Authenticated).ok_or(CallerError::InvalidApiKey)?;
+    let key_claims = keys
+        .verify(apikey)
+        .map_err(|_| CallerError::InvalidApiKey)?;
+    let key_role = role_of(&key_claims)
+        .filter(|r| *r != Role::Authenticated)
+        .ok_or(CallerError::InvalidApiKey)?;
     let Some(token) = bearer(headers) else {
-        return Ok(Caller { role: key_role, claims: key_claims, token: None });
+        return Ok(Caller {
+            role: key_role,
+            claims: key_claims,
+            token: None,
+        });
     };
     let claims = keys.verify(token).map_err(|e| match e {
         JwtError::Expired => CallerError::Expired,
         JwtError::Invalid(m) => CallerError::BadJwt(m),
     })?;
     let role = role_of(&claims).ok_or_else(|| CallerError::BadJwt("unknown role".into()))?;
-    Ok(Caller { role, claims, token: Some(token.to_string()) })
+    Ok(Caller {
+        role,
+        claims,
+        token: Some(token.to_string()),
+    })
 }

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use clap::Parser;
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "oboto-devcloud", about = "A local Oboto Cloud on a private PostgreSQL")]
+#[command(
+    name = "oboto-devcloud",
+    about = "A local Oboto Cloud on a private PostgreSQL"
+)]
 pub struct Args {
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,

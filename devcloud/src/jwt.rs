@@ -1,6 +1,8 @@
 //! HS256 JWTs with Supabase's claim set: the anon and service-role keys, and access tokens.
 
-use jsonwebtoken::{decode, encode, errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{
+    decode, encode, errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+};
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,12 +28,19 @@ impl JwtKeys {
         let decoding = DecodingKey::from_secret(secret);
         let now = now();
         let key = |role: &str| {
-            let claims = json!({"iss": "supabase-demo", "role": role, "iat": now, "exp": now + TEN_YEARS});
-            encode(&Header::new(Algorithm::HS256), &claims, &encoding).expect("HS256 signing of a JSON object")
+            let claims =
+                json!({"iss": "supabase-demo", "role": role, "iat": now, "exp": now + TEN_YEARS});
+            encode(&Header::new(Algorithm::HS256), &claims, &encoding)
+                .expect("HS256 signing of a JSON object")
         };
         let anon_key = key("anon");
         let service_role_key = key("service_role");
-        JwtKeys { encoding, decoding, anon_key, service_role_key }
+        JwtKeys {
+            encoding,
+            decoding,
+            anon_key,
+            service_role_key,
+        }
     }
 
     pub fn sign(&self, claims: &Value) -> String {
@@ -46,10 +55,12 @@ impl JwtKeys {
         v.validate_aud = false;
         v.required_spec_claims.clear();
         v.required_spec_claims.insert("exp".into());
-        decode::<Value>(token, &self.decoding, &v).map(|d| d.claims).map_err(|e| match e.kind() {
-            ErrorKind::ExpiredSignature => JwtError::Expired,
-            other => JwtError::Invalid(format!("{other:?}")),
-        })
+        decode::<Value>(token, &self.decoding, &v)
+            .map(|d| d.claims)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => JwtError::Expired,
+                other => JwtError::Invalid(format!("{other:?}")),
+            })
     }
 }
 
@@ -65,7 +76,10 @@ mod tests {
     fn keys_carry_their_roles() {
         let k = JwtKeys::new(b"0123456789abcdef0123456789abcdef");
         assert_eq!(k.verify(&k.anon_key).unwrap()["role"], "anon");
-        assert_eq!(k.verify(&k.service_role_key).unwrap()["role"], "service_role");
+        assert_eq!(
+            k.verify(&k.service_role_key).unwrap()["role"],
+            "service_role"
+        );
     }
 
     #[test]
@@ -74,7 +88,10 @@ mod tests {
         let old = k.sign(&json!({"role": "authenticated", "exp": now() - 1}));
         assert_eq!(k.verify(&old), Err(JwtError::Expired));
         let other = JwtKeys::new(b"another-secret-another-secret-xx");
-        assert!(matches!(k.verify(&other.anon_key), Err(JwtError::Invalid(_))));
+        assert!(matches!(
+            k.verify(&other.anon_key),
+            Err(JwtError::Invalid(_))
+        ));
         assert!(matches!(k.verify("not.a.jwt"), Err(JwtError::Invalid(_))));
         let mut tampered = k.anon_key.clone();
         tampered.push('x');

@@ -52,11 +52,18 @@ pub fn app(state: SharedState) -> Router {
 }
 
 async fn not_found() -> impl IntoResponse {
-    (StatusCode::NOT_FOUND, Json(json!({"message": "no Route matched with those values"})))
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"message": "no Route matched with those values"})),
+    )
 }
 
 /// Builds the state on an already migrated database.
-pub async fn state(pool: deadpool_postgres::Pool, secret: &[u8], settings: Settings) -> Result<SharedState, StartError> {
+pub async fn state(
+    pool: deadpool_postgres::Pool,
+    secret: &[u8],
+    settings: Settings,
+) -> Result<SharedState, StartError> {
     let rest = rest::RestState::load(&pool).await?;
     Ok(Arc::new(AppState {
         db: pool,
@@ -84,7 +91,9 @@ fn jwt_secret(data_dir: Option<&std::path::Path>) -> std::io::Result<Vec<u8>> {
         let bytes: [u8; 32] = rand::thread_rng().gen();
         hex::encode(bytes).into_bytes()
     };
-    let Some(dir) = data_dir else { return Ok(random()) };
+    let Some(dir) = data_dir else {
+        return Ok(random());
+    };
     let path = dir.join("jwt-secret");
     match std::fs::read(&path) {
         Ok(s) if s.len() >= 32 => Ok(s),
@@ -98,7 +107,9 @@ fn jwt_secret(data_dir: Option<&std::path::Path>) -> std::io::Result<Vec<u8>> {
 
 /// Runs the server until SIGINT/SIGTERM; the private cluster is stopped and removed on return.
 pub fn run(args: Args) -> Result<(), StartError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     // Started on this thread (not a runtime worker) so that postgres' parent-death signal is
     // tied to the life of the process's main thread.
     let cluster = match &args.database_url {
@@ -108,7 +119,9 @@ pub fn run(args: Args) -> Result<(), StartError> {
     let storage_root = match (&args.data_dir, &cluster) {
         (Some(d), _) => d.join("storage"),
         (None, Some(c)) => c.root().join("storage"),
-        (None, None) => std::env::temp_dir().join(format!("oboto-devcloud-storage-{}", std::process::id())),
+        (None, None) => {
+            std::env::temp_dir().join(format!("oboto-devcloud-storage-{}", std::process::id()))
+        }
     };
     let conn = args
         .database_url
@@ -124,7 +137,11 @@ pub fn run(args: Args) -> Result<(), StartError> {
     result
 }
 
-async fn serve(args: Args, conn: String, storage_dir: std::path::PathBuf) -> Result<(), StartError> {
+async fn serve(
+    args: Args,
+    conn: String,
+    storage_dir: std::path::PathBuf,
+) -> Result<(), StartError> {
     let pool = db::pool(&conn, 32)?;
     db::migrate(&pool).await?;
     if args.seed == Seed::Demo {
@@ -137,7 +154,9 @@ async fn serve(args: Args, conn: String, storage_dir: std::path::PathBuf) -> Res
         max_body_bytes: args.max_body_bytes,
         max_upload_bytes: args.max_upload_bytes,
         storage_dir,
-        ai_upstream: std::env::var("DEVCLOUD_AI_UPSTREAM").ok().filter(|s| !s.is_empty()),
+        ai_upstream: std::env::var("DEVCLOUD_AI_UPSTREAM")
+            .ok()
+            .filter(|s| !s.is_empty()),
     };
     let secret = jwt_secret(args.data_dir.as_deref())?;
     let state = state(pool, &secret, settings).await?;
@@ -176,7 +195,10 @@ async fn serve(args: Args, conn: String, storage_dir: std::path::PathBuf) -> Res
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         // Without signal handlers we can only run until killed.
         return std::future::pending().await;
     };

@@ -76,7 +76,9 @@ pub async fn count(State(state): State<SharedState>, req: Request, next: Next) -
 }
 
 pub fn router() -> Router<SharedState> {
-    Router::new().route("/stats", get(stats)).route("/stats/reset", post(reset))
+    Router::new()
+        .route("/stats", get(stats))
+        .route("/stats/reset", post(reset))
 }
 
 fn is_service(state: &SharedState, headers: &axum::http::HeaderMap) -> bool {

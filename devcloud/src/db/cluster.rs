@@ -33,7 +33,10 @@ pub enum ClusterError {
 }
 
 fn step(step: &'static str) -> impl Fn(std::io::Error) -> ClusterError {
-    move |e| ClusterError::Step { step, detail: e.to_string() }
+    move |e| ClusterError::Step {
+        step,
+        detail: e.to_string(),
+    }
 }
 
 pub struct Cluster {
@@ -89,7 +92,15 @@ impl Cluster {
             let mut cmd = Command::new(bin.join("initdb"));
             cmd.arg("-D")
                 .arg(&pgdata)
-                .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale", "-N"])
+                .args([
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-locale",
+                    "-N",
+                ])
                 .stdin(Stdio::null());
             run_as(&mut cmd, owner.as_ref());
             let out = cmd.output().map_err(step("running initdb"))?;
@@ -112,12 +123,18 @@ impl Cluster {
             .arg("-k")
             .arg(&socket_dir)
             .args([
-                "-c", "listen_addresses=",
-                "-c", "fsync=off",
-                "-c", "synchronous_commit=off",
-                "-c", "full_page_writes=off",
-                "-c", "max_connections=200",
-                "-c", "shared_buffers=64MB",
+                "-c",
+                "listen_addresses=",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+                "-c",
+                "shared_buffers=64MB",
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -131,7 +148,12 @@ impl Cluster {
             });
         }
         let child = cmd.spawn().map_err(step("starting postgres"))?;
-        let mut cluster = Cluster { _temp: temp, socket_dir, child: Some(child), log_path };
+        let mut cluster = Cluster {
+            _temp: temp,
+            socket_dir,
+            child: Some(child),
+            log_path,
+        };
         cluster.wait_ready(Duration::from_secs(30))?;
         Ok(cluster)
     }
@@ -143,7 +165,10 @@ impl Cluster {
 
     /// libpq-style connection string for the superuser over the private socket.
     pub fn connection_string(&self) -> String {
-        format!("host={} user=postgres dbname=postgres", self.socket_dir.display())
+        format!(
+            "host={} user=postgres dbname=postgres",
+            self.socket_dir.display()
+        )
     }
 
     fn wait_ready(&mut self, limit: Duration) -> Result<(), ClusterError> {

@@ -11,11 +11,23 @@ use crate::caller::Caller;
 pub use tokio_postgres::Error as PgError;
 
 static MIGRATIONS: &[(&str, &str)] = &[
-    ("0001_roles_and_auth", include_str!("../../migrations/0001_roles_and_auth.sql")),
-    ("0002_oboto_schema", include_str!("../../migrations/0002_oboto_schema.sql")),
+    (
+        "0001_roles_and_auth",
+        include_str!("../../migrations/0001_roles_and_auth.sql"),
+    ),
+    (
+        "0002_oboto_schema",
+        include_str!("../../migrations/0002_oboto_schema.sql"),
+    ),
     ("0003_rls", include_str!("../../migrations/0003_rls.sql")),
-    ("0004_storage", include_str!("../../migrations/0004_storage.sql")),
-    ("0005_storage_version", include_str!("../../migrations/0005_storage_version.sql")),
+    (
+        "0004_storage",
+        include_str!("../../migrations/0004_storage.sql"),
+    ),
+    (
+        "0005_storage_version",
+        include_str!("../../migrations/0005_storage_version.sql"),
+    ),
 ];
 
 static DEMO_SEED: &str = include_str!("../../seed/demo.sql");
@@ -30,13 +42,27 @@ pub enum DbError {
     #[error("database: {0}")]
     Pg(#[from] tokio_postgres::Error),
     #[error("migration {name}: {source}")]
-    Migration { name: &'static str, source: tokio_postgres::Error },
+    Migration {
+        name: &'static str,
+        source: tokio_postgres::Error,
+    },
 }
 
 pub fn pool(conn: &str, size: usize) -> Result<Pool, DbError> {
-    let pg: tokio_postgres::Config = conn.parse().map_err(|e: PgError| DbError::Config(e.to_string()))?;
-    let mgr = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-    Pool::builder(mgr).max_size(size).build().map_err(|e| DbError::Config(e.to_string()))
+    let pg: tokio_postgres::Config = conn
+        .parse()
+        .map_err(|e: PgError| DbError::Config(e.to_string()))?;
+    let mgr = Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(mgr)
+        .max_size(size)
+        .build()
+        .map_err(|e| DbError::Config(e.to_string()))
 }
 
 /// Applies the migrations not yet recorded in `devcloud_migrations`, each in its own transaction.
@@ -52,14 +78,23 @@ pub async fn migrate(pool: &Pool) -> Result<(), DbError> {
     for (name, sql) in MIGRATIONS {
         let tx = client.transaction().await?;
         let done = tx
-            .query_opt("SELECT 1 FROM public.devcloud_migrations WHERE name = $1", &[name])
+            .query_opt(
+                "SELECT 1 FROM public.devcloud_migrations WHERE name = $1",
+                &[name],
+            )
             .await?
             .is_some();
         if done {
             continue;
         }
-        tx.batch_execute(sql).await.map_err(|source| DbError::Migration { name, source })?;
-        tx.execute("INSERT INTO public.devcloud_migrations (name) VALUES ($1)", &[name]).await?;
+        tx.batch_execute(sql)
+            .await
+            .map_err(|source| DbError::Migration { name, source })?;
+        tx.execute(
+            "INSERT INTO public.devcloud_migrations (name) VALUES ($1)",
+            &[name],
+        )
+        .await?;
         tx.commit().await?;
     }
     Ok(())
@@ -69,7 +104,10 @@ pub async fn migrate(pool: &Pool) -> Result<(), DbError> {
 pub async fn seed_demo(pool: &Pool) -> Result<(), DbError> {
     let client = pool.get().await?;
     let seeded = client
-        .query_opt("SELECT 1 FROM auth.users WHERE email = 'alice@acme.test'", &[])
+        .query_opt(
+            "SELECT 1 FROM auth.users WHERE email = 'alice@acme.test'",
+            &[],
+        )
         .await?
         .is_some();
     if seeded {
@@ -80,7 +118,10 @@ pub async fn seed_demo(pool: &Pool) -> Result<(), DbError> {
     client
         .batch_execute(&format!("BEGIN; {sql}; COMMIT;"))
         .await
-        .map_err(|source| DbError::Migration { name: "demo seed", source })?;
+        .map_err(|source| DbError::Migration {
+            name: "demo seed",
+            source,
+        })?;
     Ok(())
 }
 
@@ -98,7 +139,11 @@ pub async fn begin_as<'a>(
     read_only: bool,
     req: &RequestInfo<'_>,
 ) -> Result<Transaction<'a>, PgError> {
-    let tx = client.build_transaction().read_only(read_only).start().await?;
+    let tx = client
+        .build_transaction()
+        .read_only(read_only)
+        .start()
+        .await?;
     let stmt = tx
         .prepare_cached(
             "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), \
@@ -106,6 +151,10 @@ pub async fn begin_as<'a>(
         )
         .await?;
     let claims = caller.claims.to_string();
-    tx.query_one(&stmt, &[&caller.role.as_str(), &claims, &req.method, &req.path]).await?;
+    tx.query_one(
+        &stmt,
+        &[&caller.role.as_str(), &claims, &req.method, &req.path],
+    )
+    .await?;
     Ok(tx)
 }
