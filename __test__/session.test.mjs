@@ -3,7 +3,7 @@
 import { before, after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDevcloud, ROOT } from './helpers/devcloud.mjs';
@@ -64,6 +64,18 @@ for (const tokenStore of ['secrets', 'auto']) {
     assert.deepEqual([third.auto, third.loggedIn], [false, false]);
   });
 }
+
+test('a token left in the secretsManager by the JavaScript client moves into the keychain', async () => {
+  const secretsFile = join(dir, 'secrets.json');
+  const legacy = await runHost('login', { tokenStore: 'secrets' });
+  assert.equal(legacy.loggedIn, true);
+  assert.ok(JSON.parse(readFileSync(secretsFile, 'utf8')).OBOTO_CLOUD_REFRESH_TOKEN);
+  const moved = await runHost('auto', { tokenStore: 'auto' });
+  assert.equal(moved.auto, true);
+  assert.equal(JSON.parse(readFileSync(secretsFile, 'utf8')).OBOTO_CLOUD_REFRESH_TOKEN, undefined, 'removed from the secrets manager');
+  const fromKeychain = await runHost('auto-logout', { tokenStore: 'keychain' });
+  assert.equal(fromKeychain.auto, true, 'now in the keychain');
+});
 
 test('the process exits by itself within 1 s of destroy()', async () => {
   const run = await runHost('login', { tokenStore: 'memory' });
