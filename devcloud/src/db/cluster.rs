@@ -226,14 +226,18 @@ impl Drop for Cluster {
 
 /// `initdb` on PATH, else the newest `/usr/lib/postgresql/<version>/bin`.
 fn find_bin_dir() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("PATH") {
+    find_bin_dir_in(std::env::var_os("PATH"), Path::new("/usr/lib/postgresql"))
+}
+
+fn find_bin_dir_in(path: Option<std::ffi::OsString>, versions_root: &Path) -> Option<PathBuf> {
+    if let Some(path) = path {
         for dir in std::env::split_paths(&path) {
             if dir.join("initdb").is_file() && dir.join("postgres").is_file() {
                 return Some(dir);
             }
         }
     }
-    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir(versions_root)
         .ok()?
         .filter_map(|e| e.ok())
         .filter_map(|e| {
@@ -280,4 +284,38 @@ fn chown_recursive(path: &Path, user: &User) -> Result<(), ClusterError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(p: &Path) {
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, b"").unwrap();
+    }
+
+    #[test]
+    fn finds_postgres_on_path_or_the_newest_debian_version() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("lib");
+        assert_eq!(find_bin_dir_in(None, &root), None);
+        for v in ["13", "16", "9"] {
+            touch(&root.join(v).join("bin/initdb"));
+        }
+        touch(&root.join("notaversion/bin/initdb"));
+        assert_eq!(find_bin_dir_in(None, &root), Some(root.join("16/bin")));
+        let on_path = t.path().join("pgbin");
+        touch(&on_path.join("initdb"));
+        touch(&on_path.join("postgres"));
+        let path = std::env::join_paths([t.path().join("empty"), on_path.clone()]).unwrap();
+        assert_eq!(find_bin_dir_in(Some(path), &root), Some(on_path));
+    }
+
+    #[test]
+    fn a_missing_installation_says_how_to_install() {
+        let msg = ClusterError::NotInstalled.to_string();
+        assert!(msg.contains("apt-get install -y postgresql"), "{msg}");
+        assert!(msg.contains("--database-url"), "{msg}");
+    }
 }
