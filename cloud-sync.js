@@ -52,16 +52,7 @@ class CloudSync extends NativeCloudSync {
    * `[DONE]`. Leaving the loop early cancels the request.
    */
   async *aiProxyStream(model, messages) {
-    const stream = await this.aiProxyStreamOpen(model, messages)
-    try {
-      for (;;) {
-        const chunk = await stream.next()
-        if (chunk === null) return
-        yield chunk
-      }
-    } finally {
-      stream.cancel()
-    }
+    yield* await this.aiProxyStreamOpen(model, messages)
   }
 }
 

@@ -58,7 +58,7 @@ try {
     userMessage: 'Please look at the new hero section.',
     messageHistory: [],
   });
-  console.log(`  ${reply.agentName}: ${reply.content}`);
+  console.log(`  ${reply.agentName}: ${reply.content.replaceAll('\n', '\n    ')}`);
 
   step('The metered AI proxy');
   const completion = await cloudSync.client.post('/functions/v1/ai-proxy', {
