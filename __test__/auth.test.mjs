@@ -126,3 +126,26 @@ test('RLS applies to the client: carol cannot read Acme rows', async () => {
   assert.deepEqual(rows, []);
   await cs.destroy();
 });
+
+test('a throwing event listener does not break the client', async () => {
+  const { cs, bus } = await cloudSyncFor(cloud);
+  bus.on('cloud:auth:logged-in', () => {
+    throw new Error('listener bug');
+  });
+  const warned = new Promise((resolve) => process.once('warning', resolve));
+  await cs.login('bob@acme.test', DEMO_PASSWORD);
+  assert.match((await warned).message, /a listener of cloud:auth:logged-in threw: listener bug/);
+  assert.equal(cs.isLoggedIn(), true);
+  assert.ok(Array.isArray(await cs.client.get('/rest/v1/workspaces?select=id')));
+  await cs.destroy();
+});
+
+test('after destroy() the instance refuses work and releases its session', async () => {
+  const { cs } = await cloudSyncFor(cloud);
+  await cs.login('bob@acme.test', DEMO_PASSWORD);
+  await cs.destroy();
+  assert.equal(cs.isLoggedIn(), false);
+  assert.equal(cs.getStatus().configured, false);
+  await assert.rejects(cs.client.get('/rest/v1/workspaces'), { code: 'DESTROYED' });
+  await cs.destroy();
+});
