@@ -149,3 +149,26 @@ test('after destroy() the instance refuses work and releases its session', async
   await assert.rejects(cs.client.get('/rest/v1/workspaces'), { code: 'DESTROYED' });
   await cs.destroy();
 });
+
+test('tryAutoLogin while logged in keeps the session without a refresh', async () => {
+  const { cs } = await cloudSyncFor(cloud);
+  await cs.login('alice@acme.test', DEMO_PASSWORD);
+  await cloud.resetStats();
+  assert.equal(await cs.tryAutoLogin(), true);
+  assert.equal((await cloud.stats()).grants.refresh_token ?? 0, 0);
+  await cs.destroy();
+});
+
+test('autoLogin: false turns tryAutoLogin off', async () => {
+  const first = await cloudSyncFor(cloud);
+  await first.cs.login('alice@acme.test', DEMO_PASSWORD);
+  await first.cs.destroy();
+  const { cs } = await cloudSyncFor(cloud, { autoLogin: false });
+  assert.equal(await cs.tryAutoLogin(), false);
+  assert.equal(cs.isLoggedIn(), false);
+  await cs.destroy();
+  const again = await cloudSyncFor(cloud);
+  assert.equal(await again.cs.tryAutoLogin(), true, 'the stored session was left alone');
+  await again.cs.logout();
+  await again.cs.destroy();
+});

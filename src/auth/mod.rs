@@ -120,6 +120,11 @@ impl Auth {
     /// Resumes the stored session. Silent: `false` on any failure, and a token the server
     /// rejected is forgotten while one that could not be checked (offline) is kept.
     pub async fn try_auto_login(&self) -> bool {
+        // Under the gate, so a refresh in flight cannot rotate the stored token under us.
+        let _gate = self.gate.lock().await;
+        if self.is_logged_in() {
+            return true;
+        }
         let token = match self.store.load().await {
             Ok(Some(t)) => t,
             Ok(None) => return false,
@@ -128,7 +133,6 @@ impl Auth {
                 return false;
             }
         };
-        let _gate = self.gate.lock().await;
         match self.exchange(&token).await {
             Ok(session) => {
                 self.start_session(session).await;
