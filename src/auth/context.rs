@@ -24,14 +24,24 @@ impl UserContext {
         token: &str,
         user: Value,
     ) -> (UserContext, Option<crate::error::Error>) {
-        let Some(uid) = user.get("id").and_then(Value::as_str).map(str::to_string) else {
-            return (
-                UserContext {
+        // Even the server's own answer goes into a URL only as a checked UUID.
+        let uid = match user
+            .get("id")
+            .and_then(Value::as_str)
+            .map(|id| query::uuid("user id", id))
+        {
+            Some(Ok(uid)) => uid,
+            other => {
+                let failure = match other {
+                    Some(Err(e)) => Some(e),
+                    _ => None,
+                };
+                let ctx = UserContext {
                     user: Some(user),
                     ..Default::default()
-                },
-                None,
-            );
+                };
+                return (ctx, failure);
+            }
         };
         let profile_path = query::build(
             "/rest/v1/profiles",
