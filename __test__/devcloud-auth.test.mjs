@@ -5,18 +5,9 @@ import assert from 'node:assert/strict';
 import { createClient } from '@supabase/supabase-js';
 
 import { DEMO_PASSWORD, SEED, startDevcloud } from './helpers/devcloud.mjs';
+import { SUPABASE_OPTIONS } from './helpers/supabase.mjs';
 
-// Node 20 has no global WebSocket and supabase-js wants one at construction; these tests
-// never open a realtime channel, so a transport that refuses to connect is enough.
-class NoRealtime {
-  constructor() {
-    throw new Error('realtime is not used by the auth tests');
-  }
-}
-const opts = {
-  auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
-  realtime: { transport: NoRealtime },
-};
+const opts = SUPABASE_OPTIONS;
 const claimsOf = (jwt) => JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url').toString('utf8'));
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 let unique = 0;

@@ -7,18 +7,9 @@ import { createServer } from 'node:http';
 import { createClient } from '@supabase/supabase-js';
 
 import { DEMO_PASSWORD, SEED, startDevcloud } from './helpers/devcloud.mjs';
+import { SUPABASE_OPTIONS } from './helpers/supabase.mjs';
 
-// Node 20 has no global WebSocket and supabase-js wants one at construction; these tests
-// never open a realtime channel.
-class NoRealtime {
-  constructor() {
-    throw new Error('realtime is not used by the functions tests');
-  }
-}
-const opts = {
-  auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
-  realtime: { transport: NoRealtime },
-};
+const opts = SUPABASE_OPTIONS;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const CHUNK_DELAY_MS = 20;
 

@@ -6,16 +6,9 @@ import assert from 'node:assert/strict';
 import { createClient } from '@supabase/supabase-js';
 
 import { DEMO_PASSWORD, SEED, startDevcloud } from './helpers/devcloud.mjs';
+import { SUPABASE_OPTIONS } from './helpers/supabase.mjs';
 
-class NoRealtime {
-  constructor() {
-    throw new Error('realtime is not used by the isolation tests');
-  }
-}
-const opts = {
-  auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
-  realtime: { transport: NoRealtime },
-};
+const opts = SUPABASE_OPTIONS;
 
 const { users, orgs, workspaces: ws, conversations: convs, agents } = SEED;
 const acmeWorkspaces = [ws.websiteRevamp, ws.dataPipeline];

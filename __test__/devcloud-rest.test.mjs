@@ -6,14 +6,8 @@ import assert from 'node:assert/strict';
 import { createClient } from '@supabase/supabase-js';
 
 import { DEMO_PASSWORD, SEED, startDevcloud } from './helpers/devcloud.mjs';
+import { NoRealtime } from './helpers/supabase.mjs';
 
-// Node 20 has no global WebSocket and supabase-js wants one at construction; these tests
-// never open a realtime channel.
-class NoRealtime {
-  constructor() {
-    throw new Error('realtime is not used by the REST tests');
-  }
-}
 
 /** A client that remembers the last response, so tests can look at its headers. */
 function makeClient(cloud) {

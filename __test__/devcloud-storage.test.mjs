@@ -10,18 +10,9 @@ import { join } from 'node:path';
 import { createClient } from '@supabase/supabase-js';
 
 import { DEMO_PASSWORD, SEED, startDevcloud } from './helpers/devcloud.mjs';
+import { SUPABASE_OPTIONS } from './helpers/supabase.mjs';
 
-// Node 20 has no global WebSocket and supabase-js wants one at construction; these tests
-// never open a realtime channel.
-class NoRealtime {
-  constructor() {
-    throw new Error('realtime is not used by the storage tests');
-  }
-}
-const opts = {
-  auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
-  realtime: { transport: NoRealtime },
-};
+const opts = SUPABASE_OPTIONS;
 const BUCKET = 'workspace-files';
 const ACME_WS = SEED.workspaces.websiteRevamp;
 const GLOBEX_WS = SEED.workspaces.secretPlans;

@@ -163,13 +163,7 @@ impl Auth {
 
     /// Best effort on the server; local state and the stored token are always cleared.
     pub async fn logout(&self) -> Result<()> {
-        let session = {
-            let mut s = self.write();
-            s.epoch += 1;
-            s.ctx = UserContext::default();
-            s.session.take()
-        };
-        self.cancel_timer();
+        let session = self.forget(None).ok().flatten();
         if let Some(session) = session {
             let call = Call {
                 method: Method::POST,
@@ -194,11 +188,23 @@ impl Auth {
     /// Shutdown: stop the timer and forget the in-memory session, but keep the stored
     /// refresh token so the next start logs in again.
     pub fn shutdown(&self) {
+        let _ = self.forget(None);
+    }
+
+    /// Drops the in-memory session and its timer, unless the session changed since `epoch`
+    /// (then `Err(Changed)` and nothing happens). Returns the dropped session.
+    fn forget(&self, epoch: Option<u64>) -> std::result::Result<Option<Session>, Changed> {
+        let session = {
+            let mut s = self.write();
+            if epoch.is_some_and(|e| e != s.epoch) {
+                return Err(Changed);
+            }
+            s.epoch += 1;
+            s.ctx = UserContext::default();
+            s.session.take()
+        };
         self.cancel_timer();
-        let mut s = self.write();
-        s.epoch += 1;
-        s.session = None;
-        s.ctx = UserContext::default();
+        Ok(session)
     }
 
     async fn post(
@@ -311,16 +317,9 @@ impl Auth {
 
     /// The server refused the refresh token: the session is over for good.
     async fn end_session(&self, epoch: u64, cause: &Error) {
-        {
-            let mut s = self.write();
-            if s.epoch != epoch {
-                return;
-            }
-            s.epoch += 1;
-            s.session = None;
-            s.ctx = UserContext::default();
+        if self.forget(Some(epoch)).is_err() {
+            return;
         }
-        self.cancel_timer();
         if let Err(e) = self.store.clear().await {
             tracing::warn!(error = %e, "cannot remove the ended session from storage");
         }
@@ -336,16 +335,9 @@ impl Auth {
     /// Refresh could not reach the server before the access token expired: drop the session
     /// in memory but keep the stored token, so a later start (or login) can resume.
     fn expire_offline(&self, epoch: u64) {
-        {
-            let mut s = self.write();
-            if s.epoch != epoch {
-                return;
-            }
-            s.epoch += 1;
-            s.session = None;
-            s.ctx = UserContext::default();
+        if self.forget(Some(epoch)).is_err() {
+            return;
         }
-        self.cancel_timer();
         self.events.emit(
             "cloud:auth:error",
             json!({"error": "The cloud session expired while the server was unreachable; it resumes at the next start or login."}),
@@ -415,6 +407,9 @@ impl Auth {
         }
     }
 }
+
+/// The session changed (a refresh, login or logout) since the caller looked.
+struct Changed;
 
 /// What a caller knew of the session when it decided a refresh was needed.
 enum Seen<'a> {
