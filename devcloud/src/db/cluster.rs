@@ -140,6 +140,9 @@ impl Cluster {
             .stdout(Stdio::null())
             .stderr(log);
         run_as(&mut cmd, owner.as_ref());
+        // Its own process group: a terminal's Ctrl-C reaches devcloud, which then stops
+        // postgres after its own connections are closed, instead of both at once.
+        cmd.process_group(0);
         // SAFETY: prctl is async-signal-safe. If devcloud dies without cleaning up (SIGKILL),
         // the kernel tells postgres to do a fast shutdown instead of leaving it orphaned.
         unsafe {
