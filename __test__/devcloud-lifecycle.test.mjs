@@ -67,3 +67,25 @@ test('unknown routes get a JSON 404', async () => {
   assert.match(r.headers.get('content-type'), /json/);
   await c.stop();
 });
+
+test('the stats hooks count requests and grants, for the service role only', async () => {
+  const c = await startDevcloud();
+  const anon = { apikey: c.anonKey, Authorization: `Bearer ${c.anonKey}` };
+  assert.equal((await fetch(`${c.url}/devcloud/v1/stats`, { headers: anon })).status, 403);
+  assert.equal((await fetch(`${c.url}/devcloud/v1/stats/reset`, { method: 'POST', headers: anon })).status, 403);
+  await c.resetStats();
+  const login = await fetch(`${c.url}/auth/v1/token?grant_type=password`, {
+    method: 'POST',
+    headers: { apikey: c.anonKey, 'content-type': 'application/json' },
+    body: JSON.stringify({ email: 'bob@acme.test', password: 'oboto-demo-pass' }),
+  });
+  assert.equal(login.status, 200);
+  await fetch(`${c.url}/rest/v1/workspaces?select=id`, { headers: anon });
+  const stats = await c.stats();
+  assert.equal(stats.grants.password, 1);
+  assert.equal(stats.requests['POST /auth/v1/token'], 1);
+  assert.equal(stats.requests['GET /rest/v1/workspaces'], 1);
+  await c.resetStats();
+  assert.deepEqual((await c.stats()).requests, {});
+  await c.stop();
+});
