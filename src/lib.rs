@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod log;
 pub mod rest;
+pub mod sse;
 pub mod token_store;
 
 mod js;

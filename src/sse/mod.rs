@@ -1,0 +1,5 @@
+//! Server-sent events (`text/event-stream`).
+
+pub mod parser;
+
+pub use parser::{Event, Parser};
