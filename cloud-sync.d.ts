@@ -1,6 +1,6 @@
 // Types of the package entry. The native class and every shape live in the generated
 // `index.d.ts`; this adds the legacy constructor and the streaming generator.
-import { NativeCloudSync, type ChatMessage, type ChatCompletionChunk } from './index'
+import { NativeCloudSync, type AiProxyOptions, type ChatMessage, type ChatCompletionChunk } from './index'
 
 export * from './index'
 
@@ -22,5 +22,9 @@ export declare class CloudSync extends NativeCloudSync {
    * Streams an AI-proxy completion: each parsed SSE `data:` object, ending at `[DONE]`.
    * Leaving the loop early cancels the request.
    */
-  aiProxyStream(model: string, messages: ChatMessage[]): AsyncGenerator<ChatCompletionChunk, void, undefined>
+  aiProxyStream(
+    model: string,
+    messages: ChatMessage[],
+    options?: AiProxyOptions | null,
+  ): AsyncGenerator<ChatCompletionChunk, void, undefined>
 }

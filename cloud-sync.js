@@ -49,10 +49,18 @@ class CloudSync extends NativeCloudSync {
 
   /**
    * Streams an AI proxy completion: yields each parsed SSE `data:` object and ends at
-   * `[DONE]`. Leaving the loop early cancels the request.
+   * `[DONE]`. Leaving the loop early (break, throw or `return()`) closes the connection.
    */
-  async *aiProxyStream(model, messages) {
-    yield* await this.aiProxyStreamOpen(model, messages)
+  async *aiProxyStream(model, messages, options = null) {
+    const stream = await this.aiProxyStreamOpen(model, messages, options)
+    try {
+      // Each pull hands over every chunk already buffered, as one JSON array.
+      for (let batch; (batch = await stream.nextBatch()) !== null; ) {
+        yield* JSON.parse(batch)
+      }
+    } finally {
+      stream.cancel()
+    }
   }
 }
 

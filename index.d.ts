@@ -53,12 +53,14 @@ export interface CloudStatus extends AuthSnapshot {
 
 /** An error from any promise of this package. */
 export interface CloudError extends Error {
-  /** Stable: the server's code (`invalid_credentials`, `PGRST116`, `23505`…) or ours (`NETWORK_ERROR`, `NETWORK_TIMEOUT`, `INVALID_CONFIG`, `INVALID_ARGUMENT`, `NOT_LOGGED_IN`, `SESSION_ENDED`, `HTTP_<status>`…). */
+  /** Stable: the server's code (`invalid_credentials`, `PGRST116`, `23505`…) or ours (`NETWORK_ERROR`, `NETWORK_TIMEOUT`, `INVALID_CONFIG`, `INVALID_ARGUMENT`, `NOT_LOGGED_IN`, `SESSION_ENDED`, `RATE_LIMITED`, `STREAM_ERROR`, `HTTP_<status>`…). */
   code: string
   /** HTTP status, for answers from the server. */
   status?: number
   /** The request URL, for HTTP and network failures. */
   url?: string
+  /** Seconds to wait, when the server said so (`code` `RATE_LIMITED`). */
+  retryAfter?: number
 }
 
 export interface AuthUser {
@@ -174,6 +176,11 @@ export interface CloudAgent {
   avatar_url: string | null
 }
 
+export interface InvokeAgentOptions {
+  /** Store the user's message and the agent's reply in this cloud conversation. */
+  conversationId?: string
+}
+
 export interface AgentReply {
   content: string
   messageId: string
@@ -247,6 +254,16 @@ export interface PresenceMember {
  * can point the loader at a WASI artifact this package does not build itself.
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
+
+/**
+ * A pull handle on a streamed completion. `nextBatch()` resolves with the next chunks as
+ * the text of a JSON array (parsed once on the JS side, not once per chunk), or `null` at
+ * the end; `cancel()` closes the connection.
+ */
+export declare class AiProxyStream {
+  nextBatch(): Promise<string | null>
+  cancel(): void
+}
 
 /** `cloudSync.auth`: the logged-in user's raw rows. */
 export declare class CloudAuth {
@@ -326,13 +343,34 @@ export declare class NativeCloudSync {
   pushConversation(cloudConvId: string, messages: LocalMessage[], lastSyncAt?: string | null): Promise<PushConversationResult>
   pullConversation(cloudConvId: string, since?: string | null): Promise<PullConversationResult>
   listCloudConversations(): Promise<CloudConversation[]>
+  /** The organization's agents, ordered by name; cached for 60 s and dropped on logout. */
   listAgents(): Promise<CloudAgent[]>
-  invokeAgent(slug: string, message: string, history?: ChatMessage[]): Promise<AgentReply>
+  /** Forgets the cached agent list, so the next `listAgents()` asks the cloud. */
+  clearAgentCache(): void
+  /**
+   * One turn with an agent; the last 20 history messages go along. With
+   * `options.conversationId` the cloud stores both messages in that conversation.
+   * Rejects with the server's reason (`status` 404 for an unknown agent, `code`
+   * `RATE_LIMITED` and `retryAfter` when rate limited).
+   */
+  invokeAgent(slug: string, message: string, history?: ChatMessage[] | null, options?: InvokeAgentOptions | null): Promise<AgentReply>
+  /**
+   * The models the organization's tier may use, with `name`, `provider` and
+   * `capabilities` added; `[]` when logged out or on failure.
+   */
   listCloudModels(): Promise<CloudModel[]>
+  /**
+   * Today's usage with the flat fields the UI renders; `null` when logged out or on
+   * failure. Also emits `cloud:usage-update`.
+   */
   getUsage(): Promise<CloudUsage | null>
-  aiProxyRequest(provider: string, model: string, messages: ChatMessage[], options?: AiProxyOptions): Promise<ChatCompletion>
+  /**
+   * One completion through the metered proxy, returned as the server sent it. A daily
+   * limit rejects with `code` `RATE_LIMITED`; nothing waits longer than `aiTimeoutMs`.
+   */
+  aiProxyRequest(provider: string, model: string, messages: ChatMessage[], options?: AiProxyOptions | null): Promise<ChatCompletion>
   /** Opens the stream behind `aiProxyStream` (the JS layer turns it into an async generator). */
-  aiProxyStreamOpen(model: string, messages: ChatMessage[]): Promise<never>
+  aiProxyStreamOpen(model: string, messages: ChatMessage[], options?: AiProxyOptions | null): Promise<AiProxyStream>
   getPresence(): PresenceMember[]
   broadcast(event: string, payload: Record<string, unknown>): Promise<void>
 }
@@ -354,6 +392,10 @@ export interface CloudSyncConfig {
   connectTimeoutMs?: number
   /** Milliseconds for a whole request. Default 30000 (or `OBOTO_CLOUD_REQUEST_TIMEOUT_MS`). */
   requestTimeoutMs?: number
+  /** Milliseconds for an AI proxy or agent call. Default 120000 (or `OBOTO_CLOUD_AI_TIMEOUT_MS`). */
+  aiTimeoutMs?: number
+  /** Milliseconds a stream may stay silent. Default 60000 (or `OBOTO_CLOUD_STREAM_IDLE_TIMEOUT_MS`). */
+  streamIdleTimeoutMs?: number
   /** Where the refresh token is kept. Default `auto` (or `OBOTO_CLOUD_TOKEN_STORE`). */
   tokenStore?: 'auto' | 'keychain' | 'secrets' | 'memory'
   /**

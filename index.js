@@ -835,6 +835,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.AiProxyStream = nativeBinding.AiProxyStream
 module.exports.CloudAuth = nativeBinding.CloudAuth
 module.exports.CloudClient = nativeBinding.CloudClient
 module.exports.NativeCloudSync = nativeBinding.NativeCloudSync

@@ -12,6 +12,8 @@ use std::{
 use serde_json::{json, Value};
 
 use crate::{
+    agents::AgentCache,
+    ai::QuietFailures,
     auth::Auth,
     config::{CloudConfig, ConfigInput},
     error::{Error, Result},
@@ -25,6 +27,10 @@ pub struct Cloud {
     pub config: CloudConfig,
     pub auth: Arc<Auth>,
     pub client: Client,
+    pub events: Arc<Events>,
+    pub agents: AgentCache,
+    pub models_failures: QuietFailures,
+    pub usage_failures: QuietFailures,
 }
 
 impl Cloud {
@@ -40,12 +46,16 @@ impl Cloud {
         )?);
         let store = token_store::select(config.token_store, &config.base_url, host)?;
         tracing::info!(url = %config.base_url, store = %store.describe(), "initialized");
-        let auth = Auth::new(http.clone(), store, events, config.auto_refresh);
+        let auth = Auth::new(http.clone(), store, events.clone(), config.auto_refresh);
         let client = Client::new(http, auth.clone() as Arc<dyn Credentials>);
         Ok(Cloud {
             config,
             auth,
             client,
+            events,
+            agents: AgentCache::default(),
+            models_failures: QuietFailures::default(),
+            usage_failures: QuietFailures::default(),
         })
     }
 }
@@ -126,7 +136,14 @@ impl CloudSync {
     }
 
     pub async fn logout(&self) -> Result<()> {
-        self.cloud()?.auth.logout().await
+        let cloud = self.cloud()?;
+        cloud.agents.clear();
+        cloud.auth.logout().await
+    }
+
+    /// The linked cloud workspace, which AI requests are metered against.
+    pub fn linked_workspace_id(&self) -> Option<String> {
+        None
     }
 
     /// Releases timers and the event callback; keeps the stored session (shutdown is not logout).

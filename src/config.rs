@@ -12,6 +12,8 @@ use crate::{
 pub const DEFAULT_SYNC_INTERVAL_MS: u32 = 30_000;
 pub const DEFAULT_PRESENCE_INTERVAL_MS: u32 = 60_000;
 pub const DEFAULT_SYNC_DEBOUNCE_MS: u32 = 2_000;
+pub const DEFAULT_AI_TIMEOUT: Duration = Duration::from_secs(120);
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What `loadCloudConfig()` returns: exactly the legacy keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +63,10 @@ pub struct CloudConfig {
     pub presence_interval_ms: u32,
     pub sync_debounce_ms: u32,
     pub timeouts: Timeouts,
+    /// Whole-request limit for AI proxy and agent calls, which take longer than REST.
+    pub ai_timeout: Duration,
+    /// A stream that sends no byte for this long is failed.
+    pub stream_idle_timeout: Duration,
     pub token_store: StoreKind,
     /// Refresh ahead of expiry on a timer (on by default); otherwise only on demand.
     pub auto_refresh: bool,
@@ -77,6 +83,8 @@ pub struct ConfigInput {
     pub sync_debounce_ms: Option<u32>,
     pub connect_timeout_ms: Option<u32>,
     pub request_timeout_ms: Option<u32>,
+    pub ai_timeout_ms: Option<u32>,
+    pub stream_idle_timeout_ms: Option<u32>,
     pub token_store: Option<String>,
     pub auto_refresh: Option<bool>,
 }
@@ -131,6 +139,16 @@ impl ConfigInput {
                     defaults.request,
                 ),
             },
+            ai_timeout: ms(
+                self.ai_timeout_ms,
+                "OBOTO_CLOUD_AI_TIMEOUT_MS",
+                DEFAULT_AI_TIMEOUT,
+            ),
+            stream_idle_timeout: ms(
+                self.stream_idle_timeout_ms,
+                "OBOTO_CLOUD_STREAM_IDLE_TIMEOUT_MS",
+                DEFAULT_STREAM_IDLE_TIMEOUT,
+            ),
             token_store,
             auto_refresh: self.auto_refresh.unwrap_or(true),
         })

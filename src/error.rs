@@ -41,9 +41,6 @@ pub enum Error {
     SessionEnded(String),
     #[error("Token storage failed: {0}")]
     TokenStore(String),
-    /// The method exists for the drop-in contract but its feature is not in this build.
-    #[error("{0} is not available in this version of oboto-cloud")]
-    Unsupported(String),
 }
 
 /// A non-2xx answer, with the server's own error code when its body had one
@@ -55,6 +52,8 @@ pub struct HttpError {
     pub url: String,
     pub code: Option<String>,
     pub message: String,
+    /// Seconds from a `Retry-After` header (rate limits).
+    pub retry_after: Option<u64>,
 }
 
 impl fmt::Display for HttpError {
@@ -87,6 +86,9 @@ impl Error {
             Error::NotInitialized => "NOT_INITIALIZED".into(),
             Error::NotLoggedIn => "NOT_LOGGED_IN".into(),
             Error::Destroyed => "DESTROYED".into(),
+            // One code for every rate limit, whatever the service calls it; the server's
+            // own reason stays in the message.
+            Error::Http(h) if h.status == 429 => "RATE_LIMITED".into(),
             Error::Http(h) => h
                 .code
                 .clone()
@@ -96,7 +98,6 @@ impl Error {
             Error::InvalidResponse { .. } => "INVALID_RESPONSE".into(),
             Error::SessionEnded(_) => "SESSION_ENDED".into(),
             Error::TokenStore(_) => "TOKEN_STORE".into(),
-            Error::Unsupported(_) => "NOT_IMPLEMENTED".into(),
         }
     }
 
@@ -114,6 +115,10 @@ impl Error {
             Error::Network { url, .. } | Error::InvalidResponse { url, .. } => Some(url),
             _ => None,
         }
+    }
+
+    pub fn retry_after(&self) -> Option<u64> {
+        self.http().and_then(|h| h.retry_after)
     }
 
     pub fn is_network(&self) -> bool {
@@ -139,12 +144,17 @@ mod tests {
             url: "http://127.0.0.1:1/rest/v1/x?id=eq.1".into(),
             code: code.map(String::from),
             message: "Boom".into(),
+            retry_after: None,
         }))
     }
 
     #[test]
     fn codes_prefer_the_servers_own() {
         assert_eq!(http(409, Some("23505")).code(), "23505");
+        assert_eq!(
+            http(429, Some("daily_limit_reached")).code(),
+            "RATE_LIMITED"
+        );
         assert_eq!(http(502, None).code(), "HTTP_502");
         assert_eq!(http(404, None).status(), Some(404));
         let net = Error::Network {

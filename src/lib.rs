@@ -5,6 +5,8 @@
 
 #![deny(clippy::all)]
 
+pub mod agents;
+pub mod ai;
 pub mod auth;
 pub mod cloud;
 pub mod config;

@@ -130,6 +130,7 @@ async fn get_first(http: &Http, token: &str, path: &str) -> Result<Option<Value>
         body: None,
         headers: &[],
         bearer: Some(token),
+        timeout: None,
     };
     let reply = http.send(&call).await?;
     Ok(match reply.body {

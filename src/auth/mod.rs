@@ -171,6 +171,7 @@ impl Auth {
                 body: None,
                 headers: &[],
                 bearer: Some(&session.access_token),
+                timeout: None,
             };
             match tokio::time::timeout(LOGOUT_TIMEOUT, self.http.send(&call)).await {
                 Ok(Ok(_)) => {}
@@ -219,6 +220,7 @@ impl Auth {
             body: Some(body),
             headers: &[],
             bearer,
+            timeout: None,
         };
         self.http.send(&call).await
     }

@@ -149,6 +149,7 @@ mod tests {
                 url: "u".into(),
                 code: Some(code.into()),
                 message: "m".into(),
+                retry_after: None,
             }))
         };
         assert!(ends_session(&http(400, "refresh_token_already_used")));

@@ -18,7 +18,7 @@ use super::{
     types::{CloudSyncConfig, RequestOptions},
 };
 use crate::{
-    cloud,
+    agents, ai, cloud,
     error::Error,
     events::Events,
     rest::{Body, Request},
@@ -31,15 +31,6 @@ pub struct NativeCloudSync {
 }
 
 type Core = Arc<cloud::CloudSync>;
-
-/// Rejects with "Not logged in to cloud" when logged out, and says plainly that the feature is
-/// not in this build otherwise.
-fn unavailable(core: &Core, what: &str) -> Error {
-    match core.session() {
-        Ok(_) => Error::Unsupported(what.to_string()),
-        Err(e) => e,
-    }
-}
 
 #[napi]
 impl NativeCloudSync {
@@ -243,70 +234,191 @@ impl NativeCloudSync {
         spawn(env, async { Ok(json!([])) })
     }
 
+    /// The organization's agents, ordered by name; cached for 60 s and dropped on logout.
     #[napi(ts_return_type = "Promise<CloudAgent[]>")]
     pub fn list_agents<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, Value>> {
-        spawn(env, async { Ok(json!([])) })
+        let core = self.core.clone();
+        spawn(env, async move {
+            match core.session() {
+                Ok(cloud) => agents::list(&cloud).await,
+                Err(_) => Ok(json!([])),
+            }
+        })
     }
 
+    /// Forgets the cached agent list, so the next `listAgents()` asks the cloud.
+    #[napi]
+    pub fn clear_agent_cache(&self) {
+        if let Ok(cloud) = self.core.cloud() {
+            cloud.agents.clear();
+        }
+    }
+
+    /// One turn with an agent; the last 20 history messages go along. With
+    /// `options.conversationId` the cloud stores both messages in that conversation.
+    /// Rejects with the server's reason (`status` 404 for an unknown agent, `code`
+    /// `RATE_LIMITED` and `retryAfter` when rate limited).
     #[napi(
-        ts_args_type = "slug: string, message: string, history?: ChatMessage[]",
+        ts_args_type = "slug: string, message: string, history?: ChatMessage[] | null, options?: InvokeAgentOptions | null",
         ts_return_type = "Promise<AgentReply>"
     )]
     pub fn invoke_agent<'e>(
         &self,
         env: &'e Env,
-        _slug: String,
-        _message: String,
-        _history: Option<Value>,
+        slug: String,
+        message: String,
+        history: Option<Value>,
+        options: Option<Value>,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
         let core = self.core.clone();
         spawn(env, async move {
-            Err::<Value, _>(unavailable(&core, "invokeAgent"))
+            let cloud = core.session()?;
+            let conversation = options
+                .as_ref()
+                .and_then(|o| o.get("conversationId"))
+                .and_then(Value::as_str);
+            agents::invoke(
+                &cloud,
+                &slug,
+                &message,
+                history.unwrap_or(Value::Null),
+                conversation,
+            )
+            .await
         })
     }
 
+    /// The models the organization's tier may use, with `name`, `provider` and
+    /// `capabilities` added; `[]` when logged out or on failure.
     #[napi(ts_return_type = "Promise<CloudModel[]>")]
     pub fn list_cloud_models<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, Value>> {
-        spawn(env, async { Ok(json!([])) })
+        let core = self.core.clone();
+        spawn(env, async move {
+            let Ok(cloud) = core.session() else {
+                return Ok(json!([]));
+            };
+            let req = Request::new(Method::GET, "/functions/v1/cloud-models");
+            let models = cloud
+                .client
+                .send(&req)
+                .await
+                .and_then(|r| match r.body.get("models") {
+                    Some(Value::Array(ms)) => {
+                        Ok(ms.iter().cloned().map(ai::model_view).collect::<Vec<_>>())
+                    }
+                    _ => Err(Error::InvalidResponse {
+                        url: req.path.clone(),
+                        status: r.status,
+                        reason: "no models list".into(),
+                    }),
+                });
+            Ok(match models {
+                Ok(ms) => {
+                    cloud.models_failures.succeeded();
+                    Value::Array(ms)
+                }
+                Err(e) => {
+                    cloud.models_failures.failed("listCloudModels", &e);
+                    json!([])
+                }
+            })
+        })
     }
 
+    /// Today's usage with the flat fields the UI renders; `null` when logged out or on
+    /// failure. Also emits `cloud:usage-update`.
     #[napi(ts_return_type = "Promise<CloudUsage | null>")]
     pub fn get_usage<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, Value>> {
-        spawn(env, async { Ok(Value::Null) })
+        let core = self.core.clone();
+        spawn(env, async move {
+            let Ok(cloud) = core.session() else {
+                return Ok(Value::Null);
+            };
+            let req = Request::new(Method::GET, "/functions/v1/cloud-usage");
+            let role = cloud.auth.context().role().map(String::from);
+            let usage = cloud.client.send(&req).await.and_then(|r| {
+                ai::usage_view(r.body, role.as_deref()).ok_or_else(|| Error::InvalidResponse {
+                    url: req.path.clone(),
+                    status: r.status,
+                    reason: "not a usage object".into(),
+                })
+            });
+            Ok(match usage {
+                Ok(u) => {
+                    cloud.usage_failures.succeeded();
+                    cloud.events.emit("cloud:usage-update", u.clone());
+                    u
+                }
+                Err(e) => {
+                    cloud.usage_failures.failed("getUsage", &e);
+                    Value::Null
+                }
+            })
+        })
     }
 
+    /// One completion through the metered proxy, returned as the server sent it. A daily
+    /// limit rejects with `code` `RATE_LIMITED`; nothing waits longer than `aiTimeoutMs`.
     #[napi(
-        ts_args_type = "provider: string, model: string, messages: ChatMessage[], options?: AiProxyOptions",
+        ts_args_type = "provider: string, model: string, messages: ChatMessage[], options?: AiProxyOptions | null",
         ts_return_type = "Promise<ChatCompletion>"
     )]
     pub fn ai_proxy_request<'e>(
         &self,
         env: &'e Env,
-        _provider: String,
-        _model: String,
-        _messages: Value,
-        _options: Option<Value>,
+        provider: String,
+        model: String,
+        messages: Value,
+        options: Option<Value>,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
         let core = self.core.clone();
         spawn(env, async move {
-            Err::<Value, _>(unavailable(&core, "aiProxyRequest"))
+            let cloud = core.session()?;
+            let ws = core.linked_workspace_id();
+            let body = ai::proxy_body(
+                &provider,
+                &model,
+                messages,
+                false,
+                ws.as_deref(),
+                options.as_ref(),
+            );
+            let completion = ai::request(&cloud, body).await?;
+            if let Some(usage) = completion.get("_cloud_usage").filter(|u| u.is_object()) {
+                cloud.events.emit("cloud:usage-update", usage.clone());
+            }
+            Ok(completion)
         })
     }
 
     /// Opens the stream behind `aiProxyStream` (the JS layer turns it into an async generator).
     #[napi(
-        ts_args_type = "model: string, messages: ChatMessage[]",
-        ts_return_type = "Promise<never>"
+        ts_args_type = "model: string, messages: ChatMessage[], options?: AiProxyOptions | null",
+        ts_return_type = "Promise<AiProxyStream>"
     )]
     pub fn ai_proxy_stream_open<'e>(
         &self,
         env: &'e Env,
-        _model: String,
-        _messages: Value,
-    ) -> napi::Result<PromiseRaw<'e, Value>> {
+        model: String,
+        messages: Value,
+        options: Option<Value>,
+    ) -> napi::Result<PromiseRaw<'e, AiProxyStream>> {
         let core = self.core.clone();
         spawn(env, async move {
-            Err::<Value, _>(unavailable(&core, "aiProxyStream"))
+            let cloud = core.session()?;
+            let ws = core.linked_workspace_id();
+            let body = ai::proxy_body(
+                "auto",
+                &model,
+                messages,
+                true,
+                ws.as_deref(),
+                options.as_ref(),
+            );
+            let stream = ai::open_stream(&cloud, body).await?;
+            Ok(AiProxyStream {
+                inner: Arc::new(stream),
+            })
         })
     }
 
@@ -365,6 +477,7 @@ impl CloudClient {
                 path,
                 body: body.map(Body::Json),
                 headers,
+                timeout: None,
             };
             Ok(cloud.client.send(&req).await?.body)
         })
@@ -519,5 +632,27 @@ impl CloudAuth {
     pub fn refresh<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, ()>> {
         let core = self.core.clone();
         spawn(env, async move { core.session()?.auth.refresh().await })
+    }
+}
+
+/// A pull handle on a streamed completion. `nextBatch()` resolves with the next chunks as
+/// the text of a JSON array (parsed once on the JS side, not once per chunk), or `null` at
+/// the end; `cancel()` closes the connection.
+#[napi]
+pub struct AiProxyStream {
+    inner: Arc<ai::AiStream>,
+}
+
+#[napi]
+impl AiProxyStream {
+    #[napi(ts_return_type = "Promise<string | null>")]
+    pub fn next_batch<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, Option<String>>> {
+        let inner = self.inner.clone();
+        spawn(env, async move { inner.next_batch().await })
+    }
+
+    #[napi]
+    pub fn cancel(&self) {
+        self.inner.cancel();
     }
 }

@@ -20,6 +20,9 @@ pub fn to_js(env: &Env, e: Error) -> napi::Error {
         if let Some(url) = e.url() {
             obj.set("url", url)?;
         }
+        if let Some(secs) = e.retry_after() {
+            obj.set("retryAfter", secs as u32)?;
+        }
         Ok(napi::Error::from(obj.to_unknown()))
     };
     build().unwrap_or_else(|_| napi::Error::new(Status::GenericFailure, e.to_string()))

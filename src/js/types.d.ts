@@ -53,12 +53,14 @@ export interface CloudStatus extends AuthSnapshot {
 
 /** An error from any promise of this package. */
 export interface CloudError extends Error {
-  /** Stable: the server's code (`invalid_credentials`, `PGRST116`, `23505`…) or ours (`NETWORK_ERROR`, `NETWORK_TIMEOUT`, `INVALID_CONFIG`, `INVALID_ARGUMENT`, `NOT_LOGGED_IN`, `SESSION_ENDED`, `HTTP_<status>`…). */
+  /** Stable: the server's code (`invalid_credentials`, `PGRST116`, `23505`…) or ours (`NETWORK_ERROR`, `NETWORK_TIMEOUT`, `INVALID_CONFIG`, `INVALID_ARGUMENT`, `NOT_LOGGED_IN`, `SESSION_ENDED`, `RATE_LIMITED`, `STREAM_ERROR`, `HTTP_<status>`…). */
   code: string
   /** HTTP status, for answers from the server. */
   status?: number
   /** The request URL, for HTTP and network failures. */
   url?: string
+  /** Seconds to wait, when the server said so (`code` `RATE_LIMITED`). */
+  retryAfter?: number
 }
 
 export interface AuthUser {
@@ -172,6 +174,11 @@ export interface CloudAgent {
   description: string | null
   status: string
   avatar_url: string | null
+}
+
+export interface InvokeAgentOptions {
+  /** Store the user's message and the agent's reply in this cloud conversation. */
+  conversationId?: string
 }
 
 export interface AgentReply {

@@ -49,6 +49,10 @@ pub struct CloudSyncConfig {
     pub connect_timeout_ms: Option<f64>,
     /// Milliseconds for a whole request. Default 30000 (or `OBOTO_CLOUD_REQUEST_TIMEOUT_MS`).
     pub request_timeout_ms: Option<f64>,
+    /// Milliseconds for an AI proxy or agent call. Default 120000 (or `OBOTO_CLOUD_AI_TIMEOUT_MS`).
+    pub ai_timeout_ms: Option<f64>,
+    /// Milliseconds a stream may stay silent. Default 60000 (or `OBOTO_CLOUD_STREAM_IDLE_TIMEOUT_MS`).
+    pub stream_idle_timeout_ms: Option<f64>,
     /// Where the refresh token is kept. Default `auto` (or `OBOTO_CLOUD_TOKEN_STORE`).
     #[napi(ts_type = "'auto' | 'keychain' | 'secrets' | 'memory'")]
     pub token_store: Option<String>,
@@ -74,6 +78,8 @@ impl From<CloudSyncConfig> for ConfigInput {
             sync_debounce_ms: millis(c.sync_debounce_ms),
             connect_timeout_ms: millis(c.connect_timeout_ms),
             request_timeout_ms: millis(c.request_timeout_ms),
+            ai_timeout_ms: millis(c.ai_timeout_ms),
+            stream_idle_timeout_ms: millis(c.stream_idle_timeout_ms),
             token_store: c.token_store,
             auto_refresh: c.auto_refresh,
         }

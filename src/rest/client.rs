@@ -30,6 +30,7 @@ pub struct Request {
     pub path: String,
     pub body: Option<Body>,
     pub headers: Vec<(String, String)>,
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl Request {
@@ -39,10 +40,15 @@ impl Request {
             path: path.into(),
             body: None,
             headers: Vec::new(),
+            timeout: None,
         }
     }
     pub fn json(mut self, body: serde_json::Value) -> Request {
         self.body = Some(Body::Json(body));
+        self
+    }
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Request {
+        self.timeout = Some(timeout);
         self
     }
     pub fn header(mut self, name: &str, value: &str) -> Request {
@@ -107,6 +113,7 @@ fn call<'a>(req: &'a Request, bearer: Option<&'a str>) -> Call<'a> {
         body: req.body.as_ref(),
         headers: &req.headers,
         bearer,
+        timeout: req.timeout,
     }
 }
 
@@ -121,6 +128,7 @@ mod tests {
             url: "u".into(),
             code: code.map(String::from),
             message: message.into(),
+            retry_after: None,
         }
     }
 

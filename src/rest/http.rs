@@ -45,6 +45,8 @@ pub struct Call<'a> {
     pub body: Option<&'a Body>,
     pub headers: &'a [(String, String)],
     pub bearer: Option<&'a str>,
+    /// Replaces the client's request timeout for this call (AI calls wait longer).
+    pub timeout: Option<Duration>,
 }
 
 /// A 2xx answer. `body` is `null` for 204 or an empty body, the parsed JSON for JSON content
@@ -152,6 +154,9 @@ impl Http {
             .header("apikey", self.apikey.clone());
         if let Some(token) = call.bearer {
             req = req.header(AUTHORIZATION, secret_header(&format!("Bearer {token}"))?);
+        }
+        if let Some(t) = call.timeout {
+            req = req.timeout(t);
         }
         for (name, value) in call.headers {
             let name = HeaderName::from_bytes(name.as_bytes())
@@ -326,6 +331,7 @@ pub fn http_error(
         url: url.to_string(),
         code,
         message,
+        retry_after: retry_after(headers).map(|d| d.as_secs()),
     }
 }
 

@@ -105,7 +105,9 @@ impl Parser {
                 self.has_data = true;
             }
             b"event" => self.event = String::from_utf8_lossy(value).into_owned(),
-            b"id" if !value.contains(&0) => self.last_id = Some(String::from_utf8_lossy(value).into_owned()),
+            b"id" if !value.contains(&0) => {
+                self.last_id = Some(String::from_utf8_lossy(value).into_owned())
+            }
             b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
                 self.retry = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
             }
@@ -123,7 +125,11 @@ impl Parser {
         let mut data = std::mem::take(&mut self.data);
         data.pop(); // the LF after the last data line
         out.push(Event {
-            event: if event.is_empty() { "message".into() } else { event },
+            event: if event.is_empty() {
+                "message".into()
+            } else {
+                event
+            },
             data,
             id: self.last_id.clone(),
             retry,
@@ -155,7 +161,11 @@ mod tests {
 
     #[test]
     fn all_three_line_endings() {
-        for s in ["data: a\n\ndata: b\n\n", "data: a\r\rdata: b\r\r", "data: a\r\n\r\ndata: b\r\n\r\n"] {
+        for s in [
+            "data: a\n\ndata: b\n\n",
+            "data: a\r\rdata: b\r\r",
+            "data: a\r\n\r\ndata: b\r\n\r\n",
+        ] {
             assert_eq!(datas(&parse(s.as_bytes())), ["a", "b"], "{s:?}");
         }
     }
@@ -182,7 +192,11 @@ mod tests {
     fn events_without_data_are_not_dispatched_and_ids_persist() {
         let events = parse(b"event: ping\n\nid: 1\ndata: x\n\ndata: y\n\nretry: soon\ndata: z\n\n");
         assert_eq!(datas(&events), ["x", "y", "z"]);
-        assert_eq!(events[1].id.as_deref(), Some("1"), "the last event id is kept");
+        assert_eq!(
+            events[1].id.as_deref(),
+            Some("1"),
+            "the last event id is kept"
+        );
         assert_eq!(events[2].retry, None, "a non-numeric retry is ignored");
         assert_eq!(events[0].event, "message");
     }
@@ -210,13 +224,20 @@ mod tests {
         assert_eq!(datas(&parse(s)), ["a"]);
         // Only at the very start: a BOM later is data.
         assert_eq!(parse(b"data: \xEF\xBB\xBFa\n\n")[0].data, "\u{feff}a");
-        assert_eq!(datas(&parse(b"\xEFdata: a\n\n")), Vec::<&str>::new(), "not a BOM: the field name is garbage");
+        assert_eq!(
+            datas(&parse(b"\xEFdata: a\n\n")),
+            Vec::<&str>::new(),
+            "not a BOM: the field name is garbage"
+        );
     }
 
     #[test]
     fn openai_style_stream() {
         let s = b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: [DONE]\n\n";
-        assert_eq!(datas(&parse(s)), [r#"{"choices":[{"delta":{"content":"Hi"}}]}"#, "[DONE]"]);
+        assert_eq!(
+            datas(&parse(s)),
+            [r#"{"choices":[{"delta":{"content":"Hi"}}]}"#, "[DONE]"]
+        );
     }
 
     fn valid_stream() -> impl Strategy<Value = Vec<u8>> {
@@ -229,14 +250,22 @@ mod tests {
             Just(String::new()),
         ];
         let eol = prop_oneof![Just("\n"), Just("\r"), Just("\r\n")];
-        (proptest::bool::ANY, prop::collection::vec((field, eol), 0..40)).prop_map(|(bom, lines)| {
-            let mut s = if bom { "\u{feff}".to_string() } else { String::new() };
-            for (l, e) in lines {
-                s.push_str(&l);
-                s.push_str(e);
-            }
-            s.into_bytes()
-        })
+        (
+            proptest::bool::ANY,
+            prop::collection::vec((field, eol), 0..40),
+        )
+            .prop_map(|(bom, lines)| {
+                let mut s = if bom {
+                    "\u{feff}".to_string()
+                } else {
+                    String::new()
+                };
+                for (l, e) in lines {
+                    s.push_str(&l);
+                    s.push_str(e);
+                }
+                s.into_bytes()
+            })
     }
 
     proptest! {

@@ -1,0 +1,53 @@
+// An HTTP proxy in front of the local cloud, for what a real server rarely does on demand:
+// answering one route differently, or delivering a response body one byte at a time.
+import { createServer, request } from 'node:http';
+import { setImmediate as tick } from 'node:timers/promises';
+
+/**
+ * @param {string} target the cloud's URL
+ * @param {{ intercept?: (req) => ({status, headers, body} | null), byteByByte?: boolean }} options
+ */
+export async function startProxy(target, { intercept = () => null, byteByByte = false } = {}) {
+  const upstream = new URL(target);
+  const stats = { requests: 0, closedEarly: 0 };
+  const server = createServer(async (req, res) => {
+    stats.requests++;
+    const canned = intercept(req);
+    if (canned) {
+      req.resume();
+      res.writeHead(canned.status, canned.headers ?? {});
+      return res.end(canned.body ?? '');
+    }
+    const out = request(
+      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
+      async (up) => {
+        res.writeHead(up.statusCode, up.headers);
+        if (!byteByByte) return up.pipe(res);
+        res.socket?.setNoDelay(true);
+        for await (const chunk of up) {
+          for (const byte of chunk) {
+            if (res.destroyed) return;
+            res.write(Buffer.of(byte));
+            await tick();
+          }
+        }
+        res.end();
+      },
+    );
+    res.on('close', () => {
+      if (!res.writableFinished) stats.closedEarly++;
+      out.destroy();
+    });
+    out.on('error', () => res.destroy());
+    req.pipe(out);
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    stats,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise((resolve) => server.close(resolve));
+    },
+  };
+}

@@ -1,0 +1,138 @@
+//! Cloud agents: the organization's list (cached for a minute) and a conversation turn with
+//! one of them (`/functions/v1/agent-chat`).
+
+use std::{
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::{
+    cloud::Cloud,
+    error::{Error, Result},
+    rest::{query, Request},
+};
+
+const TTL: Duration = Duration::from_secs(60);
+/// The agent sees this many of the latest history messages.
+pub const HISTORY_LIMIT: usize = 20;
+
+#[derive(Default)]
+pub struct AgentCache {
+    /// (fetched at, for which user, the rows)
+    entry: Mutex<Option<(Instant, String, Value)>>,
+}
+
+impl AgentCache {
+    pub fn clear(&self) {
+        *self.entry.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    fn get(&self, user: &str) -> Option<Value> {
+        let entry = self.entry.lock().unwrap_or_else(|p| p.into_inner());
+        match &*entry {
+            Some((at, who, rows)) if who == user && at.elapsed() < TTL => Some(rows.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, user: &str, rows: Value) {
+        *self.entry.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((Instant::now(), user.to_string(), rows));
+    }
+}
+
+/// The caller's organization's agents, ordered by name.
+pub async fn list(cloud: &Cloud) -> Result<Value> {
+    let ctx = cloud.auth.context();
+    let (Some(user), Some(org)) = (
+        ctx.user_id(),
+        ctx.org.as_ref().and_then(|o| o.get("id")?.as_str()),
+    ) else {
+        return Ok(json!([]));
+    };
+    if let Some(rows) = cloud.agents.get(user) {
+        return Ok(rows);
+    }
+    let org = query::uuid("organization id", org)?.to_string();
+    let path = query::build(
+        "/rest/v1/cloud_agents",
+        &[
+            ("org_id", &format!("eq.{org}")),
+            (
+                "select",
+                "id,name,slug,agent_type,description,status,avatar_url",
+            ),
+            ("order", "name.asc"),
+        ],
+    );
+    let rows = cloud
+        .client
+        .send(&Request::new(Method::GET, path))
+        .await?
+        .body;
+    if !rows.is_array() {
+        return Err(Error::InvalidResponse {
+            url: format!("{}/rest/v1/cloud_agents", cloud.client.http().base_url()),
+            status: 200,
+            reason: "expected a list of agents".into(),
+        });
+    }
+    cloud.agents.put(user, rows.clone());
+    Ok(rows)
+}
+
+/// One turn with an agent: `{ content, messageId, agentName }`. With a conversation id the
+/// cloud stores both messages there.
+pub async fn invoke(
+    cloud: &Cloud,
+    slug: &str,
+    message: &str,
+    history: Value,
+    conversation_id: Option<&str>,
+) -> Result<Value> {
+    if slug.trim().is_empty() {
+        return Err(Error::InvalidArgument("An agent slug is required".into()));
+    }
+    let conversation_id = conversation_id
+        .map(|c| query::uuid("conversation id", c))
+        .transpose()?;
+    let history = match history {
+        Value::Array(mut h) => {
+            let skip = h.len().saturating_sub(HISTORY_LIMIT);
+            Value::Array(h.drain(skip..).collect())
+        }
+        Value::Null => json!([]),
+        _ => {
+            return Err(Error::InvalidArgument(
+                "history must be an array of messages".into(),
+            ))
+        }
+    };
+    let body = json!({
+        "agentSlug": slug,
+        "conversationId": conversation_id,
+        "userMessage": message,
+        "messageHistory": history,
+    });
+    let req = Request::new(Method::POST, "/functions/v1/agent-chat")
+        .json(body)
+        .timeout(cloud.config.ai_timeout);
+    let reply = cloud.client.send(&req).await?.body;
+    let field = |k: &str| reply.get(k).cloned().unwrap_or(Value::Null);
+    if !field("content").is_string() {
+        return Err(Error::InvalidResponse {
+            url: format!("{}/functions/v1/agent-chat", cloud.client.http().base_url()),
+            status: 200,
+            reason: "the agent's reply has no content".into(),
+        });
+    }
+    let out = json!({"content": field("content"), "messageId": field("messageId"), "agentName": field("agentName")});
+    cloud.events.emit(
+        "cloud:agent:invoked",
+        json!({"slug": slug, "agentName": out["agentName"], "messageId": out["messageId"]}),
+    );
+    Ok(out)
+}

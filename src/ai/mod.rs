@@ -1,0 +1,254 @@
+//! The metered AI proxy (`/functions/v1/ai-proxy`), streamed or not, and the cloud's model
+//! catalogue and usage, shaped as Oboto's UI reads them.
+
+pub mod stream;
+
+use std::{
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use reqwest::Method;
+use serde_json::{json, Map, Value};
+
+use crate::{
+    cloud::Cloud,
+    error::{Error, Result},
+    rest::Request,
+};
+pub use stream::AiStream;
+
+const PROXY: &str = "/functions/v1/ai-proxy";
+/// A stream has no whole-request deadline, only the idle timeout; this bounds the rest.
+const STREAM_LIMIT: Duration = Duration::from_secs(24 * 3600);
+
+/// The options Oboto's adapter may pass; only those given are sent.
+const OPTIONS: [&str; 4] = ["tools", "temperature", "max_tokens", "response_format"];
+
+pub fn proxy_body(
+    provider: &str,
+    model: &str,
+    messages: Value,
+    stream: bool,
+    workspace_id: Option<&str>,
+    options: Option<&Value>,
+) -> Value {
+    let mut body = Map::new();
+    body.insert("provider".into(), json!(provider));
+    body.insert("model".into(), json!(model));
+    body.insert("messages".into(), messages);
+    body.insert("stream".into(), json!(stream));
+    if let Some(ws) = workspace_id {
+        body.insert("workspace_id".into(), json!(ws));
+    }
+    if let Some(Value::Object(o)) = options {
+        for key in OPTIONS {
+            if let Some(v) = o.get(key).filter(|v| !v.is_null()) {
+                body.insert(key.into(), v.clone());
+            }
+        }
+    }
+    Value::Object(body)
+}
+
+fn check_messages(messages: &Value) -> Result<()> {
+    match messages {
+        Value::Array(_) => Ok(()),
+        _ => Err(Error::InvalidArgument(
+            "messages must be an array of chat messages".into(),
+        )),
+    }
+}
+
+/// One completion, returned as the server sent it (`_cloud_usage` included).
+pub async fn request(cloud: &Cloud, body: Value) -> Result<Value> {
+    check_messages(&body["messages"])?;
+    let req = Request::new(Method::POST, PROXY)
+        .json(body)
+        .timeout(cloud.config.ai_timeout);
+    let reply = cloud.client.send(&req).await?;
+    if !reply.body.is_object() {
+        return Err(Error::InvalidResponse {
+            url: format!("{}{PROXY}", cloud.client.http().base_url()),
+            status: reply.status,
+            reason: "the completion is not a JSON object".into(),
+        });
+    }
+    Ok(reply.body)
+}
+
+/// Opens a streamed completion once the server has answered 2xx (else rejects with its
+/// message); the answer must arrive within the AI timeout, then each byte within the idle
+/// timeout.
+pub async fn open_stream(cloud: &Cloud, body: Value) -> Result<AiStream> {
+    check_messages(&body["messages"])?;
+    let url = format!("{}{PROXY}", cloud.client.http().base_url());
+    let req = Request::new(Method::POST, PROXY)
+        .json(body)
+        .header("Accept", "text/event-stream")
+        .timeout(STREAM_LIMIT);
+    let resp = tokio::time::timeout(cloud.config.ai_timeout, cloud.client.open(&req))
+        .await
+        .map_err(|_| Error::Network {
+            url: url.clone(),
+            reason: "the AI proxy did not start answering in time".into(),
+            timeout: true,
+        })??;
+    Ok(AiStream::start(resp, cloud.config.stream_idle_timeout, url))
+}
+
+/// A server model plus the fields the UI renders.
+pub fn model_view(mut m: Value) -> Value {
+    let flag = |m: &Value, k: &str| m.get(k).and_then(Value::as_bool).unwrap_or(false);
+    let name = m
+        .get("display_name")
+        .cloned()
+        .or_else(|| m.get("id").cloned())
+        .unwrap_or(Value::Null);
+    let provider = m
+        .get("id")
+        .and_then(Value::as_str)
+        .map(|id| id.split_once('/').map(|(p, _)| p).unwrap_or(id).to_string());
+    let capabilities = json!({
+        "tools": flag(&m, "supports_tool_calling"),
+        "streaming": flag(&m, "supports_streaming"),
+        "reasoning": flag(&m, "reasoning"),
+    });
+    if let Value::Object(o) = &mut m {
+        o.insert("name".into(), name);
+        o.insert(
+            "provider".into(),
+            provider.map(Value::String).unwrap_or(Value::Null),
+        );
+        o.insert("capabilities".into(), capabilities);
+    }
+    m
+}
+
+/// The server's usage plus the flat fields the UI renders. Owners and admins are unlimited.
+pub fn usage_view(server: Value, role: Option<&str>) -> Option<Value> {
+    let Value::Object(mut o) = server else {
+        return None;
+    };
+    let today = o.get("today").cloned().unwrap_or(Value::Null);
+    let num = |k: &str| today.get(k).and_then(Value::as_u64);
+    let used = num("tokens_used").unwrap_or(0);
+    let limit = num("tokens_limit");
+    let day = o
+        .get("period")
+        .and_then(|p| p.get("start"))
+        .and_then(Value::as_str)
+        .map(|s| s.chars().take(10).collect::<String>());
+    o.insert("tokens_used".into(), json!(used));
+    o.insert("daily_limit".into(), json!(limit));
+    o.insert(
+        "remaining".into(),
+        json!(limit.map(|l| l.saturating_sub(used))),
+    );
+    o.insert("period".into(), json!(day));
+    o.insert(
+        "request_count".into(),
+        json!(num("request_count").unwrap_or(0)),
+    );
+    o.insert(
+        "is_unlimited".into(),
+        json!(matches!(role, Some("owner" | "admin"))),
+    );
+    Some(Value::Object(o))
+}
+
+/// Logs a failing call once per burst rather than on every call.
+#[derive(Default)]
+pub struct QuietFailures {
+    since: Mutex<Option<Instant>>,
+}
+
+impl QuietFailures {
+    const BURST: Duration = Duration::from_secs(60);
+
+    pub fn failed(&self, what: &str, e: &Error) {
+        let mut since = self.since.lock().unwrap_or_else(|p| p.into_inner());
+        if since.is_none_or(|t| t.elapsed() > Self::BURST) {
+            tracing::warn!(error = %e, "{what} failed; further failures are not logged for a minute");
+            *since = Some(Instant::now());
+        }
+    }
+
+    pub fn succeeded(&self) {
+        *self.since.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_given_options_are_sent() {
+        let b = proxy_body(
+            "auto",
+            "oboto/echo-1",
+            json!([]),
+            false,
+            None,
+            Some(&json!({"temperature": 0.2, "tools": null, "seed": 1})),
+        );
+        assert_eq!(
+            b,
+            json!({"provider": "auto", "model": "oboto/echo-1", "messages": [], "stream": false, "temperature": 0.2})
+        );
+        let b = proxy_body("auto", "m", json!([]), true, Some("ws"), None);
+        assert_eq!(b["workspace_id"], "ws");
+        assert_eq!(b["stream"], true);
+    }
+
+    #[test]
+    fn models_gain_ui_fields() {
+        let m = model_view(
+            json!({"id": "openai/gpt-x", "display_name": "GPT X", "supports_tool_calling": true, "supports_streaming": true, "reasoning": false}),
+        );
+        assert_eq!(m["name"], "GPT X");
+        assert_eq!(m["provider"], "openai");
+        assert_eq!(
+            m["capabilities"],
+            json!({"tools": true, "streaming": true, "reasoning": false})
+        );
+        assert_eq!(model_view(json!({"id": "local"}))["provider"], "local");
+    }
+
+    #[test]
+    fn usage_gains_flat_fields() {
+        let server = json!({"today": {"tokens_used": 30, "tokens_limit": 100, "request_count": 2, "models_used": ["m"]},
+                            "tier": "pro", "subscription_status": "active",
+                            "period": {"start": "2026-11-26T00:00:00Z", "end": "2026-11-27T00:00:00Z"}});
+        let u = usage_view(server.clone(), Some("member")).unwrap();
+        assert_eq!(
+            (
+                u["tokens_used"].clone(),
+                u["daily_limit"].clone(),
+                u["remaining"].clone()
+            ),
+            (json!(30), json!(100), json!(70))
+        );
+        assert_eq!(
+            (u["period"].clone(), u["is_unlimited"].clone()),
+            (json!("2026-11-26"), json!(false))
+        );
+        assert_eq!(
+            u["today"]["models_used"],
+            json!(["m"]),
+            "the server's own fields stay"
+        );
+        assert_eq!(
+            usage_view(server, Some("owner")).unwrap()["is_unlimited"],
+            true
+        );
+        assert_eq!(usage_view(json!([1]), None), None);
+        let unlimited = usage_view(
+            json!({"today": {"tokens_used": 5, "tokens_limit": null}}),
+            Some("admin"),
+        )
+        .unwrap();
+        assert_eq!(unlimited["remaining"], Value::Null);
+    }
+}
