@@ -51,25 +51,23 @@ try {
   for (const m of messages) console.log(`  ${(m.profiles?.display_name ?? m.role).padEnd(12)} ${m.content}`);
 
   step('Cloud agents');
-  const agents = await cloudSync.client.get('/rest/v1/cloud_agents?select=name,slug,description&order=name.asc');
-  for (const a of agents) console.log(`  • ${a.name} (${a.slug}): ${a.description}`);
-  const reply = await cloudSync.client.post('/functions/v1/agent-chat', {
-    agentSlug: 'code-reviewer',
-    userMessage: 'Please look at the new hero section.',
-    messageHistory: [],
-  });
+  for (const a of await cloudSync.listAgents()) console.log(`  • ${a.name} (${a.slug}): ${a.description}`);
+  const reply = await cloudSync.invokeAgent('code-reviewer', 'Please look at the new hero section.');
   console.log(`  ${reply.agentName}: ${reply.content.replaceAll('\n', '\n    ')}`);
 
   step('The metered AI proxy');
-  const completion = await cloudSync.client.post('/functions/v1/ai-proxy', {
-    provider: 'cloud',
-    model: 'oboto/echo-1',
-    messages: [{ role: 'user', content: 'Hello from the demo' }],
-    stream: false,
-  });
+  const models = await cloudSync.listCloudModels();
+  console.log(`  models for ${status.org.tier}: ${models.map((m) => m.name).join(', ')}`);
+  const prompt = [{ role: 'user', content: 'Hello from the demo' }];
+  const completion = await cloudSync.aiProxyRequest('auto', 'oboto/echo-1', prompt);
   console.log(`  ${completion.choices[0].message.content}  (${completion.usage.total_tokens} tokens)`);
-  const usage = await cloudSync.client.get('/functions/v1/cloud-usage');
-  console.log(`  today: ${usage.today.tokens_used} of ${usage.today.tokens_limit ?? '∞'} tokens, ${usage.today.request_count} requests`);
+  process.stdout.write('  streamed:');
+  for await (const chunk of cloudSync.aiProxyStream('oboto/echo-1', [{ role: 'user', content: 'one token at a time' }])) {
+    process.stdout.write(chunk.choices[0]?.delta?.content ?? '');
+  }
+  process.stdout.write('\n');
+  const usage = await cloudSync.getUsage();
+  console.log(`  today: ${usage.tokens_used} of ${usage.daily_limit ?? '∞'} tokens, ${usage.request_count} requests${usage.is_unlimited ? ' (unlimited as owner)' : ''}`);
 
   step('Restart: a new instance resumes the session (shutdown is not logout)');
   await cloudSync.destroy();
