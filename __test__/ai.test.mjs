@@ -221,3 +221,15 @@ test('models and usage degrade to [] and null when the cloud fails', async () =>
   await cs.destroy();
   await proxy.close();
 });
+
+test('destroy() closes open streams', async () => {
+  const slow = await startDevcloud([], { env: { DEVCLOUD_AI_CHUNK_DELAY_MS: '50' } });
+  const { cs } = await cloudSyncFor(slow);
+  await cs.login('alice@acme.test', DEMO_PASSWORD);
+  let seen = 0;
+  for await (const _ of cs.aiProxyStream(MODEL, ask('go on'), { max_tokens: 200 })) {
+    if (++seen === 2) await cs.destroy();
+  }
+  assert.ok(seen < 20, `the stream ended after ${seen} chunks`);
+  await slow.stop();
+});

@@ -5,7 +5,7 @@ use std::{
     path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc, RwLock,
+        Arc, Mutex, RwLock, Weak,
     },
 };
 
@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::{
     agents::AgentCache,
-    ai::QuietFailures,
+    ai::{AiStream, QuietFailures},
     auth::Auth,
     config::{CloudConfig, ConfigInput},
     error::{Error, Result},
@@ -31,6 +31,8 @@ pub struct Cloud {
     pub agents: AgentCache,
     pub models_failures: QuietFailures,
     pub usage_failures: QuietFailures,
+    /// Open AI streams, closed when the session ends or the instance is destroyed.
+    streams: Mutex<Vec<Weak<AiStream>>>,
 }
 
 impl Cloud {
@@ -56,7 +58,21 @@ impl Cloud {
             agents: AgentCache::default(),
             models_failures: QuietFailures::default(),
             usage_failures: QuietFailures::default(),
+            streams: Mutex::default(),
         })
+    }
+
+    pub fn track_stream(&self, stream: &Arc<AiStream>) {
+        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        streams.retain(|s| s.strong_count() > 0);
+        streams.push(Arc::downgrade(stream));
+    }
+
+    fn close_streams(&self) {
+        let streams = std::mem::take(&mut *self.streams.lock().unwrap_or_else(|p| p.into_inner()));
+        for s in streams.iter().filter_map(Weak::upgrade) {
+            s.cancel();
+        }
     }
 }
 
@@ -138,6 +154,7 @@ impl CloudSync {
     pub async fn logout(&self) -> Result<()> {
         let cloud = self.cloud()?;
         cloud.agents.clear();
+        cloud.close_streams();
         cloud.auth.logout().await
     }
 
@@ -152,6 +169,7 @@ impl CloudSync {
             return;
         }
         if let Some(cloud) = self.cloud.write().unwrap_or_else(|p| p.into_inner()).take() {
+            cloud.close_streams();
             cloud.auth.shutdown();
         }
         self.events.set_sink(None);

@@ -415,10 +415,9 @@ impl NativeCloudSync {
                 ws.as_deref(),
                 options.as_ref(),
             );
-            let stream = ai::open_stream(&cloud, body).await?;
-            Ok(AiProxyStream {
-                inner: Arc::new(stream),
-            })
+            let stream = Arc::new(ai::open_stream(&cloud, body).await?);
+            cloud.track_stream(&stream);
+            Ok(AiProxyStream { inner: stream })
         })
     }
 
