@@ -56,7 +56,7 @@ class CloudSync extends NativeCloudSync {
     try {
       // Each pull hands over every chunk already buffered, as one JSON array.
       for (let batch; (batch = await stream.nextBatch()) !== null; ) {
-        yield* JSON.parse(batch)
+        for (const chunk of JSON.parse(batch)) yield chunk
       }
     } finally {
       stream.cancel()

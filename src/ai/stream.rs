@@ -18,9 +18,68 @@ use crate::{
 };
 
 /// Events buffered ahead of the consumer.
-const BUFFER: usize = 256;
+const BUFFER: usize = 1024;
 /// Most events handed over in one pull.
-const MAX_BATCH: usize = 512;
+const MAX_BATCH: usize = 1024;
+/// How long a pull of a stream arriving back to back may keep collecting.
+const COALESCE: Duration = Duration::from_millis(1);
+
+#[derive(PartialEq, Eq)]
+enum More {
+    /// The channel may bring more right away.
+    Maybe,
+    /// Stop collecting: the batch is full or an error is waiting.
+    No,
+}
+
+/// One pull's chunks, as the text of a JSON array under construction.
+struct Batch {
+    text: String,
+    len: usize,
+    failed: Option<Error>,
+}
+
+impl Batch {
+    fn new(first: String) -> Batch {
+        let mut text = String::with_capacity(first.len() * 16 + 2);
+        text.push('[');
+        text.push_str(&first);
+        Batch {
+            text,
+            len: 1,
+            failed: None,
+        }
+    }
+
+    fn take(&mut self, item: Item) -> More {
+        match item {
+            Item::Chunk(c) => {
+                self.text.push(',');
+                self.text.push_str(&c);
+                self.len += 1;
+                if self.len < MAX_BATCH {
+                    More::Maybe
+                } else {
+                    More::No
+                }
+            }
+            Item::Failed(e) => {
+                self.failed = Some(e);
+                More::No
+            }
+        }
+    }
+
+    /// Takes what is already buffered.
+    fn drain(&mut self, rx: &mut mpsc::Receiver<Item>) -> More {
+        while let Ok(item) = rx.try_recv() {
+            if self.take(item) == More::No {
+                return More::No;
+            }
+        }
+        More::Maybe
+    }
+}
 
 enum Item {
     Chunk(String),
@@ -31,6 +90,8 @@ pub struct AiStream {
     rx: tokio::sync::Mutex<mpsc::Receiver<Item>>,
     /// An error that arrived behind chunks of the same pull; reported by the next pull.
     deferred: Mutex<Option<Error>>,
+    /// Whether a pull has returned chunks yet (the first one never waits to coalesce).
+    pulled: std::sync::atomic::AtomicBool,
     task: tokio::task::AbortHandle,
 }
 
@@ -41,12 +102,18 @@ impl AiStream {
         AiStream {
             rx: tokio::sync::Mutex::new(rx),
             deferred: Mutex::new(None),
+            pulled: Default::default(),
             task,
         }
     }
 
     /// The next chunks as the text of a JSON array, waiting for at least one; `None` once the
     /// stream has ended (`[DONE]` or the end of the body).
+    ///
+    /// Every pull crosses from the runtime to the JS thread, which costs far more than a
+    /// chunk. So when chunks are arriving back to back (the first pull already found several),
+    /// the pull keeps collecting for up to `COALESCE`; a slow stream, such as a model typing
+    /// token by token, is handed over chunk by chunk at once, and so is the first chunk.
     pub async fn next_batch(&self) -> Result<Option<String>> {
         if let Some(e) = self
             .deferred
@@ -62,24 +129,28 @@ impl AiStream {
             Some(Item::Failed(e)) => return Err(e),
             Some(Item::Chunk(c)) => c,
         };
-        let mut batch = String::with_capacity(first.len() * 8 + 2);
-        batch.push('[');
-        batch.push_str(&first);
-        for _ in 1..MAX_BATCH {
-            match rx.try_recv() {
-                Ok(Item::Chunk(c)) => {
-                    batch.push(',');
-                    batch.push_str(&c);
+        let mut batch = Batch::new(first);
+        let mut more = batch.drain(&mut rx);
+        let first_pull = !self.pulled.swap(true, std::sync::atomic::Ordering::Relaxed);
+        if batch.len > 1 && !first_pull {
+            let deadline = tokio::time::Instant::now() + COALESCE;
+            while more == More::Maybe && batch.len < MAX_BATCH {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(item)) => {
+                        more = batch.take(item);
+                        if more == More::Maybe {
+                            more = batch.drain(&mut rx);
+                        }
+                    }
+                    Ok(None) | Err(_) => break,
                 }
-                Ok(Item::Failed(e)) => {
-                    *self.deferred.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                    break;
-                }
-                Err(_) => break,
             }
         }
-        batch.push(']');
-        Ok(Some(batch))
+        if let Some(e) = batch.failed.take() {
+            *self.deferred.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+        }
+        batch.text.push(']');
+        Ok(Some(batch.text))
     }
 
     /// Closes the connection; later pulls report the end of the stream.

@@ -270,8 +270,12 @@ enum Phase {
     End,
 }
 
+/// Unpaced, the local model writes this many events at a time.
+const UNPACED_EVENTS_PER_WRITE: usize = 64;
+
 struct LocalStream {
     echo: Echo,
+    template: sse::ChunkTemplate,
     next: u64,
     phase: Phase,
     id: String,
@@ -292,12 +296,15 @@ fn sse_response(body: Body) -> Response {
 }
 
 fn local_stream(echo: Echo, model: String, ctx: Ctx) -> Response {
+    let id = completion_id();
+    let created = crate::jwt::now();
     let st = LocalStream {
         echo,
+        template: sse::ChunkTemplate::new(&id, created, &model),
         next: 0,
         phase: Phase::Content,
-        id: completion_id(),
-        created: crate::jwt::now(),
+        id,
+        created,
         model,
         meter: Meter {
             ctx,
@@ -310,21 +317,35 @@ fn local_stream(echo: Echo, model: String, ctx: Ctx) -> Response {
         loop {
             match st.phase {
                 Phase::Content if st.next < st.echo.tokens() => {
+                    // Paced: one event per write, as a model types. Unpaced (the default):
+                    // as fast as the tokens are made, several events to a write, so that a
+                    // benchmark measures the client rather than this server.
+                    let per_write = if delay.is_zero() {
+                        UNPACED_EVENTS_PER_WRITE
+                    } else {
+                        1
+                    };
                     if delay.is_zero() {
                         tokio::task::yield_now().await;
                     } else {
                         tokio::time::sleep(delay).await;
                     }
-                    let content = st.echo.chunk(st.next);
-                    let delta = if st.next == 0 {
-                        json!({"role": "assistant", "content": content})
-                    } else {
-                        json!({"content": content})
-                    };
-                    st.next += 1;
+                    let mut out = bytes::BytesMut::new();
+                    for _ in 0..per_write {
+                        if st.next >= st.echo.tokens() {
+                            break;
+                        }
+                        let content = st.echo.chunk(st.next);
+                        let role = if st.next == 0 {
+                            Some("assistant")
+                        } else {
+                            None
+                        };
+                        out.extend_from_slice(&st.template.event(role, &content));
+                        st.next += 1;
+                    }
                     st.meter.ctx.record.completion_tokens = st.next;
-                    let ev = sse::event(&sse::chunk(&st.id, st.created, &st.model, delta, None));
-                    return Some((Ok::<Bytes, Infallible>(ev), st));
+                    return Some((Ok::<Bytes, Infallible>(out.freeze()), st));
                 }
                 Phase::Content => st.phase = Phase::Final,
                 Phase::Final => {

@@ -26,6 +26,38 @@ pub fn chunk(
     })
 }
 
+/// Content chunks of one completion, written from a prepared head: a model streams one
+/// event per token, so building and sorting a JSON map for each would dominate.
+pub struct ChunkTemplate {
+    head: String,
+}
+
+impl ChunkTemplate {
+    pub fn new(id: &str, created: i64, model: &str) -> ChunkTemplate {
+        let head = format!(
+            r#"data: {{"id":{},"object":"chat.completion.chunk","created":{created},"model":{},"choices":[{{"index":0,"finish_reason":null,"delta":{{"#,
+            Value::from(id),
+            Value::from(model),
+        );
+        ChunkTemplate { head }
+    }
+
+    /// The event for one content delta (with the role on the first).
+    pub fn event(&self, role: Option<&str>, content: &str) -> Bytes {
+        let mut out = String::with_capacity(self.head.len() + content.len() + 48);
+        out.push_str(&self.head);
+        if let Some(role) = role {
+            out.push_str(r#""role":"#);
+            out.push_str(&Value::from(role).to_string());
+            out.push(',');
+        }
+        out.push_str(r#""content":"#);
+        out.push_str(&Value::from(content).to_string());
+        out.push_str("}}]}\n\n");
+        Bytes::from(out)
+    }
+}
+
 /// Reads the JSON events out of an SSE byte stream that arrives in arbitrary pieces (an
 /// upstream's stream passing through, so its usage can be metered).
 #[derive(Default)]
@@ -57,6 +89,26 @@ impl Scanner {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_template_writes_the_same_chunk_as_json() {
+        let t = super::ChunkTemplate::new("id\"1", 7, "m");
+        for (role, content) in [(Some("assistant"), "Echo:"), (None, " a \"quoted\"\nword")] {
+            let ev = t.event(role, content);
+            let text = std::str::from_utf8(&ev).unwrap();
+            let json = text
+                .strip_prefix("data: ")
+                .unwrap()
+                .strip_suffix("\n\n")
+                .unwrap();
+            let mut delta = serde_json::json!({"content": content});
+            if let Some(r) = role {
+                delta["role"] = r.into();
+            }
+            let parsed: serde_json::Value = serde_json::from_str(json).unwrap();
+            assert_eq!(parsed, super::chunk("id\"1", 7, "m", delta, None));
+        }
+    }
+
     use super::*;
 
     #[test]
