@@ -838,4 +838,5 @@ module.exports = nativeBinding
 module.exports.CloudAuth = nativeBinding.CloudAuth
 module.exports.CloudClient = nativeBinding.CloudClient
 module.exports.NativeCloudSync = nativeBinding.NativeCloudSync
+module.exports.WorkspaceSync = nativeBinding.WorkspaceSync
 module.exports.loadCloudConfig = nativeBinding.loadCloudConfig
