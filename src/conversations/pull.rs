@@ -15,7 +15,8 @@ use crate::{
 };
 
 pub const PAGE: usize = 1000;
-const SELECT: &str = "id,content,role,sender_user_id,sender_agent_id,model_used,created_at";
+/// cloud-api.md's columns plus `metadata`, which tells one's own pushed assistant messages.
+const SELECT: &str = "id,content,role,sender_user_id,sender_agent_id,model_used,created_at,metadata";
 
 /// The last row seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,8 +105,6 @@ pub struct Pulled {
     pub messages: Vec<Value>,
     /// The newest row's `created_at` (own rows included), if any row was seen.
     pub last_created_at: Option<String>,
-    /// The raw rows, for `cloud:message:received`.
-    pub raw: Vec<Value>,
 }
 
 /// Pulls every message after `since` until drained, leaving out `me`'s own.
@@ -119,7 +118,6 @@ pub async fn pull(
     let mut out = Pulled {
         messages: Vec::new(),
         last_created_at: None,
-        raw: Vec::new(),
     };
     let mut cursor: Option<Cursor> = None;
     loop {
@@ -144,10 +142,10 @@ pub async fn pull(
         }
         for row in rows {
             let own = me.is_some()
-                && row.get("sender_user_id").and_then(Value::as_str) == me;
+                && (row.get("sender_user_id").and_then(Value::as_str) == me
+                    || row.pointer("/metadata/pushedBy").and_then(Value::as_str) == me);
             if !own {
                 out.messages.push(map_row(&row));
-                out.raw.push(row);
             }
         }
         if n < page {
@@ -167,7 +165,7 @@ mod tests {
         assert_eq!(
             page_path(&CONV, None, None, 200),
             "/rest/v1/messages?conversation_id=eq.cccccccc-0000-4000-8000-000000000001\
-             &select=id%2Ccontent%2Crole%2Csender_user_id%2Csender_agent_id%2Cmodel_used%2Ccreated_at\
+             &select=id%2Ccontent%2Crole%2Csender_user_id%2Csender_agent_id%2Cmodel_used%2Ccreated_at%2Cmetadata\
              &order=created_at.asc%2Cid.asc&limit=200"
         );
     }

@@ -143,7 +143,9 @@ pub fn unmatched<'a>(messages: &'a [Synced], recent: &[(String, String)]) -> Vec
 }
 
 /// The rows to insert for `messages` numbered from `first_ordinal`. User messages carry the
-/// pushing user as sender (RLS accepts only that); assistant messages carry none.
+/// pushing user as sender (RLS accepts only that); assistant messages carry none, so
+/// `metadata.pushedBy` records who pushed them, and a pull leaves them out for that user
+/// (the host already has them).
 pub fn rows(
     conversation: &Uuid,
     user: &str,
@@ -160,6 +162,7 @@ pub fn rows(
                 "role": m.role,
                 "content": m.content,
                 "sender_user_id": if m.role == "user" { Value::String(user.to_string()) } else { Value::Null },
+                "metadata": { "pushedBy": user },
             })
         })
         .collect()
@@ -285,6 +288,7 @@ mod tests {
         let r = rows(&CONV, ALICE, 7, &[&a, &b]);
         assert_eq!(r[0]["sender_user_id"], json!(ALICE));
         assert_eq!(r[1]["sender_user_id"], Value::Null);
+        assert_eq!(r[1]["metadata"]["pushedBy"], json!(ALICE));
         assert_eq!(r[1]["id"], json!(message_id(&CONV, ALICE, 8, &b).to_string()));
     }
 }
