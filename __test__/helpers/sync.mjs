@@ -32,9 +32,15 @@ export async function newConversation(cloud, name = `conv-${randomUUID().slice(0
 
 /** Every row of a conversation, as the service role sees it, oldest first. */
 export async function rowsOf(cloud, convId) {
-  return cloud.serviceRest(
-    `messages?conversation_id=eq.${convId}&select=id,role,content,sender_user_id,created_at&order=created_at.asc,id.asc`,
-  );
+  const all = [];
+  for (;;) {
+    // The cloud returns at most 1,000 rows per request.
+    const page = await cloud.serviceRest(
+      `messages?conversation_id=eq.${convId}&select=id,role,content,sender_user_id,created_at&order=created_at.asc,id.asc&limit=1000&offset=${all.length}`,
+    );
+    all.push(...page);
+    if (page.length < 1000) return all;
+  }
 }
 
 /** A local history of `n` user/assistant turns. */
