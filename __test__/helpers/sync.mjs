@@ -56,9 +56,10 @@ export async function requests(cloud, key) {
   return (await cloud.stats()).requests[key] ?? 0;
 }
 
-/** Resolves when `pred(payload)` holds for an event `name` (past or future). */
-export function waitFor(bus, name, pred = () => true, timeoutMs = 20_000) {
-  const seen = bus.events.find((e) => e.name === name && pred(e.payload));
+/** Resolves when `pred(payload)` holds for an event `name` emitted at index `from` or later
+ * of `bus.events` (by default, any time). */
+export function waitFor(bus, name, pred = () => true, timeoutMs = 20_000, from = 0) {
+  const seen = bus.events.slice(from).find((e) => e.name === name && pred(e.payload));
   if (seen) return Promise.resolve(seen.payload);
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => {
