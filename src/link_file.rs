@@ -164,10 +164,7 @@ impl Link {
     }
 
     fn conversations_mut(&mut self) -> &mut Map<String, Value> {
-        let convs = self
-            .map
-            .entry("conversations")
-            .or_insert_with(|| json!({}));
+        let convs = self.map.entry("conversations").or_insert_with(|| json!({}));
         if !convs.is_object() {
             *convs = json!({});
         }
@@ -291,14 +288,16 @@ mod tests {
         let back: Value = serde_json::from_str(&link.to_file_text()).unwrap();
         assert_eq!(back["hostKey"], json!({"a":[1,2]}));
         assert_eq!(back["conversations"]["chat"]["extra"], json!(1));
-        assert_eq!(back["conversations"]["chat"]["lastCloudMessageAt"], json!("x"));
+        assert_eq!(
+            back["conversations"]["chat"]["lastCloudMessageAt"],
+            json!("x")
+        );
     }
 
     #[test]
     fn reads_files_of_the_old_modules() {
-        let text = format!(
-            r#"{{"workspaceId":"{WS}","linkedAt":"t","conversations":{{"chat":"c1"}}}}"#
-        );
+        let text =
+            format!(r#"{{"workspaceId":"{WS}","linkedAt":"t","conversations":{{"chat":"c1"}}}}"#);
         let mut link = Link::parse(&text).unwrap();
         assert_eq!(link.workspace_id(), Some(WS));
         assert_eq!(link.workspace_name(), "");

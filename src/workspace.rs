@@ -41,7 +41,11 @@ pub async fn list(cloud: &Cloud) -> Result<Value> {
         "/rest/v1/workspaces?org_id={}&select={LIST_SELECT}&order=last_active_at.desc.nullslast",
         query::eq(&org.to_string())
     );
-    Ok(cloud.client.send(&Request::new(Method::GET, path)).await?.body)
+    Ok(cloud
+        .client
+        .send(&Request::new(Method::GET, path))
+        .await?
+        .body)
 }
 
 /// `id`, `name` and `updated_at` of a workspace the user can see, or `None`.
@@ -51,7 +55,11 @@ pub async fn find(cloud: &Cloud, id: &str) -> Result<Option<Value>> {
         "/rest/v1/workspaces?id={}&select=id,name,updated_at",
         query::eq(&id.to_string())
     );
-    let body = cloud.client.send(&Request::new(Method::GET, path)).await?.body;
+    let body = cloud
+        .client
+        .send(&Request::new(Method::GET, path))
+        .await?
+        .body;
     Ok(first(body))
 }
 
@@ -62,7 +70,11 @@ pub async fn pull(cloud: &Cloud, id: &str) -> Result<Option<Value>> {
         "/rest/v1/workspaces?id={}&select={STATE_SELECT}",
         query::eq(&id.to_string())
     );
-    let body = cloud.client.send(&Request::new(Method::GET, path)).await?.body;
+    let body = cloud
+        .client
+        .send(&Request::new(Method::GET, path))
+        .await?
+        .body;
     Ok(first(body))
 }
 

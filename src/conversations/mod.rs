@@ -20,7 +20,11 @@ pub async fn list(cloud: &Cloud, workspace_id: &str) -> Result<Value> {
         "/rest/v1/conversations?workspace_id={}&select=id,name,conversation_type,is_archived,created_at&order=created_at.asc",
         query::eq(&ws.to_string())
     );
-    Ok(cloud.client.send(&Request::new(Method::GET, path)).await?.body)
+    Ok(cloud
+        .client
+        .send(&Request::new(Method::GET, path))
+        .await?
+        .body)
 }
 
 /// Creates a conversation in the workspace and returns its row.

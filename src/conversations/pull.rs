@@ -16,7 +16,8 @@ use crate::{
 
 pub const PAGE: usize = 1000;
 /// cloud-api.md's columns plus `metadata`, which tells one's own pushed assistant messages.
-const SELECT: &str = "id,content,role,sender_user_id,sender_agent_id,model_used,created_at,metadata";
+const SELECT: &str =
+    "id,content,role,sender_user_id,sender_agent_id,model_used,created_at,metadata";
 
 /// The last row seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,8 +188,16 @@ mod tests {
     #[test]
     fn timestamps_are_validated() {
         assert!(timestamp("since", "2026-01-01T00:00:00Z").is_ok());
-        for bad in ["", "yesterday", "2026-01-01T00:00:00Z,id.gt.0", "x&org_id=neq.0"] {
-            assert_eq!(timestamp("since", bad).unwrap_err().code(), "INVALID_ARGUMENT");
+        for bad in [
+            "",
+            "yesterday",
+            "2026-01-01T00:00:00Z,id.gt.0",
+            "x&org_id=neq.0",
+        ] {
+            assert_eq!(
+                timestamp("since", bad).unwrap_err().code(),
+                "INVALID_ARGUMENT"
+            );
         }
     }
 

@@ -198,7 +198,11 @@ mod tests {
         let a = message_id(&CONV, ALICE, 0, &ok);
         assert_eq!(a, message_id(&CONV, ALICE, 0, &ok), "same input, same id");
         assert_eq!(a.get_version_num(), 5);
-        assert_ne!(a, message_id(&CONV, ALICE, 1, &ok), "a repeated message is a new row");
+        assert_ne!(
+            a,
+            message_id(&CONV, ALICE, 1, &ok),
+            "a repeated message is a new row"
+        );
         assert_ne!(a, message_id(&CONV, ALICE, 0, &m("assistant", "ok")));
         assert_ne!(a, message_id(&CONV, ALICE, 0, &m("user", "ok!")));
         let other_conv = Uuid::from_u128(1);
@@ -266,13 +270,27 @@ mod tests {
         let h = vec![m("user", "a"), m("assistant", "b"), m("user", "c")];
         let st = next_state(&h, 0, 3);
         assert_eq!(plan(&st, &h[1..]), Plan::Rewritten, "shorter");
-        let edited = vec![m("user", "summary"), m("assistant", "b"), m("user", "c"), m("user", "d")];
-        assert_eq!(plan(&st, &edited), Plan::Rewritten, "same length, new start");
+        let edited = vec![
+            m("user", "summary"),
+            m("assistant", "b"),
+            m("user", "c"),
+            m("user", "d"),
+        ];
+        assert_eq!(
+            plan(&st, &edited),
+            Plan::Rewritten,
+            "same length, new start"
+        );
     }
 
     #[test]
     fn matching_against_cloud_rows_counts_repeats() {
-        let local = vec![m("user", "ok"), m("user", "ok"), m("assistant", "x"), m("user", "new")];
+        let local = vec![
+            m("user", "ok"),
+            m("user", "ok"),
+            m("assistant", "x"),
+            m("user", "new"),
+        ];
         let recent = vec![
             ("user".to_string(), "ok".to_string()),
             ("assistant".to_string(), "x".to_string()),
@@ -289,6 +307,9 @@ mod tests {
         assert_eq!(r[0]["sender_user_id"], json!(ALICE));
         assert_eq!(r[1]["sender_user_id"], Value::Null);
         assert_eq!(r[1]["metadata"]["pushedBy"], json!(ALICE));
-        assert_eq!(r[1]["id"], json!(message_id(&CONV, ALICE, 8, &b).to_string()));
+        assert_eq!(
+            r[1]["id"],
+            json!(message_id(&CONV, ALICE, 8, &b).to_string())
+        );
     }
 }

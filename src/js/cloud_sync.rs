@@ -13,10 +13,10 @@ use serde_json::{json, Value};
 
 use super::{
     error::spawn,
-    workspace_sync::WorkspaceSync,
     events::{EventCallback, JsEventSink},
     secrets::{JsSecrets, SecretDelete, SecretGet, SecretSet},
     types::{CloudSyncConfig, RequestOptions},
+    workspace_sync::WorkspaceSync,
 };
 use crate::{
     cloud,

@@ -60,9 +60,16 @@ mod tests {
 
     #[test]
     fn formats_of_one_instant_are_equal() {
-        assert!(same_instant("2026-01-01T00:00:00Z", "2026-01-01T00:00:00+00:00"));
+        assert!(same_instant(
+            "2026-01-01T00:00:00Z",
+            "2026-01-01T00:00:00+00:00"
+        ));
         assert_eq!(
-            decide(Some("2026-01-01T00:00:00Z"), Some("2026-01-01T00:00:00+00:00"), true),
+            decide(
+                Some("2026-01-01T00:00:00Z"),
+                Some("2026-01-01T00:00:00+00:00"),
+                true
+            ),
             Action::Push
         );
     }

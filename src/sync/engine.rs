@@ -74,8 +74,14 @@ mod tests {
         let i = Duration::from_secs(30);
         let d: Vec<u64> = (1..=7).map(|f| retry_delay(f, i).as_secs()).collect();
         assert_eq!(d, vec![1, 2, 4, 8, 16, 30, 30]);
-        assert_eq!(retry_delay(50, Duration::from_secs(600)), Duration::from_secs(60));
-        assert_eq!(retry_delay(3, Duration::from_millis(200)), Duration::from_secs(1));
+        assert_eq!(
+            retry_delay(50, Duration::from_secs(600)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            retry_delay(3, Duration::from_millis(200)),
+            Duration::from_secs(1)
+        );
     }
 
     #[tokio::test(start_paused = true)]

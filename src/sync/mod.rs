@@ -267,7 +267,8 @@ impl Sync {
         let ty = kind.as_str();
         let before = self.board().get_mut(kind).state;
         self.update_board(|b| b.get_mut(kind).state = SyncState::Syncing);
-        self.events.emit("cloud:sync:started", json!({ "type": ty }));
+        self.events
+            .emit("cloud:sync:started", json!({ "type": ty }));
         let outcome = fut.await;
         match &outcome {
             Ok((_, end)) => {
@@ -288,9 +289,13 @@ impl Sync {
                     json!({ "type": ty, "state": end.as_str() }),
                 );
                 if end == SyncState::Synced
-                    && matches!(before, SyncState::Conflict | SyncState::Error | SyncState::Offline)
+                    && matches!(
+                        before,
+                        SyncState::Conflict | SyncState::Error | SyncState::Offline
+                    )
                 {
-                    self.events.emit("cloud:sync:resolved", json!({ "type": ty }));
+                    self.events
+                        .emit("cloud:sync:resolved", json!({ "type": ty }));
                 }
             }
             Err(e) => {
@@ -382,7 +387,8 @@ impl Sync {
             Ok(_) => Link::new(&ws, &name, &now, interval),
             Err(_) => {
                 // The user links again: the unreadable file is kept aside, not overwritten.
-                if let Some(to) = link_file::set_aside(&dir, chrono::Utc::now().timestamp_millis()) {
+                if let Some(to) = link_file::set_aside(&dir, chrono::Utc::now().timestamp_millis())
+                {
                     tracing::warn!(path = %to.display(), "moved the unreadable link file aside");
                 }
                 Link::new(&ws, &name, &now, interval)
@@ -481,8 +487,11 @@ impl Sync {
     /// changed since the base (a conflict), otherwise pulls a newer cloud state.
     async fn sync_workspace(&self, cloud: &Arc<Cloud>, queue_offline: bool) -> Result<Value> {
         let _g = self.workspace_guard.lock().await;
-        self.track(Kind::Workspace, self.sync_workspace_inner(cloud, queue_offline))
-            .await
+        self.track(
+            Kind::Workspace,
+            self.sync_workspace_inner(cloud, queue_offline),
+        )
+        .await
     }
 
     async fn sync_workspace_inner(
@@ -632,8 +641,8 @@ impl Sync {
         conversation_type: Option<&str>,
     ) -> Result<Value> {
         let ws = self.linked_workspace_id().ok_or_else(not_linked)?;
-        let row = conversations::create(cloud, &ws, name, conversation_type.unwrap_or("chat"))
-            .await?;
+        let row =
+            conversations::create(cloud, &ws, name, conversation_type.unwrap_or("chat")).await?;
         if let Some(id) = row.get("id").and_then(Value::as_str) {
             let id = id.to_string();
             self.save_link(|l| l.link_conversation(name, &id))?;
@@ -694,8 +703,11 @@ impl Sync {
             .map(String::from)
             .ok_or(Error::NotLoggedIn)?;
         let _g = self.conversations_guard.lock().await;
-        self.track(Kind::Conversations, self.push_inner(cloud, conv, &user, &msgs))
-            .await
+        self.track(
+            Kind::Conversations,
+            self.push_inner(cloud, conv, &user, &msgs),
+        )
+        .await
     }
 
     async fn push_inner(
@@ -713,7 +725,11 @@ impl Sync {
             } => {
                 let new: Vec<&Synced> = msgs[from..].iter().collect();
                 let n = new.len() as u64;
-                (push::rows(&conv, user, first_ordinal, &new), first_ordinal, n)
+                (
+                    push::rows(&conv, user, first_ordinal, &new),
+                    first_ordinal,
+                    n,
+                )
             }
             Plan::Rewritten => {
                 tracing::info!(conversation = %conv, "local history was rewritten; matching against recent cloud rows");
@@ -924,7 +940,10 @@ async fn insert_rows(cloud: &Cloud, rows: &[Value]) -> Result<usize> {
     }
     let req = Request::new(Method::POST, "/rest/v1/messages?on_conflict=id&select=id")
         .json(Value::Array(rows.to_vec()))
-        .header("Prefer", "return=representation,resolution=ignore-duplicates");
+        .header(
+            "Prefer",
+            "return=representation,resolution=ignore-duplicates",
+        );
     let body = cloud.client.send(&req).await?.body;
     Ok(body.as_array().map_or(0, Vec::len))
 }
@@ -943,7 +962,11 @@ async fn recent_rows(cloud: &Cloud, conv: &Uuid) -> Result<Vec<(String, String)>
             ("limit", limit.as_str()),
         ],
     );
-    let body = cloud.client.send(&Request::new(Method::GET, path)).await?.body;
+    let body = cloud
+        .client
+        .send(&Request::new(Method::GET, path))
+        .await?
+        .body;
     Ok(body
         .as_array()
         .map(|rows| {

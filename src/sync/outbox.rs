@@ -206,7 +206,10 @@ mod tests {
         ])
         .unwrap();
         let text = fs::read_to_string(ob.path()).unwrap();
-        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(
             lines,
             vec![

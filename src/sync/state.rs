@@ -90,7 +90,10 @@ impl Board {
 
     pub fn overall(&self) -> SyncState {
         let types = [self.workspace.state, self.conversations.state];
-        let worst = types.into_iter().max_by_key(|s| s.rank()).unwrap_or_default();
+        let worst = types
+            .into_iter()
+            .max_by_key(|s| s.rank())
+            .unwrap_or_default();
         if self.link_error.is_some() && worst.rank() < SyncState::Error.rank() {
             return SyncState::Error;
         }
