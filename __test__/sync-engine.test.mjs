@@ -39,20 +39,22 @@ test('a change on both sides is a conflict: the cloud version is kept and the lo
   assert.equal(conflict.cloud.task_goal, 'edited elsewhere');
   assert.equal(await cloudGoal(cloud), 'edited elsewhere');
   assert.equal(cs.getStatus().syncState, 'conflict');
-  assert.ok(bus.events.some((e) => e.name === 'cloud:sync-status' && e.payload.state === 'conflict'));
+  await waitFor(bus, 'cloud:sync-status', (p) => p.state === 'conflict');
 
   // The host applied the cloud version; its next change goes through.
   const row = await cs.pushWorkspaceState({ task_goal: 'merged' });
   assert.equal(row.task_goal, 'merged');
   assert.equal(await cloudGoal(cloud), 'merged');
   assert.equal(cs.getStatus().syncState, 'synced');
-  assert.ok(bus.names().includes('cloud:sync:resolved'));
+  await waitFor(bus, 'cloud:sync:resolved', (p) => p.type === 'workspace');
 });
 
 test('only one side changed: last write wins without a conflict', async () => {
   const { cs, bus } = await linkedAlice(cloud);
   assert.equal((await cs.pushWorkspaceState({ task_goal: 'mine 1' })).task_goal, 'mine 1');
   assert.equal((await cs.pushWorkspaceState({ task_goal: 'mine 2' })).task_goal, 'mine 2');
+  // Events arrive in order: a conflict would come before the second `pushed`.
+  await waitFor(bus, 'cloud:workspace:pushed', () => bus.names().filter((n) => n === 'cloud:workspace:pushed').length >= 2);
   assert.ok(!bus.names().includes('cloud:sync:conflict'));
 });
 

@@ -232,7 +232,7 @@ impl Sync {
             ok &= r.is_ok();
         }
         if cfg.sync_workspace_state {
-            ok &= self.sync_workspace(cloud, true).await.is_ok();
+            ok &= self.sync_workspace(cloud, true, None).await.is_ok();
         }
         ok
     }
@@ -475,21 +475,29 @@ impl Sync {
         if self.linked_workspace_id().is_none() {
             return Ok(Value::Null);
         }
-        self.lock().pending_state = Some(local);
         if self.engine_running() && cloud.config.sync_debounce_ms > 0 {
+            self.lock().pending_state = Some(local);
             self.wake.notify_one();
             return Ok(Value::Null);
         }
-        self.sync_workspace(cloud, true).await
+        // Pushed now, by this call: handed over directly, so an engine cycle running at the
+        // same time cannot take it and leave this caller without its row.
+        self.sync_workspace(cloud, true, Some(local)).await
     }
 
     /// Reconciles the workspace state once: pushes a pending local state unless the cloud
     /// changed since the base (a conflict), otherwise pulls a newer cloud state.
-    async fn sync_workspace(&self, cloud: &Arc<Cloud>, queue_offline: bool) -> Result<Value> {
+    /// `local`: a state to push now; otherwise the pending one, if any.
+    async fn sync_workspace(
+        &self,
+        cloud: &Arc<Cloud>,
+        queue_offline: bool,
+        local: Option<Value>,
+    ) -> Result<Value> {
         let _g = self.workspace_guard.lock().await;
         self.track(
             Kind::Workspace,
-            self.sync_workspace_inner(cloud, queue_offline),
+            self.sync_workspace_inner(cloud, queue_offline, local),
         )
         .await
     }
@@ -498,6 +506,7 @@ impl Sync {
         &self,
         cloud: &Arc<Cloud>,
         queue_offline: bool,
+        explicit: Option<Value>,
     ) -> Result<(Value, SyncState)> {
         let (ws, base, pending) = {
             let mut i = self.lock();
@@ -506,7 +515,9 @@ impl Sync {
             };
             let ws = link.workspace_id().unwrap_or_default().to_string();
             let base = link.get(BASE_KEY).and_then(Value::as_str).map(String::from);
-            (ws, base, i.pending_state.take())
+            // A state handed over explicitly is newer than any pending one.
+            let pending = i.pending_state.take();
+            (ws, base, explicit.or(pending))
         };
         let now = now_iso();
         let Some(local) = pending else {
@@ -843,15 +854,13 @@ impl Sync {
             let r = match entry {
                 Entry::Messages { rows, .. } => insert_rows(cloud, rows).await.map(|_| ()),
                 Entry::Workspace { state, .. } if Some(i) == last_state => {
-                    // A newer local state, if any, supersedes the queued one.
-                    {
-                        let mut inner = self.lock();
-                        if inner.pending_state.is_none() {
-                            inner.pending_state = Some(state.clone());
-                        }
-                    }
                     let _g = self.workspace_guard.lock().await;
-                    self.sync_workspace_inner(cloud, false).await.map(|_| ())
+                    // A newer local state, if any, supersedes the queued one.
+                    let newer = self.lock().pending_state.take();
+                    let local = newer.unwrap_or_else(|| state.clone());
+                    self.sync_workspace_inner(cloud, false, Some(local))
+                        .await
+                        .map(|_| ())
                 }
                 Entry::Workspace { .. } => Ok(()),
             };
