@@ -61,6 +61,8 @@ pub struct Sync {
     outbox_guard: tokio::sync::Mutex<()>,
     wake: Arc<Notify>,
     max_outbox: usize,
+    /// Serializes writes of the link file.
+    link_write: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -90,6 +92,7 @@ impl Sync {
             outbox_guard: tokio::sync::Mutex::new(()),
             wake: Arc::new(Notify::new()),
             max_outbox: MAX_ENTRIES,
+            link_write: Mutex::new(()),
         })
     }
 
@@ -156,7 +159,12 @@ impl Sync {
         match link_file::read(&dir) {
             Ok(link) => {
                 self.lock().link = link;
-                self.update_board(|b| b.link_error = None);
+                // Whatever a previous process left queued.
+                let pending = self.outbox().map_or(0, |o| o.len());
+                self.update_board(|b| {
+                    b.link_error = None;
+                    b.outbox_pending = pending;
+                });
                 self.start_engine();
             }
             Err(e) => {
@@ -220,7 +228,7 @@ impl Sync {
         };
         let mut ok = true;
         let conv_state = self.board().conversations.state;
-        let needs_flush = self.outbox().is_some_and(|o| !o.is_empty())
+        let needs_flush = self.board().outbox_pending > 0
             || matches!(conv_state, SyncState::Offline | SyncState::Error);
         if cfg.sync_conversations && needs_flush {
             let r = self
@@ -338,7 +346,6 @@ impl Sync {
         }
         let mut v = self.board().to_json();
         if let Some(o) = self.outbox() {
-            v["outboxPending"] = json!(o.len());
             v["outboxPath"] = json!(o.path().display().to_string());
         }
         v
@@ -443,15 +450,25 @@ impl Sync {
     /// Changes the in-memory link and writes it out; a no-op when not linked (so a late
     /// writer cannot recreate a file the user just unlinked).
     fn save_link(&self, f: impl FnOnce(&mut Link)) -> Result<()> {
-        let mut i = self.lock();
-        let Some(dir) = i.dir.clone() else {
-            return Ok(());
+        {
+            let mut i = self.lock();
+            let Some(link) = i.link.as_mut() else {
+                return Ok(());
+            };
+            f(link);
+        }
+        // The file is written outside the state lock (a synced write can take milliseconds
+        // and `getStatus()` must not wait for it), one writer at a time, and each writer
+        // writes the newest in-memory link, so the last write on disk is never a stale one.
+        let _w = self.link_write.lock().unwrap_or_else(|p| p.into_inner());
+        let (dir, link) = {
+            let i = self.lock();
+            (i.dir.clone(), i.link.clone())
         };
-        let Some(link) = i.link.as_mut() else {
-            return Ok(());
-        };
-        f(link);
-        link_file::write(&dir, link)
+        match (dir, link) {
+            (Some(dir), Some(link)) => link_file::write(&dir, &link),
+            _ => Ok(()),
+        }
     }
 
     fn outbox(&self) -> Option<Outbox> {
@@ -758,14 +775,12 @@ impl Sync {
         let ob = self.outbox();
         // Anything queued earlier goes first, so the cloud sees messages in order.
         let mut offline = false;
-        if let Some(ob) = &ob {
-            if !ob.is_empty() && !rows.is_empty() {
-                if let Err(e) = self.flush_outbox(cloud).await {
-                    if !is_retryable(&e) {
-                        return Err(e);
-                    }
-                    offline = true;
+        if ob.is_some() && self.board().outbox_pending > 0 && !rows.is_empty() {
+            if let Err(e) = self.flush_outbox(cloud).await {
+                if !is_retryable(&e) {
+                    return Err(e);
                 }
+                offline = true;
             }
         }
         let mut pushed = 0usize;
