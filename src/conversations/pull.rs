@@ -14,6 +14,9 @@ use crate::{
     rest::{query, Request},
 };
 
+/// Rows per page: PostgREST's `db-max-rows` on Supabase (and the devcloud's cap). A page
+/// shorter than this ends the pull; against a server capped lower, a pull stops after the
+/// first page and the next one continues from `lastCloudMessageAt`.
 pub const PAGE: usize = 1000;
 /// cloud-api.md's columns plus `metadata`, which tells one's own pushed assistant messages.
 const SELECT: &str =
