@@ -258,6 +258,31 @@ pub fn remove(dir: &Path) -> Result<()> {
     }
 }
 
+/// Removes temporary files that a crash left behind (`<name>.<pid>.<n>.tmp` beside the link
+/// file and the outbox). Only old ones: a younger one may belong to a writer still running.
+pub fn remove_stale_temp_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let old = std::time::Duration::from_secs(60);
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let ours = (name.starts_with(".cloud-link.json.")
+            || name.starts_with(".cloud-outbox.jsonl."))
+            && name.ends_with(".tmp");
+        let stale = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > old);
+        if ours && stale {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Moves an unreadable link file aside (never deleted: it may hold someone's state) before an
 /// explicit re-link replaces it. Returns where it went.
 pub fn set_aside(dir: &Path, now_millis: i64) -> Option<PathBuf> {

@@ -156,6 +156,7 @@ impl Sync {
         let Some(dir) = self.lock().dir.clone() else {
             return;
         };
+        link_file::remove_stale_temp_files(&dir);
         match link_file::read(&dir) {
             Ok(link) => {
                 self.lock().link = link;
