@@ -48,7 +48,7 @@ export interface CloudStatus extends AuthSnapshot {
   configured: boolean
   linkedWorkspace: { id: string; name: string } | null
   syncState: SyncState
-  syncEngineStatus: Record<string, unknown> | null
+  syncEngineStatus: SyncEngineStatus | null
 }
 
 /** An error from any promise of this package. */
@@ -149,8 +149,11 @@ export interface LocalMessage extends ChatMessage {
 }
 
 export interface PushConversationResult {
+  /** Rows newly inserted (a repeated push inserts none). */
   pushed: number
   lastSyncAt?: string
+  /** Messages queued in the offline outbox because the cloud was unreachable. */
+  queued?: number
 }
 
 export interface PulledMessage {
@@ -247,6 +250,62 @@ export interface PresenceMember {
   lastSeen: string
 }
 
+/* ---- Workspace sync (Phase 2) ---- */
+
+/** Per-conversation entry of `.cloud-link.json`. */
+export interface LinkedConversation {
+  cloudConvId: string
+  lastSyncAt?: string
+  lastLocalMessageId?: string
+  lastCloudMessageAt?: string
+  /** Exactly-once push state (kept by this package; ignored by the old modules). */
+  pushedCount?: number
+  nextOrdinal?: number
+  pushedHash?: string | null
+  [key: string]: unknown
+}
+
+/** The contents of `.cloud-link.json`; unknown keys are preserved. */
+export interface LinkData {
+  version: number
+  cloudWorkspaceId: string
+  cloudWorkspaceName: string
+  linkedAt: string
+  lastSyncAt: string | null
+  conversations: Record<string, LinkedConversation>
+  syncConfig: {
+    autoSync: boolean
+    syncIntervalMs: number
+    syncConversations: boolean
+    syncWorkspaceState: boolean
+    syncFiles: boolean
+  }
+  /** The cloud's `updated_at` at the last workspace sync (the conflict base). */
+  workspaceUpdatedAt?: string
+  [key: string]: unknown
+}
+
+export interface SyncTypeStatus {
+  state: SyncState
+  lastSyncAt: string | null
+  error: string | null
+}
+
+/** `getStatus().syncEngineStatus` (`null` while logged out). */
+export interface SyncEngineStatus {
+  running: boolean
+  state: SyncState
+  workspace: SyncTypeStatus
+  conversations: SyncTypeStatus
+  /** Entries waiting in the offline outbox. */
+  outboxPending: number
+  /** `.cloud-outbox.jsonl` beside `.cloud-link.json`. */
+  outboxPath?: string
+  consecutiveFailures: number
+  /** Why `.cloud-link.json` was ignored (unreadable), if it was. */
+  linkError: string | null
+}
+
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
@@ -331,17 +390,41 @@ export declare class NativeCloudSync {
   get client(): CloudClient
   /** The raw rows of the logged-in user (`null` fields when logged out). */
   get auth(): CloudAuth
-  /** Workspace sync lands with the sync engine; `null` until then. */
-  get workspaceSync(): null
+  /**
+   * Link state of the working directory (`getLinkedWorkspaceId()`, `getLinkData()`, …);
+   * `null` before login.
+   */
+  get workspaceSync(): WorkspaceSync | null
   /** File sync lands with the file-sync engine; `null` until then. */
   get fileSync(): null
-  linkWorkspace(id: string, name?: string | undefined | null): Promise<void>
+  /**
+   * Links the working directory to a cloud workspace the user can see: writes
+   * `.cloud-link.json` and starts auto-sync. A no-op when logged out; rejects with
+   * `INVALID_ARGUMENT` for a malformed or invisible workspace, `NO_WORKING_DIR` without
+   * `setWorkingDir`.
+   */
+  linkWorkspace(id: string, name?: string): Promise<void>
+  /** Removes `.cloud-link.json` and stops auto-sync. A no-op when not linked. */
   unlinkWorkspace(): Promise<void>
+  /**
+   * Pushes the workspace state: the updated row, or `null` when the sync engine debounces
+   * it, a conflict kept the cloud version (`cloud:sync:conflict`), the cloud was
+   * unreachable (queued), or nothing is linked.
+   */
   pushWorkspaceState(localState: WorkspaceState): Promise<WorkspaceRow | null>
+  /** The linked workspace's state row, or `null`. */
   pullWorkspaceState(): Promise<WorkspaceRow | null>
+  /** The organization's workspaces, most recently active first. */
   listCloudWorkspaces(): Promise<CloudWorkspace[]>
+  /**
+   * Pushes the new `user`/`assistant` messages of a local history exactly once (other
+   * roles and messages carrying `_cloudId` are skipped). Offline, they are queued in the
+   * outbox and `queued` says how many.
+   */
   pushConversation(cloudConvId: string, messages: LocalMessage[], lastSyncAt?: string | null): Promise<PushConversationResult>
+  /** Every message after `since` written by others, oldest first, fetched page by page. */
   pullConversation(cloudConvId: string, since?: string | null): Promise<PullConversationResult>
+  /** The linked workspace's conversations, oldest first; `[]` when not linked. */
   listCloudConversations(): Promise<CloudConversation[]>
   /** The organization's agents, ordered by name; cached for 60 s and dropped on logout. */
   listAgents(): Promise<CloudAgent[]>
@@ -373,6 +456,17 @@ export declare class NativeCloudSync {
   aiProxyStreamOpen(model: string, messages: ChatMessage[], options?: AiProxyOptions | null): Promise<AiProxyStream>
   getPresence(): PresenceMember[]
   broadcast(event: string, payload: Record<string, unknown>): Promise<void>
+}
+
+export declare class WorkspaceSync {
+  /** The linked cloud workspace's id, or `null`. */
+  getLinkedWorkspaceId(): string | null
+  /** The contents of `.cloud-link.json` (unknown keys included), or `null` when not linked. */
+  getLinkData(): LinkData | null
+  /** Maps a local conversation name to a cloud conversation in the link file. */
+  linkConversation(localName: string, cloudConvId: string): void
+  /** Creates a conversation in the linked workspace, maps `name` to it, and returns its row. */
+  createConversation(name: string, conversationType?: string | undefined | null): Promise<CloudConversation>
 }
 
 /** `initialize()`'s argument: `loadCloudConfig()`'s object plus optional settings. */

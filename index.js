@@ -839,4 +839,5 @@ module.exports.AiProxyStream = nativeBinding.AiProxyStream
 module.exports.CloudAuth = nativeBinding.CloudAuth
 module.exports.CloudClient = nativeBinding.CloudClient
 module.exports.NativeCloudSync = nativeBinding.NativeCloudSync
+module.exports.WorkspaceSync = nativeBinding.WorkspaceSync
 module.exports.loadCloudConfig = nativeBinding.loadCloudConfig

@@ -39,7 +39,9 @@ export async function startDevcloud(args = [], { env = {} } = {}) {
     };
     return withHooks(cloud);
   }
-  const child = spawn(devcloudBinary(), ['--port', '0', ...args], {
+  // A caller may fix the port (to restart a cloud where its clients expect it).
+  const port = args.includes('--port') ? [] : ['--port', '0'];
+  const child = spawn(devcloudBinary(), [...port, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });

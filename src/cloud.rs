@@ -82,17 +82,20 @@ pub struct CloudSync {
     cloud: RwLock<Option<Arc<Cloud>>>,
     working_dir: RwLock<Option<PathBuf>>,
     destroyed: AtomicBool,
+    /// Workspace and conversation sync (link file, engine, outbox).
+    sync: Arc<crate::sync::Sync>,
 }
 
 impl CloudSync {
     pub fn new(events: Arc<Events>, host: Option<Arc<dyn HostSecrets>>) -> CloudSync {
         crate::log::init();
         CloudSync {
-            events,
+            events: events.clone(),
             host,
             cloud: RwLock::default(),
             working_dir: RwLock::default(),
             destroyed: AtomicBool::new(false),
+            sync: crate::sync::Sync::new(events.clone()),
         }
     }
 
@@ -109,6 +112,7 @@ impl CloudSync {
             .unwrap_or_else(|p| p.into_inner())
             .replace(cloud);
         if let Some(prev) = previous {
+            self.sync.deactivate();
             prev.auth.shutdown();
         }
         Ok(())
@@ -141,12 +145,21 @@ impl CloudSync {
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Result<()> {
-        self.cloud()?.auth.login(email, password).await
+        let cloud = self.cloud()?;
+        cloud.auth.login(email, password).await?;
+        self.sync.activate(cloud);
+        Ok(())
     }
 
     pub async fn try_auto_login(&self) -> bool {
         match self.cloud() {
-            Ok(c) if c.config.auto_login => c.auth.try_auto_login().await,
+            Ok(c) if c.config.auto_login => {
+                let ok = c.auth.try_auto_login().await;
+                if ok {
+                    self.sync.activate(c);
+                }
+                ok
+            }
             _ => false,
         }
     }
@@ -155,12 +168,18 @@ impl CloudSync {
         let cloud = self.cloud()?;
         cloud.agents.clear();
         cloud.close_streams();
+        self.sync.deactivate();
         cloud.auth.logout().await
     }
 
     /// The linked cloud workspace, which AI requests are metered against.
     pub fn linked_workspace_id(&self) -> Option<String> {
-        None
+        self.sync.linked_workspace_id()
+    }
+
+    /// Workspace and conversation sync; operations take the logged-in cloud from `session()`.
+    pub fn sync(&self) -> &Arc<crate::sync::Sync> {
+        &self.sync
     }
 
     /// Releases timers and the event callback; keeps the stored session (shutdown is not logout).
@@ -168,6 +187,7 @@ impl CloudSync {
         if self.destroyed.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.sync.deactivate();
         if let Some(cloud) = self.cloud.write().unwrap_or_else(|p| p.into_inner()).take() {
             cloud.close_streams();
             cloud.auth.shutdown();
@@ -176,7 +196,8 @@ impl CloudSync {
     }
 
     pub fn set_working_dir(&self, dir: Option<PathBuf>) {
-        *self.working_dir.write().unwrap_or_else(|p| p.into_inner()) = dir;
+        *self.working_dir.write().unwrap_or_else(|p| p.into_inner()) = dir.clone();
+        self.sync.set_dir(dir);
     }
 
     pub fn working_dir(&self) -> Option<PathBuf> {
@@ -201,9 +222,9 @@ impl CloudSync {
             Err(_) => crate::auth::UserContext::default().snapshot(false),
         };
         m.insert("configured".into(), Value::Bool(self.is_configured()));
-        m.insert("linkedWorkspace".into(), Value::Null);
-        m.insert("syncState".into(), json!("idle"));
-        m.insert("syncEngineStatus".into(), Value::Null);
+        m.insert("linkedWorkspace".into(), self.sync.linked_workspace());
+        m.insert("syncState".into(), json!(self.sync.sync_state()));
+        m.insert("syncEngineStatus".into(), self.sync.engine_status());
         Value::Object(m)
     }
 }

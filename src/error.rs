@@ -41,6 +41,18 @@ pub enum Error {
     SessionEnded(String),
     #[error("Token storage failed: {0}")]
     TokenStore(String),
+    /// `.cloud-link.json` exists but cannot be read as a link; it is left untouched.
+    #[error("The workspace link file {path} is unreadable ({reason}); link the workspace again to replace it")]
+    LinkFile { path: String, reason: String },
+    /// A local file (link file, outbox) could not be written or read.
+    #[error("{0}")]
+    Io(String),
+    /// The offline outbox holds as much as it may; newer pushes are refused until it drains.
+    #[error("The offline outbox is full ({0} entries); reconnect to the cloud to drain it")]
+    OutboxFull(usize),
+    /// Linking needs a working directory (`setWorkingDir`).
+    #[error("No working directory: call setWorkingDir(dir) first")]
+    NoWorkingDir,
 }
 
 /// A non-2xx answer, with the server's own error code when its body had one
@@ -98,6 +110,10 @@ impl Error {
             Error::InvalidResponse { .. } => "INVALID_RESPONSE".into(),
             Error::SessionEnded(_) => "SESSION_ENDED".into(),
             Error::TokenStore(_) => "TOKEN_STORE".into(),
+            Error::LinkFile { .. } => "LINK_FILE_CORRUPT".into(),
+            Error::Io(_) => "IO_ERROR".into(),
+            Error::OutboxFull(_) => "OUTBOX_FULL".into(),
+            Error::NoWorkingDir => "NO_WORKING_DIR".into(),
         }
     }
 

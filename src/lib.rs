@@ -10,12 +10,16 @@ pub mod ai;
 pub mod auth;
 pub mod cloud;
 pub mod config;
+pub mod conversations;
 pub mod error;
 pub mod events;
+pub mod link_file;
 pub mod log;
 pub mod rest;
 pub mod sse;
+pub mod sync;
 pub mod token_store;
+pub mod workspace;
 
 mod js;
 

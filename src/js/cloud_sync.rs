@@ -16,6 +16,7 @@ use super::{
     events::{EventCallback, JsEventSink},
     secrets::{JsSecrets, SecretDelete, SecretGet, SecretSet},
     types::{CloudSyncConfig, RequestOptions},
+    workspace_sync::WorkspaceSync,
 };
 use crate::{
     agents, ai, cloud,
@@ -150,10 +151,12 @@ impl NativeCloudSync {
         }
     }
 
-    /// Workspace sync lands with the sync engine; `null` until then.
-    #[napi(getter, ts_return_type = "null")]
-    pub fn workspace_sync(&self) -> Null {
-        Null
+    /// Link state of the working directory (`getLinkedWorkspaceId()`, `getLinkData()`, …);
+    /// `null` before login.
+    #[napi(getter, ts_return_type = "WorkspaceSync | null")]
+    pub fn workspace_sync(&self) -> Option<WorkspaceSync> {
+        self.core.session().ok()?;
+        Some(WorkspaceSync::new(self.core.clone()))
     }
 
     /// File sync lands with the file-sync engine; `null` until then.
@@ -162,21 +165,44 @@ impl NativeCloudSync {
         Null
     }
 
-    #[napi(ts_return_type = "Promise<void>")]
+    /// Links the working directory to a cloud workspace the user can see: writes
+    /// `.cloud-link.json` and starts auto-sync. A no-op when logged out; rejects with
+    /// `INVALID_ARGUMENT` for a malformed or invisible workspace, `NO_WORKING_DIR` without
+    /// `setWorkingDir`.
+    #[napi(
+        ts_args_type = "id: string, name?: string",
+        ts_return_type = "Promise<void>"
+    )]
     pub fn link_workspace<'e>(
         &self,
         env: &'e Env,
-        _id: String,
-        _name: Option<String>,
+        id: String,
+        name: Option<String>,
     ) -> napi::Result<PromiseRaw<'e, ()>> {
-        spawn(env, async { Ok(()) })
+        let core = self.core.clone();
+        spawn(env, async move {
+            let Ok(cloud) = core.session() else {
+                return Ok(());
+            };
+            core.sync().link(&cloud, &id, name.as_deref()).await
+        })
     }
 
+    /// Removes `.cloud-link.json` and stops auto-sync. A no-op when not linked.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn unlink_workspace<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, ()>> {
-        spawn(env, async { Ok(()) })
+        let core = self.core.clone();
+        spawn(env, async move {
+            if core.session().is_err() {
+                return Ok(());
+            }
+            core.sync().unlink()
+        })
     }
 
+    /// Pushes the workspace state: the updated row, or `null` when the sync engine debounces
+    /// it, a conflict kept the cloud version (`cloud:sync:conflict`), the cloud was
+    /// unreachable (queued), or nothing is linked.
     #[napi(
         ts_args_type = "localState: WorkspaceState",
         ts_return_type = "Promise<WorkspaceRow | null>"
@@ -184,21 +210,47 @@ impl NativeCloudSync {
     pub fn push_workspace_state<'e>(
         &self,
         env: &'e Env,
-        _local_state: Value,
+        local_state: Value,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
-        spawn(env, async { Ok(Value::Null) })
+        let core = self.core.clone();
+        spawn(env, async move {
+            let Ok(cloud) = core.session() else {
+                return Ok(Value::Null);
+            };
+            match core.sync().push_workspace_state(&cloud, local_state).await {
+                Err(e) if e.is_network() => Ok(Value::Null),
+                other => other,
+            }
+        })
     }
 
+    /// The linked workspace's state row, or `null`.
     #[napi(ts_return_type = "Promise<WorkspaceRow | null>")]
     pub fn pull_workspace_state<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, Value>> {
-        spawn(env, async { Ok(Value::Null) })
+        let core = self.core.clone();
+        spawn(env, async move {
+            let Ok(cloud) = core.session() else {
+                return Ok(Value::Null);
+            };
+            core.sync().pull_workspace_state(&cloud).await
+        })
     }
 
+    /// The organization's workspaces, most recently active first.
     #[napi(ts_return_type = "Promise<CloudWorkspace[]>")]
     pub fn list_cloud_workspaces<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, Value>> {
-        spawn(env, async { Ok(json!([])) })
+        let core = self.core.clone();
+        spawn(env, async move {
+            let Ok(cloud) = core.session() else {
+                return Ok(json!([]));
+            };
+            core.sync().list_workspaces(&cloud).await
+        })
     }
 
+    /// Pushes the new `user`/`assistant` messages of a local history exactly once (other
+    /// roles and messages carrying `_cloudId` are skipped). Offline, they are queued in the
+    /// outbox and `queued` says how many.
     #[napi(
         ts_args_type = "cloudConvId: string, messages: LocalMessage[], lastSyncAt?: string | null",
         ts_return_type = "Promise<PushConversationResult>"
@@ -206,13 +258,22 @@ impl NativeCloudSync {
     pub fn push_conversation<'e>(
         &self,
         env: &'e Env,
-        _cloud_conv_id: String,
-        _messages: Value,
+        cloud_conv_id: String,
+        messages: Value,
         _last_sync_at: Option<String>,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
-        spawn(env, async { Ok(json!({"pushed": 0})) })
+        let core = self.core.clone();
+        spawn(env, async move {
+            let Ok(cloud) = core.session() else {
+                return Ok(json!({"pushed": 0}));
+            };
+            core.sync()
+                .push_conversation(&cloud, &cloud_conv_id, &messages)
+                .await
+        })
     }
 
+    /// Every message after `since` written by others, oldest first, fetched page by page.
     #[napi(
         ts_args_type = "cloudConvId: string, since?: string | null",
         ts_return_type = "Promise<PullConversationResult>"
@@ -220,18 +281,33 @@ impl NativeCloudSync {
     pub fn pull_conversation<'e>(
         &self,
         env: &'e Env,
-        _cloud_conv_id: String,
-        _since: Option<String>,
+        cloud_conv_id: String,
+        since: Option<String>,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
-        spawn(env, async { Ok(json!({"messages": []})) })
+        let core = self.core.clone();
+        spawn(env, async move {
+            let Ok(cloud) = core.session() else {
+                return Ok(json!({"messages": []}));
+            };
+            core.sync()
+                .pull_conversation(&cloud, &cloud_conv_id, since.as_deref())
+                .await
+        })
     }
 
+    /// The linked workspace's conversations, oldest first; `[]` when not linked.
     #[napi(ts_return_type = "Promise<CloudConversation[]>")]
     pub fn list_cloud_conversations<'e>(
         &self,
         env: &'e Env,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
-        spawn(env, async { Ok(json!([])) })
+        let core = self.core.clone();
+        spawn(env, async move {
+            let Ok(cloud) = core.session() else {
+                return Ok(json!([]));
+            };
+            core.sync().list_conversations(&cloud).await
+        })
     }
 
     /// The organization's agents, ordered by name; cached for 60 s and dropped on logout.

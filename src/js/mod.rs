@@ -8,3 +8,4 @@ mod error;
 mod events;
 mod secrets;
 mod types;
+mod workspace_sync;

@@ -48,7 +48,7 @@ export interface CloudStatus extends AuthSnapshot {
   configured: boolean
   linkedWorkspace: { id: string; name: string } | null
   syncState: SyncState
-  syncEngineStatus: Record<string, unknown> | null
+  syncEngineStatus: SyncEngineStatus | null
 }
 
 /** An error from any promise of this package. */
@@ -149,8 +149,11 @@ export interface LocalMessage extends ChatMessage {
 }
 
 export interface PushConversationResult {
+  /** Rows newly inserted (a repeated push inserts none). */
   pushed: number
   lastSyncAt?: string
+  /** Messages queued in the offline outbox because the cloud was unreachable. */
+  queued?: number
 }
 
 export interface PulledMessage {
@@ -245,4 +248,60 @@ export interface PresenceMember {
   avatarUrl: string | null
   status: string
   lastSeen: string
+}
+
+/* ---- Workspace sync (Phase 2) ---- */
+
+/** Per-conversation entry of `.cloud-link.json`. */
+export interface LinkedConversation {
+  cloudConvId: string
+  lastSyncAt?: string
+  lastLocalMessageId?: string
+  lastCloudMessageAt?: string
+  /** Exactly-once push state (kept by this package; ignored by the old modules). */
+  pushedCount?: number
+  nextOrdinal?: number
+  pushedHash?: string | null
+  [key: string]: unknown
+}
+
+/** The contents of `.cloud-link.json`; unknown keys are preserved. */
+export interface LinkData {
+  version: number
+  cloudWorkspaceId: string
+  cloudWorkspaceName: string
+  linkedAt: string
+  lastSyncAt: string | null
+  conversations: Record<string, LinkedConversation>
+  syncConfig: {
+    autoSync: boolean
+    syncIntervalMs: number
+    syncConversations: boolean
+    syncWorkspaceState: boolean
+    syncFiles: boolean
+  }
+  /** The cloud's `updated_at` at the last workspace sync (the conflict base). */
+  workspaceUpdatedAt?: string
+  [key: string]: unknown
+}
+
+export interface SyncTypeStatus {
+  state: SyncState
+  lastSyncAt: string | null
+  error: string | null
+}
+
+/** `getStatus().syncEngineStatus` (`null` while logged out). */
+export interface SyncEngineStatus {
+  running: boolean
+  state: SyncState
+  workspace: SyncTypeStatus
+  conversations: SyncTypeStatus
+  /** Entries waiting in the offline outbox. */
+  outboxPending: number
+  /** `.cloud-outbox.jsonl` beside `.cloud-link.json`. */
+  outboxPath?: string
+  consecutiveFailures: number
+  /** Why `.cloud-link.json` was ignored (unreadable), if it was. */
+  linkError: string | null
 }

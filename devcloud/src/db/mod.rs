@@ -28,6 +28,10 @@ static MIGRATIONS: &[(&str, &str)] = &[
         "0005_storage_version",
         include_str!("../../migrations/0005_storage_version.sql"),
     ),
+    (
+        "0006_message_policies",
+        include_str!("../../migrations/0006_message_policies.sql"),
+    ),
 ];
 
 static DEMO_SEED: &str = include_str!("../../seed/demo.sql");

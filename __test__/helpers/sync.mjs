@@ -1,0 +1,77 @@
+// Helpers for the workspace/conversation sync suites.
+import { chmodSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { SEED, DEMO_PASSWORD } from './devcloud.mjs';
+import { cloudSyncFor } from './client.mjs';
+
+/** A fresh working directory (readable by the devcloud's postgres user, for data dirs). */
+export function workdir(prefix = 'oboto-sync-') {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  chmodSync(d, 0o755);
+  return d;
+}
+
+/** A logged-in CloudSync for a seed user, with `dir` as working directory. */
+export async function loggedIn(cloud, who = 'alice', { dir = null, ...config } = {}) {
+  const { cs, bus } = await cloudSyncFor(cloud, config);
+  if (dir) cs.setWorkingDir(dir);
+  await cs.login(SEED.users[who].email, DEMO_PASSWORD);
+  return { cs, bus };
+}
+
+/** A new conversation in Website Revamp (service role), so suites never share one. */
+export async function newConversation(cloud, name = `conv-${randomUUID().slice(0, 8)}`) {
+  const [row] = await cloud.serviceRest('conversations', {
+    method: 'POST',
+    body: { workspace_id: SEED.workspaces.websiteRevamp, name, conversation_type: 'chat' },
+  });
+  return row.id;
+}
+
+/** Every row of a conversation, as the service role sees it, oldest first. */
+export async function rowsOf(cloud, convId) {
+  const all = [];
+  for (;;) {
+    // The cloud returns at most 1,000 rows per request.
+    const page = await cloud.serviceRest(
+      `messages?conversation_id=eq.${convId}&select=id,role,content,sender_user_id,created_at&order=created_at.asc,id.asc&limit=1000&offset=${all.length}`,
+    );
+    all.push(...page);
+    if (page.length < 1000) return all;
+  }
+}
+
+/** A local history of `n` user/assistant turns. */
+export function history(n, prefix = 'm') {
+  return Array.from({ length: n }, (_, i) => ({
+    role: i % 2 === 0 ? 'user' : 'assistant',
+    content: `${prefix} ${i}`,
+  }));
+}
+
+/** Requests of one kind counted by the devcloud since the last reset. */
+export async function requests(cloud, key) {
+  return (await cloud.stats()).requests[key] ?? 0;
+}
+
+/** Resolves when `pred(payload)` holds for an event `name` emitted at index `from` or later
+ * of `bus.events` (by default, any time). */
+export function waitFor(bus, name, pred = () => true, timeoutMs = 20_000, from = 0) {
+  const seen = bus.events.slice(from).find((e) => e.name === name && pred(e.payload));
+  if (seen) return Promise.resolve(seen.payload);
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => {
+      bus.off(name, on);
+      reject(new Error(`no ${name} matching within ${timeoutMs} ms; saw ${bus.names().join(', ')}`));
+    }, timeoutMs);
+    const on = (p) => {
+      if (!pred(p)) return;
+      clearTimeout(t);
+      bus.off(name, on);
+      resolve(p);
+    };
+    bus.on(name, on);
+  });
+}

@@ -1,0 +1,138 @@
+// The durable outbox across a process restart: with the cloud stopped, one Node process
+// queues 50 pushes and exits; a second process starts while the cloud is still down; the
+// cloud comes back on the same port and data directory; all 50 messages arrive, once, in order.
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { startDevcloud, ROOT, DEMO_PASSWORD, SEED } from './helpers/devcloud.mjs';
+import { workdir, newConversation, rowsOf } from './helpers/sync.mjs';
+
+let cloud;
+after(async () => {
+  await cloud?.stop();
+});
+
+async function freePort() {
+  const srv = createServer();
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address();
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+/** Starts a host process running `body` (with `cs`, `bus`, `say(obj)` and `next()` in scope). */
+function host(url, anonKey, dir, body) {
+  const script = `
+    import { CloudSync } from ${JSON.stringify(join(ROOT, 'cloud-sync.mjs'))};
+    import { recordingEventBus } from ${JSON.stringify(join(ROOT, '__test__/helpers/host.mjs'))};
+    import { createInterface } from 'node:readline';
+    const lines = createInterface({ input: process.stdin });
+    const queue = [];
+    let waiter = null;
+    lines.on('line', (l) => (waiter ? (waiter(l), (waiter = null)) : queue.push(l)));
+    const next = () => (queue.length ? Promise.resolve(queue.shift()) : new Promise((r) => (waiter = r)));
+    const say = (o) => process.stdout.write(JSON.stringify(o) + '\\n');
+    const bus = recordingEventBus();
+    const cs = new CloudSync(bus, null);
+    await cs.initialize({ baseUrl: ${JSON.stringify(url)}, anonKey: ${JSON.stringify(anonKey)}, tokenStore: 'memory',
+                          syncInterval: 500, connectTimeoutMs: 1000, requestTimeoutMs: 5000 });
+    cs.setWorkingDir(${JSON.stringify(dir)});
+    ${body}
+    await cs.destroy();
+    lines.close();
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (d) => (err += d));
+  const said = [];
+  let buf = '';
+  const listeners = [];
+  child.stdout.on('data', (d) => {
+    buf += d;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const msg = JSON.parse(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+      said.push(msg);
+      listeners.splice(0).forEach((l) => l());
+    }
+  });
+  const exited = new Promise((resolve, reject) =>
+    child.once('exit', (code) => (code === 0 ? resolve(said) : reject(new Error(`host exited ${code}: ${err}`)))),
+  );
+  return {
+    send: (line) => child.stdin.write(line + '\n'),
+    /** The next message with `step`. */
+    step: (step) =>
+      new Promise((resolve, reject) => {
+        const check = () => {
+          const m = said.find((x) => x.step === step);
+          if (m) return resolve(m);
+          listeners.push(check);
+        };
+        exited.then(() => reject(new Error(`host exited before ${step}`)), reject);
+        check();
+      }),
+    exited,
+  };
+}
+
+test('50 pushes queued offline survive a restart and arrive once when the cloud returns', async () => {
+  const dir = workdir();
+  const args = ['--port', String(await freePort()), '--data-dir', join(workdir('oboto-cloud-data-'), 'db')];
+  cloud = await startDevcloud(args);
+  const conv = await newConversation(cloud);
+
+  const first = host(cloud.url, cloud.anonKey, dir, `
+    await cs.login(${JSON.stringify(SEED.users.alice.email)}, ${JSON.stringify(DEMO_PASSWORD)});
+    await cs.linkWorkspace(${JSON.stringify(SEED.workspaces.websiteRevamp)});
+    cs.workspaceSync.linkConversation('chat', ${JSON.stringify(conv)});
+    say({ step: 'linked' });
+    await next();
+    const history = [];
+    const results = [];
+    for (let i = 0; i < 50; i++) {
+      history.push({ role: i % 2 ? 'assistant' : 'user', content: 'offline ' + i });
+      results.push(await cs.pushConversation(${JSON.stringify(conv)}, history));
+    }
+    say({ step: 'queued', results, status: cs.getStatus() });
+  `);
+  await first.step('linked');
+  await cloud.stop();
+  first.send('go');
+  const queued = await first.step('queued');
+  await first.exited;
+  assert.deepEqual(queued.results.map((r) => [r.pushed, r.queued]), Array.from({ length: 50 }, () => [0, 1]));
+  assert.equal(queued.status.syncState, 'offline');
+  assert.equal(queued.status.syncEngineStatus.outboxPending, 50);
+  const outboxFile = join(dir, '.cloud-outbox.jsonl');
+  assert.equal(queued.status.syncEngineStatus.outboxPath, outboxFile, 'the outbox lives beside the link file');
+  assert.equal(readFileSync(outboxFile, 'utf8').trim().split('\n').length, 50);
+
+  // A new process starts while the cloud is still down; then the cloud comes back.
+  const second = host(cloud.url, cloud.anonKey, dir, `
+    say({ step: 'started', pending: cs.getStatus() });
+    for (;;) {
+      try { await cs.login(${JSON.stringify(SEED.users.alice.email)}, ${JSON.stringify(DEMO_PASSWORD)}); break; }
+      catch { await new Promise((r) => setTimeout(r, 200)); }
+    }
+    for (let i = 0; i < 300 && cs.getStatus().syncEngineStatus.outboxPending > 0; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const status = cs.getStatus();
+    say({ step: 'drained', status, events: bus.names() });
+  `);
+  await second.step('started');
+  cloud = await startDevcloud(args);
+  const drained = await second.step('drained');
+  await second.exited;
+  assert.equal(drained.status.syncEngineStatus.outboxPending, 0);
+  assert.equal(existsSync(outboxFile), false, 'the drained outbox is removed');
+
+  const rows = await rowsOf(cloud, conv);
+  assert.deepEqual(rows.map((r) => r.content), Array.from({ length: 50 }, (_, i) => `offline ${i}`), 'all 50, once, in order');
+  assert.equal(new Set(rows.map((r) => r.id)).size, 50);
+});

@@ -1,0 +1,55 @@
+//! Conversations and their messages: list and create conversations, push local history
+//! exactly once (`push`), pull what others wrote (`pull`).
+
+pub mod pull;
+pub mod push;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::{
+    cloud::Cloud,
+    error::Result,
+    rest::{query, Request},
+};
+
+/// The conversations of a workspace, oldest first.
+pub async fn list(cloud: &Cloud, workspace_id: &str) -> Result<Value> {
+    let ws = query::uuid("workspace id", workspace_id)?;
+    let path = format!(
+        "/rest/v1/conversations?workspace_id={}&select=id,name,conversation_type,is_archived,created_at&order=created_at.asc",
+        query::eq(&ws.to_string())
+    );
+    Ok(cloud
+        .client
+        .send(&Request::new(Method::GET, path))
+        .await?
+        .body)
+}
+
+/// Creates a conversation in the workspace and returns its row.
+pub async fn create(
+    cloud: &Cloud,
+    workspace_id: &str,
+    name: &str,
+    conversation_type: &str,
+) -> Result<Value> {
+    let ws = query::uuid("workspace id", workspace_id)?;
+    let body = json!({
+        "workspace_id": ws.to_string(),
+        "name": name,
+        "conversation_type": conversation_type,
+        "started_by": cloud.auth.context().user_id(),
+    });
+    let req = Request::new(
+        Method::POST,
+        "/rest/v1/conversations?select=id,name,conversation_type,is_archived,created_at",
+    )
+    .json(body)
+    .header("Prefer", "return=representation");
+    let rows = cloud.client.send(&req).await?.body;
+    Ok(match rows {
+        Value::Array(mut r) if !r.is_empty() => r.swap_remove(0),
+        other => other,
+    })
+}

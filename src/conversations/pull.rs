@@ -1,0 +1,217 @@
+//! Paginated message pull with a keyset cursor on `(created_at, id)`.
+//!
+//! Paging on `created_at=gt.{last}` alone skips every row that shares the last row's
+//! timestamp but fell on the next page; the cursor `created_at > t OR (created_at = t AND
+//! id > last_id)` with `order=created_at.asc,id.asc` visits each row exactly once.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::{
+    cloud::Cloud,
+    error::{Error, Result},
+    rest::{query, Request},
+};
+
+/// Rows per page: PostgREST's `db-max-rows` on Supabase (and the devcloud's cap). A page
+/// shorter than this ends the pull; against a server capped lower, a pull stops after the
+/// first page and the next one continues from `lastCloudMessageAt`.
+pub const PAGE: usize = 1000;
+/// cloud-api.md's columns plus `metadata`, which tells one's own pushed assistant messages.
+const SELECT: &str =
+    "id,content,role,sender_user_id,sender_agent_id,model_used,created_at,metadata";
+
+/// The last row seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: String,
+    pub id: Uuid,
+}
+
+/// Checks that `ts` is an RFC 3339 timestamp, so it can go inside a PostgREST logic tree
+/// (which a comma or parenthesis would break) and means what the caller thinks.
+pub fn timestamp(what: &str, ts: &str) -> Result<String> {
+    chrono::DateTime::parse_from_rfc3339(ts.trim())
+        .map(|_| ts.trim().to_string())
+        .map_err(|_| {
+            let shown: String = ts.chars().take(40).collect();
+            Error::InvalidArgument(format!("Invalid {what}: {shown:?} is not an ISO timestamp"))
+        })
+}
+
+/// One page's path.
+pub fn page_path(
+    conversation: &Uuid,
+    since: Option<&str>,
+    cursor: Option<&Cursor>,
+    limit: usize,
+) -> String {
+    let conv = conversation.to_string();
+    let limit = limit.to_string();
+    let mut params: Vec<(&str, String)> = vec![
+        ("conversation_id", format!("eq.{conv}")),
+        ("select", SELECT.to_string()),
+        ("order", "created_at.asc,id.asc".to_string()),
+        ("limit", limit),
+    ];
+    if let Some(since) = since {
+        params.push(("created_at", format!("gt.{since}")));
+    }
+    if let Some(c) = cursor {
+        params.push((
+            "or",
+            format!(
+                "(created_at.gt.{t},and(created_at.eq.{t},id.gt.{id}))",
+                t = c.created_at,
+                id = c.id
+            ),
+        ));
+    }
+    let borrowed: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    query::build("/rest/v1/messages", &borrowed)
+}
+
+/// A row as the host sees it.
+pub fn map_row(row: &Value) -> Value {
+    json!({
+        "role": row.get("role").cloned().unwrap_or(Value::Null),
+        "content": row.get("content").cloned().unwrap_or(json!("")),
+        "_cloudId": row.get("id").cloned().unwrap_or(Value::Null),
+        "_cloudSenderAgent": row.get("sender_agent_id").cloned().unwrap_or(Value::Null),
+        "_cloudCreatedAt": row.get("created_at").cloned().unwrap_or(Value::Null),
+    })
+}
+
+/// The cursor after `row`, or why the server's row cannot serve as one.
+fn cursor_of(row: &Value, url: &str) -> Result<Cursor> {
+    let bad = |reason: &str| Error::InvalidResponse {
+        url: url.to_string(),
+        status: 200,
+        reason: reason.to_string(),
+    };
+    let id = row
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok())
+        .ok_or_else(|| bad("message row without a valid id"))?;
+    let created_at = row
+        .get("created_at")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("message row without created_at"))?;
+    let created_at =
+        timestamp("created_at", created_at).map_err(|_| bad("unreadable created_at"))?;
+    Ok(Cursor { created_at, id })
+}
+
+pub struct Pulled {
+    /// Mapped rows of other senders, oldest first.
+    pub messages: Vec<Value>,
+    /// The newest row's `created_at` (own rows included), if any row was seen.
+    pub last_created_at: Option<String>,
+}
+
+/// Pulls every message after `since` until drained, leaving out `me`'s own.
+pub async fn pull(
+    cloud: &Cloud,
+    conversation: &Uuid,
+    since: Option<&str>,
+    me: Option<&str>,
+    page: usize,
+) -> Result<Pulled> {
+    let mut out = Pulled {
+        messages: Vec::new(),
+        last_created_at: None,
+    };
+    let mut cursor: Option<Cursor> = None;
+    loop {
+        let path = page_path(conversation, since, cursor.as_ref(), page);
+        let body = cloud
+            .client
+            .send(&Request::new(Method::GET, path.clone()))
+            .await?
+            .body;
+        let Value::Array(rows) = body else {
+            return Err(Error::InvalidResponse {
+                url: path,
+                status: 200,
+                reason: "expected an array of messages".into(),
+            });
+        };
+        let n = rows.len();
+        if let Some(last) = rows.last() {
+            let c = cursor_of(last, &path)?;
+            out.last_created_at = Some(c.created_at.clone());
+            cursor = Some(c);
+        }
+        for row in rows {
+            let own = me.is_some()
+                && (row.get("sender_user_id").and_then(Value::as_str) == me
+                    || row.pointer("/metadata/pushedBy").and_then(Value::as_str) == me);
+            if !own {
+                out.messages.push(map_row(&row));
+            }
+        }
+        if n < page {
+            return Ok(out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONV: Uuid = Uuid::from_u128(0xcccccccc_0000_4000_8000_000000000001);
+
+    #[test]
+    fn first_page_without_cursor() {
+        assert_eq!(
+            page_path(&CONV, None, None, 200),
+            "/rest/v1/messages?conversation_id=eq.cccccccc-0000-4000-8000-000000000001\
+             &select=id%2Ccontent%2Crole%2Csender_user_id%2Csender_agent_id%2Cmodel_used%2Ccreated_at%2Cmetadata\
+             &order=created_at.asc%2Cid.asc&limit=200"
+        );
+    }
+
+    #[test]
+    fn the_cursor_breaks_timestamp_ties_by_id() {
+        let c = Cursor {
+            created_at: "2026-01-01T00:00:00.5+00:00".into(),
+            id: Uuid::from_u128(7),
+        };
+        let p = page_path(&CONV, Some("2025-12-31T00:00:00Z"), Some(&c), 10);
+        assert!(p.contains("&created_at=gt.2025-12-31T00%3A00%3A00Z"), "{p}");
+        assert!(p.ends_with(
+            "&or=%28created_at.gt.2026-01-01T00%3A00%3A00.5%2B00%3A00%2Cand%28created_at.eq.\
+             2026-01-01T00%3A00%3A00.5%2B00%3A00%2Cid.gt.00000000-0000-0000-0000-000000000007%29%29"
+        ), "{p}");
+    }
+
+    #[test]
+    fn timestamps_are_validated() {
+        assert!(timestamp("since", "2026-01-01T00:00:00Z").is_ok());
+        for bad in [
+            "",
+            "yesterday",
+            "2026-01-01T00:00:00Z,id.gt.0",
+            "x&org_id=neq.0",
+        ] {
+            assert_eq!(
+                timestamp("since", bad).unwrap_err().code(),
+                "INVALID_ARGUMENT"
+            );
+        }
+    }
+
+    #[test]
+    fn rows_are_mapped_for_the_host() {
+        let row = json!({"id": "i", "content": "c", "role": "assistant", "sender_user_id": null,
+                         "sender_agent_id": "a", "model_used": "m", "created_at": "t"});
+        assert_eq!(
+            map_row(&row),
+            json!({"role": "assistant", "content": "c", "_cloudId": "i",
+                   "_cloudSenderAgent": "a", "_cloudCreatedAt": "t"})
+        );
+    }
+}

@@ -1,0 +1,68 @@
+//! `cloudSync.workspaceSync`: the link of the working directory, as the host's handlers
+//! read it, plus conversation linking.
+
+use std::sync::Arc;
+
+use napi::{bindgen_prelude::PromiseRaw, Env};
+use napi_derive::napi;
+use serde_json::Value;
+
+use super::error::{spawn, to_js};
+use crate::cloud::CloudSync;
+
+#[napi]
+pub struct WorkspaceSync {
+    core: Arc<CloudSync>,
+}
+
+impl WorkspaceSync {
+    pub fn new(core: Arc<CloudSync>) -> WorkspaceSync {
+        WorkspaceSync { core }
+    }
+}
+
+#[napi]
+impl WorkspaceSync {
+    /// The linked cloud workspace's id, or `null`.
+    #[napi]
+    pub fn get_linked_workspace_id(&self) -> Option<String> {
+        self.core.sync().linked_workspace_id()
+    }
+
+    /// The contents of `.cloud-link.json` (unknown keys included), or `null` when not linked.
+    #[napi(ts_return_type = "LinkData | null")]
+    pub fn get_link_data(&self) -> Value {
+        self.core.sync().link_data()
+    }
+
+    /// Maps a local conversation name to a cloud conversation in the link file.
+    #[napi]
+    pub fn link_conversation(
+        &self,
+        env: Env,
+        local_name: String,
+        cloud_conv_id: String,
+    ) -> napi::Result<()> {
+        self.core
+            .sync()
+            .link_conversation(&local_name, &cloud_conv_id)
+            .map_err(|e| to_js(&env, e))
+    }
+
+    /// Creates a conversation in the linked workspace, maps `name` to it, and returns its row.
+    #[napi(ts_return_type = "Promise<CloudConversation>")]
+    pub fn create_conversation<'e>(
+        &self,
+        env: &'e Env,
+        name: String,
+        conversation_type: Option<String>,
+    ) -> napi::Result<PromiseRaw<'e, Value>> {
+        let core = self.core.clone();
+        spawn(env, async move {
+            let cloud = core.session()?;
+            core.sync()
+                .create_conversation(&cloud, &name, conversation_type.as_deref())
+                .await
+        })
+    }
+}

@@ -1,0 +1,104 @@
+//! The background task of a linked workspace: it runs a sync cycle (drain the outbox, then
+//! reconcile the workspace state) right away, after each local change once `syncDebounceMs`
+//! have passed without another, and otherwise every `syncInterval`. Failed cycles are
+//! retried sooner, with capped exponential backoff.
+
+use std::{
+    sync::{Arc, Weak},
+    time::Duration,
+};
+
+use tokio::sync::Notify;
+
+use super::Sync;
+use crate::{cloud::Cloud, rest::backoff::Backoff};
+
+/// How long to wait after `failures` consecutive failed cycles (1 s, 2 s, 4 s, … capped at the
+/// interval and at one minute). No jitter: one client retries one server, and tests and
+/// users can tell when the next try comes.
+pub fn retry_delay(failures: u32, interval: Duration) -> Duration {
+    let cap = interval.clamp(Duration::from_secs(1), Duration::from_secs(60));
+    Backoff {
+        base: Duration::from_secs(1),
+        cap,
+    }
+    .ceiling(failures.saturating_sub(1))
+}
+
+pub async fn run(
+    hub: Weak<Sync>,
+    cloud: Arc<Cloud>,
+    wake: Arc<Notify>,
+    interval: Duration,
+    debounce: Duration,
+) {
+    let mut wait = Duration::ZERO;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = wake.notified() => settle(&wake, debounce).await,
+        }
+        let Some(hub) = hub.upgrade() else { return };
+        if !cloud.auth.is_logged_in() {
+            // The session ended under us (rejected refresh, offline expiry): nothing to do
+            // until the next login starts a new engine.
+            hub.engine_exited();
+            return;
+        }
+        let ok = hub.cycle(&cloud).await;
+        let failures = hub.record_cycle(ok);
+        wait = if ok {
+            interval
+        } else {
+            retry_delay(failures, interval)
+        };
+    }
+}
+
+/// The debounce: returns once `quiet` has passed without another notification.
+async fn settle(wake: &Notify, quiet: Duration) {
+    loop {
+        tokio::select! {
+            _ = wake.notified() => continue,
+            _ = tokio::time::sleep(quiet) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_interval() {
+        let i = Duration::from_secs(30);
+        let d: Vec<u64> = (1..=7).map(|f| retry_delay(f, i).as_secs()).collect();
+        assert_eq!(d, vec![1, 2, 4, 8, 16, 30, 30]);
+        assert_eq!(
+            retry_delay(50, Duration::from_secs(600)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            retry_delay(3, Duration::from_millis(200)),
+            Duration::from_secs(1)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_changes_settles_once() {
+        let wake = Arc::new(Notify::new());
+        let w = wake.clone();
+        let start = tokio::time::Instant::now();
+        let burst = tokio::spawn(async move {
+            for _ in 0..5 {
+                w.notify_one();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        wake.notified().await;
+        settle(&wake, Duration::from_millis(300)).await;
+        burst.await.unwrap();
+        // The last change came at 400 ms; the quiet period ends 300 ms later.
+        assert_eq!(start.elapsed(), Duration::from_millis(700));
+    }
+}
