@@ -233,3 +233,21 @@ test('destroy() closes open streams', async () => {
   assert.ok(seen < 20, `the stream ended after ${seen} chunks`);
   await slow.stop();
 });
+
+test('AI requests are metered against the linked workspace', async () => {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { SEED } = await import('./helpers/devcloud.mjs');
+  const dir = mkdtempSync(join(tmpdir(), 'oboto-ai-link-'));
+  const { cs } = await cloudSyncFor(cloud);
+  await cs.login('bob@acme.test', DEMO_PASSWORD);
+  cs.setWorkingDir(dir);
+  await cs.linkWorkspace(SEED.workspaces.dataPipeline, 'Data Pipeline');
+  await cs.aiProxyRequest('auto', MODEL, ask('metered where?'));
+  const [row] = await cloud.serviceRest('ai_usage?select=workspace_id,user_id&order=created_at.desc&limit=1');
+  assert.deepEqual(row, { workspace_id: SEED.workspaces.dataPipeline, user_id: SEED.users.bob.id });
+  await cs.unlinkWorkspace();
+  await cs.destroy();
+  rmSync(dir, { recursive: true, force: true });
+});
