@@ -8,8 +8,7 @@
 //
 // Prints chunks per second and time to first chunk for each, and their ratios (targets:
 // ≥ 1.5× the baseline's throughput; first-chunk overhead within 1 ms of the baseline).
-import { CloudSync } from '../cloud-sync.mjs';
-import { startDevcloud, DEMO_PASSWORD } from '../scripts/devcloud.mjs';
+import { benchSession } from './session.mjs';
 
 const arg = (name, def) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -20,16 +19,7 @@ const ROUNDS = arg('rounds', 3);
 const MODEL = 'oboto/echo-1';
 const messages = [{ role: 'user', content: 'stream me a long answer please' }];
 
-const cloud = await startDevcloud();
-const cs = new CloudSync(null, null);
-await cs.initialize({ baseUrl: cloud.url, anonKey: cloud.anonKey, tokenStore: 'memory' });
-await cs.login('alice@acme.test', DEMO_PASSWORD);
-const tokenResp = await fetch(`${cloud.url}/auth/v1/token?grant_type=password`, {
-  method: 'POST',
-  headers: { apikey: cloud.anonKey, 'content-type': 'application/json' },
-  body: JSON.stringify({ email: 'alice@acme.test', password: DEMO_PASSWORD }),
-});
-const { access_token } = await tokenResp.json();
+const { cloud, cs, headers, close } = await benchSession();
 
 async function addon() {
   const t0 = performance.now();
@@ -46,7 +36,7 @@ async function addon() {
 async function* oldStream(body) {
   const r = await fetch(`${cloud.url}/functions/v1/ai-proxy`, {
     method: 'POST',
-    headers: { apikey: cloud.anonKey, Authorization: `Bearer ${access_token}`, 'content-type': 'application/json' },
+    headers: { ...headers, 'content-type': 'application/json' },
     body: JSON.stringify(body),
   });
   const decoder = new TextDecoder();
@@ -95,5 +85,4 @@ console.log(`  baseline old JS generator (fetch)     : ${Math.round(b.rate).toLo
 console.log(`  addon aiProxyStream                   : ${Math.round(a.rate).toLocaleString()} chunks/s, first chunk ${a.first.toFixed(2)} ms (${a.n} chunks)`);
 console.log(`  throughput ratio ${(a.rate / b.rate).toFixed(2)}× (target ≥ 1.5×); first-chunk difference ${(a.first - b.first).toFixed(2)} ms (target ≤ 1 ms)`);
 
-await cs.destroy();
-await cloud.stop();
+await close();

@@ -5,8 +5,8 @@
 //
 // Prints wall times, their ratio (target: pushConversation ≥ 20× faster) and the request
 // counts from /devcloud/v1/stats (target: ≤ 3 requests for 1,000 messages).
-import { CloudSync } from '../cloud-sync.mjs';
-import { startDevcloud, DEMO_PASSWORD, SEED } from '../scripts/devcloud.mjs';
+import { SEED } from '../scripts/devcloud.mjs';
+import { benchSession } from './session.mjs';
 
 const argv = process.argv.slice(2);
 const arg = (name, dflt) => (argv.includes(name) ? Number(argv[argv.indexOf(name) + 1]) || dflt : dflt);
@@ -14,7 +14,7 @@ const N = arg('--messages', 1000);
 const PULL = arg('--pull', 5000);
 const ALICE = SEED.users.alice;
 
-const cloud = await startDevcloud();
+const { cloud, cs, headers: auth, close } = await benchSession({ email: ALICE.email, config: { syncInterval: 3_600_000 } });
 const newConversation = async (name) =>
   (await cloud.serviceRest('conversations', {
     method: 'POST',
@@ -26,17 +26,7 @@ const posts = async () => (await cloud.stats()).requests['POST /rest/v1/messages
 const gets = async () => (await cloud.stats()).requests['GET /rest/v1/messages'] ?? 0;
 const ms = (t) => Number(process.hrtime.bigint() - t) / 1e6;
 
-const cs = new CloudSync(null, null);
-await cs.initialize({ baseUrl: cloud.url, anonKey: cloud.anonKey, tokenStore: 'memory', syncInterval: 3_600_000 });
-await cs.login(ALICE.email, DEMO_PASSWORD);
-
-const tokenResp = await fetch(`${cloud.url}/auth/v1/token?grant_type=password`, {
-  method: 'POST',
-  headers: { apikey: cloud.anonKey, 'content-type': 'application/json' },
-  body: JSON.stringify({ email: ALICE.email, password: DEMO_PASSWORD }),
-});
-const { access_token } = await tokenResp.json();
-const headers = { apikey: cloud.anonKey, Authorization: `Bearer ${access_token}`, 'content-type': 'application/json' };
+const headers = { ...auth, 'content-type': 'application/json' };
 
 /** What the old module did: one POST per message. */
 async function baselinePush(convId, messages) {
@@ -98,5 +88,4 @@ const pullMs = ms(t);
 if (pulled.messages.length !== PULL) throw new Error(`pulled ${pulled.messages.length}, expected ${PULL}`);
 console.log(`pull ${PULL} messages: ${pullMs.toFixed(1)} ms, ${await gets()} requests`);
 
-await cs.destroy();
-await cloud.stop();
+await close();

@@ -5,27 +5,15 @@
 //   node bench/rest-overhead.mjs [--calls 500]
 //
 // Prints median and p99 latency for both and their ratio (target: addon ≤ 1.10 × fetch).
-import { CloudSync } from '../cloud-sync.mjs';
-import { startDevcloud, DEMO_PASSWORD } from '../scripts/devcloud.mjs';
+import { benchSession } from './session.mjs';
 
 const argv = process.argv.slice(2);
 const calls = Number(argv[argv.indexOf('--calls') + 1]) || 500;
 const BLOCK = 50;
 const PATH = '/rest/v1/workspaces?select=id';
 
-const cloud = await startDevcloud();
-const cs = new CloudSync(null, null);
-await cs.initialize({ baseUrl: cloud.url, anonKey: cloud.anonKey, tokenStore: 'memory' });
-await cs.login('alice@acme.test', DEMO_PASSWORD);
-
 // The same request fetch-side: same headers, same keep-alive pool semantics (undici's).
-const tokenResp = await fetch(`${cloud.url}/auth/v1/token?grant_type=password`, {
-  method: 'POST',
-  headers: { apikey: cloud.anonKey, 'content-type': 'application/json' },
-  body: JSON.stringify({ email: 'alice@acme.test', password: DEMO_PASSWORD }),
-});
-const { access_token } = await tokenResp.json();
-const headers = { apikey: cloud.anonKey, Authorization: `Bearer ${access_token}` };
+const { cloud, cs, headers, close } = await benchSession();
 
 const runners = {
   addon: () => cs.client.get(PATH),
@@ -62,5 +50,4 @@ console.log(`  baseline fetch : median ${f.median.toFixed(3)} ms   p99 ${f.p99.t
 console.log(`  addon          : median ${a.median.toFixed(3)} ms   p99 ${a.p99.toFixed(3)} ms`);
 console.log(`  ratio addon/fetch: median ${(a.median / f.median).toFixed(3)}×   p99 ${(a.p99 / f.p99).toFixed(3)}×   (target ≤ 1.10×)`);
 
-await cs.destroy();
-await cloud.stop();
+await close();

@@ -50,24 +50,18 @@ pub async fn list(cloud: &Cloud) -> Result<Value> {
 
 /// `id`, `name` and `updated_at` of a workspace the user can see, or `None`.
 pub async fn find(cloud: &Cloud, id: &str) -> Result<Option<Value>> {
-    let id = query::uuid("workspace id", id)?;
-    let path = format!(
-        "/rest/v1/workspaces?id={}&select=id,name,updated_at",
-        query::eq(&id.to_string())
-    );
-    let body = cloud
-        .client
-        .send(&Request::new(Method::GET, path))
-        .await?
-        .body;
-    Ok(first(body))
+    get_one(cloud, id, "id,name,updated_at").await
 }
 
 /// The state row, or `None` when the workspace is gone or not visible.
 pub async fn pull(cloud: &Cloud, id: &str) -> Result<Option<Value>> {
+    get_one(cloud, id, STATE_SELECT).await
+}
+
+async fn get_one(cloud: &Cloud, id: &str, select: &str) -> Result<Option<Value>> {
     let id = query::uuid("workspace id", id)?;
     let path = format!(
-        "/rest/v1/workspaces?id={}&select={STATE_SELECT}",
+        "/rest/v1/workspaces?id={}&select={select}",
         query::eq(&id.to_string())
     );
     let body = cloud
