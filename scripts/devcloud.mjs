@@ -41,10 +41,13 @@ export async function startDevcloud(args = [], { env = {} } = {}) {
   }
   // A caller may fix the port (to restart a cloud where its clients expect it).
   const port = args.includes('--port') ? [] : ['--port', '0'];
-  const child = spawn(devcloudBinary(), [...port, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+  // We hold the write end of its stdin: when this process ends, however it ends, the cloud
+  // sees end of file and stops (with its Postgres) instead of lingering.
+  const child = spawn(devcloudBinary(), [...port, '--exit-on-stdin-eof', ...args], {
+    stdio: ['pipe', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });
+  child.stdin.on('error', () => {});
   let stderr = '';
   child.stderr.on('data', (d) => {
     stderr += d;

@@ -35,6 +35,10 @@ pub struct Args {
     /// Largest accepted storage upload, in bytes.
     #[arg(long, default_value_t = 1024 * 1024 * 1024)]
     pub max_upload_bytes: u64,
+    /// Stop when standard input reaches end of file: a parent that holds the other end of a
+    /// pipe (a test runner) takes the cloud down with it however it dies, even by SIGKILL.
+    #[arg(long)]
+    pub exit_on_stdin_eof: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -132,7 +132,8 @@ pub fn run(args: Args) -> Result<(), StartError> {
     if cluster.is_none() && storage_root.starts_with(std::env::temp_dir()) {
         let _ = std::fs::remove_dir_all(&storage_root);
     }
-    runtime.shutdown_timeout(Duration::from_secs(1));
+    // The server has stopped; a blocking stdin read (--exit-on-stdin-eof) must not hold us.
+    runtime.shutdown_background();
     drop(cluster);
     result
 }
@@ -175,8 +176,12 @@ async fn serve(
     }
     tracing::info!(%addr, "ready");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let watch_stdin = args.exit_on_stdin_eof;
     let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
-        shutdown_signal().await;
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            _ = stdin_closed(), if watch_stdin => tracing::info!("standard input closed"),
+        }
         let _ = stop_tx.send(true);
     });
     let mut stop_rx2 = stop_rx.clone();
@@ -191,6 +196,18 @@ async fn serve(
     drop(stop_rx);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Resolves once standard input reaches end of file (or fails).
+async fn stdin_closed() {
+    use tokio::io::AsyncReadExt;
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 64];
+    while let Ok(n) = stdin.read(&mut buf).await {
+        if n == 0 {
+            return;
+        }
+    }
 }
 
 async fn shutdown_signal() {
