@@ -97,6 +97,49 @@ pub async fn open_stream(cloud: &Cloud, body: Value) -> Result<AiStream> {
     Ok(AiStream::start(resp, cloud.config.stream_idle_timeout, url))
 }
 
+/// The tier's models with the UI fields; `[]` when the cloud fails (logged once per burst).
+pub async fn list_models(cloud: &Cloud) -> Value {
+    let req = Request::new(Method::GET, "/functions/v1/cloud-models");
+    let models = cloud
+        .client
+        .send(&req)
+        .await
+        .and_then(|r| match r.body.get("models") {
+            Some(Value::Array(ms)) => {
+                Ok(Value::Array(ms.iter().cloned().map(model_view).collect()))
+            }
+            _ => Err(unreadable(&req, r.status, "no models list")),
+        });
+    cloud
+        .models_failures
+        .settle("listCloudModels", models)
+        .unwrap_or_else(|| json!([]))
+}
+
+/// Today's usage with the UI fields, also emitted as `cloud:usage-update`; `null` when the
+/// cloud fails (logged once per burst).
+pub async fn usage(cloud: &Cloud) -> Value {
+    let req = Request::new(Method::GET, "/functions/v1/cloud-usage");
+    let role = cloud.auth.context().role().map(String::from);
+    let usage = cloud.client.send(&req).await.and_then(|r| {
+        usage_view(r.body, role.as_deref())
+            .ok_or_else(|| unreadable(&req, r.status, "not a usage object"))
+    });
+    let usage = cloud.usage_failures.settle("getUsage", usage);
+    if let Some(u) = &usage {
+        cloud.events.emit("cloud:usage-update", u.clone());
+    }
+    usage.unwrap_or(Value::Null)
+}
+
+fn unreadable(req: &Request, status: u16, reason: &str) -> Error {
+    Error::InvalidResponse {
+        url: req.path.clone(),
+        status,
+        reason: reason.into(),
+    }
+}
+
 /// A server model plus the fields the UI renders.
 pub fn model_view(mut m: Value) -> Value {
     let flag = |m: &Value, k: &str| m.get(k).and_then(Value::as_bool).unwrap_or(false);
@@ -166,16 +209,22 @@ pub struct QuietFailures {
 impl QuietFailures {
     const BURST: Duration = Duration::from_secs(60);
 
-    pub fn failed(&self, what: &str, e: &Error) {
+    /// The value on success; on failure `None`, logged unless this burst already was.
+    pub fn settle<T>(&self, what: &str, outcome: Result<T>) -> Option<T> {
         let mut since = self.since.lock().unwrap_or_else(|p| p.into_inner());
-        if since.is_none_or(|t| t.elapsed() > Self::BURST) {
-            tracing::warn!(error = %e, "{what} failed; further failures are not logged for a minute");
-            *since = Some(Instant::now());
+        match outcome {
+            Ok(v) => {
+                *since = None;
+                Some(v)
+            }
+            Err(e) => {
+                if since.is_none_or(|t| t.elapsed() > Self::BURST) {
+                    tracing::warn!(error = %e, "{what} failed; further failures are not logged for a minute");
+                    *since = Some(Instant::now());
+                }
+                None
+            }
         }
-    }
-
-    pub fn succeeded(&self) {
-        *self.since.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 

@@ -373,31 +373,7 @@ impl NativeCloudSync {
             let Ok(cloud) = core.session() else {
                 return Ok(json!([]));
             };
-            let req = Request::new(Method::GET, "/functions/v1/cloud-models");
-            let models = cloud
-                .client
-                .send(&req)
-                .await
-                .and_then(|r| match r.body.get("models") {
-                    Some(Value::Array(ms)) => {
-                        Ok(ms.iter().cloned().map(ai::model_view).collect::<Vec<_>>())
-                    }
-                    _ => Err(Error::InvalidResponse {
-                        url: req.path.clone(),
-                        status: r.status,
-                        reason: "no models list".into(),
-                    }),
-                });
-            Ok(match models {
-                Ok(ms) => {
-                    cloud.models_failures.succeeded();
-                    Value::Array(ms)
-                }
-                Err(e) => {
-                    cloud.models_failures.failed("listCloudModels", &e);
-                    json!([])
-                }
-            })
+            Ok(ai::list_models(&cloud).await)
         })
     }
 
@@ -410,26 +386,7 @@ impl NativeCloudSync {
             let Ok(cloud) = core.session() else {
                 return Ok(Value::Null);
             };
-            let req = Request::new(Method::GET, "/functions/v1/cloud-usage");
-            let role = cloud.auth.context().role().map(String::from);
-            let usage = cloud.client.send(&req).await.and_then(|r| {
-                ai::usage_view(r.body, role.as_deref()).ok_or_else(|| Error::InvalidResponse {
-                    url: req.path.clone(),
-                    status: r.status,
-                    reason: "not a usage object".into(),
-                })
-            });
-            Ok(match usage {
-                Ok(u) => {
-                    cloud.usage_failures.succeeded();
-                    cloud.events.emit("cloud:usage-update", u.clone());
-                    u
-                }
-                Err(e) => {
-                    cloud.usage_failures.failed("getUsage", &e);
-                    Value::Null
-                }
-            })
+            Ok(ai::usage(&cloud).await)
         })
     }
 
