@@ -15,7 +15,9 @@ pub mod storage;
 
 use std::{sync::Arc, time::Duration};
 
-use axum::{http::StatusCode, middleware, response::IntoResponse, Json, Router};
+use axum::{
+    http::StatusCode, middleware, response::IntoResponse, serve::ListenerExt as _, Json, Router,
+};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tower_http::cors::CorsLayer;
@@ -163,6 +165,14 @@ async fn serve(
     let state = state(pool, &secret, settings).await?;
     let listener = TcpListener::bind((args.host.as_str(), args.port)).await?;
     let addr = listener.local_addr()?;
+    // axum leaves Nagle on: a streamed response's last small segment would then wait for
+    // the client's delayed ACK (40 ms on Linux) before it leaves, stalling SSE and every
+    // response written in more than one piece.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     let ready = json!({
         "url": format!("http://{}:{}", args.host, addr.port()),
         "anonKey": state.keys.anon_key,
