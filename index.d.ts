@@ -315,12 +315,15 @@ export interface SyncEngineStatus {
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 /**
- * A pull handle on a streamed completion. `nextBatch()` resolves with the next chunks as
- * the text of a JSON array (parsed once on the JS side, not once per chunk), or `null` at
- * the end; `cancel()` closes the connection.
+ * A pull handle on a streamed completion, opened with its first batch already pulled
+ * (`firstBatch()`), which saves the first chunk a round trip through the runtime.
+ * `nextBatch()` resolves with the chunks buffered since (parsed once on the JS side, not
+ * once per chunk), or `null` at the end; `cancel()` closes the connection.
  */
 export declare class AiProxyStream {
-  nextBatch(): Promise<string | null>
+  /** The batch pulled while opening (once; `null` afterwards, or if the stream was empty). */
+  firstBatch(): StreamBatch | null
+  nextBatch(): Promise<StreamBatch | null>
   cancel(): void
 }
 
@@ -452,8 +455,12 @@ export declare class NativeCloudSync {
    * limit rejects with `code` `RATE_LIMITED`; nothing waits longer than `aiTimeoutMs`.
    */
   aiProxyRequest(provider: string, model: string, messages: ChatMessage[], options?: AiProxyOptions | null): Promise<ChatCompletion>
-  /** Opens the stream behind `aiProxyStream` (the JS layer turns it into an async generator). */
-  aiProxyStreamOpen(model: string, messages: ChatMessage[], options?: AiProxyOptions | null): Promise<AiProxyStream>
+  /**
+   * Opens the stream behind `aiProxyStream` (the JS layer turns it into an async generator).
+   * `chunkShapes`: whether the caller builds chunks from `StreamBatch.shapes`; when not
+   * (the default), every chunk travels whole.
+   */
+  aiProxyStreamOpen(model: string, messages: ChatMessage[], options?: AiProxyOptions | null, chunkShapes?: boolean | null): Promise<AiProxyStream>
   getPresence(): PresenceMember[]
   broadcast(event: string, payload: Record<string, unknown>): Promise<void>
 }
@@ -467,6 +474,14 @@ export declare class WorkspaceSync {
   linkConversation(localName: string, cloudConvId: string): void
   /** Creates a conversation in the linked workspace, maps `name` to it, and returns its row. */
   createConversation(name: string, conversationType?: string | undefined | null): Promise<CloudConversation>
+}
+
+/** A shape of the stream's chunks (see `src/ai/shapes.rs`). */
+export interface ChunkShape {
+  id: number
+  /** A JS expression building the chunk from `s[i]`, `s[i+1]`, … (`slots` values). */
+  source: string
+  slots: number
 }
 
 /** `initialize()`'s argument: `loadCloudConfig()`'s object plus optional settings. */
@@ -520,4 +535,14 @@ export interface RequestOptions {
   method?: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE' | 'HEAD'
   body?: unknown
   headers?: Record<string, string>
+}
+
+export interface StreamBatch {
+  /** Shapes first used in this batch. */
+  shapes: Array<ChunkShape>
+  /**
+   * A JSON array: for each chunk, its shape's id and then that shape's slot values. Shape
+   * 0 has one slot, the whole chunk.
+   */
+  values: string
 }

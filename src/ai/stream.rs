@@ -1,7 +1,8 @@
 //! A streamed AI-proxy completion as a pull handle.
 //!
-//! A reader task owns the HTTP body: it parses SSE, checks each `data:` payload, and sends
-//! it into a bounded channel. The JS consumer pulls batches; when it stops pulling, the
+//! A reader task owns the HTTP body: it parses SSE, checks each `data:` payload, encodes it
+//! against the stream's chunk shapes (`shapes.rs`), and sends each network read's chunks
+//! into a bounded channel. The JS consumer pulls batches; when it stops pulling, the
 //! channel fills, the task stops reading and TCP pushes back on the server. Dropping or
 //! cancelling the handle aborts the task, which drops the body and closes the connection,
 //! so the server sees the disconnect at once.
@@ -12,109 +13,108 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::shapes::{self, NewShape, Shapes};
 use crate::{
     error::{Error, Result},
     sse::Parser,
 };
 
-/// Events buffered ahead of the consumer.
-const BUFFER: usize = 1024;
-/// Most events handed over in one pull.
+/// Network reads' worth of chunks buffered ahead of the consumer.
+const BUFFER: usize = 32;
+/// A pull takes no more reads once it holds this many chunks.
 const MAX_BATCH: usize = 1024;
-/// How long a pull of a stream arriving back to back may keep collecting.
-const COALESCE: Duration = Duration::from_millis(1);
 
-#[derive(PartialEq, Eq)]
-enum More {
-    /// The channel may bring more right away.
-    Maybe,
-    /// Stop collecting: the batch is full or an error is waiting.
-    No,
-}
-
-/// One pull's chunks, as the text of a JSON array under construction.
-struct Batch {
-    text: String,
+/// Chunks encoded for the JS side: the shapes they introduce and their values.
+#[derive(Default)]
+struct Encoded {
+    shapes: Vec<NewShape>,
+    /// `shape,slot…,shape,slot…`: the inside of a JSON array.
+    values: String,
     len: usize,
-    failed: Option<Error>,
 }
 
-impl Batch {
-    fn new(first: String) -> Batch {
-        let mut text = String::with_capacity(first.len() * 16 + 2);
-        text.push('[');
-        text.push_str(&first);
-        Batch {
-            text,
-            len: 1,
-            failed: None,
+impl Encoded {
+    fn append(&mut self, more: Encoded) {
+        if !self.values.is_empty() && !more.values.is_empty() {
+            self.values.push(',');
         }
-    }
-
-    fn take(&mut self, item: Item) -> More {
-        match item {
-            Item::Chunk(c) => {
-                self.text.push(',');
-                self.text.push_str(&c);
-                self.len += 1;
-                if self.len < MAX_BATCH {
-                    More::Maybe
-                } else {
-                    More::No
-                }
-            }
-            Item::Failed(e) => {
-                self.failed = Some(e);
-                More::No
-            }
-        }
-    }
-
-    /// Takes what is already buffered.
-    fn drain(&mut self, rx: &mut mpsc::Receiver<Item>) -> More {
-        while let Ok(item) = rx.try_recv() {
-            if self.take(item) == More::No {
-                return More::No;
-            }
-        }
-        More::Maybe
+        self.values.push_str(&more.values);
+        self.shapes.extend(more.shapes);
+        self.len += more.len;
     }
 }
 
 enum Item {
-    Chunk(String),
+    Chunks(Encoded),
     Failed(Error),
+}
+
+/// What a pull hands over.
+pub struct Pulled {
+    pub shapes: Vec<NewShape>,
+    /// `[shape, slot…, shape, slot…]` as JSON text.
+    pub values: String,
+}
+
+/// One pull under construction.
+struct Batch {
+    chunks: Encoded,
+    failed: Option<Error>,
+}
+
+impl Batch {
+    /// Takes what is already buffered, until the batch is full or an error is waiting.
+    fn drain(&mut self, rx: &mut mpsc::Receiver<Item>) {
+        while self.chunks.len < MAX_BATCH && self.failed.is_none() {
+            match rx.try_recv() {
+                Ok(Item::Chunks(c)) => self.chunks.append(c),
+                Ok(Item::Failed(e)) => self.failed = Some(e),
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn finish(self) -> Pulled {
+        let mut values = String::with_capacity(self.chunks.values.len() + 2);
+        values.push('[');
+        values.push_str(&self.chunks.values);
+        values.push(']');
+        Pulled {
+            shapes: self.chunks.shapes,
+            values,
+        }
+    }
 }
 
 pub struct AiStream {
     rx: tokio::sync::Mutex<mpsc::Receiver<Item>>,
     /// An error that arrived behind chunks of the same pull; reported by the next pull.
     deferred: Mutex<Option<Error>>,
-    /// Whether a pull has returned chunks yet (the first one never waits to coalesce).
-    pulled: std::sync::atomic::AtomicBool,
     task: tokio::task::AbortHandle,
 }
 
 impl AiStream {
-    pub fn start(resp: reqwest::Response, idle: Duration, url: String) -> AiStream {
+    /// `shapes`: whether the consumer builds chunks from shapes; if not, every chunk travels
+    /// whole (shape 0).
+    pub fn start(resp: reqwest::Response, idle: Duration, url: String, shapes: bool) -> AiStream {
         let (tx, rx) = mpsc::channel(BUFFER);
-        let task = tokio::spawn(pump(resp, tx, idle, url)).abort_handle();
+        let shapes = shapes.then(Shapes::new);
+        let task = tokio::spawn(pump(resp, tx, idle, url, shapes)).abort_handle();
         AiStream {
             rx: tokio::sync::Mutex::new(rx),
             deferred: Mutex::new(None),
-            pulled: Default::default(),
             task,
         }
     }
 
-    /// The next chunks as the text of a JSON array, waiting for at least one; `None` once the
-    /// stream has ended (`[DONE]` or the end of the body).
+    /// The next chunks, waiting for at least one; `None` once the stream has ended (`[DONE]`
+    /// or the end of the body).
     ///
-    /// Every pull crosses from the runtime to the JS thread, which costs far more than a
-    /// chunk. So when chunks are arriving back to back (the first pull already found several),
-    /// the pull keeps collecting for up to `COALESCE`; a slow stream, such as a model typing
-    /// token by token, is handed over chunk by chunk at once, and so is the first chunk.
-    pub async fn next_batch(&self) -> Result<Option<String>> {
+    /// A pull takes everything buffered and never waits for more: the JS side should not sit
+    /// idle while chunks are ready. The channel carries a network read's chunks per item, so
+    /// a fast stream still crosses to the JS thread once per many chunks, and a model typing
+    /// token by token is handed over token by token.
+    pub async fn next_batch(&self) -> Result<Option<Pulled>> {
         if let Some(e) = self
             .deferred
             .lock()
@@ -127,30 +127,17 @@ impl AiStream {
         let first = match rx.recv().await {
             None => return Ok(None),
             Some(Item::Failed(e)) => return Err(e),
-            Some(Item::Chunk(c)) => c,
+            Some(Item::Chunks(c)) => c,
         };
-        let mut batch = Batch::new(first);
-        let mut more = batch.drain(&mut rx);
-        let first_pull = !self.pulled.swap(true, std::sync::atomic::Ordering::Relaxed);
-        if batch.len > 1 && !first_pull {
-            let deadline = tokio::time::Instant::now() + COALESCE;
-            while more == More::Maybe && batch.len < MAX_BATCH {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(item)) => {
-                        more = batch.take(item);
-                        if more == More::Maybe {
-                            more = batch.drain(&mut rx);
-                        }
-                    }
-                    Ok(None) | Err(_) => break,
-                }
-            }
-        }
+        let mut batch = Batch {
+            chunks: first,
+            failed: None,
+        };
+        batch.drain(&mut rx);
         if let Some(e) = batch.failed.take() {
             *self.deferred.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
         }
-        batch.text.push(']');
-        Ok(Some(batch.text))
+        Ok(Some(batch.finish()))
     }
 
     /// Closes the connection; later pulls report the end of the stream.
@@ -165,10 +152,17 @@ impl Drop for AiStream {
     }
 }
 
-async fn pump(resp: reqwest::Response, tx: mpsc::Sender<Item>, idle: Duration, url: String) {
+async fn pump(
+    resp: reqwest::Response,
+    tx: mpsc::Sender<Item>,
+    idle: Duration,
+    url: String,
+    mut shapes: Option<Shapes>,
+) {
     let mut body = resp.bytes_stream();
     let mut parser = Parser::new();
     let mut events = Vec::new();
+    let mut first = true;
     loop {
         let next = match tokio::time::timeout(idle, body.next()).await {
             Ok(next) => next,
@@ -200,20 +194,66 @@ async fn pump(resp: reqwest::Response, tx: mpsc::Sender<Item>, idle: Duration, u
             }
         };
         parser.feed(&bytes, &mut events);
+        let mut chunks = Encoded::default();
+        let mut end = None;
         for event in events.drain(..) {
             if event.data == "[DONE]" {
-                return;
+                end = Some(None);
+                break;
             }
-            let item = match check(&event.event, &event.data, &url) {
-                Ok(()) => Item::Chunk(event.data),
-                Err(e) => Item::Failed(e),
+            if let Err(e) = check(&event.event, &event.data, &url) {
+                end = Some(Some(e));
+                break;
+            }
+            let shape = match &mut shapes {
+                Some(shapes) => shapes.encode(&event.data, &mut chunks.values),
+                None => shapes::whole(&event.data, &mut chunks.values),
             };
-            let failed = matches!(item, Item::Failed(_));
-            if tx.send(item).await.is_err() || failed {
-                return; // the consumer is gone, or the stream failed
+            chunks.shapes.extend(shape);
+            chunks.len += 1;
+            if first {
+                // The first chunk goes ahead alone: its latency is what a user waits on.
+                first = false;
+                if tx
+                    .send(Item::Chunks(std::mem::take(&mut chunks)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
             }
         }
+        events.clear();
+        if chunks.len > 0 && tx.send(Item::Chunks(chunks)).await.is_err() {
+            return; // the consumer is gone
+        }
+        if let Some(failed) = end {
+            if let Some(e) = failed {
+                let _ = tx.send(Item::Failed(e)).await;
+                return;
+            }
+            drop(tx); // the consumer sees the end now, whatever follows
+            return finish_body(body).await;
+        }
     }
+}
+
+/// After `[DONE]` the server is about to end the response: reading to its end lets the
+/// connection go back to the pool instead of being closed (a new TLS handshake for the next
+/// request), as long as the end comes soon and the rest is small.
+async fn finish_body(
+    mut body: impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin,
+) {
+    let mut left: usize = 64 * 1024;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Some(Ok(bytes)) = body.next().await {
+            left = match left.checked_sub(bytes.len()) {
+                Some(left) => left,
+                None => return,
+            };
+        }
+    })
+    .await;
 }
 
 /// A chunk must be JSON; `{"error": …}` (or an `error` event) is the server failing mid-stream.

@@ -6,12 +6,14 @@
 //! chunks waits in the buffer until its line is complete and is decoded whole. A leading BOM
 //! is dropped, even when it arrives a byte at a time.
 
+use std::borrow::Cow;
+
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     /// `event:` field; "message" when absent.
-    pub event: String,
+    pub event: Cow<'static, str>,
     /// `data:` lines joined with LF.
     pub data: String,
     /// The last event id seen so far, as the standard keeps it across events.
@@ -65,13 +67,17 @@ impl Parser {
                 bytes = rest;
             }
         }
-        while let Some(i) = bytes.iter().position(|&b| b == b'\n' || b == b'\r') {
+        while let Some(i) = memchr::memchr2(b'\n', b'\r', bytes) {
             let line_end = bytes[i];
-            self.line.extend_from_slice(&bytes[..i]);
-            let line = std::mem::take(&mut self.line);
-            self.process_line(&line, out);
-            self.line = line;
-            self.line.clear();
+            if self.line.is_empty() {
+                self.process_line(&bytes[..i], out);
+            } else {
+                self.line.extend_from_slice(&bytes[..i]);
+                let line = std::mem::take(&mut self.line);
+                self.process_line(&line, out);
+                self.line = line;
+                self.line.clear();
+            }
             bytes = &bytes[i + 1..];
             if line_end == b'\r' {
                 match bytes.first() {
@@ -100,14 +106,12 @@ impl Parser {
         };
         match field {
             b"data" => {
-                self.data.push_str(&String::from_utf8_lossy(value));
+                self.data.push_str(&text(value));
                 self.data.push('\n');
                 self.has_data = true;
             }
-            b"event" => self.event = String::from_utf8_lossy(value).into_owned(),
-            b"id" if !value.contains(&0) => {
-                self.last_id = Some(String::from_utf8_lossy(value).into_owned())
-            }
+            b"event" => self.event = text(value).into_owned(),
+            b"id" if !value.contains(&0) => self.last_id = Some(text(value).into_owned()),
             b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
                 self.retry = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
             }
@@ -122,18 +126,29 @@ impl Parser {
             return;
         }
         self.has_data = false;
-        let mut data = std::mem::take(&mut self.data);
+        // The next event is likely the same size: one allocation instead of a few growths.
+        let next = String::with_capacity(self.data.len());
+        let mut data = std::mem::replace(&mut self.data, next);
         data.pop(); // the LF after the last data line
         out.push(Event {
             event: if event.is_empty() {
-                "message".into()
+                Cow::Borrowed("message")
             } else {
-                event
+                Cow::Owned(event)
             },
             data,
             id: self.last_id.clone(),
             retry,
         });
+    }
+}
+
+/// UTF-8 as the standard decodes it (invalid sequences become U+FFFD); valid text, nearly
+/// always the case, is checked by the faster strict decoder and borrowed.
+fn text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
     }
 }
 
