@@ -9,7 +9,8 @@ import { setImmediate as tick } from 'node:timers/promises';
  */
 export async function startProxy(target, { intercept = () => null, byteByByte = false } = {}) {
   const upstream = new URL(target);
-  const stats = { requests: 0, closedEarly: 0 };
+  // bytes: response bytes taken from the cloud, which a client's backpressure holds back.
+  const stats = { requests: 0, closedEarly: 0, bytes: 0 };
   const server = createServer(async (req, res) => {
     stats.requests++;
     const canned = intercept(req);
@@ -22,6 +23,7 @@ export async function startProxy(target, { intercept = () => null, byteByByte = 
       { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
       async (up) => {
         res.writeHead(up.statusCode, up.headers);
+        up.on('data', (chunk) => (stats.bytes += chunk.length));
         if (!byteByByte) return up.pipe(res);
         res.socket?.setNoDelay(true);
         for await (const chunk of up) {

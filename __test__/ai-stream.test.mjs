@@ -1,0 +1,195 @@
+// What aiProxyStream yields must be exactly what JSON.parse makes of each `data:` payload,
+// however the addon carries the chunks (whole, or as learned shapes plus varying values),
+// and a consumer that stops pulling must stop the reading.
+import { before, after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startDevcloud, DEMO_PASSWORD } from './helpers/devcloud.mjs';
+import { cloudSyncFor } from './helpers/client.mjs';
+import { startProxy } from './helpers/proxy.mjs';
+
+const MODEL = 'oboto/echo-1';
+const ask = (content) => [{ role: 'user', content }];
+
+/** An OpenAI-compatible upstream streaming the given `data:` payloads verbatim. */
+async function upstreamStreaming(payloads) {
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      for (const p of payloads) {
+        // Multi-line payloads travel as several `data:` lines, joined again with LF.
+        res.write(p.split('\n').map((line) => `data: ${line}\n`).join('') + '\n');
+      }
+      res.end('data: [DONE]\n\n');
+    });
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise((r) => server.close(r));
+    },
+  };
+}
+
+/** Streams `payloads` through a local cloud relaying to an upstream, as `aiProxyStream` yields them. */
+async function relayed(payloads) {
+  const upstream = await upstreamStreaming(payloads);
+  const relay = await startDevcloud([], { env: { DEVCLOUD_AI_UPSTREAM: upstream.url } });
+  try {
+    const { cs } = await cloudSyncFor(relay);
+    await cs.login('alice@acme.test', DEMO_PASSWORD);
+    const chunks = [];
+    for await (const c of cs.aiProxyStream(MODEL, ask('relay'))) chunks.push(c);
+    await cs.destroy();
+    return chunks;
+  } finally {
+    await relay.stop();
+    await upstream.close();
+  }
+}
+
+/** Same values, same key order at every level, same prototypes, -0 kept apart from 0. */
+function assertIdentical(actual, expected, where) {
+  assert.deepStrictEqual(actual, expected, where);
+  const order = (v) =>
+    v && typeof v === 'object'
+      ? Array.isArray(v)
+        ? v.map(order)
+        : Reflect.ownKeys(v).map((k) => [k, order(v[k])])
+      : v;
+  assert.deepStrictEqual(order(actual), order(expected), `${where}: key order`);
+}
+
+// A small deterministic generator, so that a failure names a reproducible case.
+function prng(seed) {
+  let s = seed >>> 0;
+  return () => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32);
+}
+
+test('tricky chunks come out exactly as JSON.parse makes them', async () => {
+  const base = (content, extra = {}) => ({
+    id: 'chatcmpl-x', object: 'chat.completion.chunk', created: 1795720550, model: MODEL,
+    choices: [{ index: 0, delta: { content }, finish_reason: null }], ...extra,
+  });
+  const payloads = [];
+  for (const content of ['one', ' two', ' three', '', ' four']) payloads.push(JSON.stringify(base(content)));
+  // Raw texts, each at least three times with a varying part, so that they are first carried
+  // whole, then as a shape, then as a shape that learned another slot.
+  const raws = (make) => [0, 1, 2, 3].map(make);
+  payloads.push(
+    ...raws((i) => `{"__proto__":{"polluted":${i}},"choices":[{"delta":{"content":"p${i}"}}]}`),
+    ...raws((i) => `{"a":1,"b":2,"a":${i},"2":"two","1":"one","b":"${i}"}`),
+    ...raws((i) => `{"n":[1e400,-0,-0.0,1.5e-7,12345678901234567890,${i}e-2,-${i}],"k":${i % 2 ? 'true' : 'null'}}`),
+    ...raws((i) => `{"s":"\\u2028 \u2028 \\" \\\\ \\/ \\u0000 \\ud83d\\ude00 😀 \\ud800 é${i}","t":"\\t${i}"}`),
+    ...raws((i) => `{"\\u0061":${i},"a":"esc","":{},"e":[],"deep":[[[{"x":[${i}]}]]]}`),
+    ...raws((i) => JSON.stringify({ pretty: { i, list: [i, i + 1] }, note: 'multi-line data' }, null, 2)),
+    ...raws((i) => `[${i},"top-level array",{"k":${i}}]`),
+    ...raws((i) => (i % 2 ? `"a string chunk ${i}"` : `${i}`)),
+    ...raws(() => '{"same":"every time","n":1}'),
+  );
+  const chunks = await relayed(payloads);
+  assert.equal(chunks.length, payloads.length);
+  chunks.forEach((c, i) => assertIdentical(c, JSON.parse(payloads[i]), `chunk ${i}: ${payloads[i]}`));
+  const proto = chunks.find((c) => c && Object.hasOwn(c, '__proto__'));
+  assert.ok(proto, '__proto__ is an own property, as JSON.parse makes it');
+  assert.equal(Object.getPrototypeOf(proto), Object.prototype);
+  assert.equal({}.polluted, undefined, 'nothing reached Object.prototype');
+  chunks[1].choices[0].delta.content = 'changed';
+  assert.equal(chunks[2].choices[0].delta.content, ' three', 'chunks share no objects');
+});
+
+test('random chunk streams come out exactly as JSON.parse makes them', async () => {
+  const rnd = prng(20261126);
+  const pick = (xs) => xs[Math.floor(rnd() * xs.length)];
+  const strings = ['', 'a', 'é', '世界', '😀', '"', '\\', '\n', '\u2028', '\u0000', ']:s[i]', '}),alert(1),({', '${x}'];
+  const leaf = () => pick([null, true, false, 0, -1, 3.25, 1e21, pick(strings), pick(strings) + pick(strings)]);
+  const tree = (depth) => {
+    if (depth === 0 || rnd() < 0.3) return leaf();
+    if (rnd() < 0.4) return Array.from({ length: Math.floor(rnd() * 4) }, () => tree(depth - 1));
+    const o = {};
+    for (let k = Math.floor(rnd() * 5); k > 0; k--) o[pick(['a', 'b', '__proto__', '1', 'constructor', 'x y'])] = tree(depth - 1);
+    return o;
+  };
+  const mutate = (v) => {
+    if (v === null || typeof v !== 'object') return rnd() < 0.5 ? leaf() : v;
+    const c = Array.isArray(v) ? [...v] : { ...v };
+    for (const k of Object.keys(c)) c[k] = mutate(c[k]);
+    return c;
+  };
+  const bases = Array.from({ length: 6 }, () => tree(4));
+  const payloads = Array.from({ length: 400 }, () => JSON.stringify(mutate(pick(bases)), null, rnd() < 0.2 ? 1 : 0));
+  const chunks = await relayed(payloads);
+  assert.equal(chunks.length, payloads.length);
+  chunks.forEach((c, i) => assertIdentical(c, JSON.parse(payloads[i]), `chunk ${i}: ${payloads[i]}`));
+});
+
+let cloud;
+before(async () => {
+  cloud = await startDevcloud();
+});
+after(async () => {
+  await cloud?.stop();
+});
+
+test('without code generation the chunks travel whole and are the same', async () => {
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const script = `
+    const { CloudSync } = require(${JSON.stringify(root + 'cloud-sync.js')});
+    (async () => {
+      const cs = new CloudSync(null, null);
+      await cs.initialize({ baseUrl: process.env.URL, anonKey: process.env.KEY, tokenStore: 'memory' });
+      await cs.login('bob@acme.test', process.env.PASSWORD);
+      const chunks = [];
+      for await (const c of cs.aiProxyStream('${MODEL}', [{ role: 'user', content: 'no eval here' }], { max_tokens: 30 })) chunks.push(c);
+      await cs.destroy();
+      process.stdout.write(JSON.stringify(chunks));
+    })().catch((e) => { console.error(e); process.exit(1); });`;
+  const run = (flags) =>
+    new Promise((resolve, reject) =>
+      execFile(process.execPath, [...flags, '-e', script], { env: { ...process.env, URL: cloud.url, KEY: cloud.anonKey, PASSWORD: DEMO_PASSWORD } },
+        (err, stdout, stderr) => (err ? reject(new Error(stderr || err.message)) : resolve(JSON.parse(stdout)))),
+    );
+  const [plain, compiled] = await Promise.all([run(['--disallow-code-generation-from-strings']), run([])]);
+  assert.equal(plain.length, 31);
+  const text = (chunks) => chunks.map((c) => c.choices[0].delta.content ?? '').join('');
+  assert.equal(text(plain), text(compiled));
+  assert.match(text(plain), /^Echo: no eval here/);
+  // The two runs differ only in their completion ids, times and the usage so far today.
+  const strip = ({ id, created, _cloud_usage, ...rest }) => rest;
+  assert.deepStrictEqual(plain.map(strip), compiled.map(strip));
+});
+
+test('a consumer that stops pulling stops the reading: memory stays bounded', async () => {
+  const proxy = await startProxy(cloud.url);
+  const { cs } = await cloudSyncFor({ ...cloud, url: proxy.url });
+  await cs.login('alice@acme.test', DEMO_PASSWORD);
+  // 200,000 chunks are about 40 MB of SSE; the local model writes them as fast as it can.
+  const stream = cs.aiProxyStream(MODEL, ask('a very long answer'), { max_tokens: 200_000 });
+  const first = await stream.next();
+  assert.ok(first.value.choices, 'the stream started');
+  // The buffers along the way fill, then the reading stops.
+  let held = -1;
+  for (let i = 0; i < 25 && proxy.stats.bytes !== held; i++) {
+    held = proxy.stats.bytes;
+    await sleep(300);
+  }
+  assert.equal(proxy.stats.bytes, held, 'nothing more is read while the consumer waits');
+  assert.ok(held < 16 * 1024 * 1024, `the addon and the sockets hold a bounded amount (${held} bytes)`);
+  // Pulling again resumes the reading.
+  let n = 1;
+  for await (const c of stream) {
+    assert.ok(c.choices);
+    if (++n % 1000 === 0 && proxy.stats.bytes > held) break;
+  }
+  assert.ok(proxy.stats.bytes > held, 'the reading resumed');
+  await sleep(200);
+  assert.equal(proxy.stats.closedEarly, 1, 'leaving the loop closed the connection');
+  await cs.destroy();
+  await proxy.close();
+});
