@@ -4,7 +4,7 @@
 // One run, one local cloud, both reading 10,000 chunks of its deterministic model, in
 // alternating rounds.
 //
-//   node bench/ai-stream.mjs [--chunks 10000] [--rounds 3]
+//   node bench/ai-stream.mjs [--chunks 10000] [--rounds 7]
 //
 // Prints chunks per second and time to first chunk for each, and their ratios (targets:
 // ≥ 1.5× the baseline's throughput; first-chunk overhead within 1 ms of the baseline).
@@ -15,7 +15,7 @@ const arg = (name, def) => {
   return i > 0 ? Number(process.argv[i + 1]) : def;
 };
 const CHUNKS = arg('chunks', 10_000);
-const ROUNDS = arg('rounds', 3);
+const ROUNDS = arg('rounds', 7);
 const MODEL = 'oboto/echo-1';
 const messages = [{ role: 'user', content: 'stream me a long answer please' }];
 
