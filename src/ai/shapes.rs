@@ -275,11 +275,10 @@ fn source(structure: &str, leaves: &[Option<String>]) -> String {
             match leaves.next() {
                 Some(Some(constant)) => src.push_str(constant),
                 _ => {
-                    src.push_str(if slot == 0 { "s[i]" } else { "s[i+" });
-                    if slot > 0 {
-                        src.push_str(&slot.to_string());
-                        src.push(']');
-                    }
+                    let _ = match slot {
+                        0 => write!(src, "s[i]"),
+                        k => write!(src, "s[i+{k}]"),
+                    };
                     slot += 1;
                 }
             }

@@ -198,11 +198,11 @@ async fn pump(
         let mut end = None;
         for event in events.drain(..) {
             if event.data == "[DONE]" {
-                end = Some(None);
+                end = Some(End::Done);
                 break;
             }
             if let Err(e) = check(&event.event, &event.data, &url) {
-                end = Some(Some(e));
+                end = Some(End::Failed(e));
                 break;
             }
             let shape = match &mut shapes {
@@ -223,19 +223,27 @@ async fn pump(
                 }
             }
         }
-        events.clear();
         if chunks.len > 0 && tx.send(Item::Chunks(chunks)).await.is_err() {
             return; // the consumer is gone
         }
-        if let Some(failed) = end {
-            if let Some(e) = failed {
+        match end {
+            None => {}
+            Some(End::Failed(e)) => {
                 let _ = tx.send(Item::Failed(e)).await;
                 return;
             }
-            drop(tx); // the consumer sees the end now, whatever follows
-            return finish_body(body).await;
+            Some(End::Done) => {
+                drop(tx); // the consumer sees the end now, whatever follows
+                return finish_body(body).await;
+            }
         }
     }
+}
+
+/// How a network read's events ended the stream.
+enum End {
+    Done,
+    Failed(Error),
 }
 
 /// After `[DONE]` the server is about to end the response: reading to its end lets the
