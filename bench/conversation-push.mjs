@@ -5,7 +5,7 @@
 //
 // Prints wall times, their ratio (target: pushConversation ≥ 20× faster) and the request
 // counts from /devcloud/v1/stats (target: ≤ 3 requests for 1,000 messages).
-import { SEED } from '../scripts/devcloud.mjs';
+import { SEED } from '../scripts/devcloud-process.mjs';
 import { benchSession } from './session.mjs';
 
 const argv = process.argv.slice(2);

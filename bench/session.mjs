@@ -1,7 +1,7 @@
 // What every benchmark starts from: a local cloud, the addon logged in as a demo user, and
 // the same user's access token for the `fetch` baseline.
 import { CloudSync } from '../cloud-sync.mjs';
-import { startDevcloud, DEMO_PASSWORD } from '../scripts/devcloud.mjs';
+import { startDevcloud, DEMO_PASSWORD } from '../scripts/devcloud-process.mjs';
 
 export async function benchSession({ email = 'alice@acme.test', config = {} } = {}) {
   const cloud = await startDevcloud();

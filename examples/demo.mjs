@@ -3,7 +3,7 @@
 // to run it against another cloud with the demo seed instead.
 import { CloudSync, loadCloudConfig } from '../cloud-sync.mjs';
 import { EventEmitter } from 'node:events';
-import { startDevcloud, DEMO_PASSWORD } from '../scripts/devcloud.mjs';
+import { startDevcloud, DEMO_PASSWORD } from '../scripts/devcloud-process.mjs';
 
 const step = (title) => console.log(`\n\x1b[1m▸ ${title}\x1b[0m`);
 
