@@ -5,8 +5,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createClient } from '@supabase/supabase-js';
 
-import { DEMO_PASSWORD, SEED, startDevcloud } from './helpers/devcloud.mjs';
-import { SUPABASE_OPTIONS } from './helpers/supabase.mjs';
+import { DEMO_PASSWORD, SEED, startDevcloud } from '../../__test__/helpers/devcloud.mjs';
+import { SUPABASE_OPTIONS } from '../../__test__/helpers/supabase.mjs';
 
 const opts = SUPABASE_OPTIONS;
 

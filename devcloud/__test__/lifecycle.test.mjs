@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { startDevcloud } from './helpers/devcloud.mjs';
+import { startDevcloud } from '../../__test__/helpers/devcloud.mjs';
 
 /** Descendant pids of `pid`, from /proc. */
 function descendants(pid) {

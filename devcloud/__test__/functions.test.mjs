@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { createClient } from '@supabase/supabase-js';
 
-import { DEMO_PASSWORD, SEED, startDevcloud } from './helpers/devcloud.mjs';
-import { SUPABASE_OPTIONS } from './helpers/supabase.mjs';
+import { DEMO_PASSWORD, SEED, startDevcloud } from '../../__test__/helpers/devcloud.mjs';
+import { SUPABASE_OPTIONS } from '../../__test__/helpers/supabase.mjs';
 
 const opts = SUPABASE_OPTIONS;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

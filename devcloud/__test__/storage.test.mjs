@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient } from '@supabase/supabase-js';
 
-import { DEMO_PASSWORD, SEED, startDevcloud } from './helpers/devcloud.mjs';
-import { SUPABASE_OPTIONS } from './helpers/supabase.mjs';
+import { DEMO_PASSWORD, SEED, startDevcloud } from '../../__test__/helpers/devcloud.mjs';
+import { SUPABASE_OPTIONS } from '../../__test__/helpers/supabase.mjs';
 
 const opts = SUPABASE_OPTIONS;
 const BUCKET = 'workspace-files';
