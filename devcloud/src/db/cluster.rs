@@ -4,6 +4,11 @@
 //! cluster runs as an unprivileged user (`postgres` when it exists, else `nobody`). The server
 //! listens only on a Unix socket inside the cluster directory: no port can clash with a second
 //! devcloud running side by side, and nothing outside this machine can reach it.
+//! `binaries` decides which server binaries run it (the system's or the embedded package's).
+
+mod binaries;
+
+pub use binaries::Choice;
 
 use std::{
     fs,
@@ -20,12 +25,9 @@ use nix::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error(
-        "PostgreSQL is not installed (no `initdb` on PATH or in /usr/lib/postgresql/*/bin). \
-         Install it with `sudo apt-get install -y postgresql` (Debian/Ubuntu) or \
-         `brew install postgresql` (macOS), or pass --database-url"
-    )]
-    NotInstalled,
+    /// No usable server binaries; the message says where we looked and what to do.
+    #[error("{0}")]
+    NotFound(String),
     #[error("{step} failed: {detail}")]
     Step { step: &'static str, detail: String },
     #[error("PostgreSQL did not become ready within {0:?}: {1}")]
@@ -49,8 +51,13 @@ pub struct Cluster {
 
 impl Cluster {
     /// Creates (unless `root` already holds one) and starts a cluster under `root`.
+    /// The binaries are chosen by `DEVCLOUD_POSTGRES` (see [`binaries`]).
     pub fn start(root: Option<&Path>) -> Result<Cluster, ClusterError> {
-        let bin = find_bin_dir().ok_or(ClusterError::NotInstalled)?;
+        Cluster::start_with(root, Choice::from_env()?)
+    }
+
+    pub fn start_with(root: Option<&Path>, choice: Choice) -> Result<Cluster, ClusterError> {
+        let found = binaries::locate(choice)?;
         let (temp, root) = match root {
             Some(r) => {
                 fs::create_dir_all(r).map_err(step("creating --data-dir"))?;
@@ -87,6 +94,12 @@ impl Cluster {
                 chown(&pgdata, user)?;
             }
         }
+
+        let bin = match &found.embedded {
+            None => found.bin,
+            Some(native) => embedded_bin_dir(native, &root, owner.as_ref())?,
+        };
+        tracing::info!(bin = %bin.display(), embedded = found.embedded.is_some(), "PostgreSQL");
 
         if !pgdata.join("PG_VERSION").exists() {
             let mut cmd = Command::new(bin.join("initdb"));
@@ -145,6 +158,7 @@ impl Cluster {
         cmd.process_group(0);
         // SAFETY: prctl is async-signal-safe. If devcloud dies without cleaning up (SIGKILL),
         // the kernel tells postgres to do a fast shutdown instead of leaving it orphaned.
+        #[cfg(target_os = "linux")]
         unsafe {
             cmd.pre_exec(|| {
                 nix::sys::prctl::set_pdeathsig(Signal::SIGINT).map_err(std::io::Error::from)
@@ -227,30 +241,58 @@ impl Drop for Cluster {
     }
 }
 
-/// `initdb` on PATH, else the newest `/usr/lib/postgresql/<version>/bin`.
-fn find_bin_dir() -> Option<PathBuf> {
-    find_bin_dir_in(std::env::var_os("PATH"), Path::new("/usr/lib/postgresql"))
+/// The embedded package's `bin`, made runnable: its library links created (npm's postinstall
+/// does that, `--ignore-scripts` does not), and, when the cluster's user cannot run it where it
+/// is (a checkout under a directory only root may enter, a read-only `node_modules`), a copy
+/// inside the cluster root, which is removed with it.
+fn embedded_bin_dir(
+    native: &Path,
+    root: &Path,
+    owner: Option<&User>,
+) -> Result<PathBuf, ClusterError> {
+    let hydrated = binaries::hydrate_symlinks(native);
+    let bin = native.join("bin");
+    let in_place = match (&hydrated, runs(&bin, owner)) {
+        (Ok(()), Ok(())) => return Ok(bin),
+        (Err(e), _) => format!("creating its library links: {e}"),
+        (Ok(()), Err(e)) => e,
+    };
+    let copy = root.join("postgres");
+    if !copy.join("bin").is_dir() {
+        binaries::copy_tree(native, &copy).map_err(|e| ClusterError::Step {
+            step: "copying the embedded PostgreSQL",
+            detail: format!("{}: {e} (after {in_place})", native.display()),
+        })?;
+    }
+    binaries::hydrate_symlinks(&copy)
+        .map_err(step("linking the embedded PostgreSQL's libraries"))?;
+    let bin = copy.join("bin");
+    runs(&bin, owner).map_err(|detail| ClusterError::Step {
+        step: "running the embedded PostgreSQL",
+        detail,
+    })?;
+    Ok(bin)
 }
 
-fn find_bin_dir_in(path: Option<std::ffi::OsString>, versions_root: &Path) -> Option<PathBuf> {
-    if let Some(path) = path {
-        for dir in std::env::split_paths(&path) {
-            if dir.join("initdb").is_file() && dir.join("postgres").is_file() {
-                return Some(dir);
+/// `initdb --version` and `postgres --version` as the cluster's user: the files are readable
+/// and executable by it and their shared libraries resolve.
+fn runs(bin: &Path, owner: Option<&User>) -> Result<(), String> {
+    for tool in ["initdb", "postgres"] {
+        let mut cmd = Command::new(bin.join(tool));
+        cmd.arg("--version").stdin(Stdio::null());
+        run_as(&mut cmd, owner);
+        match cmd.output() {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => {
+                return Err(format!(
+                    "{tool} --version: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
             }
+            Err(e) => return Err(format!("{tool}: {e}")),
         }
     }
-    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir(versions_root)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("initdb").is_file().then_some((v, bin))
-        })
-        .collect();
-    versions.sort();
-    versions.pop().map(|(_, b)| b)
+    Ok(())
 }
 
 fn unprivileged_owner() -> Option<User> {
@@ -291,34 +333,86 @@ fn chown_recursive(path: &Path, user: &User) -> Result<(), ClusterError> {
 
 #[cfg(test)]
 mod tests {
+    use futures_util::StreamExt;
+    use tokio_postgres::{AsyncMessage, NoTls};
+
     use super::*;
 
-    fn touch(p: &Path) {
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, b"").unwrap();
+    async fn next_note(
+        notes: &mut tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+    ) -> (String, String) {
+        tokio::time::timeout(Duration::from_secs(10), notes.recv())
+            .await
+            .expect("a notification within 10 s")
+            .expect("the listener is alive")
     }
 
+    /// Change capture (a plpgsql trigger that calls pg_notify, a LISTENing session) on the
+    /// embedded binaries, run as the unprivileged user when we are root. Skipped when the
+    /// package is not installed (`npm install` in the checkout installs it).
     #[test]
-    fn finds_postgres_on_path_or_the_newest_debian_version() {
-        let t = tempfile::tempdir().unwrap();
-        let root = t.path().join("lib");
-        assert_eq!(find_bin_dir_in(None, &root), None);
-        for v in ["13", "16", "9"] {
-            touch(&root.join(v).join("bin/initdb"));
-        }
-        touch(&root.join("notaversion/bin/initdb"));
-        assert_eq!(find_bin_dir_in(None, &root), Some(root.join("16/bin")));
-        let on_path = t.path().join("pgbin");
-        touch(&on_path.join("initdb"));
-        touch(&on_path.join("postgres"));
-        let path = std::env::join_paths([t.path().join("empty"), on_path.clone()]).unwrap();
-        assert_eq!(find_bin_dir_in(Some(path), &root), Some(on_path));
-    }
-
-    #[test]
-    fn a_missing_installation_says_how_to_install() {
-        let msg = ClusterError::NotInstalled.to_string();
-        assert!(msg.contains("apt-get install -y postgresql"), "{msg}");
-        assert!(msg.contains("--database-url"), "{msg}");
+    fn the_embedded_binaries_run_plpgsql_triggers_and_notify() {
+        let cluster = match Cluster::start_with(None, Choice::Embedded) {
+            Ok(c) => c,
+            Err(ClusterError::NotFound(why)) => {
+                eprintln!("skipped: {why}");
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        let root = cluster.root().to_path_buf();
+        let conn = cluster.connection_string();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (listener, mut connection) = tokio_postgres::connect(&conn, NoTls).await.unwrap();
+            let (tx, mut notes) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(async move {
+                let mut messages =
+                    futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                while let Some(Ok(m)) = messages.next().await {
+                    if let AsyncMessage::Notification(n) = m {
+                        let _ = tx.send((n.channel().to_string(), n.payload().to_string()));
+                    }
+                }
+            });
+            let (writer, connection) = tokio_postgres::connect(&conn, NoTls).await.unwrap();
+            tokio::spawn(connection);
+            writer
+                .batch_execute(
+                    "CREATE TABLE items (id int PRIMARY KEY, name text);
+                     CREATE FUNCTION capture() RETURNS trigger LANGUAGE plpgsql AS $$
+                     BEGIN
+                       PERFORM pg_notify('changes',
+                         json_build_object('op', TG_OP, 'record', row_to_json(NEW))::text);
+                       RETURN NEW;
+                     END $$;
+                     CREATE TRIGGER items_capture AFTER INSERT OR UPDATE ON items
+                       FOR EACH ROW EXECUTE FUNCTION capture();",
+                )
+                .await
+                .unwrap();
+            listener.batch_execute("LISTEN changes").await.unwrap();
+            writer
+                .batch_execute("INSERT INTO items VALUES (1, 'a'); UPDATE items SET name = 'b'")
+                .await
+                .unwrap();
+            let (channel, payload) = next_note(&mut notes).await;
+            assert_eq!(channel, "changes");
+            let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
+            assert_eq!(v["op"], "INSERT");
+            assert_eq!(v["record"]["name"], "a");
+            let (_, payload) = next_note(&mut notes).await;
+            let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
+            assert_eq!(
+                (&v["op"], &v["record"]["name"]),
+                (&"UPDATE".into(), &"b".into())
+            );
+        });
+        drop(runtime);
+        drop(cluster);
+        assert!(!root.exists(), "the temporary cluster is removed on drop");
     }
 }
