@@ -257,7 +257,8 @@ fn embedded_bin_dir(
         (Err(e), _) => format!("creating its library links: {e}"),
         (Ok(()), Err(e)) => e,
     };
-    let copy = root.join("postgres");
+    // Keeps the package's layout: its symlink list names paths under `native/`.
+    let copy = root.join("embedded-postgres").join("native");
     if !copy.join("bin").is_dir() {
         binaries::copy_tree(native, &copy).map_err(|e| ClusterError::Step {
             step: "copying the embedded PostgreSQL",
