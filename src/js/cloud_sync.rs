@@ -12,6 +12,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::{
+    ai_stream::{AiProxyStream, StreamBatch},
     error::spawn,
     events::{EventCallback, JsEventSink},
     secrets::{JsSecrets, SecretDelete, SecretGet, SecretSet},
@@ -455,10 +456,7 @@ impl NativeCloudSync {
                 Arc::new(ai::open_stream(&cloud, body, chunk_shapes.unwrap_or(false)).await?);
             cloud.track_stream(&stream);
             let first = stream.next_batch().await?.map(StreamBatch::from);
-            Ok(AiProxyStream {
-                inner: stream,
-                first: std::sync::Mutex::new(first),
-            })
+            Ok(AiProxyStream::new(stream, first))
         })
     }
 
@@ -672,75 +670,5 @@ impl CloudAuth {
     pub fn refresh<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, ()>> {
         let core = self.core.clone();
         spawn(env, async move { core.session()?.auth.refresh().await })
-    }
-}
-
-/// A pull handle on a streamed completion, opened with its first batch already pulled
-/// (`firstBatch()`), which saves the first chunk a round trip through the runtime.
-/// `nextBatch()` resolves with the chunks buffered since (parsed once on the JS side, not
-/// once per chunk), or `null` at the end; `cancel()` closes the connection.
-#[napi]
-pub struct AiProxyStream {
-    inner: Arc<ai::AiStream>,
-    first: std::sync::Mutex<Option<StreamBatch>>,
-}
-
-/// A shape of the stream's chunks (see `src/ai/shapes.rs`).
-#[napi(object)]
-pub struct ChunkShape {
-    pub id: u32,
-    /// A JS expression building the chunk from `s[i]`, `s[i+1]`, … (`slots` values).
-    pub source: String,
-    pub slots: u32,
-}
-
-#[napi(object)]
-pub struct StreamBatch {
-    /// Shapes first used in this batch.
-    pub shapes: Vec<ChunkShape>,
-    /// A JSON array: for each chunk, its shape's id and then that shape's slot values. Shape
-    /// 0 has one slot, the whole chunk.
-    pub values: String,
-}
-
-impl From<ai::stream::Pulled> for StreamBatch {
-    fn from(p: ai::stream::Pulled) -> StreamBatch {
-        StreamBatch {
-            shapes: p
-                .shapes
-                .into_iter()
-                .map(|s| ChunkShape {
-                    id: s.id,
-                    source: s.source,
-                    slots: s.slots,
-                })
-                .collect(),
-            values: p.values,
-        }
-    }
-}
-
-#[napi]
-impl AiProxyStream {
-    /// The batch pulled while opening (once; `null` afterwards, or if the stream was empty).
-    #[napi]
-    pub fn first_batch(&self) -> Option<StreamBatch> {
-        self.first.lock().unwrap_or_else(|p| p.into_inner()).take()
-    }
-
-    #[napi(ts_return_type = "Promise<StreamBatch | null>")]
-    pub fn next_batch<'e>(
-        &self,
-        env: &'e Env,
-    ) -> napi::Result<PromiseRaw<'e, Option<StreamBatch>>> {
-        let inner = self.inner.clone();
-        spawn(env, async move {
-            Ok(inner.next_batch().await?.map(StreamBatch::from))
-        })
-    }
-
-    #[napi]
-    pub fn cancel(&self) {
-        self.inner.cancel();
     }
 }
