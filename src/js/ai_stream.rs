@@ -1,89 +1,84 @@
 //! The AI stream as JS sees it: a pull handle that `cloud-sync.js` turns into the async
 //! generator `aiProxyStream`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use napi::{bindgen_prelude::PromiseRaw, Env};
+use napi::{
+    threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode},
+    Env, Status,
+};
 use napi_derive::napi;
 
-use super::error::spawn;
-use crate::ai;
+use super::error::to_js;
+use crate::ai::{self, stream::Pull};
 
-/// A pull handle on a streamed completion, opened with its first batch already pulled
-/// (`firstBatch()`), which saves the first chunk a round trip through the runtime.
-/// `nextBatch()` resolves with the chunks buffered since (parsed once on the JS side, not
-/// once per chunk), or `null` at the end; `cancel()` closes the connection.
+/// `() => void`, called when a `take()` that found nothing can take again. Weak: it keeps
+/// Node running only while a consumer waits on it (see [`AiProxyStream::take`]).
+pub type StreamWake = ThreadsafeFunction<(), (), (), Status, false, true>;
+
+/// A pull handle on a streamed completion, opened once its first chunk has arrived.
+/// `take()` hands over everything buffered as one JSON array text (parsed once on the JS
+/// side), `""` when nothing is buffered yet, `null` at the end; `cancel()` closes the
+/// connection.
 #[napi]
 pub struct AiProxyStream {
     inner: Arc<ai::AiStream>,
-    first: std::sync::Mutex<Option<StreamBatch>>,
+    wake: Arc<Mutex<StreamWake>>,
 }
 
 impl AiProxyStream {
-    pub(super) fn new(inner: Arc<ai::AiStream>, first: Option<StreamBatch>) -> AiProxyStream {
-        AiProxyStream {
-            inner,
-            first: std::sync::Mutex::new(first),
-        }
+    /// Wires `wake` to the stream: the stream calls it from its reader, the handle keeps
+    /// Node alive through it while the consumer waits.
+    pub(super) fn new(inner: Arc<ai::AiStream>, wake: StreamWake) -> AiProxyStream {
+        let wake = Arc::new(Mutex::new(wake));
+        let call = wake.clone();
+        inner.set_waker(Box::new(move || {
+            let wake = call.lock().unwrap_or_else(|p| p.into_inner());
+            let status = wake.call((), ThreadsafeFunctionCallMode::NonBlocking);
+            if status != Status::Ok {
+                tracing::debug!(?status, "stream wake-up not delivered");
+            }
+        }));
+        AiProxyStream { inner, wake }
     }
-}
 
-/// A shape of the stream's chunks (see `src/ai/shapes.rs`).
-#[napi(object)]
-pub struct ChunkShape {
-    pub id: u32,
-    /// A JS expression building the chunk from `s[i]`, `s[i+1]`, … (`slots` values).
-    pub source: String,
-    pub slots: u32,
-}
-
-#[napi(object)]
-pub struct StreamBatch {
-    /// Shapes first used in this batch.
-    pub shapes: Vec<ChunkShape>,
-    /// A JSON array: for each chunk, its shape's id and then that shape's slot values. Shape
-    /// 0 has one slot, the whole chunk.
-    pub values: String,
-}
-
-impl From<ai::stream::Pulled> for StreamBatch {
-    fn from(p: ai::stream::Pulled) -> StreamBatch {
-        StreamBatch {
-            shapes: p
-                .shapes
-                .into_iter()
-                .map(|s| ChunkShape {
-                    id: s.id,
-                    source: s.source,
-                    slots: s.slots,
-                })
-                .collect(),
-            values: p.values,
+    /// Node stays alive while a consumer waits for the stream, and only then: a stream its
+    /// consumer abandoned never holds the process.
+    #[allow(deprecated)] // ref/unref of the loop is exactly what is meant here, not a clone
+    fn keep_alive(&self, env: &Env, waiting: bool) {
+        let mut wake = self.wake.lock().unwrap_or_else(|p| p.into_inner());
+        let done = if waiting {
+            wake.refer(env)
+        } else {
+            wake.unref(env)
+        };
+        if let Err(e) = done {
+            tracing::debug!(error = %e, "stream keep-alive not changed");
         }
     }
 }
 
 #[napi]
 impl AiProxyStream {
-    /// The batch pulled while opening (once; `null` afterwards, or if the stream was empty).
+    /// The chunks buffered since the last call as the text of a JSON array; `""` when none
+    /// is buffered yet (the wake function given at opening is then called once there is);
+    /// `null` once the stream has reached `[DONE]`. Throws the stream's failure.
     #[napi]
-    pub fn first_batch(&self) -> Option<StreamBatch> {
-        self.first.lock().unwrap_or_else(|p| p.into_inner()).take()
+    pub fn take(&self, env: &Env) -> napi::Result<Option<String>> {
+        let pulled = self.inner.try_pull();
+        self.keep_alive(env, matches!(pulled, Ok(Pull::Pending)));
+        match pulled {
+            Ok(Pull::Chunks(chunks)) => Ok(Some(chunks)),
+            Ok(Pull::Pending) => Ok(Some(String::new())),
+            Ok(Pull::End) => Ok(None),
+            Err(e) => Err(to_js(env, e)),
+        }
     }
 
-    #[napi(ts_return_type = "Promise<StreamBatch | null>")]
-    pub fn next_batch<'e>(
-        &self,
-        env: &'e Env,
-    ) -> napi::Result<PromiseRaw<'e, Option<StreamBatch>>> {
-        let inner = self.inner.clone();
-        spawn(env, async move {
-            Ok(inner.next_batch().await?.map(StreamBatch::from))
-        })
-    }
-
+    /// Closes the connection; later `take()`s return `null`.
     #[napi]
-    pub fn cancel(&self) {
+    pub fn cancel(&self, env: &Env) {
         self.inner.cancel();
+        self.keep_alive(env, false);
     }
 }

@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::{
-    ai_stream::{AiProxyStream, StreamBatch},
+    ai_stream::{AiProxyStream, StreamWake},
     error::spawn,
     events::{EventCallback, JsEventSink},
     secrets::{JsSecrets, SecretDelete, SecretGet, SecretSet},
@@ -425,11 +425,11 @@ impl NativeCloudSync {
         })
     }
 
-    /// Opens the stream behind `aiProxyStream` (the JS layer turns it into an async generator).
-    /// `chunkShapes`: whether the caller builds chunks from `StreamBatch.shapes`; when not
-    /// (the default), every chunk travels whole.
+    /// Opens the stream behind `aiProxyStream` (the JS layer turns it into an async generator);
+    /// resolves once the first chunk has arrived (or the stream has ended). `wake` is called
+    /// whenever a `take()` that found nothing can take again.
     #[napi(
-        ts_args_type = "model: string, messages: ChatMessage[], options?: AiProxyOptions | null, chunkShapes?: boolean | null",
+        ts_args_type = "model: string, messages: ChatMessage[], options: AiProxyOptions | null | undefined, wake: () => void",
         ts_return_type = "Promise<AiProxyStream>"
     )]
     pub fn ai_proxy_stream_open<'e>(
@@ -438,7 +438,7 @@ impl NativeCloudSync {
         model: String,
         messages: Value,
         options: Option<Value>,
-        chunk_shapes: Option<bool>,
+        wake: StreamWake,
     ) -> napi::Result<PromiseRaw<'e, AiProxyStream>> {
         let core = self.core.clone();
         spawn(env, async move {
@@ -452,11 +452,10 @@ impl NativeCloudSync {
                 ws.as_deref(),
                 options.as_ref(),
             );
-            let stream =
-                Arc::new(ai::open_stream(&cloud, body, chunk_shapes.unwrap_or(false)).await?);
+            let stream = Arc::new(ai::open_stream(&cloud, body).await?);
             cloud.track_stream(&stream);
-            let first = stream.next_batch().await?.map(StreamBatch::from);
-            Ok(AiProxyStream::new(stream, first))
+            stream.started().await;
+            Ok(AiProxyStream::new(stream, wake))
         })
     }
 
