@@ -17,6 +17,31 @@ pub mod presence;
 pub mod socket;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod poll_tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    #[tokio::test(start_paused = true)]
+    async fn polling_pauses_while_live() {
+        let (tx, mut rx) = watch::channel(Status::Connecting);
+        let start = Instant::now();
+        poll_wait(Duration::from_secs(30), Some(&mut rx)).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(30));
+
+        tx.send_replace(Status::Live);
+        let t = tokio::spawn(async move {
+            poll_wait(Duration::from_secs(30), Some(&mut rx)).await;
+            Instant::now()
+        });
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert!(!t.is_finished(), "no polling while live");
+        let lost = Instant::now();
+        tx.send_replace(Status::WaitingToReconnect);
+        let done = t.await.unwrap();
+        assert_eq!(done - lost, Duration::from_secs(30));
+    }
+}
 mod token;
 
 use std::{sync::Arc, time::Duration};
@@ -132,6 +157,32 @@ impl Realtime {
     /// when joined, else through the REST broadcast endpoint).
     pub fn broadcast(&self, event: String, payload: Value) {
         let _ = self.commands.send(Command::Broadcast { event, payload });
+    }
+}
+
+/// The sync engine's wait between polls: `wait`, except that while the socket is live it
+/// does not end (remote changes arrive over the socket and wake the engine), and when the
+/// socket stops being live, polling resumes `wait` from then. Without a socket (`None`, or
+/// its task gone), a plain sleep.
+pub async fn poll_wait(wait: Duration, status: Option<&mut watch::Receiver<Status>>) {
+    let Some(rx) = status else {
+        return tokio::time::sleep(wait).await;
+    };
+    let mut deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if rx.borrow_and_update().is_live() {
+            if rx.changed().await.is_err() {
+                return tokio::time::sleep_until(deadline).await;
+            }
+            deadline = tokio::time::Instant::now() + wait;
+            continue;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return,
+            r = rx.changed() => if r.is_err() {
+                return tokio::time::sleep_until(deadline).await;
+            },
+        }
     }
 }
 
