@@ -15,6 +15,7 @@ pub mod error;
 pub mod events;
 pub mod link_file;
 pub mod log;
+pub mod realtime;
 pub mod rest;
 pub mod sse;
 pub mod sync;

@@ -1,0 +1,929 @@
+//! The socket task: the only owner of the connection and of everything that changes with it.
+//! While down it waits out the reconnect backoff (and polls presence once the socket has
+//! been gone a while); while up it runs one `select!` over the socket, the heartbeat, the
+//! channel's timers, the owner's commands and the results of the REST work it started.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    future::Future,
+    sync::Arc,
+};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Map, Value};
+use tokio::{
+    net::TcpStream,
+    sync::{mpsc, watch},
+    time::{sleep_until, Instant},
+};
+use tokio_tungstenite::{
+    connect_async_with_config,
+    tungstenite::{
+        client::IntoClientRequest,
+        protocol::{frame::coding::CloseCode, CloseFrame, WebSocketConfig},
+        Message,
+    },
+    MaybeTlsStream, WebSocketStream,
+};
+use uuid::Uuid;
+
+use super::{
+    backoff::{Backoff, RECONNECT},
+    catchup::{self, Seen},
+    channel::{is_token_problem, Channel, Table},
+    frame::{self, ChangeData, ChangeType, Incoming, Outgoing},
+    presence::Member,
+    token, Command, Params, Status, MAX_MESSAGE_BYTES,
+};
+use crate::{
+    error::{Error, Result},
+    rest::{query, Client, Credentials, Request},
+};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Ids remembered for deduplication.
+const SEEN_IDS: usize = 50_000;
+
+/// Results of work the task started on the side (it never awaits the network itself while
+/// the socket is up, so heartbeats and frames are never held up by a slow REST call).
+enum Internal {
+    Token(Result<Option<String>>),
+    CaughtUp {
+        conversation: Uuid,
+        rows: Vec<Value>,
+    },
+    Polled(Vec<Member>),
+}
+
+/// Why the connected phase ended.
+enum Exit {
+    Lost(String),
+    Shutdown,
+}
+
+pub(crate) async fn run(
+    params: Params,
+    commands: mpsc::UnboundedReceiver<Command>,
+    status: watch::Sender<Status>,
+    members: watch::Sender<Vec<Member>>,
+) {
+    let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+    let channel = Channel::new(params.workspace_id, params.me.clone());
+    let mut task = Task {
+        p: params,
+        commands,
+        internal_tx,
+        internal_rx,
+        status,
+        members,
+        channel,
+        next_ref: 0,
+        token: None,
+        token_check: None,
+        fetching_token: false,
+        pending_heartbeat: None,
+        seen: Seen::new(SEEN_IDS),
+        cursors: HashMap::new(),
+        needs_catchup: BTreeSet::new(),
+        missed_workspace: false,
+        announced: false,
+        presence_poll: None,
+        lost_at: None,
+    };
+    task.run().await;
+    task.status.send_replace(Status::ShutDown);
+    task.members.send_replace(Vec::new());
+}
+
+struct Task {
+    p: Params,
+    commands: mpsc::UnboundedReceiver<Command>,
+    internal_tx: mpsc::UnboundedSender<Internal>,
+    internal_rx: mpsc::UnboundedReceiver<Internal>,
+    status: watch::Sender<Status>,
+    members: watch::Sender<Vec<Member>>,
+    channel: Channel,
+    next_ref: u64,
+    /// The newest access token the session gave us.
+    token: Option<String>,
+    /// When to ask the session for the token again (shortly before it expires).
+    token_check: Option<Instant>,
+    fetching_token: bool,
+    pending_heartbeat: Option<String>,
+    seen: Seen,
+    /// Per conversation, the `created_at` of the newest row seen (or when watching began).
+    cursors: HashMap<Uuid, String>,
+    /// Conversations whose rows may have been missed, pulled after the next join.
+    needs_catchup: BTreeSet<Uuid>,
+    /// The workspace row may have changed unseen: reconcile after the next join.
+    missed_workspace: bool,
+    /// `cloud:realtime:connected` was emitted and `disconnected` not yet.
+    announced: bool,
+    /// While the socket is down: when to poll presence next.
+    presence_poll: Option<Instant>,
+    /// When the socket (or the channel) was lost, until the next join.
+    lost_at: Option<String>,
+}
+
+impl Task {
+    async fn run(&mut self) {
+        let mut attempt = 0u32;
+        loop {
+            self.status.send_replace(Status::Connecting);
+            let connecting = connect(
+                self.p.base_url.clone(),
+                self.p.anon_key.clone(),
+                self.p.credentials.clone(),
+                self.p.client.clone(),
+                self.p.workspace_id,
+            );
+            match self.down(connecting).await {
+                None => return,
+                Some(Ok((ws, token, conversations))) => {
+                    self.set_token(token);
+                    if let Some(c) = conversations {
+                        // A conversation created while the socket was down is watched from
+                        // the moment it went down.
+                        let origin = self.lost_at.clone().unwrap_or_else(now_iso);
+                        let before = self.channel.conversations().clone();
+                        if self.set_conversations(c.into_iter().collect(), &origin)
+                            && self.lost_at.is_some()
+                        {
+                            let new: Vec<Uuid> = self
+                                .channel
+                                .conversations()
+                                .difference(&before)
+                                .copied()
+                                .collect();
+                            self.needs_catchup.extend(new);
+                        }
+                    }
+                    match self.connected(ws).await {
+                        Exit::Shutdown => return,
+                        Exit::Lost(reason) => {
+                            tracing::info!(%reason, "realtime socket lost; reconnecting")
+                        }
+                    }
+                    if self.channel_was_joined() {
+                        attempt = 0;
+                    }
+                }
+                Some(Err(e)) => tracing::info!(error = %e, "realtime connection failed"),
+            }
+            self.socket_lost();
+            attempt = attempt.saturating_add(1);
+            self.status.send_replace(Status::WaitingToReconnect);
+            let wait = RECONNECT.sleep_duration(attempt);
+            if self.down(tokio::time::sleep(wait)).await.is_none() {
+                return;
+            }
+        }
+    }
+
+    fn channel_was_joined(&self) -> bool {
+        // A connection that got as far as a join resets the reconnect backoff.
+        self.announced
+    }
+
+    /// Runs `fut` while the socket is down, serving commands and side results meanwhile.
+    /// `None`: shut down.
+    async fn down<F: Future>(&mut self, fut: F) -> Option<F::Output> {
+        tokio::pin!(fut);
+        loop {
+            let poll_at = self.presence_poll;
+            tokio::select! {
+                out = &mut fut => return Some(out),
+                cmd = self.commands.recv() => match cmd {
+                    None | Some(Command::Shutdown) => {
+                        self.announce_down();
+                        return None;
+                    }
+                    Some(Command::Broadcast { event, payload }) => self.broadcast_rest(event, payload),
+                },
+                Some(msg) = self.internal_rx.recv() => {
+                    // Without a socket nothing is sent, so this cannot fail.
+                    let _ = self.internal(None, msg).await;
+                }
+                _ = sleep_opt(poll_at) => self.poll_presence(),
+            }
+        }
+    }
+
+    async fn connected(&mut self, mut ws: Ws) -> Exit {
+        self.status.send_replace(Status::Connected);
+        self.pending_heartbeat = None;
+        let period = self.p.heartbeat;
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.channel.disconnected();
+        if let Err(e) = self.maybe_join(&mut ws).await {
+            return Exit::Lost(e);
+        }
+        loop {
+            let deadline = earliest(self.channel.deadline(), self.token_check);
+            let step = tokio::select! {
+                msg = ws.next() => match msg {
+                    Some(Ok(Message::Text(text))) => self.on_text(&mut ws, text.as_str()).await,
+                    Some(Ok(Message::Binary(b))) => {
+                        tracing::warn!(bytes = b.len(), "dropping a binary realtime frame (vsn 1.0.0 has none)");
+                        Ok(())
+                    }
+                    Some(Ok(Message::Close(c))) => Err(format!(
+                        "closed by the server ({})",
+                        c.map(|c| u16::from(c.code).to_string()).unwrap_or_else(|| "no code".into())
+                    )),
+                    Some(Ok(_)) => Ok(()),
+                    Some(Err(e)) => Err(format!("socket error: {e}")),
+                    None => Err("socket closed".into()),
+                },
+                _ = heartbeat.tick() => self.heartbeat(&mut ws).await,
+                cmd = self.commands.recv() => match cmd {
+                    None | Some(Command::Shutdown) => {
+                        self.close(&mut ws).await;
+                        return Exit::Shutdown;
+                    }
+                    Some(Command::Broadcast { event, payload }) => self.broadcast(&mut ws, event, payload).await,
+                },
+                Some(msg) = self.internal_rx.recv() => self.internal(Some(&mut ws), msg).await,
+                _ = sleep_opt(deadline) => self.timers(&mut ws).await,
+            };
+            if let Err(reason) = step {
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_secs(1), ws.close(None)).await;
+                return Exit::Lost(reason);
+            }
+        }
+    }
+
+    fn next_ref(&mut self) -> String {
+        self.next_ref += 1;
+        self.next_ref.to_string()
+    }
+
+    async fn send(
+        &mut self,
+        ws: &mut Ws,
+        topic: &str,
+        event: &str,
+        payload: &Value,
+        join_ref: Option<&str>,
+    ) -> std::result::Result<String, String> {
+        let reference = self.next_ref();
+        let text = Outgoing {
+            topic,
+            event,
+            payload,
+            reference: Some(&reference),
+            join_ref,
+        }
+        .encode();
+        // The payload may hold a token: only the topic and event are ever logged.
+        tracing::trace!(topic, event, reference = %reference, "realtime send");
+        ws.send(Message::Text(text.into()))
+            .await
+            .map_err(|e| format!("send failed: {e}"))?;
+        Ok(reference)
+    }
+
+    async fn heartbeat(&mut self, ws: &mut Ws) -> std::result::Result<(), String> {
+        if self.pending_heartbeat.is_some() {
+            let frame = CloseFrame {
+                code: CloseCode::Normal,
+                reason: "heartbeat timeout".into(),
+            };
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), ws.close(Some(frame)))
+                .await;
+            return Err("heartbeat timeout".into());
+        }
+        let r = self
+            .send(ws, "phoenix", "heartbeat", &json!({}), None)
+            .await?;
+        self.pending_heartbeat = Some(r);
+        // Like realtime-js's setAuth on every heartbeat: a token refreshed by the session
+        // reaches the channel within one interval.
+        self.fetch_token(false);
+        Ok(())
+    }
+
+    async fn maybe_join(&mut self, ws: &mut Ws) -> std::result::Result<(), String> {
+        let now = Instant::now();
+        if !self.channel.wants_join(now) {
+            return Ok(());
+        }
+        let join_ref = self.next_ref();
+        let payload = self
+            .channel
+            .join(join_ref.clone(), self.token.as_deref(), now);
+        let text = Outgoing {
+            topic: &self.channel.topic,
+            event: "phx_join",
+            payload: &payload,
+            reference: Some(&join_ref),
+            join_ref: Some(&join_ref),
+        }
+        .encode();
+        tracing::debug!(topic = %self.channel.topic, join_ref = %join_ref, "joining");
+        ws.send(Message::Text(text.into()))
+            .await
+            .map_err(|e| format!("send failed: {e}"))
+    }
+
+    /// Leaves the current join (if any) and joins again, for a new set of bindings.
+    async fn rejoin(&mut self, ws: &mut Ws) -> std::result::Result<(), String> {
+        if let Some(old) = self.channel.join_ref().map(String::from) {
+            let topic = self.channel.topic.clone();
+            self.send(ws, &topic, "phx_leave", &json!({}), Some(&old))
+                .await?;
+        }
+        self.channel.disconnected();
+        if self.status.borrow().is_live() {
+            self.status.send_replace(Status::Connected);
+        }
+        self.maybe_join(ws).await
+    }
+
+    async fn timers(&mut self, ws: &mut Ws) -> std::result::Result<(), String> {
+        let now = Instant::now();
+        if self.token_check.is_some_and(|t| t <= now) {
+            self.token_check = None;
+            self.fetch_token(false);
+        }
+        if self.channel.join_timed_out(now) {
+            tracing::info!(topic = %self.channel.topic, "join timed out; rejoining later");
+            if let Some(old) = self.channel.join_ref().map(String::from) {
+                let topic = self.channel.topic.clone();
+                self.send(ws, &topic, "phx_leave", &json!({}), Some(&old))
+                    .await?;
+            }
+            self.channel.errored(now);
+        }
+        self.maybe_join(ws).await
+    }
+
+    async fn close(&mut self, ws: &mut Ws) {
+        if let Some(jr) = self.channel.join_ref().map(String::from) {
+            let topic = self.channel.topic.clone();
+            let _ = self
+                .send(ws, &topic, "phx_leave", &json!({}), Some(&jr))
+                .await;
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), ws.close(None)).await;
+        self.announce_down();
+    }
+
+    fn announce_down(&mut self) {
+        if std::mem::take(&mut self.announced) {
+            self.p.events.emit(
+                "cloud:realtime:disconnected",
+                json!({"workspaceId": self.p.workspace_id.to_string()}),
+            );
+        }
+    }
+
+    fn socket_lost(&mut self) {
+        if self.lost_at.is_none() {
+            self.lost_at = Some(now_iso());
+        }
+        self.channel.disconnected();
+        self.pending_heartbeat = None;
+        self.needs_catchup
+            .extend(self.channel.conversations().iter().copied());
+        self.missed_workspace = true;
+        if self.announced {
+            self.presence_poll = Some(Instant::now() + self.p.presence_interval);
+        }
+        self.announce_down();
+    }
+
+    // ---- frames ------------------------------------------------------------------------
+
+    async fn on_text(&mut self, ws: &mut Ws, text: &str) -> std::result::Result<(), String> {
+        let (topic, incoming) = match frame::decode(text) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, bytes = text.len(), "dropping a realtime frame");
+                return Ok(());
+            }
+        };
+        if topic == "phoenix" {
+            if let Incoming::Reply { reference, .. } = &incoming {
+                if self.pending_heartbeat.as_deref() == Some(reference.as_str()) {
+                    self.pending_heartbeat = None;
+                }
+            }
+            return Ok(());
+        }
+        if topic != self.channel.topic {
+            tracing::debug!(topic = %topic.chars().take(80).collect::<String>(), "frame for an unknown topic");
+            return Ok(());
+        }
+        let now = Instant::now();
+        match incoming {
+            Incoming::Reply { reference, reply } => {
+                match self.channel.on_join_reply(&reference, &reply, now) {
+                    Ok(true) => self.joined(ws).await?,
+                    Ok(false) => {
+                        if reply.status != "ok" {
+                            tracing::debug!(reference = %reference, "a push was refused");
+                        }
+                    }
+                    Err(reason) => {
+                        tracing::warn!(topic = %self.channel.topic, %reason, "join refused; rejoining later");
+                        if self.channel.token_rejected {
+                            self.fetch_token(true);
+                        }
+                    }
+                }
+            }
+            Incoming::Change(c) => {
+                if !self.channel.is_joined() {
+                    return Ok(());
+                }
+                match self.channel.route(&c.ids, &c.data) {
+                    Some(table) => self.change(ws, table, c.data).await?,
+                    None => {
+                        tracing::debug!(table = %c.data.table, "change for no binding of this join")
+                    }
+                }
+            }
+            Incoming::PresenceState(s) => {
+                if self.channel.join_ref().is_some() && self.channel.presence.on_state(s) {
+                    self.publish_channel_presence();
+                }
+            }
+            Incoming::PresenceDiff(d) => {
+                if self.channel.join_ref().is_some() && self.channel.presence.on_diff(d) {
+                    self.publish_channel_presence();
+                }
+            }
+            Incoming::Broadcast(b) => self.deliver_broadcast(b.event, b.payload),
+            Incoming::System(s) => {
+                let message = match &s.message {
+                    Value::String(m) => m.chars().take(200).collect(),
+                    other => other.to_string().chars().take(200).collect::<String>(),
+                };
+                if s.status == "error" {
+                    tracing::warn!(extension = %s.extension, %message, "realtime system error");
+                    if is_token_problem(&message) {
+                        self.channel.token_rejected = true;
+                    }
+                } else {
+                    tracing::debug!(extension = %s.extension, %message, "realtime system message");
+                }
+            }
+            Incoming::Close { join_ref } | Incoming::Error { join_ref } => {
+                let current = self.channel.join_ref();
+                if join_ref.is_some() && join_ref.as_deref() != current {
+                    return Ok(()); // an earlier join's
+                }
+                if current.is_none() {
+                    return Ok(());
+                }
+                tracing::info!(topic = %self.channel.topic, token = self.channel.token_rejected, "channel closed by the server; rejoining");
+                self.channel.errored(now);
+                if self.status.borrow().is_live() {
+                    self.status.send_replace(Status::Connected);
+                }
+                self.needs_catchup
+                    .extend(self.channel.conversations().iter().copied());
+                self.missed_workspace = true;
+                if self.channel.token_rejected {
+                    self.fetch_token(true);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn joined(&mut self, ws: &mut Ws) -> std::result::Result<(), String> {
+        tracing::debug!(topic = %self.channel.topic, "joined");
+        let track = self.channel.track_payload(&now_iso());
+        let (topic, jr) = (
+            self.channel.topic.clone(),
+            self.channel.join_ref().map(String::from),
+        );
+        self.status.send_replace(Status::Live);
+        self.presence_poll = None;
+        self.lost_at = None;
+        for conv in std::mem::take(&mut self.needs_catchup) {
+            self.catch_up(conv);
+        }
+        if std::mem::take(&mut self.missed_workspace) {
+            self.p.hooks.workspace_changed();
+        }
+        if !self.announced {
+            self.announced = true;
+            self.p.events.emit(
+                "cloud:realtime:connected",
+                json!({"workspaceId": self.p.workspace_id.to_string()}),
+            );
+        }
+        self.send(ws, &topic, "presence", &track, jr.as_deref())
+            .await?;
+        Ok(())
+    }
+
+    async fn change(
+        &mut self,
+        ws: &mut Ws,
+        table: Table,
+        data: ChangeData,
+    ) -> std::result::Result<(), String> {
+        match table {
+            Table::Workspaces => self.p.hooks.workspace_changed(),
+            Table::Conversations => {
+                let mut set = self.channel.conversations().clone();
+                let id = |r: &Option<Map<String, Value>>| {
+                    r.as_ref()
+                        .and_then(|r| r.get("id"))
+                        .and_then(Value::as_str)
+                        .and_then(|s| Uuid::parse_str(s).ok())
+                };
+                let ws_id = self.p.workspace_id.to_string();
+                match data.kind {
+                    ChangeType::Insert | ChangeType::Update => {
+                        let Some(conv) = id(&data.record) else {
+                            return Ok(());
+                        };
+                        let here = data
+                            .record
+                            .as_ref()
+                            .and_then(|r| r.get("workspace_id"))
+                            .and_then(Value::as_str)
+                            == Some(ws_id.as_str());
+                        if here {
+                            set.insert(conv);
+                        } else {
+                            set.remove(&conv);
+                        }
+                    }
+                    ChangeType::Delete => {
+                        if let Some(conv) = id(&data.old_record) {
+                            set.remove(&conv);
+                        }
+                    }
+                }
+                let before: BTreeSet<Uuid> = self.channel.conversations().clone();
+                if self.set_conversations(set, &now_iso()) {
+                    // Rows written to a new conversation before the rejoin are pulled after it.
+                    self.needs_catchup.extend(
+                        self.channel
+                            .conversations()
+                            .iter()
+                            .filter(|c| !before.contains(c))
+                            .copied(),
+                    );
+                    self.rejoin(ws).await?;
+                }
+            }
+            Table::Messages => {
+                if data.kind == ChangeType::Insert {
+                    if let Some(row) = data.record {
+                        self.message(Value::Object(row));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A message row from the socket or a catch-up pull: handed to the host once, unless
+    /// this client wrote it.
+    fn message(&mut self, row: Value) {
+        let Some(id) = catchup::row_id(&row) else {
+            tracing::warn!("dropping a message row without a valid id");
+            return;
+        };
+        if !self.seen.insert(id) {
+            return;
+        }
+        let conv = row
+            .get("conversation_id")
+            .and_then(Value::as_str)
+            .and_then(|s| Uuid::parse_str(s).ok());
+        if let (Some(conv), Some(t)) = (conv, row.get("created_at").and_then(Value::as_str)) {
+            let newer = self.cursors.get(&conv).is_none_or(|c| later(t, c));
+            if newer {
+                self.cursors.insert(conv, t.to_string());
+            }
+        }
+        let me = self.channel.me.user_id.as_str();
+        let own = row.get("sender_user_id").and_then(Value::as_str) == Some(me)
+            || row.pointer("/metadata/pushedBy").and_then(Value::as_str) == Some(me);
+        if !own {
+            self.p.events.emit("cloud:message:received", row);
+        }
+    }
+
+    /// Replaces the watched conversations; new ones are watched from `origin`.
+    fn set_conversations(&mut self, set: BTreeSet<Uuid>, origin: &str) -> bool {
+        for c in &set {
+            self.cursors.entry(*c).or_insert_with(|| origin.to_string());
+        }
+        self.cursors.retain(|c, _| set.contains(c));
+        self.channel.set_conversations(set)
+    }
+
+    fn deliver_broadcast(&mut self, event: String, payload: Value) {
+        if event.is_empty() || event.len() > 255 {
+            tracing::warn!("dropping a broadcast with an empty or oversized event name");
+            return;
+        }
+        let payload = match payload {
+            Value::Object(_) => payload,
+            // The host spreads payloads into objects; anything else is wrapped.
+            other => json!({ "payload": other }),
+        };
+        self.p
+            .events
+            .emit(&format!("cloud:broadcast:{event}"), payload);
+    }
+
+    fn publish_channel_presence(&mut self) {
+        let members = self.channel.presence.members();
+        self.publish(members);
+    }
+
+    fn publish(&mut self, members: Vec<Member>) {
+        if *self.members.borrow() == members {
+            return;
+        }
+        self.members.send_replace(members.clone());
+        self.p.events.emit(
+            "cloud:presence:updated",
+            json!({"workspaceId": self.p.workspace_id.to_string(), "members": members}),
+        );
+    }
+
+    // ---- commands and side work --------------------------------------------------------
+
+    async fn broadcast(
+        &mut self,
+        ws: &mut Ws,
+        event: String,
+        payload: Value,
+    ) -> std::result::Result<(), String> {
+        if !self.channel.is_joined() {
+            self.broadcast_rest(event, payload);
+            return Ok(());
+        }
+        let body = json!({"type": "broadcast", "event": event, "payload": payload});
+        let (topic, jr) = (
+            self.channel.topic.clone(),
+            self.channel.join_ref().map(String::from),
+        );
+        self.send(ws, &topic, "broadcast", &body, jr.as_deref())
+            .await
+            .map(|_| ())
+    }
+
+    /// Not joined: the REST endpoint delivers it (realtime-js does the same).
+    fn broadcast_rest(&self, event: String, payload: Value) {
+        let client = self.p.client.clone();
+        let topic = format!("workspace:{}", self.p.workspace_id);
+        tokio::spawn(async move {
+            let body = json!({"messages": [{"topic": topic, "event": event, "payload": payload, "private": false}]});
+            let req = Request::new(reqwest::Method::POST, "/realtime/v1/api/broadcast").json(body);
+            if let Err(e) = client.send(&req).await {
+                tracing::info!(error = %e, "broadcast through REST failed");
+            }
+        });
+    }
+
+    fn fetch_token(&mut self, renew: bool) {
+        if self.fetching_token && !renew {
+            return;
+        }
+        self.fetching_token = true;
+        let creds = self.p.credentials.clone();
+        let used = self.token.clone();
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let t = match (renew, used) {
+                (true, Some(used)) => creds.renew(used).await,
+                _ => creds.access_token().await,
+            };
+            let _ = tx.send(Internal::Token(t));
+        });
+    }
+
+    fn set_token(&mut self, token: Option<String>) {
+        self.token_check = token
+            .as_deref()
+            .and_then(|t| token::swap_in(t, chrono::Utc::now().timestamp()))
+            .map(|d| Instant::now() + d);
+        self.token = token;
+    }
+
+    fn catch_up(&self, conversation: Uuid) {
+        let since = self
+            .cursors
+            .get(&conversation)
+            .and_then(|c| catchup::with_slack(c));
+        let Some(since) = since else { return };
+        let client = self.p.client.clone();
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            match catchup::messages_since(&client, &conversation, &since).await {
+                Ok(rows) => {
+                    let _ = tx.send(Internal::CaughtUp { conversation, rows });
+                }
+                Err(e) => tracing::warn!(error = %e, %conversation, "catch-up pull failed"),
+            }
+        });
+    }
+
+    fn poll_presence(&mut self) {
+        let interval = self.p.presence_interval;
+        self.presence_poll = Some(Instant::now() + interval);
+        let client = self.p.client.clone();
+        let tx = self.internal_tx.clone();
+        let ws = self.p.workspace_id;
+        let me = self.channel.me.user_id.clone();
+        let window =
+            chrono::Duration::from_std(interval * 2).unwrap_or(chrono::Duration::minutes(2));
+        tokio::spawn(async move {
+            match catchup::poll_presence(&client, &ws, &me, window).await {
+                Ok(m) => {
+                    let _ = tx.send(Internal::Polled(m));
+                }
+                Err(e) => tracing::debug!(error = %e, "presence poll failed"),
+            }
+        });
+    }
+
+    async fn internal(
+        &mut self,
+        ws: Option<&mut Ws>,
+        msg: Internal,
+    ) -> std::result::Result<(), String> {
+        match msg {
+            Internal::Token(Ok(Some(t))) => {
+                self.fetching_token = false;
+                let changed = self.token.as_deref() != Some(t.as_str());
+                self.set_token(Some(t.clone()));
+                if !changed && !self.channel.token_rejected {
+                    return Ok(());
+                }
+                if let Some(ws) = ws {
+                    if self.channel.is_joined() && self.channel.token.as_deref() != Some(&t) {
+                        let (topic, jr) = (
+                            self.channel.topic.clone(),
+                            self.channel.join_ref().map(String::from),
+                        );
+                        self.send(
+                            ws,
+                            &topic,
+                            "access_token",
+                            &json!({"access_token": t}),
+                            jr.as_deref(),
+                        )
+                        .await?;
+                        self.channel.token = Some(t);
+                    } else if self.channel.token_rejected
+                        && matches!(self.channel.state, super::channel::State::Closed { .. })
+                    {
+                        // The renewed token cures the failure: rejoin without waiting.
+                        self.channel.disconnected();
+                        self.maybe_join(ws).await?;
+                    }
+                }
+            }
+            Internal::Token(Ok(None)) => self.fetching_token = false,
+            Internal::Token(Err(e)) => {
+                self.fetching_token = false;
+                tracing::info!(error = %e, "cannot get an access token for realtime");
+            }
+            Internal::CaughtUp { conversation, rows } => {
+                if !self.channel.conversations().contains(&conversation) {
+                    return Ok(());
+                }
+                let n = rows.len();
+                for row in rows {
+                    self.message(row);
+                }
+                tracing::debug!(%conversation, rows = n, "caught up");
+            }
+            Internal::Polled(members) => {
+                if !self.status.borrow().is_live() {
+                    self.publish(members);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Lists the workspace's conversations, takes a token and opens the socket.
+async fn connect(
+    base_url: String,
+    anon_key: String,
+    credentials: Arc<dyn Credentials>,
+    client: Arc<Client>,
+    workspace: Uuid,
+) -> Result<(Ws, Option<String>, Option<Vec<Uuid>>)> {
+    let conversations = match catchup::conversations(&client, &workspace).await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::info!(error = %e, "cannot list the workspace's conversations");
+            None
+        }
+    };
+    let token = credentials.access_token().await?;
+    let url = socket_url(&base_url, &anon_key)?;
+    let request = url.into_client_request().map_err(|e| Error::Network {
+        url: base_url.clone(),
+        reason: format!("bad realtime request: {e}"),
+        timeout: false,
+    })?;
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_MESSAGE_BYTES));
+    let open = connect_async_with_config(request, Some(config), true);
+    let (ws, _) = tokio::time::timeout(std::time::Duration::from_secs(10), open)
+        .await
+        .map_err(|_| Error::Network {
+            url: base_url.clone(),
+            reason: "realtime connection timed out".into(),
+            timeout: true,
+        })?
+        .map_err(|e| Error::Network {
+            // The URL holds the API key: only the base is shown.
+            url: base_url.clone(),
+            reason: format!("realtime connection failed: {e}"),
+            timeout: false,
+        })?;
+    Ok((ws, token, conversations))
+}
+
+/// `ws(s)://…/realtime/v1/websocket?apikey=…&vsn=1.0.0` for an `http(s)://` base URL.
+pub fn socket_url(base_url: &str, anon_key: &str) -> Result<String> {
+    let base = base_url.trim_end_matches('/');
+    let rest = if let Some(r) = base.strip_prefix("https://") {
+        format!("wss://{r}")
+    } else if let Some(r) = base.strip_prefix("http://") {
+        format!("ws://{r}")
+    } else {
+        return Err(Error::InvalidConfig(
+            "baseUrl must be an http(s) URL".into(),
+        ));
+    };
+    Ok(format!(
+        "{rest}/realtime/v1/websocket?apikey={}&vsn=1.0.0",
+        query::encode(anon_key)
+    ))
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+async fn sleep_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn now_iso() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// Whether timestamp `a` is later than `b` (compared as instants, whatever their offsets).
+fn later(a: &str, b: &str) -> bool {
+    match (
+        chrono::DateTime::parse_from_rfc3339(a),
+        chrono::DateTime::parse_from_rfc3339(b),
+    ) {
+        (Ok(a), Ok(b)) => a > b,
+        (Ok(_), Err(_)) => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_urls() {
+        assert_eq!(
+            socket_url("http://127.0.0.1:54321/", "k+y").unwrap(),
+            "ws://127.0.0.1:54321/realtime/v1/websocket?apikey=k%2By&vsn=1.0.0"
+        );
+        assert!(socket_url("https://x.supabase.co", "k")
+            .unwrap()
+            .starts_with("wss://x.supabase.co/"));
+        assert!(socket_url("ftp://x", "k").is_err());
+    }
+
+    #[test]
+    fn timestamps_compare_as_instants() {
+        assert!(later("2026-01-01T00:00:01+00:00", "2026-01-01T00:00:00.5Z"));
+        assert!(!later("2026-01-01T01:00:00+02:00", "2026-01-01T00:00:00Z"));
+    }
+}
