@@ -68,11 +68,10 @@ impl Cloud {
         streams.push(Arc::downgrade(stream));
     }
 
-    /// Fails the open streams with `reason` (`SESSION_ENDED`, `DESTROYED`).
-    fn close_streams(&self, reason: impl Fn() -> Error) {
+    fn close_streams(&self) {
         let streams = std::mem::take(&mut *self.streams.lock().unwrap_or_else(|p| p.into_inner()));
         for s in streams.iter().filter_map(Weak::upgrade) {
-            s.close(reason());
+            s.cancel();
         }
     }
 }
@@ -168,7 +167,7 @@ impl CloudSync {
     pub async fn logout(&self) -> Result<()> {
         let cloud = self.cloud()?;
         cloud.agents.clear();
-        cloud.close_streams(|| Error::SessionEnded("logged out while the stream was open".into()));
+        cloud.close_streams();
         self.sync.deactivate();
         cloud.auth.logout().await
     }
@@ -190,7 +189,7 @@ impl CloudSync {
         }
         self.sync.deactivate();
         if let Some(cloud) = self.cloud.write().unwrap_or_else(|p| p.into_inner()).take() {
-            cloud.close_streams(|| Error::Destroyed);
+            cloud.close_streams();
             cloud.auth.shutdown();
         }
         self.events.set_sink(None);
