@@ -709,15 +709,7 @@ impl<'a> Parser<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rest::request::test_inputs::hostile_inputs;
-
-    fn cmp(op: CmpOp, v: &str) -> Operation {
-        Operation::Compare {
-            op,
-            quant: None,
-            value: v.to_string(),
-        }
-    }
+    use crate::rest::request::test_inputs::{cmp, hostile_inputs};
 
     fn code(e: ApiError) -> String {
         e.code().to_string()

@@ -26,6 +26,17 @@ pub use types::*;
 /// The same deterministic stream of hostile strings for every parser's never-panic test.
 #[cfg(test)]
 mod test_inputs {
+    use super::types::{CmpOp, Operation};
+
+    /// A plain comparison, the operation most parser tests expect.
+    pub fn cmp(op: CmpOp, v: &str) -> Operation {
+        Operation::Compare {
+            op,
+            quant: None,
+            value: v.to_string(),
+        }
+    }
+
     /// Random strings over the grammar's special characters and its keywords.
     pub fn hostile_inputs() -> impl Iterator<Item = String> {
         let alphabet: Vec<char> = "ab(),.:!\"\\{}*->-=&%+é ' ;ü0".chars().collect();

@@ -114,15 +114,10 @@ pub fn parse_query(raw: &str) -> Result<QueryParams, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rest::request::{test_inputs::hostile_inputs, types::*};
-
-    fn cmp(op: CmpOp, v: &str) -> Operation {
-        Operation::Compare {
-            op,
-            quant: None,
-            value: v.to_string(),
-        }
-    }
+    use crate::rest::request::{
+        test_inputs::{cmp, hostile_inputs},
+        types::*,
+    };
 
     #[test]
     fn simple_filters() {
