@@ -49,44 +49,34 @@ class CloudSync extends NativeCloudSync {
 
   /**
    * Streams an AI proxy completion: yields each parsed SSE `data:` object and ends at
-   * `[DONE]`. Leaving the loop early (break, throw or `return()`) closes the connection.
+   * `[DONE]`; a stream that ends otherwise rejects. Leaving the loop early (break, throw or
+   * `return()`) closes the connection.
    */
   async *aiProxyStream(model, messages, options = null) {
-    const stream = await this.aiProxyStreamOpen(model, messages, options, CAN_COMPILE)
-    const shapes = [WHOLE]
+    // The addon calls `wake` when a `take()` that found nothing can take again. It holds only
+    // `waiter`, never the stream, so an abandoned stream can be collected (which closes it).
+    const waiter = { resolve: null }
+    const wake = () => {
+      const resolve = waiter.resolve
+      waiter.resolve = null
+      if (resolve) resolve()
+    }
+    const stream = await this.aiProxyStreamOpen(model, messages, options, wake)
     try {
-      for (let batch = stream.firstBatch(); batch !== null; batch = await stream.nextBatch()) {
-        for (const { id, source, slots } of batch.shapes) shapes[id] = compile(source, slots)
-        const values = JSON.parse(batch.values)
-        for (let i = 0; i < values.length; ) {
-          const shape = shapes[values[i]]
-          yield shape.build(values, i + 1)
-          i += 1 + shape.slots
+      for (;;) {
+        // Everything buffered, as one JSON array: one crossing and one parse per pull.
+        const chunks = stream.take()
+        if (chunks === null) return
+        if (chunks === '') {
+          await new Promise((resolve) => (waiter.resolve = resolve))
+          continue
         }
+        for (const chunk of JSON.parse(chunks)) yield chunk
       }
     } finally {
       stream.cancel()
     }
   }
 }
-
-// Chunk shapes (src/ai/shapes.rs): building a chunk from an object literal with its
-// constants inlined is an order of magnitude cheaper than JSON.parse. The source holds only
-// JSON tokens the addon validated, keys computed so that each is an own property exactly as
-// JSON.parse makes it. Shape 0 is the chunk itself.
-const WHOLE = { slots: 1, build: (s, i) => s[i] }
-
-function compile(source, slots) {
-  return { slots, build: new Function('s', 'i', `return ${source}`) }
-}
-
-// Without code generation (--disallow-code-generation-from-strings), every chunk travels whole.
-const CAN_COMPILE = (() => {
-  try {
-    return new Function('return true')()
-  } catch {
-    return false
-  }
-})()
 
 module.exports = { ...native, CloudSync, loadCloudConfig }

@@ -315,15 +315,19 @@ export interface SyncEngineStatus {
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 /**
- * A pull handle on a streamed completion, opened with its first batch already pulled
- * (`firstBatch()`), which saves the first chunk a round trip through the runtime.
- * `nextBatch()` resolves with the chunks buffered since (parsed once on the JS side, not
- * once per chunk), or `null` at the end; `cancel()` closes the connection.
+ * A pull handle on a streamed completion, opened once its first chunk has arrived.
+ * `take()` hands over everything buffered as one JSON array text (parsed once on the JS
+ * side), `""` when nothing is buffered yet, `null` at the end; `cancel()` closes the
+ * connection.
  */
 export declare class AiProxyStream {
-  /** The batch pulled while opening (once; `null` afterwards, or if the stream was empty). */
-  firstBatch(): StreamBatch | null
-  nextBatch(): Promise<StreamBatch | null>
+  /**
+   * The chunks buffered since the last call as the text of a JSON array; `""` when none
+   * is buffered yet (the wake function given at opening is then called once there is);
+   * `null` once the stream has reached `[DONE]`. Throws the stream's failure.
+   */
+  take(): string | null
+  /** Closes the connection; later `take()`s return `null`. */
   cancel(): void
 }
 
@@ -456,11 +460,11 @@ export declare class NativeCloudSync {
    */
   aiProxyRequest(provider: string, model: string, messages: ChatMessage[], options?: AiProxyOptions | null): Promise<ChatCompletion>
   /**
-   * Opens the stream behind `aiProxyStream` (the JS layer turns it into an async generator).
-   * `chunkShapes`: whether the caller builds chunks from `StreamBatch.shapes`; when not
-   * (the default), every chunk travels whole.
+   * Opens the stream behind `aiProxyStream` (the JS layer turns it into an async generator);
+   * resolves once the first chunk has arrived (or the stream has ended). `wake` is called
+   * whenever a `take()` that found nothing can take again.
    */
-  aiProxyStreamOpen(model: string, messages: ChatMessage[], options?: AiProxyOptions | null, chunkShapes?: boolean | null): Promise<AiProxyStream>
+  aiProxyStreamOpen(model: string, messages: ChatMessage[], options: AiProxyOptions | null | undefined, wake: () => void): Promise<AiProxyStream>
   getPresence(): PresenceMember[]
   broadcast(event: string, payload: Record<string, unknown>): Promise<void>
 }
@@ -474,14 +478,6 @@ export declare class WorkspaceSync {
   linkConversation(localName: string, cloudConvId: string): void
   /** Creates a conversation in the linked workspace, maps `name` to it, and returns its row. */
   createConversation(name: string, conversationType?: string | undefined | null): Promise<CloudConversation>
-}
-
-/** A shape of the stream's chunks (see `src/ai/shapes.rs`). */
-export interface ChunkShape {
-  id: number
-  /** A JS expression building the chunk from `s[i]`, `s[i+1]`, … (`slots` values). */
-  source: string
-  slots: number
 }
 
 /** `initialize()`'s argument: `loadCloudConfig()`'s object plus optional settings. */
@@ -505,6 +501,11 @@ export interface CloudSyncConfig {
   aiTimeoutMs?: number
   /** Milliseconds a stream may stay silent. Default 60000 (or `OBOTO_CLOUD_STREAM_IDLE_TIMEOUT_MS`). */
   streamIdleTimeoutMs?: number
+  /**
+   * Bytes an AI stream's SSE line or event may hold. Default 1 MiB (or
+   * `OBOTO_CLOUD_MAX_STREAM_EVENT_BYTES`); beyond it the stream fails with `RESPONSE_TOO_LARGE`.
+   */
+  maxStreamEventBytes?: number
   /** Where the refresh token is kept. Default `auto` (or `OBOTO_CLOUD_TOKEN_STORE`). */
   tokenStore?: 'auto' | 'keychain' | 'secrets' | 'memory'
   /**
@@ -535,14 +536,4 @@ export interface RequestOptions {
   method?: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE' | 'HEAD'
   body?: unknown
   headers?: Record<string, string>
-}
-
-export interface StreamBatch {
-  /** Shapes first used in this batch. */
-  shapes: Array<ChunkShape>
-  /**
-   * A JSON array: for each chunk, its shape's id and then that shape's slot values. Shape
-   * 0 has one slot, the whole chunk.
-   */
-  values: string
 }

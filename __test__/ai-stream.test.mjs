@@ -1,9 +1,10 @@
-// What aiProxyStream yields must be exactly what JSON.parse makes of each `data:` payload,
-// however the addon carries the chunks (whole, or as learned shapes plus varying values),
-// and a consumer that stops pulling must stop the reading.
+// What aiProxyStream yields must be exactly what JSON.parse makes of each `data:` payload; a
+// stream that is not whole (no `[DONE]`, not an event stream, cut off, endless, ended by
+// logout or destroy) must reject, never end as if the answer were complete; a consumer that
+// stops pulling must stop the reading.
 import { before, after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
+import { createServer, request } from 'node:http';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -137,7 +138,7 @@ after(async () => {
   await cloud?.stop();
 });
 
-test('without code generation the chunks travel whole and are the same', async () => {
+test('streaming works where code generation is disallowed', async () => {
   const root = fileURLToPath(new URL('..', import.meta.url));
   const script = `
     const { CloudSync } = require(${JSON.stringify(root + 'cloud-sync.js')});
@@ -150,19 +151,186 @@ test('without code generation the chunks travel whole and are the same', async (
       await cs.destroy();
       process.stdout.write(JSON.stringify(chunks));
     })().catch((e) => { console.error(e); process.exit(1); });`;
-  const run = (flags) =>
-    new Promise((resolve, reject) =>
-      execFile(process.execPath, [...flags, '-e', script], { env: { ...process.env, URL: cloud.url, KEY: cloud.anonKey, PASSWORD: DEMO_PASSWORD } },
-        (err, stdout, stderr) => (err ? reject(new Error(stderr || err.message)) : resolve(JSON.parse(stdout)))),
-    );
-  const [plain, compiled] = await Promise.all([run(['--disallow-code-generation-from-strings']), run([])]);
-  assert.equal(plain.length, 31);
-  const text = (chunks) => chunks.map((c) => c.choices[0].delta.content ?? '').join('');
-  assert.equal(text(plain), text(compiled));
-  assert.match(text(plain), /^Echo: no eval here/);
-  // The two runs differ only in their completion ids, times and the usage so far today.
-  const strip = ({ id, created, _cloud_usage, ...rest }) => rest;
-  assert.deepStrictEqual(plain.map(strip), compiled.map(strip));
+  const chunks = await new Promise((resolve, reject) =>
+    execFile(process.execPath, ['--disallow-code-generation-from-strings', '-e', script],
+      { env: { ...process.env, URL: cloud.url, KEY: cloud.anonKey, PASSWORD: DEMO_PASSWORD } },
+      (err, stdout, stderr) => (err ? reject(new Error(stderr || err.message)) : resolve(JSON.parse(stdout)))),
+  );
+  assert.equal(chunks.length, 31);
+  assert.match(chunks.map((c) => c.choices[0].delta.content ?? '').join(''), /^Echo: no eval here/);
+});
+
+test('the stream emits cloud:usage-update once, at its end, with the usage figures', async () => {
+  const { cs, bus } = await cloudSyncFor(cloud);
+  await cs.login('alice@acme.test', DEMO_PASSWORD);
+  let last;
+  for await (const c of cs.aiProxyStream(MODEL, ask('count my tokens'), { max_tokens: 12 })) {
+    assert.ok(!bus.names().includes('cloud:usage-update'), 'not before the end');
+    last = c;
+  }
+  await sleep(100);
+  const updates = bus.events.filter((e) => e.name === 'cloud:usage-update');
+  assert.equal(updates.length, 1);
+  const { timestamp, ...figures } = updates[0].payload;
+  assert.ok(timestamp);
+  assert.deepStrictEqual(figures, last._cloud_usage);
+  assert.ok(figures.tokens_used_today > 0);
+  await cs.destroy();
+});
+
+/**
+ * A front for the local cloud: everything goes through to it but the AI proxy, which
+ * `answer(req, res)` answers. `stats.written`: bytes `answer` wrote; `stats.closed`: AI proxy
+ * responses closed (by either side).
+ */
+async function frontWithAiProxy(answer) {
+  const target = new URL(cloud.url);
+  const stats = { written: 0, closed: 0 };
+  const server = createServer((req, res) => {
+    if (req.url.startsWith('/functions/v1/ai-proxy')) {
+      req.resume();
+      res.on('close', () => stats.closed++);
+      const write = res.write.bind(res);
+      res.write = (chunk, ...rest) => {
+        stats.written += chunk.length;
+        return write(chunk, ...rest);
+      };
+      return answer(req, res);
+    }
+    const out = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
+      res.writeHead(up.statusCode, up.headers);
+      up.pipe(res);
+    });
+    out.on('error', () => res.destroy());
+    req.pipe(out);
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${server.address().port}`;
+  const { cs } = await cloudSyncFor({ ...cloud, url });
+  await cs.login('alice@acme.test', DEMO_PASSWORD);
+  return {
+    cs,
+    stats,
+    close: async () => {
+      await cs.destroy();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+const event = (content) =>
+  `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content } }] })}\n\n`;
+
+/** Reads the stream to its end: the chunks, and how it ended (`null` when it ended normally). */
+async function drain(stream) {
+  const chunks = [];
+  try {
+    for await (const c of stream) chunks.push(c);
+    return { chunks, error: null };
+  } catch (error) {
+    return { chunks, error };
+  }
+}
+
+test('an answer that is not a whole event stream rejects instead of ending', async () => {
+  const answers = {
+    'an event stream without [DONE]': [200, { 'content-type': 'text/event-stream' }, event('one') + event('two')],
+    'an empty event stream': [200, { 'content-type': 'text/event-stream' }, ''],
+    'HTML': [200, { 'content-type': 'text/html' }, '<!doctype html><html><body>Gateway</body></html>'],
+    'JSON': [200, { 'content-type': 'application/json' }, JSON.stringify({ choices: [{ message: { content: 'hi' } }] })],
+    'an empty body': [200, {}, ''],
+    'an event stream that lies about its type': [200, { 'content-type': 'text/plain' }, event('one') + 'data: [DONE]\n\n'],
+  };
+  let current;
+  const front = await frontWithAiProxy((req, res) => {
+    const [status, headers, body] = answers[current];
+    res.writeHead(status, headers);
+    res.end(body);
+  });
+  try {
+    for (current of Object.keys(answers)) {
+      const { chunks, error } = await drain(front.cs.aiProxyStream(MODEL, ask('hi')));
+      assert.ok(error, `${current}: rejects (got ${chunks.length} chunks and a normal end)`);
+      assert.equal(error.code, 'INVALID_RESPONSE', `${current}: ${error.message}`);
+      assert.equal(error.status, 200, current);
+    }
+  } finally {
+    await front.close();
+  }
+});
+
+test('a stream cut off mid-way rejects with NETWORK_ERROR after the chunks that arrived', async () => {
+  const front = await frontWithAiProxy((req, res) => {
+    // Chunked transfer, then the connection drops without the terminating chunk.
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.write(event('one') + event('two'));
+    setTimeout(() => res.socket.destroy(), 50);
+  });
+  try {
+    const { chunks, error } = await drain(front.cs.aiProxyStream(MODEL, ask('hi')));
+    assert.deepStrictEqual(chunks.map((c) => c.choices[0].delta.content), ['one', 'two']);
+    assert.equal(error?.code, 'NETWORK_ERROR', String(error));
+  } finally {
+    await front.close();
+  }
+});
+
+test('a line that never ends fails fast with RESPONSE_TOO_LARGE, and memory stays flat', async () => {
+  const block = Buffer.alloc(64 * 1024, 'x');
+  const front = await frontWithAiProxy((req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.write(event('one') + 'data: "');
+    const more = () => {
+      while (!res.destroyed && res.write(block));
+      if (!res.destroyed) res.once('drain', more);
+    };
+    more();
+  });
+  try {
+    const rss = process.memoryUsage().rss;
+    const t0 = performance.now();
+    const { chunks, error } = await drain(front.cs.aiProxyStream(MODEL, ask('hi')));
+    assert.equal(chunks.length, 1, 'what came before the line is delivered');
+    assert.equal(error?.code, 'RESPONSE_TOO_LARGE', String(error));
+    assert.ok(performance.now() - t0 < 5000, 'it fails fast');
+    assert.ok(front.stats.written < 16 * 1024 * 1024, `read ${front.stats.written} bytes for a 1 MiB limit`);
+    assert.ok(process.memoryUsage().rss - rss < 64 * 1024 * 1024, 'RSS stays flat');
+    await sleep(100);
+    assert.equal(front.stats.closed, 1, 'the connection is closed');
+  } finally {
+    await front.close();
+  }
+});
+
+test('logout and destroy fail a stream still being read (SESSION_ENDED, DESTROYED)', async () => {
+  // A model that never finishes: a chunk every 20 ms.
+  const typing = (req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    const timer = setInterval(() => res.write(event('tok')), 20);
+    res.on('close', () => clearInterval(timer));
+  };
+  for (const [end, code] of [['logout', 'SESSION_ENDED'], ['destroy', 'DESTROYED']]) {
+    const front = await frontWithAiProxy(typing);
+    try {
+      // One loop waiting for the next chunk when the session ends, one between chunks.
+      const waiting = front.cs.aiProxyStream(MODEL, ask('hi'));
+      const between = front.cs.aiProxyStream(MODEL, ask('hi'));
+      assert.ok((await waiting.next()).value.choices);
+      assert.ok((await between.next()).value.choices);
+      const pending = drain(waiting);
+      await sleep(60);
+      await front.cs[end]();
+      const w = await pending;
+      assert.equal(w.error?.code, code, `${end}, waiting: ${w.error} after ${w.chunks.length} chunks`);
+      const b = await drain(between);
+      assert.equal(b.error?.code, code, `${end}, between chunks: ${b.error} after ${b.chunks.length} chunks`);
+      await sleep(100);
+      assert.equal(front.stats.closed, 2, 'both connections are closed');
+    } finally {
+      await front.close();
+    }
+  }
 });
 
 test('a consumer that stops pulling stops the reading: memory stays bounded', async () => {

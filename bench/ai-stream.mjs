@@ -1,13 +1,17 @@
-// Streaming throughput of `aiProxyStream` against the way the old JavaScript module read the
-// same stream (the baseline): an async generator over Node `fetch` + `TextDecoder` + line
-// splitting + `JSON.parse`, consumed with the same `for await` loop.
-// One run, one local cloud, both reading 10,000 chunks of its deterministic model, in
-// alternating rounds.
+// `aiProxyStream` against the way the old JavaScript module read the same stream (the
+// baseline): an async generator over Node `fetch` + `TextDecoder` + line splitting +
+// `JSON.parse`, consumed with the same `for await` loop, in alternating rounds of one run.
 //
-//   node bench/ai-stream.mjs [--chunks 10000] [--rounds 7]
+// - Unpaced: the local model writes 10,000 chunks as fast as it can; chunks per second.
+// - Paced: a second local cloud types about 100 chunks a second (DEVCLOUD_AI_CHUNK_DELAY_MS=10),
+//   as a real model does; the CPU this process spends per chunk (process.cpuUsage, user +
+//   system, every thread; the clouds run in processes of their own) and the time to the
+//   first chunk.
 //
-// Prints chunks per second and time to first chunk for each, and their ratios (targets:
-// ≥ 1.5× the baseline's throughput; first-chunk overhead within 1 ms of the baseline).
+//   node bench/ai-stream.mjs [--chunks 10000] [--rounds 7] [--paced-chunks 300] [--paced-rounds 3]
+//
+// Targets: unpaced throughput ≥ 1× the baseline's; paced CPU per chunk ≤ 0.75× the
+// baseline's; first chunk no later.
 import { benchSession } from './session.mjs';
 
 const arg = (name, def) => {
@@ -16,24 +20,30 @@ const arg = (name, def) => {
 };
 const CHUNKS = arg('chunks', 10_000);
 const ROUNDS = arg('rounds', 7);
+const PACED_CHUNKS = arg('paced-chunks', 300);
+const PACED_ROUNDS = arg('paced-rounds', 3);
 const MODEL = 'oboto/echo-1';
 const messages = [{ role: 'user', content: 'stream me a long answer please' }];
 
-const { cloud, cs, headers, close } = await benchSession();
-
-async function addon() {
+/** Times one stream: chunks, first-chunk and total wall time (ms), CPU of this process (µs). */
+async function measure(chunks) {
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   let first = 0;
   let n = 0;
-  for await (const chunk of cs.aiProxyStream(MODEL, messages, { max_tokens: CHUNKS })) {
+  for await (const chunk of chunks) {
     if (n++ === 0) first = performance.now() - t0;
     if (!chunk.choices) throw new Error('bad chunk');
   }
-  return { n, first, total: performance.now() - t0 };
+  const total = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  return { n, first, total, cpu: cpu.user + cpu.system };
 }
 
+const addon = (session, max) => measure(session.cs.aiProxyStream(MODEL, messages, { max_tokens: max }));
+
 // The old module's `async *stream(path, body)`: fetch, decode, split lines, parse, yield.
-async function* oldStream(body) {
+async function* oldStream({ cloud, headers }, body) {
   const r = await fetch(`${cloud.url}/functions/v1/ai-proxy`, {
     method: 'POST',
     headers: { ...headers, 'content-type': 'application/json' },
@@ -54,35 +64,50 @@ async function* oldStream(body) {
   }
 }
 
-async function baseline() {
-  const t0 = performance.now();
-  let first = 0;
-  let n = 0;
-  for await (const chunk of oldStream({ provider: 'auto', model: MODEL, messages, stream: true, max_tokens: CHUNKS })) {
-    if (n++ === 0) first = performance.now() - t0;
-    if (!chunk.choices) throw new Error('bad chunk');
+const baseline = (session, max) =>
+  measure(oldStream(session, { provider: 'auto', model: MODEL, messages, stream: true, max_tokens: max }));
+
+/** Warm-up, then alternating rounds of both. */
+async function compare(session, max, rounds) {
+  await addon(session, max);
+  await baseline(session, max);
+  const results = { addon: [], baseline: [] };
+  for (let i = 0; i < rounds; i++) {
+    results.addon.push(await addon(session, max));
+    results.baseline.push(await baseline(session, max));
   }
-  return { n, first, total: performance.now() - t0 };
+  return { addon: summary(results.addon), baseline: summary(results.baseline) };
 }
 
-await addon();
-await baseline(); // warm-up
-const results = { addon: [], baseline: [] };
-for (let i = 0; i < ROUNDS; i++) {
-  results.addon.push(await addon());
-  results.baseline.push(await baseline());
-}
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const summary = (runs) => ({
   n: runs[0].n,
   rate: median(runs.map((r) => r.n / (r.total / 1000))),
   first: median(runs.map((r) => r.first)),
+  cpu: median(runs.map((r) => r.cpu / r.n)),
 });
-const a = summary(results.addon);
-const b = summary(results.baseline);
-console.log(`${CHUNKS} streamed chunks, median of ${ROUNDS} rounds`);
-console.log(`  baseline old JS generator (fetch)     : ${Math.round(b.rate).toLocaleString()} chunks/s, first chunk ${b.first.toFixed(2)} ms (${b.n} chunks)`);
-console.log(`  addon aiProxyStream                   : ${Math.round(a.rate).toLocaleString()} chunks/s, first chunk ${a.first.toFixed(2)} ms (${a.n} chunks)`);
-console.log(`  throughput ratio ${(a.rate / b.rate).toFixed(2)}× (target ≥ 1.5×); first-chunk difference ${(a.first - b.first).toFixed(2)} ms (target ≤ 1 ms)`);
+const line = (name, s) =>
+  `  ${name.padEnd(34)}: ${Math.round(s.rate).toLocaleString().padStart(7)} chunks/s, CPU ${s.cpu.toFixed(1).padStart(5)} µs/chunk, first chunk ${s.first.toFixed(2)} ms (${s.n} chunks)`;
 
-await close();
+const unpacedSession = await benchSession();
+const unpaced = await compare(unpacedSession, CHUNKS, ROUNDS);
+await unpacedSession.close();
+
+const pacedSession = await benchSession({ env: { DEVCLOUD_AI_CHUNK_DELAY_MS: '10' } });
+const paced = await compare(pacedSession, PACED_CHUNKS, PACED_ROUNDS);
+await pacedSession.close();
+
+console.log(`unpaced: ${CHUNKS} chunks, median of ${ROUNDS} rounds`);
+console.log(line('baseline old JS generator (fetch)', unpaced.baseline));
+console.log(line('addon aiProxyStream', unpaced.addon));
+console.log(
+  `  throughput ${(unpaced.addon.rate / unpaced.baseline.rate).toFixed(2)}× the baseline's (target ≥ 1×); ` +
+    `CPU per chunk ${(unpaced.addon.cpu / unpaced.baseline.cpu).toFixed(2)}×`,
+);
+console.log(`paced (DEVCLOUD_AI_CHUNK_DELAY_MS=10): ${PACED_CHUNKS} chunks, median of ${PACED_ROUNDS} rounds`);
+console.log(line('baseline old JS generator (fetch)', paced.baseline));
+console.log(line('addon aiProxyStream', paced.addon));
+console.log(
+  `  CPU per chunk ${(paced.addon.cpu / paced.baseline.cpu).toFixed(2)}× the baseline's (target ≤ 0.75×); ` +
+    `first chunk ${(paced.addon.first / paced.baseline.first).toFixed(2)}× (${(paced.addon.first - paced.baseline.first).toFixed(2)} ms; target no later)`,
+);

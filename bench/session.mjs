@@ -3,8 +3,9 @@
 import { CloudSync } from '../cloud-sync.mjs';
 import { startDevcloud, DEMO_PASSWORD } from '../scripts/devcloud-process.mjs';
 
-export async function benchSession({ email = 'alice@acme.test', config = {} } = {}) {
-  const cloud = await startDevcloud();
+/** `env`: the local cloud's environment, e.g. `{ DEVCLOUD_AI_CHUNK_DELAY_MS: '10' }`. */
+export async function benchSession({ email = 'alice@acme.test', config = {}, env = {} } = {}) {
+  const cloud = await startDevcloud([], { env });
   const cs = new CloudSync(null, null);
   await cs.initialize({ baseUrl: cloud.url, anonKey: cloud.anonKey, tokenStore: 'memory', ...config });
   await cs.login(email, DEMO_PASSWORD);

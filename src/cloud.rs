@@ -68,10 +68,11 @@ impl Cloud {
         streams.push(Arc::downgrade(stream));
     }
 
-    fn close_streams(&self) {
+    /// Fails the open streams with `reason` (`SESSION_ENDED`, `DESTROYED`).
+    fn close_streams(&self, reason: impl Fn() -> Error) {
         let streams = std::mem::take(&mut *self.streams.lock().unwrap_or_else(|p| p.into_inner()));
         for s in streams.iter().filter_map(Weak::upgrade) {
-            s.cancel();
+            s.close(reason());
         }
     }
 }
@@ -167,7 +168,7 @@ impl CloudSync {
     pub async fn logout(&self) -> Result<()> {
         let cloud = self.cloud()?;
         cloud.agents.clear();
-        cloud.close_streams();
+        cloud.close_streams(|| Error::SessionEnded("logged out while the stream was open".into()));
         self.sync.deactivate();
         cloud.auth.logout().await
     }
@@ -189,7 +190,7 @@ impl CloudSync {
         }
         self.sync.deactivate();
         if let Some(cloud) = self.cloud.write().unwrap_or_else(|p| p.into_inner()).take() {
-            cloud.close_streams();
+            cloud.close_streams(|| Error::Destroyed);
             cloud.auth.shutdown();
         }
         self.events.set_sink(None);

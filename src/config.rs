@@ -67,6 +67,8 @@ pub struct CloudConfig {
     pub ai_timeout: Duration,
     /// A stream that sends no byte for this long is failed.
     pub stream_idle_timeout: Duration,
+    /// The largest SSE line or event of a stream (`RESPONSE_TOO_LARGE` beyond it).
+    pub max_stream_event_bytes: usize,
     pub token_store: StoreKind,
     /// Refresh ahead of expiry on a timer (on by default); otherwise only on demand.
     pub auto_refresh: bool,
@@ -85,6 +87,7 @@ pub struct ConfigInput {
     pub request_timeout_ms: Option<u32>,
     pub ai_timeout_ms: Option<u32>,
     pub stream_idle_timeout_ms: Option<u32>,
+    pub max_stream_event_bytes: Option<u32>,
     pub token_store: Option<String>,
     pub auto_refresh: Option<bool>,
 }
@@ -149,6 +152,12 @@ impl ConfigInput {
                 "OBOTO_CLOUD_STREAM_IDLE_TIMEOUT_MS",
                 DEFAULT_STREAM_IDLE_TIMEOUT,
             ),
+            max_stream_event_bytes: self
+                .max_stream_event_bytes
+                .filter(|v| *v > 0)
+                .or_else(|| env_ms("OBOTO_CLOUD_MAX_STREAM_EVENT_BYTES"))
+                .map(|v| v as usize)
+                .unwrap_or(crate::sse::parser::DEFAULT_LIMIT),
             token_store,
             auto_refresh: self.auto_refresh.unwrap_or(true),
         })

@@ -53,6 +53,13 @@ pub enum Error {
     /// Linking needs a working directory (`setWorkingDir`).
     #[error("No working directory: call setWorkingDir(dir) first")]
     NoWorkingDir,
+    /// A response body grew beyond the configured limit; reading stopped there.
+    #[error("Oboto Cloud sent more than {limit} bytes from {url}; the response was not read")]
+    ResponseTooLarge {
+        url: String,
+        status: u16,
+        limit: u64,
+    },
 }
 
 /// A non-2xx answer, with the server's own error code when its body had one
@@ -114,13 +121,16 @@ impl Error {
             Error::Io(_) => "IO_ERROR".into(),
             Error::OutboxFull(_) => "OUTBOX_FULL".into(),
             Error::NoWorkingDir => "NO_WORKING_DIR".into(),
+            Error::ResponseTooLarge { .. } => "RESPONSE_TOO_LARGE".into(),
         }
     }
 
     pub fn status(&self) -> Option<u16> {
         match self {
             Error::Http(h) => Some(h.status),
-            Error::InvalidResponse { status, .. } => Some(*status),
+            Error::InvalidResponse { status, .. } | Error::ResponseTooLarge { status, .. } => {
+                Some(*status)
+            }
             _ => None,
         }
     }
@@ -128,7 +138,9 @@ impl Error {
     pub fn url(&self) -> Option<&str> {
         match self {
             Error::Http(h) => Some(&h.url),
-            Error::Network { url, .. } | Error::InvalidResponse { url, .. } => Some(url),
+            Error::Network { url, .. }
+            | Error::InvalidResponse { url, .. }
+            | Error::ResponseTooLarge { url, .. } => Some(url),
             _ => None,
         }
     }

@@ -1,7 +1,6 @@
 //! The metered AI proxy (`/functions/v1/ai-proxy`), streamed or not, and the cloud's model
 //! catalogue and usage, shaped as Oboto's UI reads them.
 
-pub mod shapes;
 pub mod stream;
 
 use std::{
@@ -81,8 +80,7 @@ pub async fn request(cloud: &Cloud, body: Value) -> Result<Value> {
 /// Opens a streamed completion once the server has answered 2xx (else rejects with its
 /// message); the answer must arrive within the AI timeout, then each byte within the idle
 /// timeout.
-/// Opens a streamed completion; `shapes`: see [`AiStream::start`].
-pub async fn open_stream(cloud: &Cloud, body: Value, shapes: bool) -> Result<AiStream> {
+pub async fn open_stream(cloud: &Cloud, body: Value) -> Result<AiStream> {
     check_messages(&body["messages"])?;
     let url = format!("{}{PROXY}", cloud.client.http().base_url());
     let req = Request::new(Method::POST, PROXY)
@@ -96,12 +94,11 @@ pub async fn open_stream(cloud: &Cloud, body: Value, shapes: bool) -> Result<AiS
             reason: "the AI proxy did not start answering in time".into(),
             timeout: true,
         })??;
-    Ok(AiStream::start(
-        resp,
-        cloud.config.stream_idle_timeout,
-        url,
-        shapes,
-    ))
+    let limits = stream::Limits {
+        idle: cloud.config.stream_idle_timeout,
+        event_bytes: cloud.config.max_stream_event_bytes,
+    };
+    Ok(AiStream::start(resp, limits, url, cloud.events.clone()))
 }
 
 /// The tier's models with the UI fields; `[]` when the cloud fails (logged once per burst).

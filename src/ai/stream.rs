@@ -1,148 +1,247 @@
-//! A streamed AI-proxy completion as a pull handle.
+//! A streamed AI-proxy completion, read by a task and handed to the consumer in batches.
 //!
-//! A reader task owns the HTTP body: it parses SSE, checks each `data:` payload, encodes it
-//! against the stream's chunk shapes (`shapes.rs`), and sends each network read's chunks
-//! into a bounded channel. The JS consumer pulls batches; when it stops pulling, the
-//! channel fills, the task stops reading and TCP pushes back on the server. Dropping or
-//! cancelling the handle aborts the task, which drops the body and closes the connection,
-//! so the server sees the disconnect at once.
+//! A reader task owns the HTTP body: it parses SSE, checks each `data:` payload and appends
+//! it to a buffer shared with the consumer, as the inside of a JSON array, so that a pull
+//! hands over one string that the JS side parses once. The consumer pulls without waiting
+//! ([`AiStream::try_pull`]): it takes everything buffered, or, when nothing is, leaves a
+//! request to be woken, which the reader fulfils once when it has more or the stream ends.
+//! So a model typing at 100 chunks/s costs one wake-up of the consumer per chunk and no task,
+//! promise or threadsafe function made per pull, and a fast stream is taken many chunks per
+//! pull with no wake-up at all. When the consumer stops pulling, the buffer fills, the reader
+//! stops reading and TCP pushes back on the server. Cancelling or dropping the handle aborts
+//! the task, which drops the body and closes the connection, so the server sees the
+//! disconnect at once.
+//!
+//! A stream is whole only when it reaches `data: [DONE]`: a body that ends before it, or a
+//! 2xx that is not an event stream, fails with a code, so a truncated answer never looks
+//! complete.
 
-use std::{sync::Mutex, time::Duration};
-
-use futures_util::StreamExt;
-use serde_json::Value;
-use tokio::sync::mpsc;
-
-use super::shapes::{self, NewShape, Shapes};
-use crate::{
-    error::{Error, Result},
-    sse::Parser,
+use std::{
+    fmt,
+    sync::{Arc, Mutex, MutexGuard, OnceLock},
+    time::Duration,
 };
 
-/// Network reads' worth of chunks buffered ahead of the consumer.
-const BUFFER: usize = 32;
-/// A pull takes no more reads once it holds this many chunks.
-const MAX_BATCH: usize = 1024;
+use futures_util::StreamExt;
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::Value;
+use tokio::sync::Notify;
 
-/// Chunks encoded for the JS side: the shapes they introduce and their values.
-#[derive(Default)]
-struct Encoded {
-    shapes: Vec<NewShape>,
-    /// `shape,slot…,shape,slot…`: the inside of a JSON array.
-    values: String,
-    len: usize,
+use crate::{
+    error::{Error, Result},
+    events::Events,
+    sse::{parser::TooLarge, Parser},
+};
+
+/// Chunk text buffered ahead of the consumer before the reader stops reading.
+const BUFFER_BYTES: usize = 256 * 1024;
+
+/// Called, from any thread, when a consumer that found nothing to take can take again.
+pub type Wake = Box<dyn Fn() + Send + Sync>;
+
+/// The reader's limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// A stream silent this long fails.
+    pub idle: Duration,
+    /// Bytes an SSE line, and an event's data, may hold.
+    pub event_bytes: usize,
 }
 
-impl Encoded {
-    fn append(&mut self, more: Encoded) {
-        if !self.values.is_empty() && !more.values.is_empty() {
-            self.values.push(',');
-        }
-        self.values.push_str(&more.values);
-        self.shapes.extend(more.shapes);
-        self.len += more.len;
-    }
+/// What a pull takes.
+#[derive(Debug, PartialEq)]
+pub enum Pull {
+    /// The chunks buffered since the last pull, as the text of a JSON array.
+    Chunks(String),
+    /// Nothing yet: the waker is called once there is.
+    Pending,
+    /// The stream reached `[DONE]` and everything was taken (or the consumer cancelled).
+    End,
 }
 
-enum Item {
-    Chunks(Encoded),
+enum End {
+    Done,
     Failed(Error),
+    /// Reported, or cancelled by the consumer: later pulls see the end.
+    Over,
 }
 
-/// What a pull hands over.
-pub struct Pulled {
-    pub shapes: Vec<NewShape>,
-    /// `[shape, slot…, shape, slot…]` as JSON text.
-    pub values: String,
+#[derive(Default)]
+struct State {
+    /// `[chunk,chunk…`: a JSON array but for its `]`; empty when nothing is buffered.
+    buf: String,
+    end: Option<End>,
+    /// The consumer found nothing and waits for the waker.
+    waiting: bool,
+    /// The reader waits for the consumer to make room.
+    reader_blocked: bool,
 }
 
-/// One pull under construction.
-struct Batch {
-    chunks: Encoded,
-    failed: Option<Error>,
+struct Shared {
+    state: Mutex<State>,
+    wake: OnceLock<Wake>,
+    /// Wakes the reader when the consumer made room.
+    room: Notify,
+    /// Wakes the opener on the first chunk or the end.
+    started: Notify,
 }
 
-impl Batch {
-    /// Takes what is already buffered, until the batch is full or an error is waiting.
-    fn drain(&mut self, rx: &mut mpsc::Receiver<Item>) {
-        while self.chunks.len < MAX_BATCH && self.failed.is_none() {
-            match rx.try_recv() {
-                Ok(Item::Chunks(c)) => self.chunks.append(c),
-                Ok(Item::Failed(e)) => self.failed = Some(e),
-                Err(_) => return,
-            }
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wake(&self) {
+        if let Some(wake) = self.wake.get() {
+            wake();
         }
     }
 
-    fn finish(self) -> Pulled {
-        let mut values = String::with_capacity(self.chunks.values.len() + 2);
-        values.push('[');
-        values.push_str(&self.chunks.values);
-        values.push(']');
-        Pulled {
-            shapes: self.chunks.shapes,
-            values,
+    /// Appends a network read's chunks (`a,b,c`) and possibly the end, and wakes a waiting
+    /// consumer; `Stop` when the stream was ended meanwhile (cancelled or closed).
+    fn publish(&self, chunks: &str, end: Option<End>) -> Publish {
+        if chunks.is_empty() && end.is_none() {
+            return Publish::Room; // a read that completed no event: nobody to wake
+        }
+        let mut st = self.lock();
+        if st.end.is_some() {
+            return Publish::Stop;
+        }
+        let first = st.buf.is_empty();
+        if !chunks.is_empty() {
+            st.buf.push(if first { '[' } else { ',' });
+            st.buf.push_str(chunks);
+        }
+        let ended = end.is_some();
+        st.end = end;
+        let full = st.buf.len() >= BUFFER_BYTES;
+        st.reader_blocked = full && !ended;
+        let wake = std::mem::take(&mut st.waiting);
+        drop(st);
+        self.started.notify_one();
+        if wake {
+            self.wake();
+        }
+        if full && !ended {
+            Publish::Full
+        } else {
+            Publish::Room
         }
     }
+
+    fn end(&self, end: End) {
+        let _ = self.publish("", Some(end));
+    }
+}
+
+enum Publish {
+    Room,
+    Full,
+    Stop,
 }
 
 pub struct AiStream {
-    rx: tokio::sync::Mutex<mpsc::Receiver<Item>>,
-    /// An error that arrived behind chunks of the same pull; reported by the next pull.
-    deferred: Mutex<Option<Error>>,
+    shared: Arc<Shared>,
     task: tokio::task::AbortHandle,
 }
 
 impl AiStream {
-    /// `shapes`: whether the consumer builds chunks from shapes; if not, every chunk travels
-    /// whole (shape 0).
-    pub fn start(resp: reqwest::Response, idle: Duration, url: String, shapes: bool) -> AiStream {
-        let (tx, rx) = mpsc::channel(BUFFER);
-        let shapes = shapes.then(Shapes::new);
-        let task = tokio::spawn(pump(resp, tx, idle, url, shapes)).abort_handle();
-        AiStream {
-            rx: tokio::sync::Mutex::new(rx),
-            deferred: Mutex::new(None),
-            task,
+    /// Starts reading a 2xx answer; anything but `text/event-stream` fails the stream at once.
+    /// At `[DONE]`, the last `_cloud_usage` a chunk carried is emitted as `cloud:usage-update`.
+    pub fn start(
+        resp: reqwest::Response,
+        limits: Limits,
+        url: String,
+        events: Arc<Events>,
+    ) -> AiStream {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            wake: OnceLock::new(),
+            room: Notify::new(),
+            started: Notify::new(),
+        });
+        let reader = Reader {
+            shared: shared.clone(),
+            limits,
+            url,
+            events,
+        };
+        let task = tokio::spawn(reader.run(resp)).abort_handle();
+        AiStream { shared, task }
+    }
+
+    /// Sets what wakes a consumer that found nothing to take (once; later calls are ignored).
+    pub fn set_waker(&self, wake: Wake) {
+        let _ = self.shared.wake.set(wake);
+    }
+
+    /// Resolves once the first chunk is buffered or the stream has ended (either way the
+    /// next pull does not wait): opening a stream this way hands the first chunk over with
+    /// the opened stream.
+    pub async fn started(&self) {
+        loop {
+            let started = self.shared.started.notified();
+            {
+                let st = self.shared.lock();
+                if !st.buf.is_empty() || st.end.is_some() {
+                    return;
+                }
+            }
+            started.await;
         }
     }
 
-    /// The next chunks, waiting for at least one; `None` once the stream has ended (`[DONE]`
-    /// or the end of the body).
-    ///
-    /// A pull takes everything buffered and never waits for more: the JS side should not sit
-    /// idle while chunks are ready. The channel carries a network read's chunks per item, so
-    /// a fast stream still crosses to the JS thread once per many chunks, and a model typing
-    /// token by token is handed over token by token.
-    pub async fn next_batch(&self) -> Result<Option<Pulled>> {
-        if let Some(e) = self
-            .deferred
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
-            return Err(e);
+    /// Takes what is buffered, never waiting. After a `Pending`, the waker is called once.
+    pub fn try_pull(&self) -> Result<Pull> {
+        let mut st = self.shared.lock();
+        if !st.buf.is_empty() {
+            let mut chunks = std::mem::take(&mut st.buf);
+            chunks.push(']');
+            let unblock = std::mem::take(&mut st.reader_blocked);
+            drop(st);
+            if unblock {
+                self.shared.room.notify_one();
+            }
+            return Ok(Pull::Chunks(chunks));
         }
-        let mut rx = self.rx.lock().await;
-        let first = match rx.recv().await {
-            None => return Ok(None),
-            Some(Item::Failed(e)) => return Err(e),
-            Some(Item::Chunks(c)) => c,
-        };
-        let mut batch = Batch {
-            chunks: first,
-            failed: None,
-        };
-        batch.drain(&mut rx);
-        if let Some(e) = batch.failed.take() {
-            *self.deferred.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+        match st.end.take() {
+            None => {
+                st.waiting = true;
+                Ok(Pull::Pending)
+            }
+            Some(End::Failed(e)) => {
+                st.end = Some(End::Over);
+                Err(e)
+            }
+            Some(end) => {
+                st.end = Some(end);
+                Ok(Pull::End)
+            }
         }
-        Ok(Some(batch.finish()))
     }
 
-    /// Closes the connection; later pulls report the end of the stream.
+    /// The consumer left: closes the connection; later pulls see the end.
     pub fn cancel(&self) {
         self.task.abort();
+        self.shared.end(End::Over);
+    }
+
+    /// The session ended under the stream (logout, destroy): closes the connection, drops
+    /// what is buffered and fails the next pull with `reason`, unless the answer was whole.
+    pub fn close(&self, reason: Error) {
+        self.task.abort();
+        let mut st = self.shared.lock();
+        if matches!(st.end, Some(End::Done)) {
+            return;
+        }
+        st.buf = String::new();
+        st.end = Some(End::Failed(reason));
+        let wake = std::mem::take(&mut st.waiting);
+        drop(st);
+        self.shared.started.notify_one();
+        if wake {
+            self.shared.wake();
+        }
     }
 }
 
@@ -152,98 +251,145 @@ impl Drop for AiStream {
     }
 }
 
-async fn pump(
-    resp: reqwest::Response,
-    tx: mpsc::Sender<Item>,
-    idle: Duration,
+struct Reader {
+    shared: Arc<Shared>,
+    limits: Limits,
     url: String,
-    mut shapes: Option<Shapes>,
-) {
-    let mut body = resp.bytes_stream();
-    let mut parser = Parser::new();
-    let mut events = Vec::new();
-    let mut first = true;
-    loop {
-        let next = match tokio::time::timeout(idle, body.next()).await {
-            Ok(next) => next,
-            Err(_) => {
-                let reason = format!("the stream sent nothing for {} s", idle.as_secs());
-                let _ = tx
-                    .send(Item::Failed(Error::Network {
-                        url,
-                        reason,
-                        timeout: true,
-                    }))
-                    .await;
-                return;
-            }
-        };
-        let bytes = match next {
-            None => return,
-            Some(Ok(b)) => b,
-            Some(Err(e)) => {
-                let reason = format!("the stream broke off ({e})");
-                let _ = tx
-                    .send(Item::Failed(Error::Network {
-                        url,
-                        reason,
-                        timeout: false,
-                    }))
-                    .await;
-                return;
-            }
-        };
-        parser.feed(&bytes, &mut events);
-        let mut chunks = Encoded::default();
-        let mut end = None;
-        for event in events.drain(..) {
-            if event.data == "[DONE]" {
-                end = Some(End::Done);
-                break;
-            }
-            if let Err(e) = check(&event.event, &event.data, &url) {
-                end = Some(End::Failed(e));
-                break;
-            }
-            let shape = match &mut shapes {
-                Some(shapes) => shapes.encode(&event.data, &mut chunks.values),
-                None => shapes::whole(&event.data, &mut chunks.values),
+    events: Arc<Events>,
+}
+
+impl Reader {
+    async fn run(self, resp: reqwest::Response) {
+        let status = resp.status().as_u16();
+        if let Err(e) = self.check_content_type(&resp, status) {
+            return self.shared.end(End::Failed(e));
+        }
+        let mut body = resp.bytes_stream();
+        let mut parser = Parser::with_limit(self.limits.event_bytes);
+        let mut events = Vec::new();
+        let mut chunks = String::new();
+        let mut usage = None;
+        let mut first = true;
+        loop {
+            let next = match tokio::time::timeout(self.limits.idle, body.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    let reason = format!(
+                        "the stream sent nothing for {} s",
+                        self.limits.idle.as_secs()
+                    );
+                    return self.shared.end(End::Failed(self.network(reason, true)));
+                }
             };
-            chunks.shapes.extend(shape);
-            chunks.len += 1;
-            if first {
-                // The first chunk goes ahead alone: its latency is what a user waits on.
-                first = false;
-                if tx
-                    .send(Item::Chunks(std::mem::take(&mut chunks)))
-                    .await
-                    .is_err()
-                {
-                    return;
+            let bytes = match next {
+                Some(Ok(b)) => b,
+                None => {
+                    let e = self.invalid(status, "the stream ended before `data: [DONE]`".into());
+                    return self.shared.end(End::Failed(e));
+                }
+                Some(Err(e)) => {
+                    let e = self.network(format!("the stream broke off ({e})"), false);
+                    return self.shared.end(End::Failed(e));
+                }
+            };
+            let overflow = parser.feed(&bytes, &mut events).err();
+            let mut end = None;
+            chunks.clear();
+            for event in events.drain(..) {
+                if event.data == "[DONE]" {
+                    end = Some(End::Done);
+                    break;
+                }
+                match check(&event.event, &event.data, &self.url) {
+                    Err(e) => {
+                        end = Some(End::Failed(e));
+                        break;
+                    }
+                    Ok(carries_usage) => {
+                        if carries_usage {
+                            usage = cloud_usage(&event.data).or(usage);
+                        }
+                    }
+                }
+                if !chunks.is_empty() {
+                    chunks.push(',');
+                }
+                chunks.push_str(&event.data);
+                if first {
+                    // The first chunk goes ahead alone: its latency is what a user waits on.
+                    first = false;
+                    if let Publish::Stop = self.shared.publish(&chunks, None) {
+                        return;
+                    }
+                    chunks.clear();
                 }
             }
-        }
-        if chunks.len > 0 && tx.send(Item::Chunks(chunks)).await.is_err() {
-            return; // the consumer is gone
-        }
-        match end {
-            None => {}
-            Some(End::Failed(e)) => {
-                let _ = tx.send(Item::Failed(e)).await;
-                return;
+            if end.is_none() {
+                if let Some(TooLarge { limit }) = overflow {
+                    end = Some(End::Failed(Error::ResponseTooLarge {
+                        url: self.url.clone(),
+                        status,
+                        limit: limit as u64,
+                    }));
+                }
             }
-            Some(End::Done) => {
-                drop(tx); // the consumer sees the end now, whatever follows
-                return finish_body(body).await;
+            if matches!(end, Some(End::Done)) {
+                if let Some(usage) = usage.take() {
+                    self.events.emit("cloud:usage-update", usage);
+                }
+            }
+            let done = matches!(end, Some(End::Done));
+            let ended = end.is_some();
+            match self.shared.publish(&chunks, end) {
+                Publish::Stop => return,
+                _ if ended => {
+                    if done {
+                        finish_body(body).await;
+                    }
+                    return;
+                }
+                Publish::Full => self.shared.room.notified().await,
+                Publish::Room => {}
             }
         }
     }
-}
 
-/// How a network read's events ended the stream.
-enum End {
-    Done,
-    Failed(Error),
+    fn check_content_type(&self, resp: &reqwest::Response, status: u16) -> Result<()> {
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        if essence.eq_ignore_ascii_case("text/event-stream") {
+            return Ok(());
+        }
+        let got = if content_type.is_empty() {
+            "no content type".to_string()
+        } else {
+            format!("`{content_type}`")
+        };
+        Err(self.invalid(
+            status,
+            format!("a stream was asked for and the answer is not one ({got})"),
+        ))
+    }
+
+    fn invalid(&self, status: u16, reason: String) -> Error {
+        Error::InvalidResponse {
+            url: self.url.clone(),
+            status,
+            reason,
+        }
+    }
+
+    fn network(&self, reason: String, timeout: bool) -> Error {
+        Error::Network {
+            url: self.url.clone(),
+            reason,
+            timeout,
+        }
+    }
 }
 
 /// After `[DONE]` the server is about to end the response: reading to its end lets the
@@ -264,23 +410,102 @@ async fn finish_body(
     .await;
 }
 
-/// A chunk must be JSON; `{"error": …}` (or an `error` event) is the server failing mid-stream.
-fn check(event: &str, data: &str, url: &str) -> Result<()> {
-    let invalid = |reason: String| Error::InvalidResponse {
+/// The members of a chunk that matter to the reader, found in one pass that skips the rest
+/// (no tree is built): whether it has an `error` or a `_cloud_usage`.
+#[derive(Default)]
+struct Members {
+    error: bool,
+    usage: bool,
+}
+
+enum Key {
+    Error,
+    Usage,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Key, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_str<E: de::Error>(self, key: &str) -> std::result::Result<Key, E> {
+                Ok(match key {
+                    "error" => Key::Error,
+                    "_cloud_usage" => Key::Usage,
+                    _ => Key::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(KeyVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Members {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Members, D::Error> {
+        struct MembersVisitor;
+        impl<'de> Visitor<'de> for MembersVisitor {
+            type Value = Members;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Members, A::Error> {
+                let mut m = Members::default();
+                while let Some(key) = map.next_key::<Key>()? {
+                    map.next_value::<IgnoredAny>()?;
+                    match key {
+                        Key::Error => m.error = true,
+                        Key::Usage => m.usage = true,
+                        Key::Other => {}
+                    }
+                }
+                Ok(m)
+            }
+        }
+        d.deserialize_map(MembersVisitor)
+    }
+}
+
+/// A chunk must be JSON; `{"error": …}` (or an `error` event) is the server failing
+/// mid-stream. `Ok(true)`: the chunk carries `_cloud_usage`.
+fn check(event: &str, data: &str, url: &str) -> Result<bool> {
+    let invalid = |e: serde_json::Error| Error::InvalidResponse {
         url: url.to_string(),
         status: 200,
-        reason,
+        reason: format!("a stream chunk is not JSON ({e})"),
     };
-    if event != "error" && !data.contains("\"error\"") {
-        return serde_json::from_str::<serde::de::IgnoredAny>(data)
-            .map(|_| ())
-            .map_err(|e| invalid(format!("a stream chunk is not JSON ({e})")));
+    let members = if data.trim_start().starts_with('{') {
+        serde_json::from_str::<Members>(data)
+    } else {
+        serde_json::from_str::<IgnoredAny>(data).map(|_| Members::default())
+    };
+    let members = match members {
+        Ok(m) => m,
+        Err(_) if event == "error" => Members {
+            error: true,
+            usage: false,
+        },
+        Err(e) => return Err(invalid(e)),
+    };
+    if event != "error" && !members.error {
+        return Ok(members.usage);
     }
+    stream_error(event, data, url)
+}
+
+/// The server's failure in a chunk (rare: parsed into a tree to find its message).
+fn stream_error(event: &str, data: &str, url: &str) -> Result<bool> {
     let value: Value =
         serde_json::from_str(data).unwrap_or_else(|_| Value::String(data.to_string()));
     let error = match &value {
-        Value::Object(o) if o.contains_key("error") => &o["error"],
-        Value::Object(_) if event != "error" => return Ok(()),
+        Value::Object(o) if o.get("error").is_some_and(|e| !e.is_null()) => &o["error"],
+        Value::Object(_) if event != "error" => return Ok(false),
         other => other,
     };
     let message = match error {
@@ -303,9 +528,23 @@ fn check(event: &str, data: &str, url: &str) -> Result<()> {
     })))
 }
 
+/// The `_cloud_usage` object of a chunk that has one (the last chunk of a metered stream).
+fn cloud_usage(data: &str) -> Option<Value> {
+    #[derive(serde::Deserialize)]
+    struct Carrier {
+        #[serde(rename = "_cloud_usage")]
+        usage: Value,
+    }
+    serde_json::from_str::<Carrier>(data)
+        .ok()
+        .map(|c| c.usage)
+        .filter(Value::is_object)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::check;
+    use super::{check, cloud_usage};
+    use serde_json::json;
 
     #[test]
     fn chunks_must_be_json_and_errors_are_recognized() {
@@ -321,6 +560,9 @@ mod tests {
             "u"
         )
         .is_ok());
+        for other in [r#"[1,"x"]"#, r#""text""#, "1e400", "null", r#"{"n":1e400}"#] {
+            assert!(check("message", other, "u").is_ok(), "{other}");
+        }
         let e = check(
             "message",
             r#"{"error":{"message":"model overloaded","code":"overloaded"}}"#,
@@ -331,16 +573,31 @@ mod tests {
             (e.to_string().starts_with("model overloaded"), e.code()),
             (true, "overloaded".into())
         );
-        let e = check("message", r#"{"error":"boom"}"#, "u").unwrap_err();
+        let e = check("message", r#"{"\u0065rror":"boom"}"#, "u").unwrap_err();
         assert!(e.to_string().starts_with("boom"));
         assert_eq!(e.code(), "STREAM_ERROR");
         assert!(check("error", "plain words", "u")
             .unwrap_err()
             .to_string()
             .starts_with("plain words"));
+        for bad in ["{oops", "", "[1,", r#"{"a":1}x"#] {
+            assert_eq!(
+                check("message", bad, "u").unwrap_err().code(),
+                "INVALID_RESPONSE",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn usage_is_found_in_the_chunk_that_carries_it() {
+        let last = r#"{"choices":[],"usage":{"total_tokens":3},"_cloud_usage":{"tokens_used_today":40,"daily_limit":100,"remaining":60}}"#;
+        assert!(check("message", last, "u").unwrap());
         assert_eq!(
-            check("message", "{oops", "u").unwrap_err().code(),
-            "INVALID_RESPONSE"
+            cloud_usage(last),
+            Some(json!({"tokens_used_today": 40, "daily_limit": 100, "remaining": 60}))
         );
+        assert!(!check("message", r#"{"choices":[]}"#, "u").unwrap());
+        assert_eq!(cloud_usage(r#"{"_cloud_usage":7}"#), None);
     }
 }

@@ -12,6 +12,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::{
+    ai_stream::{AiProxyStream, StreamWake},
     error::spawn,
     events::{EventCallback, JsEventSink},
     secrets::{JsSecrets, SecretDelete, SecretGet, SecretSet},
@@ -424,11 +425,11 @@ impl NativeCloudSync {
         })
     }
 
-    /// Opens the stream behind `aiProxyStream` (the JS layer turns it into an async generator).
-    /// `chunkShapes`: whether the caller builds chunks from `StreamBatch.shapes`; when not
-    /// (the default), every chunk travels whole.
+    /// Opens the stream behind `aiProxyStream` (the JS layer turns it into an async generator);
+    /// resolves once the first chunk has arrived (or the stream has ended). `wake` is called
+    /// whenever a `take()` that found nothing can take again.
     #[napi(
-        ts_args_type = "model: string, messages: ChatMessage[], options?: AiProxyOptions | null, chunkShapes?: boolean | null",
+        ts_args_type = "model: string, messages: ChatMessage[], options: AiProxyOptions | null | undefined, wake: () => void",
         ts_return_type = "Promise<AiProxyStream>"
     )]
     pub fn ai_proxy_stream_open<'e>(
@@ -437,7 +438,7 @@ impl NativeCloudSync {
         model: String,
         messages: Value,
         options: Option<Value>,
-        chunk_shapes: Option<bool>,
+        wake: StreamWake,
     ) -> napi::Result<PromiseRaw<'e, AiProxyStream>> {
         let core = self.core.clone();
         spawn(env, async move {
@@ -451,14 +452,10 @@ impl NativeCloudSync {
                 ws.as_deref(),
                 options.as_ref(),
             );
-            let stream =
-                Arc::new(ai::open_stream(&cloud, body, chunk_shapes.unwrap_or(false)).await?);
+            let stream = Arc::new(ai::open_stream(&cloud, body).await?);
             cloud.track_stream(&stream);
-            let first = stream.next_batch().await?.map(StreamBatch::from);
-            Ok(AiProxyStream {
-                inner: stream,
-                first: std::sync::Mutex::new(first),
-            })
+            stream.started().await;
+            Ok(AiProxyStream::new(stream, wake))
         })
     }
 
@@ -672,75 +669,5 @@ impl CloudAuth {
     pub fn refresh<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, ()>> {
         let core = self.core.clone();
         spawn(env, async move { core.session()?.auth.refresh().await })
-    }
-}
-
-/// A pull handle on a streamed completion, opened with its first batch already pulled
-/// (`firstBatch()`), which saves the first chunk a round trip through the runtime.
-/// `nextBatch()` resolves with the chunks buffered since (parsed once on the JS side, not
-/// once per chunk), or `null` at the end; `cancel()` closes the connection.
-#[napi]
-pub struct AiProxyStream {
-    inner: Arc<ai::AiStream>,
-    first: std::sync::Mutex<Option<StreamBatch>>,
-}
-
-/// A shape of the stream's chunks (see `src/ai/shapes.rs`).
-#[napi(object)]
-pub struct ChunkShape {
-    pub id: u32,
-    /// A JS expression building the chunk from `s[i]`, `s[i+1]`, … (`slots` values).
-    pub source: String,
-    pub slots: u32,
-}
-
-#[napi(object)]
-pub struct StreamBatch {
-    /// Shapes first used in this batch.
-    pub shapes: Vec<ChunkShape>,
-    /// A JSON array: for each chunk, its shape's id and then that shape's slot values. Shape
-    /// 0 has one slot, the whole chunk.
-    pub values: String,
-}
-
-impl From<ai::stream::Pulled> for StreamBatch {
-    fn from(p: ai::stream::Pulled) -> StreamBatch {
-        StreamBatch {
-            shapes: p
-                .shapes
-                .into_iter()
-                .map(|s| ChunkShape {
-                    id: s.id,
-                    source: s.source,
-                    slots: s.slots,
-                })
-                .collect(),
-            values: p.values,
-        }
-    }
-}
-
-#[napi]
-impl AiProxyStream {
-    /// The batch pulled while opening (once; `null` afterwards, or if the stream was empty).
-    #[napi]
-    pub fn first_batch(&self) -> Option<StreamBatch> {
-        self.first.lock().unwrap_or_else(|p| p.into_inner()).take()
-    }
-
-    #[napi(ts_return_type = "Promise<StreamBatch | null>")]
-    pub fn next_batch<'e>(
-        &self,
-        env: &'e Env,
-    ) -> napi::Result<PromiseRaw<'e, Option<StreamBatch>>> {
-        let inner = self.inner.clone();
-        spawn(env, async move {
-            Ok(inner.next_batch().await?.map(StreamBatch::from))
-        })
-    }
-
-    #[napi]
-    pub fn cancel(&self) {
-        self.inner.cancel();
     }
 }

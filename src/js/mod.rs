@@ -3,6 +3,7 @@
 // Exports are reached only through napi's registration, which unit-test builds leave out.
 #![cfg_attr(test, allow(dead_code))]
 
+mod ai_stream;
 mod cloud_sync;
 mod error;
 mod events;

@@ -53,6 +53,9 @@ pub struct CloudSyncConfig {
     pub ai_timeout_ms: Option<f64>,
     /// Milliseconds a stream may stay silent. Default 60000 (or `OBOTO_CLOUD_STREAM_IDLE_TIMEOUT_MS`).
     pub stream_idle_timeout_ms: Option<f64>,
+    /// Bytes an AI stream's SSE line or event may hold. Default 1 MiB (or
+    /// `OBOTO_CLOUD_MAX_STREAM_EVENT_BYTES`); beyond it the stream fails with `RESPONSE_TOO_LARGE`.
+    pub max_stream_event_bytes: Option<f64>,
     /// Where the refresh token is kept. Default `auto` (or `OBOTO_CLOUD_TOKEN_STORE`).
     #[napi(ts_type = "'auto' | 'keychain' | 'secrets' | 'memory'")]
     pub token_store: Option<String>,
@@ -80,6 +83,7 @@ impl From<CloudSyncConfig> for ConfigInput {
             request_timeout_ms: millis(c.request_timeout_ms),
             ai_timeout_ms: millis(c.ai_timeout_ms),
             stream_idle_timeout_ms: millis(c.stream_idle_timeout_ms),
+            max_stream_event_bytes: millis(c.max_stream_event_bytes),
             token_store: c.token_store,
             auto_refresh: c.auto_refresh,
         }

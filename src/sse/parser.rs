@@ -5,10 +5,21 @@
 //! on bytes (CR and LF never occur inside a UTF-8 sequence), so a character split across
 //! chunks waits in the buffer until its line is complete and is decoded whole. A leading BOM
 //! is dropped, even when it arrives a byte at a time.
+//!
+//! A line, and an event's data, may hold at most `limit` bytes: a stream that never ends a
+//! line fails as soon as it passes the limit instead of growing a buffer without bound.
 
 use std::borrow::Cow;
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
+/// The default bound on a line and on an event's data.
+pub const DEFAULT_LIMIT: usize = 1024 * 1024;
+
+/// A line or an event's data passed the parser's limit; the parser accepts nothing more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooLarge {
+    pub limit: usize,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
@@ -22,8 +33,12 @@ pub struct Event {
     pub retry: Option<u64>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Parser {
+    /// Bytes a line, and an event's data, may hold.
+    limit: usize,
+    /// The limit was passed: the stream is unusable from here on.
+    overflowed: bool,
     /// Bytes of the current, unfinished line.
     line: Vec<u8>,
     /// The previous chunk ended in CR: an LF at the start of the next one belongs to it.
@@ -37,13 +52,53 @@ pub struct Parser {
     retry: Option<u64>,
 }
 
+impl Default for Parser {
+    fn default() -> Parser {
+        Parser::with_limit(DEFAULT_LIMIT)
+    }
+}
+
 impl Parser {
     pub fn new() -> Parser {
         Parser::default()
     }
 
-    /// Feeds the next bytes of the stream; completed events are appended to `out`.
-    pub fn feed(&mut self, mut bytes: &[u8], out: &mut Vec<Event>) {
+    /// A parser whose lines and events' data hold at most `limit` bytes.
+    pub fn with_limit(limit: usize) -> Parser {
+        Parser {
+            limit,
+            overflowed: false,
+            line: Vec::new(),
+            after_cr: false,
+            bom_checked: false,
+            event: String::new(),
+            data: String::new(),
+            has_data: false,
+            last_id: None,
+            retry: None,
+        }
+    }
+
+    /// Feeds the next bytes of the stream; completed events are appended to `out` (those
+    /// completed before a line or an event passed the limit, too).
+    pub fn feed(&mut self, bytes: &[u8], out: &mut Vec<Event>) -> Result<(), TooLarge> {
+        if self.overflowed {
+            return Err(self.too_large());
+        }
+        self.feed_bytes(bytes, out);
+        if self.overflowed {
+            self.line = Vec::new();
+            self.data = String::new();
+            return Err(self.too_large());
+        }
+        Ok(())
+    }
+
+    fn too_large(&self) -> TooLarge {
+        TooLarge { limit: self.limit }
+    }
+
+    fn feed_bytes(&mut self, mut bytes: &[u8], out: &mut Vec<Event>) {
         if !self.bom_checked {
             self.line.extend_from_slice(bytes);
             let n = self.line.len().min(BOM.len());
@@ -56,7 +111,7 @@ impl Parser {
                 return; // a BOM prefix: wait for more
             }
             let pending = std::mem::take(&mut self.line);
-            return self.feed(&pending, out);
+            return self.feed_bytes(&pending, out);
         }
         if bytes.is_empty() {
             return; // an empty read must not cancel a pending CR's claim on the next LF
@@ -68,6 +123,10 @@ impl Parser {
             }
         }
         while let Some(i) = memchr::memchr2(b'\n', b'\r', bytes) {
+            if self.line.len() + i > self.limit {
+                self.overflowed = true;
+                return;
+            }
             let line_end = bytes[i];
             if self.line.is_empty() {
                 self.process_line(&bytes[..i], out);
@@ -78,6 +137,9 @@ impl Parser {
                 self.line = line;
                 self.line.clear();
             }
+            if self.overflowed {
+                return;
+            }
             bytes = &bytes[i + 1..];
             if line_end == b'\r' {
                 match bytes.first() {
@@ -86,6 +148,10 @@ impl Parser {
                     Some(_) => {}
                 }
             }
+        }
+        if self.line.len() + bytes.len() > self.limit {
+            self.overflowed = true;
+            return;
         }
         self.line.extend_from_slice(bytes);
     }
@@ -106,7 +172,12 @@ impl Parser {
         };
         match field {
             b"data" => {
-                self.data.push_str(&text(value));
+                let value = text(value);
+                if self.data.len() + value.len() > self.limit {
+                    self.overflowed = true;
+                    return;
+                }
+                self.data.push_str(&value);
                 self.data.push('\n');
                 self.has_data = true;
             }
@@ -161,9 +232,29 @@ mod tests {
         let mut p = Parser::new();
         let mut out = Vec::new();
         for c in chunks {
-            p.feed(c, &mut out);
+            p.feed(c, &mut out).unwrap();
         }
         out
+    }
+
+    /// The events and whether the limit was passed, feeding `chunks` to a parser with `limit`.
+    fn parse_limited(chunks: &[&[u8]], limit: usize) -> (Vec<Event>, Option<TooLarge>) {
+        let mut p = Parser::with_limit(limit);
+        let mut out = Vec::new();
+        for c in chunks {
+            if let Err(e) = p.feed(c, &mut out) {
+                return (out, Some(e));
+            }
+            assert!(
+                p.line.len() <= limit.max(BOM.len() - 1),
+                "the line buffer stays within the limit (or holds a BOM's start)"
+            );
+            assert!(
+                p.data.len() <= limit + 1,
+                "the data buffer stays within the limit (and its LF)"
+            );
+        }
+        (out, None)
     }
 
     fn parse(bytes: &[u8]) -> Vec<Event> {
@@ -255,6 +346,50 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_line_may_hold_the_limit_and_no_more() {
+        let line = |n: usize| format!("data: {}\n\n", "x".repeat(n - 6));
+        let fits = line(64);
+        let (events, err) = parse_limited(&[fits.as_bytes()], 64);
+        assert_eq!((events.len(), err), (1, None));
+        let over = line(65);
+        assert_eq!(
+            parse_limited(&[over.as_bytes()], 64).1,
+            Some(TooLarge { limit: 64 })
+        );
+        let bytewise: Vec<&[u8]> = over.as_bytes().chunks(1).collect();
+        assert_eq!(parse_limited(&bytewise, 64).1, Some(TooLarge { limit: 64 }));
+    }
+
+    #[test]
+    fn a_line_that_never_ends_fails_once_past_the_limit() {
+        let mut p = Parser::with_limit(1000);
+        let mut out = Vec::new();
+        p.feed(b"data: {\"ok\":1}\n\ndata: ", &mut out).unwrap();
+        let mut fed = 0;
+        let err = loop {
+            match p.feed(&[b'x'; 100], &mut out) {
+                Ok(()) => fed += 100,
+                Err(e) => break e,
+            }
+            assert!(fed <= 1000, "still accepting after {fed} bytes");
+        };
+        assert_eq!(err.limit, 1000);
+        assert_eq!(datas(&out), [r#"{"ok":1}"#], "what came before is kept");
+        assert!(
+            p.feed(b"\n\n", &mut out).is_err(),
+            "nothing is accepted after"
+        );
+        assert!(p.line.capacity() == 0, "the buffer is released");
+    }
+
+    #[test]
+    fn an_event_whose_data_lines_add_up_past_the_limit_fails() {
+        let s = "data: 0123456789\n".repeat(10) + "\n";
+        assert_eq!(parse_limited(&[s.as_bytes()], 200).0.len(), 1);
+        assert!(parse_limited(&[s.as_bytes()], 80).1.is_some());
+    }
+
     fn valid_stream() -> impl Strategy<Value = Vec<u8>> {
         let field = prop_oneof![
             "[a-zA-Z0-9 {}\":,é世]{0,12}".prop_map(|v| format!("data: {v}")),
@@ -302,11 +437,36 @@ mod tests {
         }
 
         #[test]
+        fn with_a_limit_any_chunking_gives_the_same_outcome(stream in valid_stream(), cuts in prop::collection::vec(0usize..400, 0..12), limit in 0usize..40) {
+            let whole = parse_limited(&[&stream], limit);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (stream.len() + 1)).collect();
+            cuts.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut start = 0;
+            for c in cuts {
+                chunks.push(&stream[start..c]);
+                start = c;
+            }
+            chunks.push(&stream[start..]);
+            prop_assert_eq!(parse_limited(&chunks, limit), whole.clone());
+            let bytewise: Vec<&[u8]> = stream.chunks(1).collect();
+            prop_assert_eq!(parse_limited(&bytewise, limit), whole.clone());
+            // Below the limit, the limit changes nothing; past it, only the events before
+            // the offending line are delivered.
+            let unlimited = parse(&stream);
+            match whole {
+                (events, None) => prop_assert_eq!(events, unlimited.clone()),
+                (events, Some(_)) => prop_assert!(unlimited.starts_with(&events)),
+            }
+            prop_assert_eq!(parse_limited(&[&stream], stream.len()), (unlimited, None));
+        }
+
+        #[test]
         fn arbitrary_bytes_never_panic(chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..16)) {
             let mut p = Parser::new();
             let mut out = Vec::new();
             for c in &chunks {
-                p.feed(c, &mut out);
+                let _ = p.feed(c, &mut out);
             }
         }
     }
