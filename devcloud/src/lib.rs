@@ -3,6 +3,7 @@
 //! Oboto schema and row-level security. `../shared/design/devcloud.md` is its specification.
 
 pub mod auth;
+pub mod body;
 pub mod caller;
 pub mod config;
 pub mod db;

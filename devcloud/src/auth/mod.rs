@@ -26,7 +26,6 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
-use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
@@ -156,20 +155,18 @@ pub(crate) async fn read_json<T: DeserializeOwned>(
     body: Body,
 ) -> AuthResult<T> {
     let limit = state.settings.max_body_bytes;
-    let mut stream = body.into_data_stream();
-    let mut bytes = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk
-            .map_err(|_| AuthError::bad_request("bad_json", "Could not read the request body"))?;
-        if bytes.len() + chunk.len() > limit {
-            return Err(AuthError::new(
+    let bytes = crate::body::read_limited(body, limit)
+        .await
+        .map_err(|e| match e {
+            crate::body::BodyError::TooLarge => AuthError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request_entity_too_large",
                 format!("Request body too large (max {limit} bytes)"),
-            ));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
+            ),
+            crate::body::BodyError::Read => {
+                AuthError::bad_request("bad_json", "Could not read the request body")
+            }
+        })?;
     serde_json::from_slice(&bytes).map_err(|e| {
         let what = match e.classify() {
             serde_json::error::Category::Data => "unexpected value type",

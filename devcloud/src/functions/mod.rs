@@ -26,7 +26,7 @@ use uuid::Uuid;
 use crate::{
     caller::{self, Caller, CallerError, Role},
     state::SharedState,
-    storage::body::{read_limited, BodyError},
+    body::{read_limited, BodyError},
 };
 
 pub fn router() -> Router<SharedState> {

@@ -214,8 +214,8 @@ async fn read_body(
             )));
         }
     }
-    // Anything but a length-limit breach here is a dropped client; 413 is as good as any.
-    let bytes = axum::body::to_bytes(body, limit)
+    // A dropped client never reads the answer; 413 is as good as any.
+    let bytes = crate::body::read_limited(body, limit)
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?;
     Ok(bytes.to_vec())

@@ -4,7 +4,6 @@
 //! (`db::begin_as`), so the RLS policies decide who sees and changes what; objects hidden by
 //! RLS are simply "not found". Bytes live on disk (`disk`), streamed both ways.
 
-pub(crate) mod body;
 mod buckets;
 mod disk;
 mod error;
@@ -90,11 +89,11 @@ fn request_info<'a>(method: &'a Method, uri: &'a Uri) -> RequestInfo<'a> {
 
 /// Reads a JSON body with the configured limit: 413 when too large, 400 when malformed.
 async fn json_body<T: DeserializeOwned>(state: &SharedState, body: Body) -> StorageResult<T> {
-    let bytes = body::read_limited(body, state.settings.max_body_bytes)
+    let bytes = crate::body::read_limited(body, state.settings.max_body_bytes)
         .await
         .map_err(|e| match e {
-            body::BodyError::TooLarge => StorageError::entity_too_large(),
-            body::BodyError::Read => {
+            crate::body::BodyError::TooLarge => StorageError::entity_too_large(),
+            crate::body::BodyError::Read => {
                 StorageError::invalid_request("Failed to read the request body")
             }
         })?;

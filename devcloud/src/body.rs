@@ -1,4 +1,4 @@
-//! Reading a small request body (JSON) with a size limit.
+//! Reading a small request body (JSON) with a size limit, shared by every service.
 
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
