@@ -417,11 +417,9 @@ impl NativeCloudSync {
                 ws.as_deref(),
                 options.as_ref(),
             );
-            let completion = ai::request(&cloud, body).await?;
-            if let Some(usage) = completion.get("_cloud_usage").filter(|u| u.is_object()) {
-                cloud.events.emit("cloud:usage-update", usage.clone());
-            }
-            Ok(completion)
+            // No `cloud:usage-update` here: Oboto's AI adapter emits it from `_cloud_usage`,
+            // and a second one would count every figure twice in the UI.
+            ai::request(&cloud, body).await
         })
     }
 
