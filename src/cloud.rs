@@ -26,7 +26,7 @@ use crate::{
 pub struct Cloud {
     pub config: CloudConfig,
     pub auth: Arc<Auth>,
-    pub client: Client,
+    pub client: Arc<Client>,
     pub events: Arc<Events>,
     pub agents: AgentCache,
     pub models_failures: QuietFailures,
@@ -49,7 +49,7 @@ impl Cloud {
         let store = token_store::select(config.token_store, &config.base_url, host)?;
         tracing::info!(url = %config.base_url, store = %store.describe(), "initialized");
         let auth = Auth::new(http.clone(), store, events.clone(), config.auto_refresh);
-        let client = Client::new(http, auth.clone() as Arc<dyn Credentials>);
+        let client = Arc::new(Client::new(http, auth.clone() as Arc<dyn Credentials>));
         Ok(Cloud {
             config,
             auth,
@@ -176,6 +176,24 @@ impl CloudSync {
     /// The linked cloud workspace, which AI requests are metered against.
     pub fn linked_workspace_id(&self) -> Option<String> {
         self.sync.linked_workspace_id()
+    }
+
+    /// `getPresence()`: one entry per member online in the linked workspace; `[]` when not
+    /// linked, logged out or destroyed (it is a sync call and never throws).
+    pub fn presence(&self) -> Vec<crate::realtime::Member> {
+        if self.session().is_err() {
+            return Vec::new();
+        }
+        self.sync.presence()
+    }
+
+    /// `broadcast()`: a no-op when not logged in or not linked; rejects only once destroyed.
+    pub fn broadcast(&self, event: String, payload: Value) -> Result<()> {
+        self.alive()?;
+        if self.session().is_ok() {
+            self.sync.broadcast(event, payload);
+        }
+        Ok(())
     }
 
     /// Workspace and conversation sync; operations take the logged-in cloud from `session()`.

@@ -459,7 +459,7 @@ impl NativeCloudSync {
 
     #[napi(ts_return_type = "PresenceMember[]")]
     pub fn get_presence(&self) -> Value {
-        json!([])
+        json!(self.core.presence())
     }
 
     #[napi(
@@ -469,10 +469,11 @@ impl NativeCloudSync {
     pub fn broadcast<'e>(
         &self,
         env: &'e Env,
-        _event: String,
-        _payload: Value,
+        event: String,
+        payload: Value,
     ) -> napi::Result<PromiseRaw<'e, ()>> {
-        spawn(env, async { Ok(()) })
+        let core = self.core.clone();
+        spawn(env, async move { core.broadcast(event, payload) })
     }
 }
 

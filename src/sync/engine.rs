@@ -8,10 +8,10 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 use super::Sync;
-use crate::{cloud::Cloud, rest::backoff::Backoff};
+use crate::{cloud::Cloud, realtime, rest::backoff::Backoff};
 
 /// How long to wait after `failures` consecutive failed cycles (1 s, 2 s, 4 s, … capped at the
 /// interval and at one minute). No jitter: one client retries one server, and tests and
@@ -25,18 +25,29 @@ pub fn retry_delay(failures: u32, interval: Duration) -> Duration {
     .ceiling(failures.saturating_sub(1))
 }
 
-pub async fn run(
-    hub: Weak<Sync>,
-    cloud: Arc<Cloud>,
-    wake: Arc<Notify>,
-    interval: Duration,
-    debounce: Duration,
-) {
-    let mut wait = Duration::ZERO;
+/// When the engine runs a cycle.
+pub struct Pace {
+    pub interval: Duration,
+    pub debounce: Duration,
+    /// The realtime socket's status, when there is one: no polling while it is live.
+    pub status: Option<watch::Receiver<realtime::Status>>,
+}
+
+pub async fn run(hub: Weak<Sync>, cloud: Arc<Cloud>, wake: Arc<Notify>, mut pace: Pace) {
+    let interval = pace.interval;
+    // The first cycle runs at once; a failed one is retried on its backoff even while the
+    // socket is live, since the socket cannot deliver what the cycle failed to send.
+    let mut wait = Some(Duration::ZERO);
     loop {
+        let idle = async {
+            match wait {
+                Some(d) => tokio::time::sleep(d).await,
+                None => realtime::poll_wait(interval, pace.status.as_mut()).await,
+            }
+        };
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = wake.notified() => settle(&wake, debounce).await,
+            _ = idle => {}
+            _ = wake.notified() => settle(&wake, pace.debounce).await,
         }
         let Some(hub) = hub.upgrade() else { return };
         if !cloud.auth.is_logged_in() {
@@ -47,11 +58,7 @@ pub async fn run(
         }
         let ok = hub.cycle(&cloud).await;
         let failures = hub.record_cycle(ok);
-        wait = if ok {
-            interval
-        } else {
-            retry_delay(failures, interval)
-        };
+        wait = (!ok).then(|| retry_delay(failures, interval));
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod conflict;
 pub mod engine;
+pub mod live;
 pub mod outbox;
 pub mod state;
 
@@ -74,6 +75,8 @@ struct Inner {
     /// Captured at activation, so that `setWorkingDir` (a sync call) can restart the engine.
     runtime: Option<Handle>,
     engine: Option<AbortHandle>,
+    /// The linked workspace's realtime socket; it lives as long as the engine would.
+    realtime: Option<crate::realtime::Realtime>,
     /// A local workspace state not yet pushed (debounced, or waiting for the cloud).
     pending_state: Option<Value>,
     /// Push state of conversations outside a linked workspace (not persisted).
@@ -176,34 +179,68 @@ impl Sync {
         }
     }
 
+    /// Starts what keeps a linked workspace in step: its realtime socket, and the engine
+    /// when auto-sync is on (it polls only while the socket is not live).
     fn start_engine(&self) {
         self.stop_engine();
         let mut i = self.lock();
         let (Some(cloud), Some(link), Some(rt)) = (&i.cloud, &i.link, &i.runtime) else {
             return;
         };
-        if !link.sync_config().auto_sync {
-            return;
-        }
-        let interval = Duration::from_millis(cloud.config.sync_interval_ms.into());
-        let debounce = Duration::from_millis(cloud.config.sync_debounce_ms.into());
-        let task = rt.spawn(engine::run(
-            self.me.clone(),
-            cloud.clone(),
-            self.wake.clone(),
-            interval,
-            debounce,
-        ));
-        i.engine = Some(task.abort_handle());
+        let realtime = link
+            .workspace_id()
+            .and_then(|id| Uuid::parse_str(id).ok())
+            .and_then(|id| live::start(cloud, id, self.wake.clone(), rt));
+        let status = realtime.as_ref().map(|r| r.watch_status());
+        let engine = link.sync_config().auto_sync.then(|| {
+            let interval = Duration::from_millis(cloud.config.sync_interval_ms.into());
+            let debounce = Duration::from_millis(cloud.config.sync_debounce_ms.into());
+            rt.spawn(engine::run(
+                self.me.clone(),
+                cloud.clone(),
+                self.wake.clone(),
+                engine::Pace {
+                    interval,
+                    debounce,
+                    status,
+                },
+            ))
+            .abort_handle()
+        });
+        let running = engine.is_some();
+        i.realtime = realtime;
+        i.engine = engine;
         drop(i);
-        self.update_board(|b| b.running = true);
+        self.update_board(|b| b.running = running);
     }
 
     fn stop_engine(&self) {
-        if let Some(task) = self.lock().engine.take() {
+        let (engine, realtime) = {
+            let mut i = self.lock();
+            (i.engine.take(), i.realtime.take())
+        };
+        if let Some(task) = engine {
             task.abort();
         }
+        // Dropping the handle closes the socket (and announces the leave to the others).
+        drop(realtime);
         self.update_board(|b| b.running = false);
+    }
+
+    /// `getPresence()`: the members of the linked workspace online now.
+    pub fn presence(&self) -> Vec<crate::realtime::Member> {
+        self.lock()
+            .realtime
+            .as_ref()
+            .map(|r| r.members())
+            .unwrap_or_default()
+    }
+
+    /// `broadcast()`: an ephemeral message to the other members; nothing when not linked.
+    pub fn broadcast(&self, event: String, payload: Value) {
+        if let Some(r) = &self.lock().realtime {
+            r.broadcast(event, payload);
+        }
     }
 
     fn engine_exited(&self) {
