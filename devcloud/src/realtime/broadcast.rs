@@ -40,14 +40,15 @@ fn error(status: StatusCode, message: &str) -> Response {
 }
 
 /// `Authorization: Bearer`, else the `apikey` header; the role decides private writes.
-fn role(state: &SharedState, headers: &HeaderMap) -> Result<String, Response> {
+/// The error is the message of a 401.
+fn role(state: &SharedState, headers: &HeaderMap) -> Result<String, String> {
     let token = caller::bearer(headers)
         .or_else(|| headers.get("apikey").and_then(|v| v.to_str().ok()))
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "Missing authorization"))?;
+        .ok_or_else(|| "Missing authorization".to_string())?;
     token::verify(&state.keys, token)
         .map(|a| a.role)
-        .map_err(|e| error(StatusCode::UNAUTHORIZED, &e.to_string()))
+        .map_err(|e| e.to_string())
 }
 
 fn send(state: &SharedState, role: &str, topic: &str, private: bool, b: Broadcast) {
@@ -62,7 +63,7 @@ fn send(state: &SharedState, role: &str, topic: &str, private: bool, b: Broadcas
 pub async fn batch(State(state): State<SharedState>, headers: HeaderMap, body: Bytes) -> Response {
     let role = match role(&state, &headers) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(message) => return error(StatusCode::UNAUTHORIZED, &message),
     };
     let Ok(batch) = serde_json::from_slice::<Batch>(&body) else {
         return error(StatusCode::UNPROCESSABLE_ENTITY, "Invalid broadcast body");
@@ -86,7 +87,7 @@ pub async fn single(
 ) -> Response {
     let role = match role(&state, &headers) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(message) => return error(StatusCode::UNAUTHORIZED, &message),
     };
     let private = params.get("private").is_some_and(|p| p == "true");
     let is_json = headers
