@@ -239,6 +239,23 @@ describe('realtime', () => {
     assert.equal(p.errors, null);
   });
 
+  test('a DELETE reaches only those who could read the row (its SELECT policies on the old row)', async () => {
+    const alice = track(await signedIn(cloud, users.alice.email));
+    const carol = track(await signedIn(cloud, users.carol.email));
+    const got = { alice: [], carol: [] };
+    for (const [who, { sb }] of Object.entries({ alice, carol })) {
+      await subscribed(sb.channel(`del-${who}`).on('postgres_changes', { event: 'DELETE', schema: 'public', table: 'messages' },
+        (p) => got[who].push(p.old.id)));
+    }
+    const acme = await insertMessage(cloud, convs.acmeChat, 'to delete');
+    const globex = await insertMessage(cloud, convs.globexChat, 'to delete too');
+    await cloud.serviceRest(`messages?id=in.(${acme.id},${globex.id})`, { method: 'DELETE' });
+    await until(() => got.alice.length && got.carol.length, 5000, 'both deletes');
+    await sleep(300);
+    assert.deepEqual(got.alice, [acme.id]);
+    assert.deepEqual(got.carol, [globex.id]);
+  });
+
   test('an anonymous subscriber receives nothing of the RLS tables', async () => {
     const anon = track(client(cloud));
     const got = [];

@@ -5,7 +5,7 @@
 //! poll covers a lost connection. What has been dispatched is pruned.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeSet, HashMap, HashSet},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -17,7 +17,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::{
     filter,
-    rls::{self, Group},
+    rls::{self, literal, Group},
     Push, Subscriber,
 };
 use crate::{db::DbError, state::SharedState};
@@ -39,16 +39,12 @@ pub struct TableMeta {
     pub pk: Vec<(String, String)>,
     pub rls: bool,
     pub replica_full: bool,
+    /// The table's SELECT policies as one boolean expression over a row named like the
+    /// table (`true` without RLS), for [`rls`](super::rls).
+    pub select_policy: String,
 }
 
 impl TableMeta {
-    pub fn single_pk(&self) -> Option<(&str, &str)> {
-        match self.pk.as_slice() {
-            [(name, ty)] => Some((name, ty)),
-            _ => None,
-        }
-    }
-
     fn pk_only(&self, row: &Value) -> Value {
         let mut out = Map::new();
         for (name, _) in &self.pk {
@@ -57,15 +53,6 @@ impl TableMeta {
             }
         }
         Value::Object(out)
-    }
-
-    fn pk_text(&self, row: &Value) -> Option<String> {
-        let (name, _) = self.single_pk()?;
-        match row.get(name)? {
-            Value::String(s) => Some(s.clone()),
-            Value::Null => None,
-            other => Some(other.to_string()),
-        }
     }
 }
 
@@ -106,6 +93,24 @@ async fn load_tables(pool: &deadpool_postgres::Pool) -> Result<Tables, DbError> 
                 &[&oid],
             )
             .await?;
+        let policies = client
+            .query(
+                "SELECT p.polpermissive, pg_get_expr(p.polqual, p.polrelid),
+                        ARRAY(SELECT CASE WHEN r = 0::oid THEN 'public' ELSE r::regrole::text END
+                                FROM unnest(p.polroles) r)
+                   FROM pg_policy p WHERE p.polrelid = $1 AND p.polcmd IN ('r', '*')",
+                &[&oid],
+            )
+            .await?;
+        let policies: Vec<Policy> = policies
+            .iter()
+            .map(|r| Policy {
+                permissive: r.get(0),
+                qual: r.get(1),
+                roles: r.get(2),
+            })
+            .collect();
+        let rls: bool = row.get(3);
         let columns: Vec<Value> = columns
             .iter()
             .map(|c| json!({"name": c.get::<_, String>(0), "type": c.get::<_, String>(1)}))
@@ -117,12 +122,52 @@ async fn load_tables(pool: &deadpool_postgres::Pool) -> Result<Tables, DbError> 
                 table,
                 columns: Value::Array(columns),
                 pk: pk.iter().map(|r| (r.get(0), r.get(1))).collect(),
-                rls: row.get(3),
+                rls,
                 replica_full: row.get(4),
+                select_policy: if rls {
+                    policy_expr(&policies)
+                } else {
+                    "true".into()
+                },
             },
         );
     }
     Ok(tables)
+}
+
+/// One SELECT (or ALL) policy from `pg_policy`.
+pub struct Policy {
+    pub permissive: bool,
+    pub qual: Option<String>,
+    pub roles: Vec<String>,
+}
+
+/// PostgreSQL's rule: any applicable permissive policy, and every applicable restrictive
+/// one. The expressions come from the catalog (`pg_get_expr`), never from a request.
+pub fn policy_expr(policies: &[Policy]) -> String {
+    let applies = |p: &Policy| {
+        if p.roles.iter().any(|r| r == "public") {
+            "true".to_string()
+        } else {
+            let roles: Vec<String> = p.roles.iter().map(|r| literal(r)).collect();
+            format!("current_user::text = ANY (ARRAY[{}])", roles.join(", "))
+        }
+    };
+    let qual = |p: &Policy| p.qual.clone().unwrap_or_else(|| "false".into());
+    let permissive: Vec<String> = policies
+        .iter()
+        .filter(|p| p.permissive)
+        .map(|p| format!("(({}) AND ({}))", applies(p), qual(p)))
+        .collect();
+    let mut expr = if permissive.is_empty() {
+        "false".to_string()
+    } else {
+        format!("({})", permissive.join(" OR "))
+    };
+    for p in policies.iter().filter(|p| !p.permissive) {
+        expr.push_str(&format!(" AND (NOT ({}) OR ({}))", applies(p), qual(p)));
+    }
+    expr
 }
 
 pub async fn start(state: SharedState, conn: String) -> Result<(), DbError> {
@@ -261,13 +306,17 @@ async fn read(state: &SharedState, after: i64) -> Result<Vec<Change>, DbError> {
         .collect())
 }
 
-/// Which of a subscriber's bindings a change passes (event, table, filters).
-fn matching_ids(sub: &Subscriber, c: &Change) -> Vec<i64> {
-    let row = match c.kind.as_str() {
+/// The row filters and RLS look at: the old one of a DELETE, else the new one.
+fn row_of(c: &Change) -> Option<&Value> {
+    match c.kind.as_str() {
         "DELETE" => c.old.as_ref(),
         _ => c.record.as_ref(),
-    };
-    let Some(row) = row else {
+    }
+}
+
+/// Which of a subscriber's bindings a change passes (event, table, filters).
+fn matching_ids(sub: &Subscriber, c: &Change) -> Vec<i64> {
+    let Some(row) = row_of(c) else {
         return Vec::new();
     };
     sub.bindings
@@ -295,38 +344,31 @@ async fn dispatch(state: &SharedState, tables: &Tables, batch: &[Change]) -> Res
     if candidates.is_empty() {
         return Ok(());
     }
-    // DELETE is not checked (the row is gone; Realtime sends its primary key only).
-    let needs_rls = |c: &Change, s: &Subscriber| c.kind != "DELETE" && !s.auth.bypasses_rls();
     let mut group_of: HashMap<(&str, &str), usize> = HashMap::new();
     let mut groups: Vec<Group> = Vec::new();
+    let mut asked: HashSet<(usize, usize)> = HashSet::new();
     for (ci, si, _) in &candidates {
         let (c, s) = (&batch[*ci], &subs[*si]);
-        if !needs_rls(c, s) {
+        if s.auth.bypasses_rls() {
             continue;
         }
-        let Some(pk) = tables
-            .get(&(c.schema.clone(), c.table.clone()))
-            .zip(c.record.as_ref())
-            .and_then(|(m, r)| m.pk_text(r))
-        else {
+        let Some(row) = row_of(c) else {
             continue;
         };
         let gi = *group_of
             .entry((s.auth.role.as_str(), s.auth.claims.as_str()))
             .or_insert_with(|| {
-                groups.push(Group {
-                    role: s.auth.role.clone(),
-                    claims: s.auth.claims.clone(),
-                    wanted: Default::default(),
-                    visible: Default::default(),
-                });
+                groups.push(Group::new(&s.auth.role, &s.auth.claims));
                 groups.len() - 1
             });
-        groups[gi]
-            .wanted
-            .entry((c.schema.clone(), c.table.clone()))
-            .or_default()
-            .insert(pk);
+        if asked.insert((gi, *ci)) {
+            let table = (c.schema.clone(), c.table.clone());
+            groups[gi]
+                .wanted
+                .entry(table)
+                .or_default()
+                .push((*ci, row.clone()));
+        }
     }
     if !groups.is_empty() {
         rls::check(&state.db, tables, &mut groups).await?;
@@ -337,20 +379,10 @@ async fn dispatch(state: &SharedState, tables: &Tables, batch: &[Change]) -> Res
         let Some(meta) = tables.get(&(c.schema.clone(), c.table.clone())) else {
             continue;
         };
-        if needs_rls(c, s) {
-            let visible = c
-                .record
-                .as_ref()
-                .and_then(|r| meta.pk_text(r))
-                .is_some_and(|pk| {
-                    group_of
-                        .get(&(s.auth.role.as_str(), s.auth.claims.as_str()))
-                        .is_some_and(|gi| {
-                            groups[*gi]
-                                .visible
-                                .contains(&(c.schema.clone(), c.table.clone(), pk))
-                        })
-                });
+        if !s.auth.bypasses_rls() {
+            let visible = group_of
+                .get(&(s.auth.role.as_str(), s.auth.claims.as_str()))
+                .is_some_and(|gi| groups[*gi].sees(ci));
             if !visible {
                 continue;
             }
@@ -442,6 +474,7 @@ mod tests {
             pk: vec![("id".into(), "uuid".into())],
             rls,
             replica_full: full,
+            select_policy: "true".into(),
         }
     }
 
@@ -481,6 +514,24 @@ mod tests {
         let d: Value =
             serde_json::from_str(&change_data(&meta(false, true), &change("DELETE"))).unwrap();
         assert_eq!(d["old_record"], json!({"id": "a", "x": 1}));
+    }
+
+    #[test]
+    fn policies_combine_as_postgres_does() {
+        let p = |permissive, qual: &str, roles: &[&str]| Policy {
+            permissive,
+            qual: Some(qual.into()),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        };
+        assert_eq!(policy_expr(&[]), "false");
+        assert_eq!(
+            policy_expr(&[p(true, "a = 1", &["public"]), p(true, "b", &["authenticated"])]),
+            "(((true) AND (a = 1)) OR ((current_user::text = ANY (ARRAY['authenticated'])) AND (b)))"
+        );
+        assert_eq!(
+            policy_expr(&[p(true, "a", &["public"]), p(false, "c", &["o'k"])]),
+            "(((true) AND (a))) AND (NOT (current_user::text = ANY (ARRAY['o''k'])) OR (c))"
+        );
     }
 
     #[test]

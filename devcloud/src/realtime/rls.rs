@@ -1,46 +1,73 @@
 //! Row-level security per subscriber, in batches: for one batch of changes, each distinct
-//! identity (role + claims) among the subscribers runs one `SELECT` per table for all the
-//! batch's candidate rows, as that identity (`role` and `request.jwt.claims` set locally, as
-//! `/rest/v1` does), in one read-only transaction. Like Realtime's `apply_rls`, the check
-//! reads the row as it is now, by primary key.
+//! identity (role + claims) runs one query per table over all of the batch's candidate rows,
+//! as that identity (`role` and `request.jwt.claims` set locally, as `/rest/v1` does), in one
+//! read-only transaction.
+//!
+//! The query evaluates the table's SELECT policies (and the role's SELECT privilege) over
+//! each row *as it was committed*, rebuilt from the change's JSON. Realtime's `apply_rls`
+//! instead re-reads the row by primary key, so an insert deleted a moment later is lost and a
+//! DELETE is not checked at all; here every change, DELETE included, reaches only the
+//! subscribers who could have read that row.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use deadpool_postgres::Pool;
+use serde_json::Value;
 
 use super::changes::TableMeta;
-
-/// Which rows one identity asks about: `(schema, table)` → primary keys as text.
-pub type Wanted = BTreeMap<(String, String), HashSet<String>>;
 
 /// One identity's question and, after [`check`], its answer.
 pub struct Group {
     pub role: String,
     pub claims: String,
-    pub wanted: Wanted,
-    pub visible: HashSet<(String, String, String)>,
+    /// `(schema, table)` → (change index, row).
+    pub wanted: BTreeMap<(String, String), Vec<(usize, Value)>>,
+    visible: HashSet<usize>,
 }
 
-fn quote(ident: &str) -> String {
+impl Group {
+    pub fn new(role: &str, claims: &str) -> Group {
+        Group {
+            role: role.to_string(),
+            claims: claims.to_string(),
+            wanted: Default::default(),
+            visible: Default::default(),
+        }
+    }
+
+    /// Whether this identity may see the row of change `index`.
+    pub fn sees(&self, index: usize) -> bool {
+        self.visible.contains(&index)
+    }
+}
+
+pub fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
-/// The probe for one table: identifiers come from the catalog, values are bound.
-fn probe_sql(meta: &TableMeta) -> Option<String> {
-    let (pk, pk_type) = meta.single_pk()?;
-    Some(format!(
-        "SELECT {pk}::text FROM {}.{} WHERE {pk} = ANY($1::text[]::{pk_type}[])",
-        quote(&meta.schema),
-        quote(&meta.table),
-        pk = quote(pk),
-    ))
+/// Which of `$1` (a JSON array of rows) the current role may read. The row is named like
+/// the table so that the policies' column references resolve; identifiers and policies come
+/// from the catalog, the rows are bound.
+pub fn probe_sql(meta: &TableMeta) -> String {
+    let alias = quote(&meta.table);
+    let qualified = format!("{}.{alias}", quote(&meta.schema));
+    format!(
+        "SELECT e.n FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(j, n) \
+         CROSS JOIN LATERAL jsonb_populate_record(NULL::{qualified}, e.j) AS {alias} \
+         WHERE (SELECT has_table_privilege({}, 'SELECT')) AND ({})",
+        literal(&qualified),
+        meta.select_policy
+    )
 }
 
-/// Fills each group's `visible`. A failing probe (say, a role without `SELECT`) shows that
-/// identity nothing of that table.
+pub fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Fills each group's answer. A failing probe shows that identity nothing of that table.
 pub async fn check(
     pool: &Pool,
-    tables: &HashMap<(String, String), TableMeta>,
+    tables: &std::collections::HashMap<(String, String), TableMeta>,
     groups: &mut [Group],
 ) -> Result<(), crate::db::DbError> {
     let mut client = pool.get().await?;
@@ -56,25 +83,24 @@ pub async fn check(
                 &[&g.role, &g.claims],
             )
             .await?;
-            for ((schema, table), pks) in &g.wanted {
-                let Some(sql) = tables
-                    .get(&(schema.clone(), table.clone()))
-                    .and_then(probe_sql)
-                else {
+            for (key, rows) in &g.wanted {
+                let Some(meta) = tables.get(key) else {
                     continue;
                 };
-                let pks: Vec<&str> = pks.iter().map(String::as_str).collect();
-                match tx.query(sql.as_str(), &[&pks]).await {
-                    Ok(rows) => {
-                        for row in rows {
-                            let pk: Option<String> = row.get(0);
-                            if let Some(pk) = pk {
-                                g.visible.insert((schema.clone(), table.clone(), pk));
+                let arg = Value::Array(rows.iter().map(|(_, r)| r.clone()).collect());
+                match tx.query(probe_sql(meta).as_str(), &[&arg]).await {
+                    Ok(found) => {
+                        for row in found {
+                            let n: i64 = row.get(0);
+                            if let Some((index, _)) =
+                                usize::try_from(n - 1).ok().and_then(|k| rows.get(k))
+                            {
+                                g.visible.insert(*index);
                             }
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, %table, "realtime RLS probe failed");
+                        tracing::warn!(error = %e, table = %key.1, "realtime RLS probe failed");
                         // The transaction is aborted: go on with the next identity in a new one.
                         failed = true;
                         break;
