@@ -176,6 +176,8 @@ describe('realtime', () => {
     assert.deepEqual((await raw.next((f) => f[1] === '5'))[4], { status: 'error', response: { reason: 'unmatched topic' } });
     raw.send([null, '6', 'realtime:nowhere', 'broadcast', { type: 'broadcast', event: 'x', payload: {} }]);
     assert.equal((await raw.next((f) => f[1] === '6'))[4].response.reason, 'unmatched topic');
+    raw.send([null, '6b', 'phoenix', 'access_token', { access_token: cloud.anonKey }]);
+    assert.equal((await raw.next((f) => f[1] === '6b'))[4].response.reason, 'unmatched topic');
 
     const pg = [
       { event: 'INSERT', schema: 'public', table: 'messages', filter: `conversation_id=eq.${convs.acmeChat}` },
@@ -210,6 +212,13 @@ describe('realtime', () => {
     raw.send(['9', '9', 'realtime:room3', 'phx_join', { config: { postgres_changes: [{ event: '*', schema: 'public', table: 'ai_usage' }] } }]);
     await raw.next((f) => f[1] === '9');
     assert.match((await raw.next((f) => f[3] === 'system' && f[2] === 'realtime:room3'))[4].message, /Unable to subscribe/);
+    // A second join of the same topic closes the first (Phoenix), and a stale join_ref is ignored.
+    raw.send(['10', '10', 'realtime:room1', 'phx_join', { config: {} }]);
+    assert.deepEqual(await raw.next((f) => f[3] === 'phx_close'), ['7', '7', 'realtime:room1', 'phx_close', {}]);
+    assert.equal((await raw.next((f) => f[1] === '10'))[4].status, 'ok');
+    raw.send(['7', '11', 'realtime:room1', 'phx_leave', {}]);
+    await sleep(200);
+    assert.ok(!raw.frames.some((f) => f[1] === '11'));
     raw.close();
   });
 
@@ -375,6 +384,13 @@ describe('realtime', () => {
     bob.send(['1', '3', 'realtime:presence-room', 'presence', { type: 'presence', event: 'track', payload: 'not a map' }]);
     assert.deepEqual((await bob.next((f) => f[1] === '3'))[4], { status: 'error', response: { reason: 'Presence track payload must be a map' } });
 
+    // phx_leave is a leave; so is a dropped socket.
+    bob.send(['1', '4', 'realtime:presence-room', 'phx_leave', {}]);
+    await until(() => !chA.presenceState()[users.bob.id], 5000, 'bob leaving the channel');
+    bob.send(['5', '5', 'realtime:presence-room', 'phx_join', { config: { presence: { key: users.bob.id, enabled: true } } }]);
+    await bob.next((f) => f[1] === '5');
+    bob.send(['5', '6', 'realtime:presence-room', 'presence', { type: 'presence', event: 'track', payload: { display_name: 'Bob' } }]);
+    await until(() => chA.presenceState()[users.bob.id], 5000, 'bob back');
     bob.close();
     await until(() => !chA.presenceState()[users.bob.id], 5000, 'bob leaving');
     assert.ok(chA.presenceState()[users.alice.id]);

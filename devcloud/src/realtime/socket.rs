@@ -264,11 +264,8 @@ impl Conn {
     }
 
     fn on_frame(&mut self, f: Incoming) {
-        if f.topic == "phoenix" {
-            if f.event == "heartbeat" {
-                self.reply_to(&f, "ok", json!({}));
-            }
-            return;
+        if f.topic == "phoenix" && f.event == "heartbeat" {
+            return self.reply_to(&f, "ok", json!({}));
         }
         if f.event == "phx_join" {
             return self.join(f);
