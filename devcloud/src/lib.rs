@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod functions;
 pub mod jwt;
+pub mod realtime;
 pub mod rest;
 pub mod state;
 pub mod stats;
@@ -47,6 +48,7 @@ pub fn app(state: SharedState) -> Router {
         .nest("/rest/v1", rest::router())
         .nest("/storage/v1", storage::router())
         .nest("/functions/v1", functions::router())
+        .nest("/realtime/v1", realtime::router())
         .nest("/devcloud/v1", stats::router())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), stats::count))
@@ -73,6 +75,7 @@ pub async fn state(
         keys: JwtKeys::new(secret),
         settings,
         stats: Default::default(),
+        realtime: Default::default(),
         rest,
         http: reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
@@ -164,6 +167,7 @@ async fn serve(
     };
     let secret = jwt_secret(args.data_dir.as_deref())?;
     let state = state(pool, &secret, settings).await?;
+    realtime::start(&state, conn).await?;
     let listener = TcpListener::bind((args.host.as_str(), args.port)).await?;
     let addr = listener.local_addr()?;
     // axum leaves Nagle on: a streamed response's last small segment would then wait for

@@ -13,6 +13,8 @@ pub struct AppState {
     pub keys: JwtKeys,
     pub settings: Settings,
     pub stats: Stats,
+    /// Realtime's registry of sockets, channels and presence.
+    pub realtime: crate::realtime::Realtime,
     /// PostgREST's schema cache, loaded after migrations.
     pub rest: crate::rest::RestState,
     /// Outbound HTTP (the optional AI upstream).

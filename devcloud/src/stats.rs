@@ -94,7 +94,13 @@ async fn stats(State(state): State<SharedState>, headers: axum::http::HeaderMap)
     if !is_service(&state, &headers) {
         return forbidden();
     }
-    Json(state.stats.snapshot()).into_response()
+    let mut snapshot = state.stats.snapshot();
+    if let Some(rt) = snapshot.get_mut("realtime").and_then(|v| v.as_object_mut()) {
+        if let Some(extra) = state.realtime.stats().as_object() {
+            rt.extend(extra.clone());
+        }
+    }
+    Json(snapshot).into_response()
 }
 
 async fn reset(State(state): State<SharedState>, headers: axum::http::HeaderMap) -> Response {
@@ -102,5 +108,6 @@ async fn reset(State(state): State<SharedState>, headers: axum::http::HeaderMap)
         return forbidden();
     }
     state.stats.reset();
+    state.realtime.reset_stats();
     StatusCode::NO_CONTENT.into_response()
 }

@@ -32,6 +32,10 @@ static MIGRATIONS: &[(&str, &str)] = &[
         "0006_message_policies",
         include_str!("../../migrations/0006_message_policies.sql"),
     ),
+    (
+        "0007_realtime",
+        include_str!("../../migrations/0007_realtime.sql"),
+    ),
 ];
 
 static DEMO_SEED: &str = include_str!("../../seed/demo.sql");

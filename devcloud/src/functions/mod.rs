@@ -24,9 +24,9 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::{
+    body::{read_limited, BodyError},
     caller::{self, Caller, CallerError, Role},
     state::SharedState,
-    body::{read_limited, BodyError},
 };
 
 pub fn router() -> Router<SharedState> {

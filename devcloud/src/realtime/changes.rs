@@ -1,0 +1,544 @@
+//! postgres_changes: reads `realtime.changes` (filled by the triggers of migration 0007) in
+//! commit order, matches each change against the subscribers' bindings and filters, asks
+//! [`rls`](super::rls) which subscriber may see which row, and queues one frame per channel
+//! per change. A dedicated connection LISTENs for the commit-time NOTIFY that wakes it; a slow
+//! poll covers a lost connection. What has been dispatched is pruned.
+
+use std::{
+    collections::{BTreeSet, HashMap, HashSet},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use futures_util::StreamExt as _;
+use serde_json::{json, Map, Value};
+use tokio::sync::Notify;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use super::{
+    filter,
+    rls::{self, literal, Group},
+    Push, Subscriber,
+};
+use crate::{db::DbError, state::SharedState};
+
+const BATCH: i64 = 1000;
+const POLL: Duration = Duration::from_secs(5);
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
+/// Realtime's `max_record_bytes`: larger records go out trimmed, with an error.
+const MAX_RECORD_BYTES: usize = 1024 * 1024;
+
+/// What a frame needs to know of a captured table.
+#[derive(Debug, Clone)]
+pub struct TableMeta {
+    pub schema: String,
+    pub table: String,
+    /// `[{"name","type"}]` as JSON, in column order.
+    pub columns: Value,
+    /// Primary key columns with their SQL types.
+    pub pk: Vec<(String, String)>,
+    pub rls: bool,
+    pub replica_full: bool,
+    /// The table's SELECT policies as one boolean expression over a row named like the
+    /// table (`true` without RLS), for [`rls`](super::rls).
+    pub select_policy: String,
+}
+
+impl TableMeta {
+    fn pk_only(&self, row: &Value) -> Value {
+        let mut out = Map::new();
+        for (name, _) in &self.pk {
+            if let Some(v) = row.get(name) {
+                out.insert(name.clone(), v.clone());
+            }
+        }
+        Value::Object(out)
+    }
+}
+
+type Tables = HashMap<(String, String), TableMeta>;
+
+async fn load_tables(pool: &deadpool_postgres::Pool) -> Result<Tables, DbError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT DISTINCT c.oid, n.nspname::text, c.relname::text, c.relrowsecurity,
+                    c.relreplident = 'f'
+               FROM pg_trigger t
+               JOIN pg_class c ON c.oid = t.tgrelid
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE t.tgname = 'realtime_capture_insert'",
+            &[],
+        )
+        .await?;
+    let mut tables = Tables::new();
+    for row in rows {
+        let oid: u32 = row.get(0);
+        let schema: String = row.get(1);
+        let table: String = row.get(2);
+        let columns = client
+            .query(
+                "SELECT a.attname::text, t.typname::text FROM pg_attribute a
+                   JOIN pg_type t ON t.oid = a.atttypid
+                  WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+                  ORDER BY a.attnum",
+                &[&oid],
+            )
+            .await?;
+        let pk = client
+            .query(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_index i
+                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                  WHERE i.indrelid = $1 AND i.indisprimary ORDER BY a.attnum",
+                &[&oid],
+            )
+            .await?;
+        let policies = client
+            .query(
+                "SELECT p.polpermissive, pg_get_expr(p.polqual, p.polrelid),
+                        ARRAY(SELECT CASE WHEN r = 0::oid THEN 'public' ELSE r::regrole::text END
+                                FROM unnest(p.polroles) r)
+                   FROM pg_policy p WHERE p.polrelid = $1 AND p.polcmd IN ('r', '*')",
+                &[&oid],
+            )
+            .await?;
+        let policies: Vec<Policy> = policies
+            .iter()
+            .map(|r| Policy {
+                permissive: r.get(0),
+                qual: r.get(1),
+                roles: r.get(2),
+            })
+            .collect();
+        let rls: bool = row.get(3);
+        let columns: Vec<Value> = columns
+            .iter()
+            .map(|c| json!({"name": c.get::<_, String>(0), "type": c.get::<_, String>(1)}))
+            .collect();
+        tables.insert(
+            (schema.clone(), table.clone()),
+            TableMeta {
+                schema,
+                table,
+                columns: Value::Array(columns),
+                pk: pk.iter().map(|r| (r.get(0), r.get(1))).collect(),
+                rls,
+                replica_full: row.get(4),
+                select_policy: if rls {
+                    policy_expr(&policies)
+                } else {
+                    "true".into()
+                },
+            },
+        );
+    }
+    Ok(tables)
+}
+
+/// One SELECT (or ALL) policy from `pg_policy`.
+pub struct Policy {
+    pub permissive: bool,
+    pub qual: Option<String>,
+    pub roles: Vec<String>,
+}
+
+/// PostgreSQL's rule: any applicable permissive policy, and every applicable restrictive
+/// one. The expressions come from the catalog (`pg_get_expr`), never from a request.
+pub fn policy_expr(policies: &[Policy]) -> String {
+    let applies = |p: &Policy| {
+        if p.roles.iter().any(|r| r == "public") {
+            "true".to_string()
+        } else {
+            let roles: Vec<String> = p.roles.iter().map(|r| literal(r)).collect();
+            format!("current_user::text = ANY (ARRAY[{}])", roles.join(", "))
+        }
+    };
+    let qual = |p: &Policy| p.qual.clone().unwrap_or_else(|| "false".into());
+    let permissive: Vec<String> = policies
+        .iter()
+        .filter(|p| p.permissive)
+        .map(|p| format!("(({}) AND ({}))", applies(p), qual(p)))
+        .collect();
+    let mut expr = if permissive.is_empty() {
+        "false".to_string()
+    } else {
+        format!("({})", permissive.join(" OR "))
+    };
+    for p in policies.iter().filter(|p| !p.permissive) {
+        expr.push_str(&format!(" AND (NOT ({}) OR ({}))", applies(p), qual(p)));
+    }
+    expr
+}
+
+pub async fn start(state: SharedState, conn: String) -> Result<(), DbError> {
+    let tables = load_tables(&state.db).await?;
+    state
+        .realtime
+        .set_captured(tables.keys().cloned().collect::<BTreeSet<_>>());
+    // Start after the newest change: a (re)started server replays nothing older, and what was
+    // left behind is pruned.
+    let client = state.db.get().await?;
+    let last: i64 = client
+        .query_one("SELECT last_seq FROM realtime.commit_counter", &[])
+        .await?
+        .get(0);
+    client
+        .execute("DELETE FROM realtime.changes WHERE seq <= $1", &[&last])
+        .await?;
+    drop(client);
+    let wake = Arc::new(Notify::new());
+    tokio::spawn(listen(conn, wake.clone()));
+    tokio::spawn(dispatch_loop(state, Arc::new(tables), last, wake));
+    Ok(())
+}
+
+/// Holds a connection that LISTENs, and reconnects when it drops.
+async fn listen(conn: String, wake: Arc<Notify>) {
+    loop {
+        match tokio_postgres::connect(&conn, NoTls).await {
+            Ok((client, mut connection)) => {
+                let w = wake.clone();
+                let driver = tokio::spawn(async move {
+                    let mut messages =
+                        futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                    while let Some(m) = messages.next().await {
+                        match m {
+                            Ok(AsyncMessage::Notification(_)) => w.notify_one(),
+                            Ok(_) => {}
+                            Err(_) => break,
+                        }
+                    }
+                });
+                match client.batch_execute("LISTEN realtime_changes").await {
+                    Ok(()) => {
+                        // Whatever committed before LISTEN took effect.
+                        wake.notify_one();
+                        let _ = driver.await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "realtime: LISTEN failed");
+                        driver.abort();
+                    }
+                }
+                drop(client);
+            }
+            Err(e) => tracing::warn!(error = %e, "realtime: no LISTEN connection"),
+        }
+        wake.notify_one();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+struct Change {
+    seq: i64,
+    schema: String,
+    table: String,
+    kind: String,
+    record: Option<Value>,
+    old: Option<Value>,
+    commit_ms: i64,
+}
+
+async fn dispatch_loop(state: SharedState, tables: Arc<Tables>, mut last: i64, wake: Arc<Notify>) {
+    let mut pruned = last;
+    let mut pruned_at = Instant::now();
+    loop {
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(POLL) => {}
+        }
+        loop {
+            let batch = match read(&state, last).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "realtime: reading changes failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    break;
+                }
+            };
+            let Some(end) = batch.last().map(|c| c.seq) else {
+                break;
+            };
+            if let Err(e) = dispatch(&state, &tables, &batch).await {
+                tracing::warn!(error = %e, "realtime: dispatching changes failed");
+            }
+            last = end;
+            if (batch.len() as i64) < BATCH {
+                break;
+            }
+        }
+        if last > pruned && pruned_at.elapsed() >= PRUNE_EVERY {
+            if let Ok(client) = state.db.get().await {
+                if client
+                    .execute("DELETE FROM realtime.changes WHERE seq <= $1", &[&last])
+                    .await
+                    .is_ok()
+                {
+                    pruned = last;
+                    pruned_at = Instant::now();
+                }
+            }
+        }
+    }
+}
+
+async fn read(state: &SharedState, after: i64) -> Result<Vec<Change>, DbError> {
+    let client = state.db.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "SELECT seq, schema_name, table_name, type, record, old_record,
+                    (extract(epoch FROM commit_ts) * 1000)::int8
+               FROM realtime.changes WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .await?;
+    let rows = client.query(&stmt, &[&after, &BATCH]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| Change {
+            seq: r.get(0),
+            schema: r.get(1),
+            table: r.get(2),
+            kind: r.get(3),
+            record: r.get(4),
+            old: r.get(5),
+            commit_ms: r.get::<_, Option<i64>>(6).unwrap_or(0),
+        })
+        .collect())
+}
+
+/// The row filters and RLS look at: the old one of a DELETE, else the new one.
+fn row_of(c: &Change) -> Option<&Value> {
+    match c.kind.as_str() {
+        "DELETE" => c.old.as_ref(),
+        _ => c.record.as_ref(),
+    }
+}
+
+/// Which of a subscriber's bindings a change passes (event, table, filters).
+fn matching_ids(sub: &Subscriber, c: &Change) -> Vec<i64> {
+    let Some(row) = row_of(c) else {
+        return Vec::new();
+    };
+    sub.bindings
+        .iter()
+        .filter(|b| b.accepts(&c.schema, &c.table, &c.kind) && filter::matches(&b.filters, row))
+        .map(|b| b.id)
+        .collect()
+}
+
+async fn dispatch(state: &SharedState, tables: &Tables, batch: &[Change]) -> Result<(), DbError> {
+    let subs = state.realtime.subscribers();
+    if subs.is_empty() {
+        return Ok(());
+    }
+    // (change, subscriber, ids) that pass bindings and filters.
+    let mut candidates: Vec<(usize, usize, Vec<i64>)> = Vec::new();
+    for (ci, c) in batch.iter().enumerate() {
+        for (si, s) in subs.iter().enumerate() {
+            let ids = matching_ids(s, c);
+            if !ids.is_empty() {
+                candidates.push((ci, si, ids));
+            }
+        }
+    }
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    let mut group_of: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut groups: Vec<Group> = Vec::new();
+    let mut asked: HashSet<(usize, usize)> = HashSet::new();
+    for (ci, si, _) in &candidates {
+        let (c, s) = (&batch[*ci], &subs[*si]);
+        if s.auth.bypasses_rls() {
+            continue;
+        }
+        let Some(row) = row_of(c) else {
+            continue;
+        };
+        let gi = *group_of
+            .entry((s.auth.role.as_str(), s.auth.claims.as_str()))
+            .or_insert_with(|| {
+                groups.push(Group::new(&s.auth.role, &s.auth.claims));
+                groups.len() - 1
+            });
+        if asked.insert((gi, *ci)) {
+            let table = (c.schema.clone(), c.table.clone());
+            groups[gi]
+                .wanted
+                .entry(table)
+                .or_default()
+                .push((*ci, row.clone()));
+        }
+    }
+    if !groups.is_empty() {
+        rls::check(&state.db, tables, &mut groups).await?;
+    }
+    let mut data: HashMap<usize, Arc<str>> = HashMap::new();
+    for (ci, si, ids) in candidates {
+        let (c, s) = (&batch[ci], &subs[si]);
+        let Some(meta) = tables.get(&(c.schema.clone(), c.table.clone())) else {
+            continue;
+        };
+        if !s.auth.bypasses_rls() {
+            let visible = group_of
+                .get(&(s.auth.role.as_str(), s.auth.claims.as_str()))
+                .is_some_and(|gi| groups[*gi].sees(ci));
+            if !visible {
+                continue;
+            }
+        }
+        let data = data
+            .entry(ci)
+            .or_insert_with(|| change_data(meta, c).into())
+            .clone();
+        let payload = format!("{{\"ids\":{},\"data\":{}}}", json!(ids), data);
+        s.socket.push(
+            s.member,
+            Push::Change {
+                payload: payload.into(),
+                commit_ms: c.commit_ms,
+            },
+        );
+    }
+    Ok(())
+}
+
+fn commit_timestamp(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// The `data` of a postgres_changes frame (Realtime's `apply_rls` output).
+fn change_data(meta: &TableMeta, c: &Change) -> String {
+    let mut data = Map::new();
+    data.insert("schema".into(), json!(c.schema));
+    data.insert("table".into(), json!(c.table));
+    data.insert(
+        "commit_timestamp".into(),
+        json!(commit_timestamp(c.commit_ms)),
+    );
+    data.insert("type".into(), json!(c.kind));
+    data.insert("columns".into(), meta.columns.clone());
+    let mut errors = Vec::new();
+    if c.kind != "DELETE" {
+        let record = c.record.clone().unwrap_or(Value::Null);
+        data.insert("record".into(), bounded(record, &mut errors));
+    }
+    if c.kind != "INSERT" {
+        let old = c.old.clone().unwrap_or(Value::Null);
+        // Only the replica identity; on an RLS table a DELETE gives only the primary key.
+        let full = meta.replica_full && !(c.kind == "DELETE" && meta.rls);
+        let old = if full { old } else { meta.pk_only(&old) };
+        data.insert("old_record".into(), bounded(old, &mut errors));
+    }
+    data.insert(
+        "errors".into(),
+        if errors.is_empty() {
+            Value::Null
+        } else {
+            json!(errors)
+        },
+    );
+    Value::Object(data).to_string()
+}
+
+/// A record over the size limit keeps only its small fields, and the frame says why.
+fn bounded(record: Value, errors: &mut Vec<&'static str>) -> Value {
+    if record.to_string().len() <= MAX_RECORD_BYTES {
+        return record;
+    }
+    if errors.is_empty() {
+        errors.push("Error 413: Payload Too Large");
+    }
+    match record {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .filter(|(_, v)| v.to_string().len() <= 64)
+                .collect(),
+        ),
+        _ => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(rls: bool, full: bool) -> TableMeta {
+        TableMeta {
+            schema: "public".into(),
+            table: "t".into(),
+            columns: json!([{"name": "id", "type": "uuid"}, {"name": "x", "type": "int4"}]),
+            pk: vec![("id".into(), "uuid".into())],
+            rls,
+            replica_full: full,
+            select_policy: "true".into(),
+        }
+    }
+
+    fn change(kind: &str) -> Change {
+        Change {
+            seq: 1,
+            schema: "public".into(),
+            table: "t".into(),
+            kind: kind.into(),
+            record: Some(json!({"id": "a", "x": 2})),
+            old: Some(json!({"id": "a", "x": 1})),
+            commit_ms: 1_735_732_800_123,
+        }
+    }
+
+    #[test]
+    fn frames_as_realtime_sends_them() {
+        let d: Value =
+            serde_json::from_str(&change_data(&meta(true, false), &change("INSERT"))).unwrap();
+        assert_eq!(d["commit_timestamp"], "2025-01-01T12:00:00.123Z");
+        assert_eq!(d["type"], "INSERT");
+        assert_eq!(d["record"]["x"], 2);
+        assert!(d.get("old_record").is_none());
+        assert!(d["errors"].is_null());
+        assert_eq!(d["columns"][1]["type"], "int4");
+
+        let d: Value =
+            serde_json::from_str(&change_data(&meta(true, false), &change("UPDATE"))).unwrap();
+        assert_eq!(d["old_record"], json!({"id": "a"}));
+        let d: Value =
+            serde_json::from_str(&change_data(&meta(true, true), &change("UPDATE"))).unwrap();
+        assert_eq!(d["old_record"], json!({"id": "a", "x": 1}));
+        let d: Value =
+            serde_json::from_str(&change_data(&meta(true, true), &change("DELETE"))).unwrap();
+        assert_eq!(d["old_record"], json!({"id": "a"}));
+        assert!(d.get("record").is_none());
+        let d: Value =
+            serde_json::from_str(&change_data(&meta(false, true), &change("DELETE"))).unwrap();
+        assert_eq!(d["old_record"], json!({"id": "a", "x": 1}));
+    }
+
+    #[test]
+    fn policies_combine_as_postgres_does() {
+        let p = |permissive, qual: &str, roles: &[&str]| Policy {
+            permissive,
+            qual: Some(qual.into()),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        };
+        assert_eq!(policy_expr(&[]), "false");
+        assert_eq!(
+            policy_expr(&[p(true, "a = 1", &["public"]), p(true, "b", &["authenticated"])]),
+            "(((true) AND (a = 1)) OR ((current_user::text = ANY (ARRAY['authenticated'])) AND (b)))"
+        );
+        assert_eq!(
+            policy_expr(&[p(true, "a", &["public"]), p(false, "c", &["o'k"])]),
+            "(((true) AND (a))) AND (NOT (current_user::text = ANY (ARRAY['o''k'])) OR (c))"
+        );
+    }
+
+    #[test]
+    fn oversized_records_are_trimmed() {
+        let mut errors = Vec::new();
+        let big = json!({"id": "a", "blob": "x".repeat(MAX_RECORD_BYTES)});
+        assert_eq!(bounded(big, &mut errors), json!({"id": "a"}));
+        assert_eq!(errors, vec!["Error 413: Payload Too Large"]);
+    }
+}

@@ -1,0 +1,205 @@
+//! Row-level security per subscriber, in batches: for one batch of changes, each distinct
+//! identity (role + claims) runs one query per table over all of the batch's candidate rows,
+//! as that identity (`role` and `request.jwt.claims` set locally, as `/rest/v1` does), in one
+//! read-only transaction.
+//!
+//! The query evaluates the table's SELECT policies (and the role's SELECT privilege) over
+//! each row *as it was committed*, rebuilt from the change's JSON. Realtime's `apply_rls`
+//! instead re-reads the row by primary key, so an insert deleted a moment later is lost and a
+//! DELETE is not checked at all; here every change, DELETE included, reaches only the
+//! subscribers who could have read that row.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use deadpool_postgres::Pool;
+use serde_json::Value;
+
+use super::changes::TableMeta;
+
+/// One identity's question and, after [`check`], its answer.
+pub struct Group {
+    pub role: String,
+    pub claims: String,
+    /// `(schema, table)` → (change index, row).
+    pub wanted: BTreeMap<(String, String), Vec<(usize, Value)>>,
+    visible: HashSet<usize>,
+}
+
+impl Group {
+    pub fn new(role: &str, claims: &str) -> Group {
+        Group {
+            role: role.to_string(),
+            claims: claims.to_string(),
+            wanted: Default::default(),
+            visible: Default::default(),
+        }
+    }
+
+    /// Whether this identity may see the row of change `index`.
+    pub fn sees(&self, index: usize) -> bool {
+        self.visible.contains(&index)
+    }
+}
+
+pub fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// Which of `$1` (a JSON array of rows) the current role may read. The row is named like
+/// the table so that the policies' column references resolve; identifiers and policies come
+/// from the catalog, the rows are bound.
+pub fn probe_sql(meta: &TableMeta) -> String {
+    let alias = quote(&meta.table);
+    let qualified = format!("{}.{alias}", quote(&meta.schema));
+    format!(
+        "SELECT e.n FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(j, n) \
+         CROSS JOIN LATERAL jsonb_populate_record(NULL::{qualified}, e.j) AS {alias} \
+         WHERE (SELECT has_table_privilege({}, 'SELECT')) AND ({})",
+        literal(&qualified),
+        meta.select_policy
+    )
+}
+
+pub fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Fills each group's answer: all identities' queries pipelined in one transaction (one
+/// round trip for the batch), or, when one of them fails, [`check_each`].
+pub async fn check(
+    pool: &Pool,
+    tables: &HashMap<(String, String), TableMeta>,
+    groups: &mut [Group],
+) -> Result<(), crate::db::DbError> {
+    let mut client = pool.get().await?;
+    let pipelined = {
+        let tx = client.build_transaction().read_only(true).start().await?;
+        let set = tx.prepare_cached(SET_IDENTITY).await?;
+        let mut probes = HashMap::new();
+        for g in groups.iter() {
+            for key in g.wanted.keys() {
+                if let (false, Some(meta)) = (probes.contains_key(key), tables.get(key)) {
+                    probes.insert(key.clone(), tx.prepare_cached(&probe_sql(meta)).await?);
+                }
+            }
+        }
+        let args: Vec<Vec<(&(String, String), Value)>> = groups
+            .iter()
+            .map(|g| {
+                g.wanted
+                    .iter()
+                    .filter(|(key, _)| probes.contains_key(*key))
+                    .map(|(key, rows)| {
+                        (
+                            key,
+                            Value::Array(rows.iter().map(|(_, r)| r.clone()).collect()),
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        // tokio-postgres sends requests in the order their futures are first polled, and
+        // join_all polls in order: each identity is set before its probes run.
+        type Answer<'a> = (
+            Option<(usize, &'a (String, String))>,
+            Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>,
+        );
+        let mut calls: Vec<
+            std::pin::Pin<Box<dyn std::future::Future<Output = Answer<'_>> + Send + '_>>,
+        > = Vec::new();
+        for (gi, g) in groups.iter().enumerate() {
+            let (tx, set) = (&tx, &set);
+            calls.push(Box::pin(async move {
+                (None, tx.query(set, &[&g.role, &g.claims]).await)
+            }));
+            for (key, arg) in &args[gi] {
+                let stmt = &probes[*key];
+                calls.push(Box::pin(async move {
+                    (Some((gi, *key)), tx.query(stmt, &[arg]).await)
+                }));
+            }
+        }
+        let answers = futures_util::future::join_all(calls).await;
+        let mut found: Vec<(usize, usize)> = Vec::new();
+        let mut ok = true;
+        for (probe, result) in answers {
+            match (probe, result) {
+                (_, Err(e)) => {
+                    tracing::debug!(error = %e, "realtime RLS pipeline failed; checking one by one");
+                    ok = false;
+                    break;
+                }
+                (None, Ok(_)) => {}
+                (Some((gi, key)), Ok(rows)) => {
+                    let wanted = &groups[gi].wanted[key];
+                    for row in rows {
+                        let n: i64 = row.get(0);
+                        if let Some((index, _)) =
+                            usize::try_from(n - 1).ok().and_then(|k| wanted.get(k))
+                        {
+                            found.push((gi, *index));
+                        }
+                    }
+                }
+            }
+        }
+        let _ = tx.rollback().await;
+        ok.then_some(found)
+    };
+    match pipelined {
+        Some(found) => {
+            for (gi, index) in found {
+                groups[gi].visible.insert(index);
+            }
+            Ok(())
+        }
+        None => check_each(&mut client, tables, groups).await,
+    }
+}
+
+const SET_IDENTITY: &str =
+    "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)";
+
+/// One identity after the other: a failing probe (say, a role without `SELECT`) shows that
+/// identity nothing more of the batch, and the others go on in a new transaction.
+async fn check_each(
+    client: &mut deadpool_postgres::Object,
+    tables: &HashMap<(String, String), TableMeta>,
+    groups: &mut [Group],
+) -> Result<(), crate::db::DbError> {
+    let mut i = 0;
+    while i < groups.len() {
+        let tx = client.build_transaction().read_only(true).start().await?;
+        let mut failed = false;
+        while i < groups.len() && !failed {
+            let g = &mut groups[i];
+            i += 1;
+            tx.query_one(SET_IDENTITY, &[&g.role, &g.claims]).await?;
+            for (key, rows) in &g.wanted {
+                let Some(meta) = tables.get(key) else {
+                    continue;
+                };
+                let arg = Value::Array(rows.iter().map(|(_, r)| r.clone()).collect());
+                match tx.query(probe_sql(meta).as_str(), &[&arg]).await {
+                    Ok(found) => {
+                        for row in found {
+                            let n: i64 = row.get(0);
+                            if let Some((index, _)) =
+                                usize::try_from(n - 1).ok().and_then(|k| rows.get(k))
+                            {
+                                g.visible.insert(*index);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, table = %key.1, "realtime RLS probe failed");
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = tx.rollback().await;
+    }
+    Ok(())
+}
