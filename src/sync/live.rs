@@ -26,7 +26,12 @@ impl Hooks for WakeEngine {
 
 /// Opens the socket for `workspace_id`, or `None` when the session has no usable user id
 /// (there is nothing to track as presence then, and the engine keeps polling).
-pub fn start(cloud: &Cloud, workspace_id: Uuid, wake: Arc<Notify>, rt: &Handle) -> Option<Realtime> {
+pub fn start(
+    cloud: &Cloud,
+    workspace_id: Uuid,
+    wake: Arc<Notify>,
+    rt: &Handle,
+) -> Option<Realtime> {
     let me = me(&cloud.auth.context())?;
     let params = Params {
         base_url: cloud.config.base_url.clone(),
