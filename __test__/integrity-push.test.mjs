@@ -59,3 +59,76 @@ test('concurrent snapshots from before and after a compaction store each message
   assert.equal(dupes(rows), 0);
   assert.deepEqual(rows.map((r) => r.content).sort(), h.map((m) => m.content).sort());
 });
+
+/** A CloudSync for alice whose requests go through a proxy that answers with `canned()`
+ * (when it returns a reply) instead of the cloud. */
+async function behindProxy(canned) {
+  const proxy = await startProxy(cloud.url, { intercept: (req) => canned(req) });
+  const { cs } = await loggedIn(cloud, 'alice', { baseUrl: proxy.url, syncInterval: 3_600_000 });
+  closers.push(() => proxy.close(), () => cs.destroy());
+  return cs;
+}
+
+const WRONG_REPLIES = [
+  { status: 200, headers: { 'content-type': 'text/html' }, body: '<html><body>Welcome</body></html>' },
+  { status: 200, headers: { 'content-type': 'application/json' }, body: '' },
+  { status: 200, headers: { 'content-type': 'application/json' }, body: 'null' },
+  { status: 200, headers: { 'content-type': 'application/json' }, body: '{}' },
+  { status: 200, headers: { 'content-type': 'application/json' }, body: '{"data":[]}' },
+  { status: 201, headers: { 'content-type': 'application/json' }, body: '[{"id":"not-a-row-we-sent"}]' },
+  { status: 201, headers: { 'content-type': 'application/json' }, body: '[{"id":"00000000-0000-4000-8000-000000000000"}]' },
+];
+
+test('a 2xx on the messages POST without the rows asked for is INVALID_RESPONSE, and the next push sends them', async () => {
+  let reply = null;
+  const isInsert = (req) => req.method === 'POST' && req.url.startsWith('/rest/v1/messages');
+  const cs = await behindProxy((req) => (isInsert(req) ? reply : null));
+  const conv = await newConversation(cloud);
+  const h = history(3);
+  for (const wrong of WRONG_REPLIES) {
+    reply = wrong;
+    await assert.rejects(cs.pushConversation(conv, h), (e) => {
+      assert.equal(e.code, 'INVALID_RESPONSE', `${wrong.body}: ${e.message}`);
+      return true;
+    });
+  }
+  reply = null;
+  assert.equal((await cs.pushConversation(conv, h)).pushed, 3, 'nothing was marked pushed');
+  assert.deepEqual((await rowsOf(cloud, conv)).map((r) => r.content), h.map((m) => m.content));
+});
+
+test('a non-array answer to the recent-rows lookup is INVALID_RESPONSE, never "no rows"', async () => {
+  let reply = null;
+  const isLookup = (req) => req.method === 'GET' && req.url.startsWith('/rest/v1/messages') && req.url.includes('order=created_at.desc');
+  const cs = await behindProxy((req) => (isLookup(req) ? reply : null));
+  const conv = await newConversation(cloud);
+  const h = history(4);
+  assert.equal((await cs.pushConversation(conv, h)).pushed, 4);
+  const compacted = [{ role: 'system', content: 'summary of m 0 and m 1' }, ...h.slice(2)];
+  for (const wrong of WRONG_REPLIES.slice(0, 5)) {
+    reply = wrong;
+    await assert.rejects(cs.pushConversation(conv, compacted), (e) => {
+      assert.equal(e.code, 'INVALID_RESPONSE', `${wrong.body}: ${e.message}`);
+      return true;
+    });
+  }
+  reply = null;
+  assert.equal((await cs.pushConversation(conv, compacted)).pushed, 0);
+  assert.equal((await cs.pushConversation(conv, [...compacted, { role: 'user', content: 'new' }])).pushed, 1);
+  assert.deepEqual((await rowsOf(cloud, conv)).map((r) => r.content), [...h.map((m) => m.content), 'new']);
+});
+
+test('a NUL in a message is stored as U+FFFD and holds back nothing', async () => {
+  const conv = await newConversation(cloud);
+  const h = [
+    { role: 'user', content: 'before' },
+    { role: 'assistant', content: 'a\u0000b\u0000' },
+    { role: 'user', content: [{ type: 'text', text: 'parts\u0000' }] },
+    { role: 'user', content: 'after' },
+  ];
+  assert.equal((await alice.pushConversation(conv, h)).pushed, 4);
+  assert.equal((await alice.pushConversation(conv, h)).pushed, 0, 'the replaced text has a stable id');
+  assert.equal((await alice.pushConversation(conv, [...h, { role: 'assistant', content: 'later' }])).pushed, 1);
+  const rows = await rowsOf(cloud, conv);
+  assert.deepEqual(rows.map((r) => r.content), ['before', 'a\uFFFDb\uFFFD', '[{"text":"parts\\u0000","type":"text"}]', 'after', 'later']);
+});

@@ -40,7 +40,8 @@ pub struct Synced {
 }
 
 /// Keeps `user` and `assistant` messages that did not come from the cloud (`_cloudId`).
-/// Content that is not a string (multi-part content) is pushed as its JSON text.
+/// Content that is not a string (multi-part content) is pushed as its JSON text; string
+/// content as [`storable`] text.
 pub fn synced_messages(messages: &Value) -> Result<Vec<Synced>> {
     let Some(list) = messages.as_array() else {
         return Err(Error::InvalidArgument("messages must be an array".into()));
@@ -56,12 +57,21 @@ pub fn synced_messages(messages: &Value) -> Result<Vec<Synced>> {
             };
             let content = match m.get("content") {
                 None | Some(Value::Null) => String::new(),
-                Some(Value::String(s)) => s.clone(),
+                Some(Value::String(s)) => storable(s),
+                // JSON text escapes U+0000 as `\u0000`: nothing to replace.
                 Some(other) => other.to_string(),
             };
             Some(Synced { role, content })
         })
         .collect())
+}
+
+/// PostgreSQL `text` cannot hold U+0000 (the insert fails with `22P05`), so a message with
+/// a NUL could never be stored, and would hold back every message after it. NUL is replaced
+/// by U+FFFD (the replacement character) before the id is computed, so every machine stores
+/// the same text under the same id; everything else is stored as it is.
+pub fn storable(content: &str) -> String {
+    content.replace('\0', "\u{FFFD}")
 }
 
 /// The row id of the synced message with `ordinal`, pushed by `user` into `conversation`.
@@ -453,6 +463,18 @@ mod tests {
             synced_messages(&json!({})).unwrap_err().code(),
             "INVALID_ARGUMENT"
         );
+    }
+
+    #[test]
+    fn a_nul_is_stored_as_the_replacement_character() {
+        let s = synced_messages(&json!([
+            {"role": "user", "content": "a\0b\0"},
+            {"role": "user", "content": [{"type": "text", "text": "x\0"}]},
+        ]))
+        .unwrap();
+        assert_eq!(s[0].content, "a\u{FFFD}b\u{FFFD}");
+        assert_eq!(s[1].content, r#"[{"text":"x\u0000","type":"text"}]"#);
+        assert!(s.iter().all(|m| !m.content.contains('\0')));
     }
 
     #[test]

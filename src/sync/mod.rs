@@ -967,20 +967,48 @@ fn is_retryable(e: &Error) -> bool {
     }
 }
 
+/// A row of the insert's representation (`select=id`).
+#[derive(serde::Deserialize)]
+struct Inserted {
+    id: Uuid,
+}
+
 /// Inserts message rows in one statement; rows whose id exists are skipped. Returns how many
-/// were new.
+/// were new. The reply must be the representation asked for: an array of rows, each one we
+/// sent, at most once. Anything else (HTML, an empty body, `null`, another shape) is
+/// `INVALID_RESPONSE`, so nothing is taken as delivered that the cloud did not confirm.
 async fn insert_rows(cloud: &Cloud, rows: &[Value]) -> Result<usize> {
     if rows.is_empty() {
         return Ok(0);
     }
-    let req = Request::new(Method::POST, "/rest/v1/messages?on_conflict=id&select=id")
+    let path = "/rest/v1/messages?on_conflict=id&select=id";
+    let req = Request::new(Method::POST, path)
         .json(Value::Array(rows.to_vec()))
         .header(
             "Prefer",
             "return=representation,resolution=ignore-duplicates",
         );
-    let body = cloud.client.send(&req).await?.body;
-    Ok(body.as_array().map_or(0, Vec::len))
+    let reply = cloud.client.send(&req).await?;
+    let invalid = |reason: String| Error::InvalidResponse {
+        url: path.to_string(),
+        status: reply.status,
+        reason,
+    };
+    let got: Vec<Inserted> = serde_json::from_value(reply.body.clone())
+        .map_err(|e| invalid(format!("expected the inserted message rows ({e})")))?;
+    let mut sent: std::collections::HashSet<&str> = rows
+        .iter()
+        .filter_map(|r| r.get("id").and_then(Value::as_str))
+        .collect();
+    for row in &got {
+        if !sent.remove(row.id.to_string().as_str()) {
+            return Err(invalid(format!(
+                "the reply names a row that was not sent, or one twice ({})",
+                row.id
+            )));
+        }
+    }
+    Ok(got.len())
 }
 
 /// A row of the recent-rows lookup.
