@@ -328,10 +328,25 @@ pub fn reconcile<'a>(
     (fresh, current)
 }
 
+/// One's own recent rows, newest first as the server ordered them, put oldest first in the
+/// order they were pushed: by `metadata.ordinal` when every row has one (ordinals only grow),
+/// else as the server ordered them.
+pub fn in_push_order(
+    mut newest_first: Vec<(Option<u64>, (String, String))>,
+) -> Vec<(String, String)> {
+    newest_first.reverse();
+    if newest_first.iter().all(|(o, _)| o.is_some()) {
+        newest_first.sort_by_key(|(o, _)| *o);
+    }
+    newest_first.into_iter().map(|(_, r)| r).collect()
+}
+
 /// The rows to insert for `messages` numbered from `first_ordinal`. User messages carry the
 /// pushing user as sender (RLS accepts only that); assistant messages carry none, so
 /// `metadata.pushedBy` records who pushed them, and a pull leaves them out for that user
-/// (the host already has them).
+/// (the host already has them). `metadata.ordinal` orders one's own rows as they were
+/// pushed where `created_at` cannot: rows of one insert share it on a server whose default
+/// is `now()`.
 pub fn rows(
     conversation: &Uuid,
     user: &str,
@@ -348,7 +363,7 @@ pub fn rows(
                 "role": m.role,
                 "content": m.content,
                 "sender_user_id": if m.role == "user" { Value::String(user.to_string()) } else { Value::Null },
-                "metadata": { "pushedBy": user },
+                "metadata": { "pushedBy": user, "ordinal": first_ordinal + i as u64 },
             })
         })
         .collect()
@@ -645,6 +660,30 @@ mod tests {
     }
 
     #[test]
+    fn own_rows_are_put_in_push_order() {
+        let r = |o: Option<u64>, c: &str| (o, ("user".to_string(), c.to_string()));
+        let got = in_push_order(vec![
+            r(Some(3), "d"),
+            r(Some(1), "b"),
+            r(Some(2), "c"),
+            r(Some(0), "a"),
+        ]);
+        let contents: Vec<&str> = got.iter().map(|(_, c)| c.as_str()).collect();
+        assert_eq!(
+            contents,
+            ["a", "b", "c", "d"],
+            "ties in created_at do not scramble"
+        );
+        let got = in_push_order(vec![r(None, "c"), r(Some(9), "b"), r(Some(0), "a")]);
+        let contents: Vec<&str> = got.iter().map(|(_, c)| c.as_str()).collect();
+        assert_eq!(
+            contents,
+            ["a", "b", "c"],
+            "rows without an ordinal: the server's order"
+        );
+    }
+
+    #[test]
     fn rows_set_the_sender_on_user_messages_only() {
         let a = m("user", "a");
         let b = m("assistant", "b");
@@ -652,6 +691,7 @@ mod tests {
         assert_eq!(r[0]["sender_user_id"], json!(ALICE));
         assert_eq!(r[1]["sender_user_id"], Value::Null);
         assert_eq!(r[1]["metadata"]["pushedBy"], json!(ALICE));
+        assert_eq!(r[1]["metadata"]["ordinal"], json!(8));
         assert_eq!(
             r[1]["id"],
             json!(message_id(&CONV, ALICE, 8, &b).to_string())
@@ -709,6 +749,37 @@ mod tests {
         got.sort_unstable();
         prop_assert_eq!(got, want);
         Ok(())
+    }
+
+    proptest! {
+        /// Snapshots across two compactions (each dropping a longer head), in any order.
+        #[test]
+        fn two_compactions_store_each_message_once(
+            n in 1..30usize,
+            at in (0..30usize, 0..30usize),
+            drop in (0..30usize, 0..30usize),
+            order in steps(31),
+        ) {
+            let h = history(n);
+            let (a1, a2) = (at.0 % (n + 1), at.1 % (n + 1));
+            let (a1, a2) = (a1.min(a2), a1.max(a2));
+            let d1 = drop.0 % (a1 + 1);
+            let d2 = d1.max(drop.1 % (a2 + 1));
+            let snapshots: Vec<Vec<(usize, Synced)>> = (0..=n)
+                .map(|k| {
+                    let from = if k < a1 { 0 } else if k < a2 { d1 } else { d2 };
+                    (from..k).map(|i| (i, h[i].clone())).collect()
+                })
+                .collect();
+            let order: Vec<Step> = order
+                .into_iter()
+                .map(|s| match s {
+                    Step::Push(k) => Step::Push(k % snapshots.len()),
+                    r => r,
+                })
+                .collect();
+            check(&snapshots, &order)?;
+        }
     }
 
     proptest! {

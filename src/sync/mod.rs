@@ -1024,7 +1024,7 @@ struct RecentRow {
 }
 
 /// `(role, content)` of `user`'s most recent user and assistant rows in the conversation,
-/// oldest first. Other senders' rows are left out: a message of theirs that reads like one
+/// oldest first ([`push::in_push_order`]). Other senders' rows are left out: a message of theirs that reads like one
 /// of ours must not pass for ours. Anything but an array of rows is `INVALID_RESPONSE`
 /// (taken as "no rows", it would send every message again).
 async fn recent_rows(cloud: &Cloud, conv: &Uuid, user: &str) -> Result<Vec<(String, String)>> {
@@ -1050,7 +1050,7 @@ async fn recent_rows(cloud: &Cloud, conv: &Uuid, user: &str) -> Result<Vec<(Stri
             status: reply.status,
             reason: format!("expected an array of message rows ({e})"),
         })?;
-    let mut out: Vec<(String, String)> = rows
+    let own: Vec<(Option<u64>, (String, String))> = rows
         .into_iter()
         .filter(|r| {
             r.sender_user_id.as_deref() == Some(user)
@@ -1060,8 +1060,14 @@ async fn recent_rows(cloud: &Cloud, conv: &Uuid, user: &str) -> Result<Vec<(Stri
                     .and_then(Value::as_str)
                     == Some(user)
         })
-        .map(|r| (r.role, r.content.unwrap_or_default()))
+        .map(|r| {
+            let ordinal = r
+                .metadata
+                .as_ref()
+                .and_then(|m| m.get("ordinal"))
+                .and_then(Value::as_u64);
+            (ordinal, (r.role, r.content.unwrap_or_default()))
+        })
         .collect();
-    out.reverse();
-    Ok(out)
+    Ok(push::in_push_order(own))
 }
