@@ -30,7 +30,7 @@ use crate::{
     conversations::{
         self,
         pull::{self, PAGE},
-        push::{self, Plan, PushState, Synced, BATCH},
+        push::{self, Plan, PushState, Synced, Tracker, BATCH},
     },
     error::{Error, Result},
     events::Events,
@@ -81,6 +81,9 @@ struct Inner {
     pending_state: Option<Value>,
     /// Push state of conversations outside a linked workspace (not persisted).
     push_states: HashMap<Uuid, PushState>,
+    /// The chain over every prefix of each conversation's pushed history (see
+    /// [`Tracker`]); kept in memory only, checked against the persisted state on use.
+    prefixes: HashMap<Uuid, Vec<Uuid>>,
 }
 
 impl Sync {
@@ -132,6 +135,7 @@ impl Sync {
             i.link = None;
             i.pending_state = None;
             i.push_states.clear();
+            i.prefixes.clear();
         }
         self.update_board(|b| *b = Board::default());
     }
@@ -776,6 +780,22 @@ impl Sync {
         .await
     }
 
+    fn tracker(&self, conv: &Uuid) -> Tracker {
+        let state = self.push_state(conv);
+        let prefixes = self.lock().prefixes.get(conv).cloned();
+        Tracker::new(state, prefixes)
+    }
+
+    fn save_tracker(&self, conv: &Uuid, t: &Tracker, now: &str) -> Result<()> {
+        self.save_push_state(conv, t.state().clone(), now)?;
+        let mut i = self.lock();
+        match t.prefixes() {
+            Some(p) => i.prefixes.insert(*conv, p.to_vec()),
+            None => i.prefixes.remove(conv),
+        };
+        Ok(())
+    }
+
     async fn push_inner(
         &self,
         cloud: &Arc<Cloud>,
@@ -783,32 +803,21 @@ impl Sync {
         user: &str,
         msgs: &[Synced],
     ) -> Result<(Value, SyncState)> {
-        let state = self.push_state(&conv);
-        let (rows, first, used) = match push::plan(&state, msgs) {
-            Plan::Append {
-                from,
-                first_ordinal,
-            } => {
-                let new: Vec<&Synced> = msgs[from..].iter().collect();
-                let n = new.len() as u64;
-                (
-                    push::rows(&conv, user, first_ordinal, &new),
-                    first_ordinal,
-                    n,
-                )
+        let mut tracker = self.tracker(&conv);
+        let plan = tracker.plan(msgs);
+        let recent = if plan == Plan::Rewritten {
+            tracing::info!(conversation = %conv, "local history was rewritten; matching against recent cloud rows");
+            // Rows still queued are not in the cloud yet: matched without them, their
+            // messages would be sent again under new ordinals.
+            if self.outbox().is_some() && self.board().outbox_pending > 0 {
+                self.flush_outbox(cloud).await?;
             }
-            Plan::Rewritten => {
-                tracing::info!(conversation = %conv, "local history was rewritten; matching against recent cloud rows");
-                let recent = recent_rows(cloud, &conv).await?;
-                let new = push::unmatched(msgs, &recent);
-                let n = new.len() as u64;
-                (
-                    push::rows(&conv, user, state.next_ordinal, &new),
-                    state.next_ordinal,
-                    n,
-                )
-            }
+            recent_rows(cloud, &conv, user).await?
+        } else {
+            Vec::new()
         };
+        let out = tracker.outgoing(&plan, msgs, &recent);
+        let rows = push::rows(&conv, user, out.first_ordinal, &out.messages);
         let now = now_iso();
         let ob = self.outbox();
         // Anything queued earlier goes first, so the cloud sees messages in order.
@@ -849,7 +858,8 @@ impl Sync {
             }
             break;
         }
-        self.save_push_state(&conv, push::next_state(msgs, first, used), &now)?;
+        tracker.pushed(msgs, &out);
+        self.save_tracker(&conv, &tracker, &now)?;
         let mut out = json!({ "pushed": pushed, "lastSyncAt": now });
         let end = if queued > 0 {
             out["queued"] = json!(queued);
@@ -994,24 +1004,67 @@ fn is_retryable(e: &Error) -> bool {
     }
 }
 
+/// A row of the insert's representation (`select=id`).
+#[derive(serde::Deserialize)]
+struct Inserted {
+    id: Uuid,
+}
+
 /// Inserts message rows in one statement; rows whose id exists are skipped. Returns how many
-/// were new.
+/// were new. The reply must be the representation asked for: an array of rows, each one we
+/// sent, at most once. Anything else (HTML, an empty body, `null`, another shape) is
+/// `INVALID_RESPONSE`, so nothing is taken as delivered that the cloud did not confirm.
 async fn insert_rows(cloud: &Cloud, rows: &[Value]) -> Result<usize> {
     if rows.is_empty() {
         return Ok(0);
     }
-    let req = Request::new(Method::POST, "/rest/v1/messages?on_conflict=id&select=id")
+    let path = "/rest/v1/messages?on_conflict=id&select=id";
+    let req = Request::new(Method::POST, path)
         .json(Value::Array(rows.to_vec()))
         .header(
             "Prefer",
             "return=representation,resolution=ignore-duplicates",
         );
-    let body = cloud.client.send(&req).await?.body;
-    Ok(body.as_array().map_or(0, Vec::len))
+    let reply = cloud.client.send(&req).await?;
+    let invalid = |reason: String| Error::InvalidResponse {
+        url: path.to_string(),
+        status: reply.status,
+        reason,
+    };
+    let got: Vec<Inserted> = serde_json::from_value(reply.body.clone())
+        .map_err(|e| invalid(format!("expected the inserted message rows ({e})")))?;
+    let mut sent: std::collections::HashSet<&str> = rows
+        .iter()
+        .filter_map(|r| r.get("id").and_then(Value::as_str))
+        .collect();
+    for row in &got {
+        if !sent.remove(row.id.to_string().as_str()) {
+            return Err(invalid(format!(
+                "the reply names a row that was not sent, or one twice ({})",
+                row.id
+            )));
+        }
+    }
+    Ok(got.len())
 }
 
-/// `(role, content)` of the conversation's most recent user and assistant rows.
-async fn recent_rows(cloud: &Cloud, conv: &Uuid) -> Result<Vec<(String, String)>> {
+/// A row of the recent-rows lookup.
+#[derive(serde::Deserialize)]
+struct RecentRow {
+    role: String,
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    sender_user_id: Option<String>,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+/// `(role, content)` of `user`'s most recent user and assistant rows in the conversation,
+/// oldest first ([`push::in_push_order`]). Other senders' rows are left out: a message of theirs that reads like one
+/// of ours must not pass for ours. Anything but an array of rows is `INVALID_RESPONSE`
+/// (taken as "no rows", it would send every message again).
+async fn recent_rows(cloud: &Cloud, conv: &Uuid, user: &str) -> Result<Vec<(String, String)>> {
     let limit = RECENT_ROWS.to_string();
     let conv_filter = format!("eq.{conv}");
     let path = query::build(
@@ -1019,25 +1072,39 @@ async fn recent_rows(cloud: &Cloud, conv: &Uuid) -> Result<Vec<(String, String)>
         &[
             ("conversation_id", conv_filter.as_str()),
             ("role", "in.(user,assistant)"),
-            ("select", "role,content"),
+            ("select", "role,content,sender_user_id,metadata"),
             ("order", "created_at.desc,id.desc"),
             ("limit", limit.as_str()),
         ],
     );
-    let body = cloud
+    let reply = cloud
         .client
-        .send(&Request::new(Method::GET, path))
-        .await?
-        .body;
-    Ok(body
-        .as_array()
-        .map(|rows| {
-            rows.iter()
-                .map(|r| {
-                    let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-                    (s("role"), s("content"))
-                })
-                .collect()
+        .send(&Request::new(Method::GET, path.clone()))
+        .await?;
+    let rows: Vec<RecentRow> =
+        serde_json::from_value(reply.body).map_err(|e| Error::InvalidResponse {
+            url: path,
+            status: reply.status,
+            reason: format!("expected an array of message rows ({e})"),
+        })?;
+    let own: Vec<(Option<u64>, (String, String))> = rows
+        .into_iter()
+        .filter(|r| {
+            r.sender_user_id.as_deref() == Some(user)
+                || r.metadata
+                    .as_ref()
+                    .and_then(|m| m.get("pushedBy"))
+                    .and_then(Value::as_str)
+                    == Some(user)
         })
-        .unwrap_or_default())
+        .map(|r| {
+            let ordinal = r
+                .metadata
+                .as_ref()
+                .and_then(|m| m.get("ordinal"))
+                .and_then(Value::as_u64);
+            (ordinal, (r.role, r.content.unwrap_or_default()))
+        })
+        .collect();
+    Ok(push::in_push_order(own))
 }
