@@ -8,6 +8,7 @@ import { createServer } from 'node:http';
 import { startDevcloud, DEMO_PASSWORD, SEED } from './helpers/devcloud.mjs';
 import { cloudSyncFor } from './helpers/client.mjs';
 import { startProxy } from './helpers/proxy.mjs';
+import { secretsManager } from './helpers/host.mjs';
 import { newConversation, rowsOf } from './helpers/sync.mjs';
 
 const ALICE = SEED.users.alice;
@@ -218,6 +219,23 @@ test('login fails with a code while the user context cannot be loaded, and works
   await cs.login(ALICE.email, DEMO_PASSWORD);
   assert.deepEqual(cs.getStatus().org, { id: SEED.orgs.acme, name: 'Acme', slug: 'acme', tier: 'pro' });
   assert.ok((await cs.listCloudWorkspaces()).length > 0);
+});
+
+test('auto-login while the context cannot be loaded reports false, keeps the rotated token, and resumes later', async () => {
+  const secrets = secretsManager();
+  let failing = false;
+  const intercept = (req) =>
+    failing && req.url.startsWith('/rest/v1/org_memberships') ? { status: 500, headers: JSON_HEADERS, body: '{}' } : null;
+  const { cs: first } = await viaProxy(intercept, { secrets, tokenStore: 'secrets' });
+  await first.login(ALICE.email, DEMO_PASSWORD);
+  await first.destroy();
+  failing = true;
+  const { cs } = await viaProxy(intercept, { secrets, tokenStore: 'secrets' });
+  assert.equal(await cs.tryAutoLogin(), false);
+  assert.equal(cs.isLoggedIn(), false);
+  failing = false;
+  assert.equal(await cs.tryAutoLogin(), true, 'the refresh token rotated by the failed attempt was kept');
+  assert.equal(cs.getStatus().org.id, SEED.orgs.acme);
 });
 
 test('a membership whose organization did not come along is refused, not read as "no org"', async () => {
