@@ -506,6 +506,11 @@ export interface CloudSyncConfig {
    * `OBOTO_CLOUD_MAX_STREAM_EVENT_BYTES`); beyond it the stream fails with `RESPONSE_TOO_LARGE`.
    */
   maxStreamEventBytes?: number
+  /**
+   * Bytes a reply body read whole (JSON or text) may hold. Default 8 MiB (or
+   * `OBOTO_CLOUD_MAX_RESPONSE_BYTES`); beyond it the call fails with `RESPONSE_TOO_LARGE`.
+   */
+  maxResponseBytes?: number
   /** Where the refresh token is kept. Default `auto` (or `OBOTO_CLOUD_TOKEN_STORE`). */
   tokenStore?: 'auto' | 'keychain' | 'secrets' | 'memory'
   /**

@@ -7,13 +7,37 @@ use std::{
 };
 
 use reqwest::Method;
+use serde::Deserialize;
 use serde_json::{json, Value};
+use uuid::Uuid;
 
 use crate::{
     cloud::Cloud,
     error::{Error, Result},
-    rest::{query, Request},
+    rest::{query, raw_rows, Checked, Request},
 };
+
+/// An agent row as `list` selects it (NOT NULL columns required).
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct AgentRow {
+    id: Uuid,
+    name: String,
+    slug: String,
+    agent_type: String,
+    description: Option<String>,
+    status: String,
+    avatar_url: Option<String>,
+}
+
+/// `agent-chat`'s answer.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AgentReply {
+    content: String,
+    message_id: Option<Uuid>,
+    agent_name: Option<String>,
+}
 
 const TTL: Duration = Duration::from_secs(60);
 /// The agent sees this many of the latest history messages.
@@ -47,16 +71,13 @@ impl AgentCache {
 /// The caller's organization's agents, ordered by name.
 pub async fn list(cloud: &Cloud) -> Result<Value> {
     let ctx = cloud.auth.context();
-    let (Some(user), Some(org)) = (
-        ctx.user_id(),
-        ctx.org.as_ref().and_then(|o| o.get("id")?.as_str()),
-    ) else {
+    let (Some(user), Some(org)) = (ctx.user_id(), ctx.org_id()) else {
         return Ok(json!([]));
     };
     if let Some(rows) = cloud.agents.get(user) {
         return Ok(rows);
     }
-    let org = query::uuid("organization id", org)?.to_string();
+    let org = org.to_string();
     let path = query::build(
         "/rest/v1/cloud_agents",
         &[
@@ -68,18 +89,12 @@ pub async fn list(cloud: &Cloud) -> Result<Value> {
             ("order", "name.asc"),
         ],
     );
-    let rows = cloud
+    let rows: Vec<Checked<AgentRow>> = cloud
         .client
         .send(&Request::new(Method::GET, path))
         .await?
-        .body;
-    if !rows.is_array() {
-        return Err(Error::InvalidResponse {
-            url: format!("{}/rest/v1/cloud_agents", cloud.client.http().base_url()),
-            status: 200,
-            reason: "expected a list of agents".into(),
-        });
-    }
+        .json()?;
+    let rows = raw_rows(rows);
     cloud.agents.put(user, rows.clone());
     Ok(rows)
 }
@@ -120,16 +135,8 @@ pub async fn invoke(
     let req = Request::new(Method::POST, "/functions/v1/agent-chat")
         .json(body)
         .timeout(cloud.config.ai_timeout);
-    let reply = cloud.client.send(&req).await?.body;
-    let field = |k: &str| reply.get(k).cloned().unwrap_or(Value::Null);
-    if !field("content").is_string() {
-        return Err(Error::InvalidResponse {
-            url: format!("{}/functions/v1/agent-chat", cloud.client.http().base_url()),
-            status: 200,
-            reason: "the agent's reply has no content".into(),
-        });
-    }
-    let out = json!({"content": field("content"), "messageId": field("messageId"), "agentName": field("agentName")});
+    let reply: AgentReply = cloud.client.send(&req).await?.json()?;
+    let out = json!({"content": reply.content, "messageId": reply.message_id, "agentName": reply.agent_name});
     cloud.events.emit(
         "cloud:agent:invoked",
         json!({"slug": slug, "agentName": out["agentName"], "messageId": out["messageId"]}),

@@ -41,11 +41,10 @@ impl Cloud {
         events: Arc<Events>,
         host: Option<Arc<dyn HostSecrets>>,
     ) -> Result<Cloud> {
-        let http = Arc::new(Http::new(
-            &config.base_url,
-            &config.anon_key,
-            config.timeouts,
-        )?);
+        let http = Arc::new(
+            Http::new(&config.base_url, &config.anon_key, config.timeouts)?
+                .with_max_response_bytes(config.max_response_bytes),
+        );
         let store = token_store::select(config.token_store, &config.base_url, host)?;
         tracing::info!(url = %config.base_url, store = %store.describe(), "initialized");
         let auth = Auth::new(http.clone(), store, events.clone(), config.auto_refresh);

@@ -69,6 +69,8 @@ pub struct CloudConfig {
     pub stream_idle_timeout: Duration,
     /// The largest SSE line or event of a stream (`RESPONSE_TOO_LARGE` beyond it).
     pub max_stream_event_bytes: usize,
+    /// The largest reply body read whole (JSON, text): `RESPONSE_TOO_LARGE` beyond it.
+    pub max_response_bytes: usize,
     pub token_store: StoreKind,
     /// Refresh ahead of expiry on a timer (on by default); otherwise only on demand.
     pub auto_refresh: bool,
@@ -88,6 +90,7 @@ pub struct ConfigInput {
     pub ai_timeout_ms: Option<u32>,
     pub stream_idle_timeout_ms: Option<u32>,
     pub max_stream_event_bytes: Option<u32>,
+    pub max_response_bytes: Option<u32>,
     pub token_store: Option<String>,
     pub auto_refresh: Option<bool>,
 }
@@ -158,6 +161,12 @@ impl ConfigInput {
                 .or_else(|| env_ms("OBOTO_CLOUD_MAX_STREAM_EVENT_BYTES"))
                 .map(|v| v as usize)
                 .unwrap_or(crate::sse::parser::DEFAULT_LIMIT),
+            max_response_bytes: self
+                .max_response_bytes
+                .filter(|v| *v > 0)
+                .or_else(|| env_ms("OBOTO_CLOUD_MAX_RESPONSE_BYTES"))
+                .map(|v| v as usize)
+                .unwrap_or(crate::rest::http::DEFAULT_MAX_RESPONSE_BYTES),
             token_store,
             auto_refresh: self.auto_refresh.unwrap_or(true),
         })
@@ -272,13 +281,27 @@ mod tests {
         assert_eq!(c.timeouts.connect, Duration::from_secs(10));
         assert_eq!(c.timeouts.request, Duration::from_secs(30));
         assert_eq!(c.token_store, StoreKind::Auto);
+        assert_eq!(c.max_response_bytes, 8 * 1024 * 1024);
         let c = input
             .clone()
             .validate(env(&[
                 ("OBOTO_CLOUD_REQUEST_TIMEOUT_MS", "1500"),
                 ("OBOTO_CLOUD_TOKEN_STORE", "memory"),
+                ("OBOTO_CLOUD_MAX_RESPONSE_BYTES", "65536"),
             ]))
             .unwrap();
+        assert_eq!(c.max_response_bytes, 65536);
+        let given = ConfigInput {
+            max_response_bytes: Some(1000),
+            ..input.clone()
+        };
+        assert_eq!(
+            given
+                .validate(env(&[("OBOTO_CLOUD_MAX_RESPONSE_BYTES", "65536")]))
+                .unwrap()
+                .max_response_bytes,
+            1000
+        );
         assert_eq!(
             (c.timeouts.request, c.token_store),
             (Duration::from_millis(1500), StoreKind::Memory)

@@ -53,6 +53,14 @@ pub enum Error {
     /// Linking needs a working directory (`setWorkingDir`).
     #[error("No working directory: call setWorkingDir(dir) first")]
     NoWorkingDir,
+    /// The server redirected outside the base URL (another origin, or out of its path); the
+    /// redirect was not followed, so no credential or body went there.
+    #[error("Oboto Cloud at {url} redirected (HTTP {status}) to {target}; the redirect was not followed, as only redirects under the cloud's base URL are (at most 5)")]
+    RedirectRefused {
+        url: String,
+        status: u16,
+        target: String,
+    },
     /// A response body grew beyond the configured limit; reading stopped there.
     #[error("Oboto Cloud sent more than {limit} bytes from {url}; the response was not read")]
     ResponseTooLarge {
@@ -122,15 +130,16 @@ impl Error {
             Error::OutboxFull(_) => "OUTBOX_FULL".into(),
             Error::NoWorkingDir => "NO_WORKING_DIR".into(),
             Error::ResponseTooLarge { .. } => "RESPONSE_TOO_LARGE".into(),
+            Error::RedirectRefused { .. } => "REDIRECT_REFUSED".into(),
         }
     }
 
     pub fn status(&self) -> Option<u16> {
         match self {
             Error::Http(h) => Some(h.status),
-            Error::InvalidResponse { status, .. } | Error::ResponseTooLarge { status, .. } => {
-                Some(*status)
-            }
+            Error::InvalidResponse { status, .. }
+            | Error::ResponseTooLarge { status, .. }
+            | Error::RedirectRefused { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -140,7 +149,8 @@ impl Error {
             Error::Http(h) => Some(&h.url),
             Error::Network { url, .. }
             | Error::InvalidResponse { url, .. }
-            | Error::ResponseTooLarge { url, .. } => Some(url),
+            | Error::ResponseTooLarge { url, .. }
+            | Error::RedirectRefused { url, .. } => Some(url),
             _ => None,
         }
     }

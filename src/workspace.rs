@@ -2,12 +2,14 @@
 //! cloud-api.md. Ids are validated before they reach a URL.
 
 use reqwest::Method;
+use serde::Deserialize;
 use serde_json::{Map, Value};
+use uuid::Uuid;
 
 use crate::{
     cloud::Cloud,
     error::{Error, Result},
-    rest::{query, Request},
+    rest::{query, raw_rows, Checked, Request},
 };
 
 const LIST_SELECT: &str = "id,name,slug,description,status,task_goal,current_step,last_active_at";
@@ -23,53 +25,83 @@ const STATE_FIELDS: [&str; 6] = [
     "shared_memory",
 ];
 
-/// The organization's workspaces, most recently active first.
+// The rows as `LIST_SELECT`, `find` and `STATE_SELECT` ask for them; the schema's NOT NULL
+// columns are required, nullable ones may be null.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct ListRow {
+    id: Uuid,
+    name: String,
+    slug: String,
+    description: Option<String>,
+    status: String,
+    task_goal: Option<String>,
+    current_step: Option<String>,
+    last_active_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct FoundRow {
+    id: Uuid,
+    name: String,
+    updated_at: String,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct StateRow {
+    task_goal: Option<String>,
+    current_step: Option<String>,
+    status: String,
+    progress_data: Value,
+    next_steps: Value,
+    shared_memory: Value,
+    updated_at: String,
+    name: String,
+    slug: String,
+}
+
+/// The organization's workspaces, most recently active first; `[]` for a user in no
+/// organization.
 pub async fn list(cloud: &Cloud) -> Result<Value> {
-    let org = cloud
-        .auth
-        .context()
-        .org
-        .as_ref()
-        .and_then(|o| o.get("id"))
-        .and_then(Value::as_str)
-        .map(String::from);
-    let Some(org) = org else {
+    let Some(org) = cloud.auth.context().org_id() else {
         return Ok(Value::Array(vec![]));
     };
-    let org = query::uuid("organization id", &org)?;
     let path = format!(
         "/rest/v1/workspaces?org_id={}&select={LIST_SELECT}&order=last_active_at.desc.nullslast",
         query::eq(&org.to_string())
     );
-    Ok(cloud
+    let rows: Vec<Checked<ListRow>> = cloud
         .client
         .send(&Request::new(Method::GET, path))
         .await?
-        .body)
+        .json()?;
+    Ok(raw_rows(rows))
 }
 
 /// `id`, `name` and `updated_at` of a workspace the user can see, or `None`.
 pub async fn find(cloud: &Cloud, id: &str) -> Result<Option<Value>> {
-    get_one(cloud, id, "id,name,updated_at").await
+    get_one::<FoundRow>(cloud, id, "id,name,updated_at").await
 }
 
 /// The state row, or `None` when the workspace is gone or not visible.
 pub async fn pull(cloud: &Cloud, id: &str) -> Result<Option<Value>> {
-    get_one(cloud, id, STATE_SELECT).await
+    get_one::<StateRow>(cloud, id, STATE_SELECT).await
 }
 
-async fn get_one(cloud: &Cloud, id: &str, select: &str) -> Result<Option<Value>> {
+async fn get_one<T: serde::de::DeserializeOwned>(
+    cloud: &Cloud,
+    id: &str,
+    select: &str,
+) -> Result<Option<Value>> {
     let id = query::uuid("workspace id", id)?;
     let path = format!(
         "/rest/v1/workspaces?id={}&select={select}",
         query::eq(&id.to_string())
     );
-    let body = cloud
-        .client
-        .send(&Request::new(Method::GET, path))
-        .await?
-        .body;
-    Ok(first(body))
+    let reply = cloud.client.send(&Request::new(Method::GET, path)).await?;
+    first::<T>(reply)
 }
 
 /// The PATCH body: the known state fields of `local`, plus `last_active_at`.
@@ -108,15 +140,19 @@ pub async fn push(
     let req = Request::new(Method::PATCH, path)
         .json(state_body(local, now))
         .header("Prefer", "return=representation");
-    let body = cloud.client.send(&req).await?.body;
-    Ok(first(body))
+    let reply = cloud.client.send(&req).await?;
+    first::<StateRow>(reply)
 }
 
-fn first(body: Value) -> Option<Value> {
-    match body {
-        Value::Array(mut rows) if !rows.is_empty() => Some(rows.swap_remove(0)),
-        _ => None,
+/// The one row asked for by id: `None` for `[]` (gone, not visible, or — for a conditional
+/// PATCH — changed since); more than one row for a primary key is not an answer to trust.
+fn first<T: serde::de::DeserializeOwned>(reply: crate::rest::Reply) -> Result<Option<Value>> {
+    let invalid = reply.invalid("more than one row for one id".into());
+    let mut rows: Vec<Checked<T>> = reply.json()?;
+    if rows.len() > 1 {
+        return Err(invalid);
     }
+    Ok(rows.pop().map(|r| r.raw))
 }
 
 /// The row's `updated_at`, which the sync engine keeps as the last synced base.

@@ -9,12 +9,13 @@ use std::{
 };
 
 use reqwest::Method;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::{
     cloud::Cloud,
     error::{Error, Result},
-    rest::Request,
+    rest::{Checked, Request},
 };
 pub use stream::AiStream;
 
@@ -60,21 +61,51 @@ fn check_messages(messages: &Value) -> Result<()> {
     }
 }
 
+// The parts of the server's answers the client relies on; the rest is handed on as sent.
+#[derive(Deserialize)]
+struct Completion {
+    #[allow(dead_code)]
+    choices: Vec<Choice>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    #[allow(dead_code)]
+    message: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+struct Models {
+    models: Vec<Checked<ModelRow>>,
+}
+
+#[derive(Deserialize)]
+struct ModelRow {
+    #[allow(dead_code)]
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct UsageReply {
+    #[allow(dead_code)]
+    today: UsageToday,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct UsageToday {
+    tokens_used: u64,
+    tokens_limit: Option<u64>,
+}
+
 /// One completion, returned as the server sent it (`_cloud_usage` included).
 pub async fn request(cloud: &Cloud, body: Value) -> Result<Value> {
     check_messages(&body["messages"])?;
     let req = Request::new(Method::POST, PROXY)
         .json(body)
         .timeout(cloud.config.ai_timeout);
-    let reply = cloud.client.send(&req).await?;
-    if !reply.body.is_object() {
-        return Err(Error::InvalidResponse {
-            url: format!("{}{PROXY}", cloud.client.http().base_url()),
-            status: reply.status,
-            reason: "the completion is not a JSON object".into(),
-        });
-    }
-    Ok(reply.body)
+    let completion: Checked<Completion> = cloud.client.send(&req).await?.json()?;
+    Ok(completion.raw)
 }
 
 /// Opens a streamed completion once the server has answered 2xx (else rejects with its
@@ -108,12 +139,8 @@ pub async fn list_models(cloud: &Cloud) -> Value {
         .client
         .send(&req)
         .await
-        .and_then(|r| match r.body.get("models") {
-            Some(Value::Array(ms)) => {
-                Ok(Value::Array(ms.iter().cloned().map(model_view).collect()))
-            }
-            _ => Err(unreadable(&req, r.status, "no models list")),
-        });
+        .and_then(|r| r.json::<Models>())
+        .map(|m| Value::Array(m.models.into_iter().map(|m| model_view(m.raw)).collect()));
     cloud
         .models_failures
         .settle("listCloudModels", models)
@@ -126,22 +153,15 @@ pub async fn usage(cloud: &Cloud) -> Value {
     let req = Request::new(Method::GET, "/functions/v1/cloud-usage");
     let role = cloud.auth.context().role().map(String::from);
     let usage = cloud.client.send(&req).await.and_then(|r| {
-        usage_view(r.body, role.as_deref())
-            .ok_or_else(|| unreadable(&req, r.status, "not a usage object"))
+        let invalid = r.invalid("not a usage object".into());
+        let checked: Checked<UsageReply> = r.json()?;
+        usage_view(checked.raw, role.as_deref()).ok_or(invalid)
     });
     let usage = cloud.usage_failures.settle("getUsage", usage);
     if let Some(u) = &usage {
         cloud.events.emit("cloud:usage-update", u.clone());
     }
     usage.unwrap_or(Value::Null)
-}
-
-fn unreadable(req: &Request, status: u16, reason: &str) -> Error {
-    Error::InvalidResponse {
-        url: req.path.clone(),
-        status,
-        reason: reason.into(),
-    }
 }
 
 /// A server model plus the fields the UI renders.

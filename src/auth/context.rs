@@ -1,11 +1,13 @@
 //! Who the logged-in user is to Oboto: the profile row and the first organization
 //! membership with its organization embedded.
 
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use uuid::Uuid;
 
 use crate::{
-    error::Result,
-    rest::{query, Http},
+    error::{Error, Result},
+    rest::{http::Call, query, Checked, Http},
 };
 
 #[derive(Debug, Clone, Default)]
@@ -17,32 +19,39 @@ pub struct UserContext {
     pub org: Option<Value>,
 }
 
+// The rows as cloud-api.md selects them; kept whole (`cloudSync.auth.*` hands them on), but
+// only once the columns the client reads have the schema's types.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct ProfileRow {
+    id: Uuid,
+    display_name: Option<String>,
+    avatar_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct MembershipRow {
+    org_id: Uuid,
+    #[allow(dead_code)]
+    role: String,
+    /// Required: a membership whose organization did not come along is a half answer.
+    organizations: Checked<OrgRow>,
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct OrgRow {
+    id: Uuid,
+    name: String,
+    slug: String,
+    subscription_tier: String,
+}
+
 impl UserContext {
-    /// Fetches profile and membership concurrently with the given access token.
-    pub async fn fetch(
-        http: &Http,
-        token: &str,
-        user: Value,
-    ) -> (UserContext, Option<crate::error::Error>) {
-        // Even the server's own answer goes into a URL only as a checked UUID.
-        let uid = match user
-            .get("id")
-            .and_then(Value::as_str)
-            .map(|id| query::uuid("user id", id))
-        {
-            Some(Ok(uid)) => uid,
-            other => {
-                let failure = match other {
-                    Some(Err(e)) => Some(e),
-                    _ => None,
-                };
-                let ctx = UserContext {
-                    user: Some(user),
-                    ..Default::default()
-                };
-                return (ctx, failure);
-            }
-        };
+    /// Fetches profile and membership concurrently with the given access token. All or
+    /// nothing: a context with a user but a missing organization would look like "in no
+    /// organization" and stay so, so any failure is returned instead.
+    pub async fn fetch(http: &Http, token: &str, user: Value, uid: Uuid) -> Result<UserContext> {
         let profile_path = query::build(
             "/rest/v1/profiles",
             &[("id", &format!("eq.{uid}")), ("select", "*")],
@@ -57,27 +66,36 @@ impl UserContext {
             ],
         );
         let (profile, membership) = tokio::join!(
-            get_first(http, token, &profile_path),
-            get_first(http, token, &membership_path)
+            get_first::<ProfileRow>(http, token, &profile_path),
+            get_first::<MembershipRow>(http, token, &membership_path)
         );
+        let profile = profile?;
         let mut ctx = UserContext {
             user: Some(user),
+            profile: profile.map(|(p, _)| p.raw),
             ..Default::default()
         };
-        let mut failure = None;
-        match profile {
-            Ok(p) => ctx.profile = p,
-            Err(e) => failure = Some(e),
-        }
-        match membership {
-            Ok(Some(Value::Object(mut m))) => {
-                ctx.org = m.remove("organizations").filter(|o| o.is_object());
-                ctx.membership = Some(Value::Object(m));
+        if let Some((m, url)) = membership? {
+            if m.typed.organizations.typed.id != m.typed.org_id {
+                return Err(Error::InvalidResponse {
+                    url,
+                    status: 200,
+                    reason: "the membership's organization is another one".into(),
+                });
             }
-            Ok(_) => {}
-            Err(e) => failure = failure.or(Some(e)),
+            let mut raw = m.raw;
+            if let Value::Object(o) = &mut raw {
+                o.remove("organizations");
+            }
+            ctx.membership = Some(raw);
+            ctx.org = Some(m.typed.organizations.raw);
         }
-        (ctx, failure)
+        Ok(ctx)
+    }
+
+    /// The organization's id (checked to be a UUID when the context was fetched).
+    pub fn org_id(&self) -> Option<Uuid> {
+        self.org.as_ref()?.get("id")?.as_str()?.parse().ok()
     }
 
     pub fn user_id(&self) -> Option<&str> {
@@ -123,8 +141,13 @@ impl UserContext {
     }
 }
 
-async fn get_first(http: &Http, token: &str, path: &str) -> Result<Option<Value>> {
-    let call = crate::rest::http::Call {
+/// The first row of a query asking for at most one, with the URL for errors about it.
+async fn get_first<T: serde::de::DeserializeOwned>(
+    http: &Http,
+    token: &str,
+    path: &str,
+) -> Result<Option<(Checked<T>, String)>> {
+    let call = Call {
         method: reqwest::Method::GET,
         path,
         body: None,
@@ -133,10 +156,9 @@ async fn get_first(http: &Http, token: &str, path: &str) -> Result<Option<Value>
         timeout: None,
     };
     let reply = http.send(&call).await?;
-    Ok(match reply.body {
-        Value::Array(mut rows) if !rows.is_empty() => Some(rows.swap_remove(0)),
-        _ => None,
-    })
+    let url = reply.url.clone();
+    let rows: Vec<Checked<T>> = reply.json()?;
+    Ok(rows.into_iter().next().map(|r| (r, url)))
 }
 
 #[cfg(test)]

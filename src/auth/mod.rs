@@ -103,17 +103,26 @@ impl Auth {
         }
         let body = Body::Json(json!({"email": email.trim(), "password": password}));
         let reply = self.post(PASSWORD_GRANT, &body, None).await;
-        let session =
-            match reply.and_then(|r| Session::from_token_response(r.body, PASSWORD_GRANT, now())) {
-                Ok(s) => s,
-                Err(e) => {
-                    self.events
-                        .emit("cloud:auth:error", json!({"error": e.to_string()}));
-                    return Err(e);
-                }
-            };
+        let fail = |e: Error| {
+            self.events
+                .emit("cloud:auth:error", json!({"error": e.to_string()}));
+            e
+        };
+        let session = reply
+            .and_then(|r| Session::from_token_response(r.body, &r.url, now()))
+            .map_err(fail)?;
         let _gate = self.gate.lock().await;
-        self.start_session(session).await;
+        // Nothing is stored or published until the user context is whole: a half login
+        // would show "no organization" until the next one.
+        let ctx = self.load_context(&session).await.map_err(|e| {
+            self.events.emit(
+                "cloud:auth:error",
+                json!({"error": format!("Login failed: the profile and organization could not be loaded: {e}")}),
+            );
+            e
+        })?;
+        self.persist(&session.refresh_token).await;
+        self.publish(session, ctx);
         Ok(())
     }
 
@@ -135,8 +144,18 @@ impl Auth {
         };
         match self.exchange(&token).await {
             Ok(session) => {
-                self.start_session(session).await;
-                true
+                // The stored token was just rotated: keep the new one whatever follows.
+                self.persist(&session.refresh_token).await;
+                match self.load_context(&session).await {
+                    Ok(ctx) => {
+                        self.publish(session, ctx);
+                        true
+                    }
+                    Err(e) => {
+                        tracing::info!(error = %e, "auto-login failed: the user context could not be loaded");
+                        false
+                    }
+                }
             }
             Err(e) => {
                 tracing::info!(error = %e, "auto-login failed");
@@ -228,22 +247,21 @@ impl Auth {
     async fn exchange(&self, refresh_token: &str) -> Result<Session> {
         let body = Body::Json(json!({"refresh_token": refresh_token}));
         let reply = self.post(REFRESH_GRANT, &body, None).await?;
-        Session::from_token_response(reply.body, REFRESH_GRANT, now())
+        Session::from_token_response(reply.body, &reply.url, now())
     }
 
-    /// Stores the refresh token first, then loads the user context and publishes the session.
-    /// Callers hold the gate.
-    async fn start_session(&self, session: Session) {
-        self.persist(&session.refresh_token).await;
-        let (ctx, failure) =
-            UserContext::fetch(&self.http, &session.access_token, session.user.clone()).await;
-        if let Some(e) = failure {
-            tracing::warn!(error = %e, "logged in, but the user context could not be loaded");
-            self.events.emit(
-                "cloud:auth:error",
-                json!({"error": format!("Logged in, but could not load the profile: {e}")}),
-            );
-        }
+    async fn load_context(&self, session: &Session) -> Result<UserContext> {
+        UserContext::fetch(
+            &self.http,
+            &session.access_token,
+            session.user.clone(),
+            session.user_id,
+        )
+        .await
+    }
+
+    /// Makes `session` the current one. Callers hold the gate and stored its refresh token.
+    fn publish(&self, session: Session, ctx: UserContext) {
         let expires_in = session.expires_in;
         let snapshot = {
             let mut s = self.write();
@@ -272,7 +290,7 @@ impl Auth {
     /// find the session already renewed since what they `saw`.
     async fn renew(&self, saw: Seen<'_>) -> Result<String> {
         let _gate = self.gate.lock().await;
-        let (refresh_token, access, expires_at, epoch) = {
+        let (refresh_token, access, expires_at, epoch, user_id) = {
             let s = self.read();
             let session = s.session.as_ref().ok_or(Error::NotLoggedIn)?;
             (
@@ -280,6 +298,7 @@ impl Auth {
                 session.access_token.clone(),
                 session.expires_at,
                 s.epoch,
+                session.user_id,
             )
         };
         let renewed = match saw {
@@ -290,6 +309,11 @@ impl Auth {
             return Ok(access);
         }
         match self.exchange(&refresh_token).await {
+            Ok(session) if session.user_id != user_id => Err(Error::InvalidResponse {
+                url: format!("{}/auth/v1/token", self.http.base_url()),
+                status: 200,
+                reason: "the refreshed session belongs to another user".into(),
+            }),
             Ok(session) => {
                 self.persist(&session.refresh_token).await;
                 let access = session.access_token.clone();
@@ -299,9 +323,7 @@ impl Auth {
                     if s.epoch != epoch {
                         return Err(Error::NotLoggedIn);
                     }
-                    if session.user.is_object() {
-                        s.ctx.user = Some(session.user.clone());
-                    }
+                    s.ctx.user = Some(session.user.clone());
                     s.epoch += 1;
                     s.session = Some(session);
                 }

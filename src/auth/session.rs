@@ -4,8 +4,12 @@ use std::{fmt, time::Duration};
 
 use serde::Deserialize;
 use serde_json::Value;
+use uuid::Uuid;
 
-use crate::error::{Error, Result};
+use crate::{
+    error::{Error, Result},
+    rest::Checked,
+};
 
 /// Never shown: `Debug` redacts both tokens.
 #[derive(Clone)]
@@ -15,7 +19,9 @@ pub struct Session {
     /// Unix seconds.
     pub expires_at: i64,
     pub expires_in: i64,
+    /// The GoTrue user as sent, checked to have a UUID `id`.
     pub user: Value,
+    pub user_id: Uuid,
 }
 
 impl fmt::Debug for Session {
@@ -34,8 +40,32 @@ struct TokenResponse {
     refresh_token: String,
     expires_in: Option<i64>,
     expires_at: Option<i64>,
+    /// Required: without it the session belongs to nobody the client can name, and its id
+    /// goes into every user-scoped query.
+    user: Checked<TokenUser>,
+}
+
+#[derive(Deserialize)]
+struct TokenUser {
+    id: Uuid,
     #[serde(default)]
-    user: Value,
+    #[allow(dead_code)]
+    email: Option<String>,
+}
+
+/// The field serde could not read, never a value: a value here could be a token.
+fn token_shape_error(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    if let Some(field) = msg
+        .strip_prefix("missing field `")
+        .and_then(|r| r.split('`').next())
+    {
+        return format!("not a token response (missing field `{field}`)");
+    }
+    if msg.contains("UUID") {
+        return "not a token response (the user id is not a UUID)".into();
+    }
+    "not a token response".into()
 }
 
 impl Session {
@@ -45,8 +75,7 @@ impl Session {
             serde_json::from_value(body).map_err(|e| Error::InvalidResponse {
                 url: url.to_string(),
                 status: 200,
-                // serde's message names the missing field, never a value.
-                reason: format!("not a token response ({e})"),
+                reason: token_shape_error(&e),
             })?;
         if t.access_token.is_empty() || t.refresh_token.is_empty() {
             return Err(Error::InvalidResponse {
@@ -61,12 +90,9 @@ impl Session {
             refresh_token: t.refresh_token,
             expires_at: t.expires_at.unwrap_or(now + expires_in),
             expires_in,
-            user: t.user,
+            user_id: t.user.typed.id,
+            user: t.user.raw,
         })
-    }
-
-    pub fn user_id(&self) -> Option<&str> {
-        self.user.get("id")?.as_str()
     }
 }
 
@@ -121,16 +147,45 @@ mod tests {
     #[test]
     fn parses_and_redacts() {
         let s = Session::from_token_response(
-            json!({"access_token":"AAA","refresh_token":"RRR","expires_in":15,"user":{"id":"u1"}}),
+            json!({"access_token":"AAA","refresh_token":"RRR","expires_in":15,"user":{"id":"00000000-0000-0000-0000-000000000001"}}),
             "u",
             1000,
         )
         .unwrap();
-        assert_eq!((s.expires_at, s.user_id()), (1015, Some("u1")));
+        assert_eq!((s.expires_at, s.user_id), (1015, Uuid::from_u128(1)));
         let shown = format!("{s:?}");
         assert!(!shown.contains("AAA") && !shown.contains("RRR"));
         assert!(Session::from_token_response(json!({"error":"x"}), "u", 0).is_err());
         assert!(Session::from_token_response(json!("garbage"), "u", 0).is_err());
+    }
+
+    #[test]
+    fn a_token_response_must_name_its_user_by_uuid() {
+        let base = json!({"access_token":"AAA","refresh_token":"RRR","expires_in":15});
+        let with_user = |user: Value| {
+            let mut b = base.clone();
+            b["user"] = user;
+            b
+        };
+        for body in [
+            base.clone(),
+            with_user(Value::Null),
+            with_user(json!({})),
+            with_user(json!({"id": "not-a-uuid&x=1"})),
+            with_user(json!({"id": 7})),
+            with_user(json!("u1")),
+        ] {
+            let e = Session::from_token_response(body.clone(), "u", 0).unwrap_err();
+            assert_eq!(e.code(), "INVALID_RESPONSE", "{body}");
+            assert!(!e.to_string().contains("AAA") && !e.to_string().contains("RRR"));
+        }
+        let e = Session::from_token_response(
+            json!({"access_token": 5, "refresh_token": "SECRET-R", "user": {"id": 1}}),
+            "u",
+            0,
+        )
+        .unwrap_err();
+        assert!(!e.to_string().contains("SECRET-R"));
     }
 
     #[test]

@@ -56,6 +56,9 @@ pub struct CloudSyncConfig {
     /// Bytes an AI stream's SSE line or event may hold. Default 1 MiB (or
     /// `OBOTO_CLOUD_MAX_STREAM_EVENT_BYTES`); beyond it the stream fails with `RESPONSE_TOO_LARGE`.
     pub max_stream_event_bytes: Option<f64>,
+    /// Bytes a reply body read whole (JSON or text) may hold. Default 8 MiB (or
+    /// `OBOTO_CLOUD_MAX_RESPONSE_BYTES`); beyond it the call fails with `RESPONSE_TOO_LARGE`.
+    pub max_response_bytes: Option<f64>,
     /// Where the refresh token is kept. Default `auto` (or `OBOTO_CLOUD_TOKEN_STORE`).
     #[napi(ts_type = "'auto' | 'keychain' | 'secrets' | 'memory'")]
     pub token_store: Option<String>,
@@ -84,6 +87,7 @@ impl From<CloudSyncConfig> for ConfigInput {
             ai_timeout_ms: millis(c.ai_timeout_ms),
             stream_idle_timeout_ms: millis(c.stream_idle_timeout_ms),
             max_stream_event_bytes: millis(c.max_stream_event_bytes),
+            max_response_bytes: millis(c.max_response_bytes),
             token_store: c.token_store,
             auto_refresh: c.auto_refresh,
         }

@@ -10,12 +10,20 @@ use reqwest::{
     Method, StatusCode,
 };
 use serde_json::Value;
+use url::Url;
 
 use super::backoff::Backoff;
 use crate::error::{Error, HttpError, Result};
 
 /// Reads are retried this many times after the first attempt.
 pub const MAX_RETRIES: u32 = 3;
+/// Redirects that stay under the base URL are followed at most this many times in a row.
+const MAX_REDIRECTS: usize = 5;
+/// The default cap on a reply body read whole (JSON, text): far above any row set the client
+/// asks for, far below what would hurt the host process.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+/// Of an error body only the code and message are read; the rest is not worth holding.
+const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -56,17 +64,25 @@ pub struct Reply {
     pub status: u16,
     pub headers: HeaderMap,
     pub body: Value,
+    /// Without its query, for errors about the body.
+    pub url: String,
 }
 
 pub struct Http {
     client: reqwest::Client,
     base_url: String,
+    base: Url,
     apikey: HeaderValue,
+    max_response_bytes: usize,
 }
 
 impl Http {
     pub fn new(base_url: &str, anon_key: &str, timeouts: Timeouts) -> Result<Http> {
+        let base_url = base_url.trim_end_matches('/').to_string();
+        let base = Url::parse(&base_url)
+            .map_err(|_| Error::InvalidConfig(format!("baseUrl is not a URL: {base_url:?}")))?;
         let client = reqwest::Client::builder()
+            .redirect(redirect_policy(base.clone()))
             .connect_timeout(timeouts.connect)
             .timeout(timeouts.request)
             .pool_idle_timeout(Duration::from_secs(90))
@@ -76,23 +92,42 @@ impl Http {
             .map_err(|e| Error::InvalidConfig(format!("cannot create the HTTP client: {e}")))?;
         Ok(Http {
             client,
-            base_url: base_url.trim_end_matches('/').to_string(),
+            base_url,
+            base,
             apikey: secret_header(anon_key)?,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         })
+    }
+
+    /// Caps the bodies [`send`](Self::send) reads whole; beyond it the call fails with
+    /// `RESPONSE_TOO_LARGE` as soon as the cap is crossed (streams have their own limits).
+    pub fn with_max_response_bytes(mut self, limit: usize) -> Http {
+        self.max_response_bytes = limit.max(1);
+        self
     }
 
     pub fn base_url(&self) -> &str {
         &self.base_url
     }
 
+    /// The absolute URL of `path`, which must stay under the base URL once `.`/`..` (also
+    /// percent-encoded, as URL parsers decode them) are resolved: the token goes with it.
     pub fn url(&self, path: &str) -> Result<String> {
-        if !path.starts_with('/') || path.starts_with("//") {
-            return Err(Error::InvalidArgument(format!(
-                "Request path must start with a single '/', got {:?}",
+        let refuse = |why: &str| {
+            Error::InvalidArgument(format!(
+                "Request path {:?} {why}",
                 path.chars().take(60).collect::<String>()
-            )));
+            ))
+        };
+        if !path.starts_with('/') || path.starts_with("//") || path.starts_with("/\\") {
+            return Err(refuse("must start with a single '/'"));
         }
-        Ok(format!("{}{}", self.base_url, path))
+        let joined = Url::parse(&format!("{}{}", self.base_url, path))
+            .map_err(|_| refuse("is not a valid URL path"))?;
+        if !under_base(&self.base, &joined) {
+            return Err(refuse("leaves the cloud's base URL"));
+        }
+        Ok(joined.into())
     }
 
     /// Sends `call`, retrying reads on connection failures and 502/503/504.
@@ -120,7 +155,7 @@ impl Http {
                 }
                 _ => {
                     let resp = outcome.map_err(|e| network_error(&url, e))?;
-                    return read_reply(&call.method, &url, resp).await;
+                    return read_reply(&call.method, &url, resp, self.max_response_bytes).await;
                 }
             }
         }
@@ -137,14 +172,16 @@ impl Http {
         if resp.status().is_success() {
             return Ok(resp);
         }
-        Err(read_reply(&call.method, &url, resp)
-            .await
-            .err()
-            .unwrap_or_else(|| Error::InvalidResponse {
-                url: url.clone(),
-                status: 0,
-                reason: "unexpected status".into(),
-            }))
+        Err(
+            read_reply(&call.method, &url, resp, self.max_response_bytes)
+                .await
+                .err()
+                .unwrap_or_else(|| Error::InvalidResponse {
+                    url: url.clone(),
+                    status: 0,
+                    reason: "unexpected status".into(),
+                }),
+        )
     }
 
     fn request(&self, call: &Call<'_>, url: &str) -> Result<reqwest::RequestBuilder> {
@@ -173,6 +210,45 @@ impl Http {
             None => req,
         })
     }
+}
+
+/// True when `url` has the base's origin and its path lies under the base's path, segment
+/// by segment (`/cloud` does not cover `/cloudy`).
+pub fn under_base(base: &Url, url: &Url) -> bool {
+    if url.origin() != base.origin() {
+        return false;
+    }
+    let prefix = base.path().trim_end_matches('/');
+    let path = url.path();
+    prefix.is_empty()
+        || path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Redirects are followed only while they stay under the base URL, so neither the `apikey`,
+/// the bearer token nor a re-sent body (a 307 on the password grant carries the password)
+/// ever reaches another host. Any other redirect stops, and its 3xx becomes
+/// [`Error::RedirectRefused`].
+fn redirect_policy(base: Url) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() > MAX_REDIRECTS || !under_base(&base, attempt.url()) {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// Where a refused redirect pointed, without its query (which may carry anything).
+fn redirect_target(resp_url: &Url, headers: &HeaderMap) -> String {
+    headers
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|loc| resp_url.join(loc).ok())
+        .map(|u| format!("{}{}", u.origin().ascii_serialization(), u.path()))
+        .unwrap_or_else(|| "an unreadable location".into())
 }
 
 /// Header values that carry credentials are marked sensitive so no debug output shows them.
@@ -233,14 +309,60 @@ fn strip_query(url: &str) -> String {
     url.split('?').next().unwrap_or(url).to_string()
 }
 
-async fn read_reply(method: &Method, url: &str, resp: reqwest::Response) -> Result<Reply> {
+/// Reads at most `limit` bytes of the body; `true` when there was more (or the declared
+/// length says there would be, in which case nothing is read).
+async fn read_capped(
+    resp: &mut reqwest::Response,
+    limit: usize,
+) -> std::result::Result<(Vec<u8>, bool), reqwest::Error> {
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Ok((Vec::new(), true));
+    }
+    let mut buf = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if buf.len() + chunk.len() > limit {
+            let room = limit - buf.len();
+            buf.extend_from_slice(&chunk[..room]);
+            return Ok((buf, true));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok((buf, false))
+}
+
+async fn read_reply(
+    method: &Method,
+    url: &str,
+    mut resp: reqwest::Response,
+    limit: usize,
+) -> Result<Reply> {
     let status = resp.status();
     let headers = resp.headers().clone();
-    let bytes = resp.bytes().await.map_err(|e| network_error(url, e))?;
+    if status.is_redirection() && headers.contains_key(reqwest::header::LOCATION) {
+        return Err(Error::RedirectRefused {
+            url: strip_query(url),
+            status: status.as_u16(),
+            target: redirect_target(resp.url(), &headers),
+        });
+    }
     if !status.is_success() {
+        // A truncated error body still has its status; the message falls back to it.
+        let (bytes, _) = read_capped(&mut resp, limit.min(MAX_ERROR_BODY_BYTES))
+            .await
+            .map_err(|e| network_error(url, e))?;
         return Err(Error::Http(Box::new(http_error(
             method, url, status, &headers, &bytes,
         ))));
+    }
+    let (bytes, too_large) = read_capped(&mut resp, limit)
+        .await
+        .map_err(|e| network_error(url, e))?;
+    if too_large {
+        return Err(Error::ResponseTooLarge {
+            url: strip_query(url),
+            status: status.as_u16(),
+            limit: limit as u64,
+        });
     }
     let body = parse_body(&headers, &bytes).map_err(|reason| Error::InvalidResponse {
         url: strip_query(url),
@@ -251,10 +373,11 @@ async fn read_reply(method: &Method, url: &str, resp: reqwest::Response) -> Resu
         status: status.as_u16(),
         headers,
         body,
+        url: strip_query(url),
     })
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
+pub(super) fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -427,6 +550,127 @@ mod tests {
         );
         assert!(http.url("https://evil.example/steal").is_err());
         assert!(http.url("//evil.example/steal").is_err());
+        assert!(http.url("/\\evil.example/steal").is_err());
         assert!(http.url("rest/v1/x").is_err());
+    }
+
+    #[test]
+    fn paths_cannot_climb_out_of_a_base_path() {
+        let http = Http::new("https://host.test/cloud", "k", Timeouts::default()).unwrap();
+        assert_eq!(
+            http.url("/rest/v1/x?a=eq.1").unwrap(),
+            "https://host.test/cloud/rest/v1/x?a=eq.1"
+        );
+        assert_eq!(
+            http.url("/rest/v1/../v1/x").unwrap(),
+            "https://host.test/cloud/rest/v1/x"
+        );
+        for escape in [
+            "/../rest/v1/x",
+            "/rest/../../rest/v1/x",
+            "/%2e%2e/rest/v1/x",
+            "/.%2E/rest",
+            "/..\\rest",
+            "/../cloudy/x",
+            "/..",
+        ] {
+            let e = http.url(escape).unwrap_err();
+            assert_eq!(e.code(), "INVALID_ARGUMENT", "{escape}");
+        }
+        // Dots in a query are data, not path segments.
+        assert!(http.url("/rest/v1/x?name=eq.../..").is_ok());
+    }
+
+    #[test]
+    fn under_base_compares_whole_segments_and_origins() {
+        let base = Url::parse("https://h.test/cloud").unwrap();
+        let u = |s: &str| Url::parse(s).unwrap();
+        assert!(under_base(&base, &u("https://h.test/cloud")));
+        assert!(under_base(&base, &u("https://h.test/cloud/x")));
+        assert!(!under_base(&base, &u("https://h.test/cloudy")));
+        assert!(!under_base(&base, &u("https://h.test/rest/v1")));
+        assert!(!under_base(&base, &u("http://h.test/cloud/x")));
+        assert!(!under_base(&base, &u("https://h.test:444/cloud/x")));
+        assert!(!under_base(&base, &u("https://other.test/cloud/x")));
+        let root = Url::parse("http://127.0.0.1:9").unwrap();
+        assert!(under_base(&root, &u("http://127.0.0.1:9/anything")));
+        assert!(!under_base(&root, &u("http://127.0.0.1:10/anything")));
+    }
+
+    mod joining {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn segment() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("..".to_string()),
+                Just(".".to_string()),
+                Just("%2e%2e".to_string()),
+                Just("%2E.".to_string()),
+                Just(".%2e".to_string()),
+                Just(String::new()),
+                Just("\\..".to_string()),
+                Just("cloud".to_string()),
+                Just("rest".to_string()),
+                Just("?q=..".to_string()),
+                Just("#..".to_string()),
+                Just("@evil.test".to_string()),
+                Just("evil.test:80".to_string()),
+                "[a-z0-9._~%-]{1,8}",
+                any::<String>(),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn every_accepted_path_stays_under_the_base(
+                base in prop_oneof![
+                    Just("https://host.test/cloud"),
+                    Just("https://host.test/a/b/"),
+                    Just("http://127.0.0.1:9"),
+                ],
+                segs in proptest::collection::vec(segment(), 0..6),
+                lead in prop_oneof![Just("/"), Just("//"), Just(""), Just("/\\"), Just("https://evil.test/")],
+            ) {
+                let http = Http::new(base, "k", Timeouts::default()).unwrap();
+                let path = format!("{lead}{}", segs.join("/"));
+                if let Ok(joined) = http.url(&path) {
+                    let joined = Url::parse(&joined).unwrap();
+                    let base = Url::parse(base).unwrap();
+                    prop_assert!(under_base(&base, &joined), "{path:?} -> {joined}");
+                    prop_assert_eq!(joined.origin(), base.origin());
+                }
+            }
+
+            #[test]
+            fn plain_paths_are_appended_unchanged(
+                segs in proptest::collection::vec("[a-z0-9_-]{1,10}", 1..5),
+                query in proptest::option::of("[a-z]{1,5}=eq\\.[a-z0-9.]{0,8}"),
+            ) {
+                let http = Http::new("https://host.test/cloud", "k", Timeouts::default()).unwrap();
+                let mut path = format!("/{}", segs.join("/"));
+                if let Some(q) = query {
+                    path.push('?');
+                    path.push_str(&q);
+                }
+                prop_assert_eq!(http.url(&path).unwrap(), format!("https://host.test/cloud{path}"));
+            }
+        }
+    }
+
+    #[test]
+    fn refused_redirects_name_only_the_target_origin_and_path() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            reqwest::header::LOCATION,
+            HeaderValue::from_static("https://evil.test/collect?password=x"),
+        );
+        let from = Url::parse("http://127.0.0.1:9/auth/v1/token").unwrap();
+        assert_eq!(redirect_target(&from, &h), "https://evil.test/collect");
+        h.insert(
+            reqwest::header::LOCATION,
+            HeaderValue::from_static("/other?t=1"),
+        );
+        assert_eq!(redirect_target(&from, &h), "http://127.0.0.1:9/other");
     }
 }

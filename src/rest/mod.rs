@@ -5,6 +5,8 @@ pub mod backoff;
 pub mod client;
 pub mod http;
 pub mod query;
+pub mod reply;
 
 pub use client::{Client, Credentials, Request};
 pub use http::{Body, Http, Reply, Timeouts};
+pub use reply::{raw_rows, Checked};
