@@ -28,7 +28,9 @@ async function linkedAlice(c, opts = {}) {
 const cloudGoal = async (c, ws = WS) => (await c.serviceRest(`workspaces?id=eq.${ws}&select=task_goal`))[0].task_goal;
 
 test('a change on both sides is a conflict: the cloud version is kept and the local one handed back', async () => {
-  const { cs, bus } = await linkedAlice(cloud);
+  // Without a socket, the remote change stays unseen until the push finds it: a live socket
+  // would have pulled it first, making the push a plain last write.
+  const { cs, bus } = await linkedAlice(cloud, { realtime: false });
   await cloud.serviceRest(`workspaces?id=eq.${WS}`, { method: 'PATCH', body: { task_goal: 'edited elsewhere' } });
   const result = await cs.pushWorkspaceState({ task_goal: 'edited here', current_step: 'local step' });
   assert.equal(result, null, 'nothing was written');
@@ -70,8 +72,8 @@ test('local changes are debounced into one push', async () => {
   assert.equal(await cloudGoal(cloud, SEED.workspaces.dataPipeline), 'draft 5');
 });
 
-test('the interval pulls a change made elsewhere', async () => {
-  const { bus } = await linkedAlice(cloud, { syncInterval: 300 });
+test('the interval pulls a change made elsewhere (no socket)', async () => {
+  const { bus } = await linkedAlice(cloud, { syncInterval: 300, realtime: false });
   await waitFor(bus, 'cloud:sync:completed', (p) => p.type === 'workspace');
   await cloud.serviceRest(`workspaces?id=eq.${WS}`, { method: 'PATCH', body: { task_goal: 'from the web app' } });
   const update = await waitFor(bus, 'cloud:workspace:remote-update', (p) => p.task_goal === 'from the web app');

@@ -74,6 +74,9 @@ pub struct CloudConfig {
     pub token_store: StoreKind,
     /// Refresh ahead of expiry on a timer (on by default); otherwise only on demand.
     pub auto_refresh: bool,
+    /// Open a realtime socket for the linked workspace (on by default); off, the engine
+    /// polls every `sync_interval_ms` and presence stays empty.
+    pub realtime: bool,
 }
 
 /// `initialize()`'s input before validation; `None` means "use the default".
@@ -93,6 +96,7 @@ pub struct ConfigInput {
     pub max_response_bytes: Option<u32>,
     pub token_store: Option<String>,
     pub auto_refresh: Option<bool>,
+    pub realtime: Option<bool>,
 }
 
 impl ConfigInput {
@@ -169,6 +173,10 @@ impl ConfigInput {
                 .unwrap_or(crate::rest::http::DEFAULT_MAX_RESPONSE_BYTES),
             token_store,
             auto_refresh: self.auto_refresh.unwrap_or(true),
+            // As OBOTO_CLOUD_AUTO_LOGIN: only an explicit `false` turns it off.
+            realtime: self.realtime.unwrap_or_else(|| {
+                get("OBOTO_CLOUD_REALTIME").as_deref().map(str::trim) != Some("false")
+            }),
         })
     }
 }
@@ -282,6 +290,26 @@ mod tests {
         assert_eq!(c.timeouts.request, Duration::from_secs(30));
         assert_eq!(c.token_store, StoreKind::Auto);
         assert_eq!(c.max_response_bytes, 8 * 1024 * 1024);
+        assert!(c.realtime);
+        let off = |v: &str| {
+            input
+                .clone()
+                .validate(env(&[("OBOTO_CLOUD_REALTIME", v)]))
+                .unwrap()
+                .realtime
+        };
+        assert!(!off("false"));
+        assert!(off("no"), "only an explicit false turns it off");
+        let given = ConfigInput {
+            realtime: Some(true),
+            ..input.clone()
+        };
+        assert!(
+            given
+                .validate(env(&[("OBOTO_CLOUD_REALTIME", "false")]))
+                .unwrap()
+                .realtime
+        );
         let c = input
             .clone()
             .validate(env(&[

@@ -60,7 +60,9 @@ pub enum Pull {
 }
 
 enum End {
-    Done,
+    /// `[DONE]` arrived; the usage the chunks carried is announced once the consumer has
+    /// taken everything before it (the usage is that of the answer it has read).
+    Done(Option<Value>),
     Failed(Error),
     /// Reported, or cancelled by the consumer: later pulls see the end.
     Over,
@@ -143,11 +145,13 @@ enum Publish {
 pub struct AiStream {
     shared: Arc<Shared>,
     task: tokio::task::AbortHandle,
+    events: Arc<Events>,
 }
 
 impl AiStream {
     /// Starts reading a 2xx answer; anything but `text/event-stream` fails the stream at once.
-    /// At `[DONE]`, the last `_cloud_usage` a chunk carried is emitted as `cloud:usage-update`.
+    /// Once the consumer has taken the whole answer, the last `_cloud_usage` a chunk carried
+    /// is emitted as `cloud:usage-update`.
     pub fn start(
         resp: reqwest::Response,
         limits: Limits,
@@ -164,10 +168,13 @@ impl AiStream {
             shared: shared.clone(),
             limits,
             url,
-            events,
         };
         let task = tokio::spawn(reader.run(resp)).abort_handle();
-        AiStream { shared, task }
+        AiStream {
+            shared,
+            task,
+            events,
+        }
     }
 
     /// Sets what wakes a consumer that found nothing to take (once; later calls are ignored).
@@ -213,6 +220,12 @@ impl AiStream {
                 st.end = Some(End::Over);
                 Err(e)
             }
+            Some(End::Done(usage)) => {
+                st.end = Some(End::Done(None));
+                drop(st);
+                self.announce(usage);
+                Ok(Pull::End)
+            }
             Some(end) => {
                 st.end = Some(end);
                 Ok(Pull::End)
@@ -220,9 +233,21 @@ impl AiStream {
         }
     }
 
-    /// The consumer left: closes the connection; later pulls see the end.
+    fn announce(&self, usage: Option<Value>) {
+        if let Some(usage) = usage {
+            self.events.emit("cloud:usage-update", usage);
+        }
+    }
+
+    /// The consumer left: closes the connection; later pulls see the end. A consumer that
+    /// leaves after the last chunk of a whole answer still gets its usage announced.
     pub fn cancel(&self) {
         self.task.abort();
+        let usage = match &mut self.shared.lock().end {
+            Some(End::Done(usage)) => usage.take(),
+            _ => None,
+        };
+        self.announce(usage);
         self.shared.end(End::Over);
     }
 
@@ -231,7 +256,7 @@ impl AiStream {
     pub fn close(&self, reason: Error) {
         self.task.abort();
         let mut st = self.shared.lock();
-        if matches!(st.end, Some(End::Done)) {
+        if matches!(st.end, Some(End::Done(_))) {
             return;
         }
         st.buf = String::new();
@@ -255,7 +280,6 @@ struct Reader {
     shared: Arc<Shared>,
     limits: Limits,
     url: String,
-    events: Arc<Events>,
 }
 
 impl Reader {
@@ -297,7 +321,7 @@ impl Reader {
             chunks.clear();
             for event in events.drain(..) {
                 if event.data == "[DONE]" {
-                    end = Some(End::Done);
+                    end = Some(End::Done(None));
                     break;
                 }
                 match check(&event.event, &event.data, &self.url) {
@@ -333,12 +357,10 @@ impl Reader {
                     }));
                 }
             }
-            if matches!(end, Some(End::Done)) {
-                if let Some(usage) = usage.take() {
-                    self.events.emit("cloud:usage-update", usage);
-                }
+            if let Some(End::Done(announce)) = &mut end {
+                *announce = usage.take();
             }
-            let done = matches!(end, Some(End::Done));
+            let done = matches!(end, Some(End::Done(_)));
             let ended = end.is_some();
             match self.shared.publish(&chunks, end) {
                 Publish::Stop => return,

@@ -65,6 +65,9 @@ pub struct CloudSyncConfig {
     /// Refresh the session on a timer ahead of expiry. Default true; when false, tokens are
     /// refreshed on demand only.
     pub auto_refresh: Option<bool>,
+    /// Open a realtime socket for the linked workspace (live messages, presence, broadcasts,
+    /// no polling while it is up). Default true; `OBOTO_CLOUD_REALTIME=false` turns it off.
+    pub realtime: Option<bool>,
 }
 
 /// A JS number as whole milliseconds; `NaN`, negative or absurd values mean "default".
@@ -90,6 +93,7 @@ impl From<CloudSyncConfig> for ConfigInput {
             max_response_bytes: millis(c.max_response_bytes),
             token_store: c.token_store,
             auto_refresh: c.auto_refresh,
+            realtime: c.realtime,
         }
     }
 }

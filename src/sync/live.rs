@@ -24,8 +24,8 @@ impl Hooks for WakeEngine {
     }
 }
 
-/// Opens the socket for `workspace_id`, or `None` when the session has no usable user id
-/// (there is nothing to track as presence then, and the engine keeps polling).
+/// Opens the socket for `workspace_id`, or `None` when realtime is off or the session has no
+/// usable user id (there is nothing to track as presence then); the engine polls instead.
 pub fn start(
     cloud: &Cloud,
     workspace_id: Uuid,

@@ -554,9 +554,10 @@ impl Sync {
         local: Option<Value>,
     ) -> Result<Value> {
         let _g = self.workspace_guard.lock().await;
+        let in_conflict = self.board().get_mut(Kind::Workspace).state == SyncState::Conflict;
         self.track(
             Kind::Workspace,
-            self.sync_workspace_inner(cloud, queue_offline, local),
+            self.sync_workspace_inner(cloud, queue_offline, local, in_conflict),
         )
         .await
     }
@@ -566,6 +567,7 @@ impl Sync {
         cloud: &Arc<Cloud>,
         queue_offline: bool,
         explicit: Option<Value>,
+        in_conflict: bool,
     ) -> Result<(Value, SyncState)> {
         let (ws, base, pending) = {
             let mut i = self.lock();
@@ -596,7 +598,14 @@ impl Sync {
                     json!({ "workspaceId": ws, "state": row }),
                 );
             }
-            return Ok((Value::Null, SyncState::Synced));
+            // A conflict stands until the host's next change goes through: a pull (such as
+            // the one the echo of the conflicting remote change triggers) does not resolve it.
+            let end = if in_conflict {
+                SyncState::Conflict
+            } else {
+                SyncState::Synced
+            };
+            return Ok((Value::Null, end));
         };
         // The PATCH only applies while the row is still at the base: one request decides
         // between "only we changed it" (last write wins) and "both changed it" (conflict).
@@ -921,7 +930,7 @@ impl Sync {
                     // A newer local state, if any, supersedes the queued one.
                     let newer = self.lock().pending_state.take();
                     let local = newer.unwrap_or_else(|| state.clone());
-                    self.sync_workspace_inner(cloud, false, Some(local))
+                    self.sync_workspace_inner(cloud, false, Some(local), false)
                         .await
                         .map(|_| ())
                 }
