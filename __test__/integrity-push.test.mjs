@@ -132,3 +132,32 @@ test('a NUL in a message is stored as U+FFFD and holds back nothing', async () =
   const rows = await rowsOf(cloud, conv);
   assert.deepEqual(rows.map((r) => r.content), ['before', 'a\uFFFDb\uFFFD', '[{"text":"parts\\u0000","type":"text"}]', 'after', 'later']);
 });
+
+test('a row the cloud refuses for its data is reported and skipped; the rest of its batch arrives', async () => {
+  // A PostgreSQL data exception (class 22) on any insert that holds the marked message.
+  const proxy = await startProxy(cloud.url, {
+    interceptBody: (req, body) =>
+      req.method === 'POST' && req.url.startsWith('/rest/v1/messages') && body.includes('REFUSE-ME')
+        ? {
+            status: 400,
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ code: '22001', message: 'value too long for type character varying(10)', details: null, hint: null }),
+          }
+        : null,
+  });
+  const { cs, bus } = await loggedIn(cloud, 'alice', { baseUrl: proxy.url, syncInterval: 3_600_000 });
+  closers.push(() => proxy.close(), () => cs.destroy());
+  const conv = await newConversation(cloud);
+  const h = history(7);
+  h[3] = { role: 'assistant', content: 'REFUSE-ME' };
+  const r = await cs.pushConversation(conv, h);
+  assert.equal(r.pushed, 6);
+  assert.equal(r.refused, 1);
+  const ev = bus.events.find((e) => e.name === 'cloud:sync:error' && e.payload.conversationId === conv);
+  assert.ok(ev, 'the refusal is reported');
+  assert.equal(ev.payload.code, '22001');
+  assert.equal(ev.payload.refusedIds.length, 1);
+  assert.equal((await cs.pushConversation(conv, [...h, { role: 'user', content: 'next' }])).pushed, 1, 'not blocked');
+  const rows = await rowsOf(cloud, conv);
+  assert.deepEqual(rows.map((x) => x.content), [...h.filter((m) => m.content !== 'REFUSE-ME').map((m) => m.content), 'next']);
+});

@@ -5,9 +5,10 @@ import { setImmediate as tick } from 'node:timers/promises';
 
 /**
  * @param {string} target the cloud's URL
- * @param {{ intercept?: (req) => ({status, headers, body} | null), byteByByte?: boolean }} options
+ * @param {{ intercept?: (req) => ({status, headers, body} | null), interceptBody?: (req, body: string) => ({status, headers, body} | null), byteByByte?: boolean }} options
+ *   `interceptBody` reads the request body first and may answer from it.
  */
-export async function startProxy(target, { intercept = () => null, byteByByte = false } = {}) {
+export async function startProxy(target, { intercept = () => null, interceptBody = null, byteByByte = false } = {}) {
   const upstream = new URL(target);
   // bytes: response bytes taken from the cloud, which a client's backpressure holds back.
   const stats = { requests: 0, closedEarly: 0, bytes: 0 };
@@ -18,6 +19,17 @@ export async function startProxy(target, { intercept = () => null, byteByByte = 
       req.resume();
       res.writeHead(canned.status, canned.headers ?? {});
       return res.end(canned.body ?? '');
+    }
+    let buffered = null;
+    if (interceptBody) {
+      const chunks = [];
+      for await (const c of req) chunks.push(c);
+      buffered = Buffer.concat(chunks);
+      const answer = interceptBody(req, buffered.toString('utf8'));
+      if (answer) {
+        res.writeHead(answer.status, answer.headers ?? {});
+        return res.end(answer.body ?? '');
+      }
     }
     const out = request(
       { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
@@ -41,7 +53,8 @@ export async function startProxy(target, { intercept = () => null, byteByByte = 
       out.destroy();
     });
     out.on('error', () => res.destroy());
-    req.pipe(out);
+    if (buffered) out.end(buffered);
+    else req.pipe(out);
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {

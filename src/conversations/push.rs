@@ -116,7 +116,9 @@ pub struct PushState {
     /// that arrived after a newer, compacted one): the cloud may then hold the tail a later
     /// push would append, so from then on every push of the conversation that is not a
     /// prefix is matched against the cloud's recent rows (one more request per push).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    // Always written: the link file's entry is merged into, so a key left out would keep
+    // its old value.
+    #[serde(default)]
     pub rematch: bool,
 }
 

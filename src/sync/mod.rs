@@ -841,12 +841,14 @@ impl Sync {
         }
         let mut pushed = 0usize;
         let mut queued = 0usize;
+        let mut refused = Vec::new();
         let batches: Vec<&[Value]> = rows.chunks(BATCH).collect();
         for (i, batch) in batches.iter().enumerate() {
             if !offline {
-                match insert_rows(cloud, batch).await {
-                    Ok(n) => {
+                match insert_isolating(cloud, batch).await {
+                    Ok((n, mut r)) => {
                         pushed += n;
+                        refused.append(&mut r);
                         continue;
                     }
                     // Unreachable: this batch and the rest go to the outbox below.
@@ -870,6 +872,10 @@ impl Sync {
         tracker.pushed(msgs, &out);
         self.save_tracker(&conv, &tracker, &now)?;
         let mut out = json!({ "pushed": pushed, "lastSyncAt": now });
+        if !refused.is_empty() {
+            out["refused"] = json!(refused.len());
+            self.report_refused(&conv, &refused);
+        }
         let end = if queued > 0 {
             out["queued"] = json!(queued);
             SyncState::Offline
@@ -877,6 +883,24 @@ impl Sync {
             SyncState::Synced
         };
         Ok((out, end))
+    }
+
+    /// Rows the cloud refused for their data are not sent again (they never could be
+    /// stored), and so that this is never silent, each push that met some says so.
+    fn report_refused(&self, conv: &Uuid, refused: &[(String, Error)]) {
+        let ids: Vec<&str> = refused.iter().map(|(id, _)| id.as_str()).collect();
+        let (_, first) = &refused[0];
+        tracing::warn!(conversation = %conv, count = refused.len(), error = %first, "the cloud refused some messages for their content");
+        self.events.emit(
+            "cloud:sync:error",
+            json!({
+                "type": "conversations",
+                "conversationId": conv.to_string(),
+                "code": first.code(),
+                "error": first.to_string(),
+                "refusedIds": ids,
+            }),
+        );
     }
 
     fn enqueue(&self, ob: &Outbox, entries: &[Entry]) -> Result<()> {
@@ -924,7 +948,16 @@ impl Sync {
         let mut failure = None;
         for (i, entry) in entries.iter().enumerate() {
             let r = match entry {
-                Entry::Messages { rows, .. } => insert_rows(cloud, rows).await.map(|_| ()),
+                Entry::Messages {
+                    rows,
+                    conversation_id,
+                } => insert_isolating(cloud, rows).await.map(|(_, refused)| {
+                    if let (false, Ok(conv)) =
+                        (refused.is_empty(), Uuid::parse_str(conversation_id))
+                    {
+                        self.report_refused(&conv, &refused);
+                    }
+                }),
                 Entry::Workspace { state, .. } if Some(i) == last_state => {
                     let _g = self.workspace_guard.lock().await;
                     // A newer local state, if any, supersedes the queued one.
@@ -1055,6 +1088,42 @@ async fn insert_rows(cloud: &Cloud, rows: &[Value]) -> Result<usize> {
         }
     }
     Ok(got.len())
+}
+
+/// A refusal that belongs to the data of some row, not to the request: PostgreSQL's class
+/// 22 (data exception: a character the database cannot store, a value too long or out of
+/// range). The other rows of the batch may still be stored.
+fn refused_for_data(e: &Error) -> bool {
+    matches!(e, Error::Http(h) if (400..500).contains(&h.status)
+        && h.code.as_deref().is_some_and(|c| c.len() == 5 && c.starts_with("22")))
+}
+
+/// Inserts `rows`; a batch refused for its data is split in halves until each refused row
+/// stands alone, so one message the cloud can never accept does not hold back the others.
+/// Returns how many rows were new, and the refused rows' ids with the refusal. Any other
+/// failure is returned as it is (the caller keeps or queues the batch; ids make a resend
+/// harmless).
+async fn insert_isolating(cloud: &Cloud, rows: &[Value]) -> Result<(usize, Vec<(String, Error)>)> {
+    let mut new = 0;
+    let mut refused = Vec::new();
+    // Ranges still to insert, the next one last, so rows go in their order.
+    let mut todo = vec![(0, rows.len())];
+    while let Some((from, to)) = todo.pop() {
+        match insert_rows(cloud, &rows[from..to]).await {
+            Ok(n) => new += n,
+            Err(e) if refused_for_data(&e) && to - from > 1 => {
+                let mid = from + (to - from) / 2;
+                todo.push((mid, to));
+                todo.push((from, mid));
+            }
+            Err(e) if refused_for_data(&e) => {
+                let id = rows[from].get("id").and_then(Value::as_str).unwrap_or("");
+                refused.push((id.to_string(), e));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((new, refused))
 }
 
 /// A row of the recent-rows lookup.
