@@ -518,6 +518,11 @@ export interface CloudSyncConfig {
    * refreshed on demand only.
    */
   autoRefresh?: boolean
+  /**
+   * Open a realtime socket for the linked workspace (live messages, presence, broadcasts,
+   * no polling while it is up). Default true; `OBOTO_CLOUD_REALTIME=false` turns it off.
+   */
+  realtime?: boolean
 }
 
 /**
