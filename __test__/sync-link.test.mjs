@@ -19,8 +19,10 @@ after(async () => {
   await cloud?.stop();
 });
 
+// No realtime socket: these tests count the REST requests one instance makes, and the sockets
+// of the instances before it would catch up on each new conversation (realtime.test.mjs).
 async function alice(opts = {}) {
-  const r = await loggedIn(cloud, 'alice', { syncDebounceMs: 0, syncInterval: 3_600_000, ...opts });
+  const r = await loggedIn(cloud, 'alice', { syncDebounceMs: 0, syncInterval: 3_600_000, realtime: false, ...opts });
   instances.push(r.cs);
   return r;
 }

@@ -32,6 +32,9 @@ pub fn start(
     wake: Arc<Notify>,
     rt: &Handle,
 ) -> Option<Realtime> {
+    if !cloud.config.realtime {
+        return None;
+    }
     let me = me(&cloud.auth.context())?;
     let params = Params {
         base_url: cloud.config.base_url.clone(),
