@@ -147,6 +147,12 @@ impl Http {
             }))
     }
 
+    /// The request for `call` with the API key, bearer and headers set, for a caller that
+    /// attaches its own body (streamed file transfers, `rest/transfer.rs`).
+    pub fn builder(&self, call: &Call<'_>) -> Result<reqwest::RequestBuilder> {
+        self.request(call, &self.url(call.path)?)
+    }
+
     fn request(&self, call: &Call<'_>, url: &str) -> Result<reqwest::RequestBuilder> {
         let mut req = self
             .client

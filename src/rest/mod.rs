@@ -5,6 +5,7 @@ pub mod backoff;
 pub mod client;
 pub mod http;
 pub mod query;
+pub mod transfer;
 
 pub use client::{Client, Credentials, Request};
 pub use http::{Body, Http, Reply, Timeouts};
