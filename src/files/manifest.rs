@@ -47,10 +47,7 @@ impl Manifest {
         let read = std::fs::read(dir.join(FILE_NAME))
             .ok()
             .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok());
-        let mut m = match read {
-            Some(m) => m,
-            None => Manifest::default(),
-        };
+        let mut m = read.unwrap_or_default();
         if m.workspace_id.as_deref() != Some(ws) {
             m.files.clear();
             m.workspace_id = Some(ws.to_string());
