@@ -287,3 +287,22 @@ test('fileSync is null before login', async () => {
   instances.push(cs);
   assert.equal(cs.fileSync, null);
 });
+
+test('with syncConfig.syncFiles the sync engine syncs the working directory', async () => {
+  const ws = await newWorkspace();
+  const dir = workdir();
+  put(dir, 'engine/hello.txt', 'synced by the engine');
+  writeFileSync(join(dir, '.cloud-link.json'), JSON.stringify({
+    version: 1, cloudWorkspaceId: ws, cloudWorkspaceName: 'files', linkedAt: new Date().toISOString(), lastSyncAt: null,
+    conversations: {},
+    syncConfig: { autoSync: true, syncIntervalMs: 3_600_000, syncConversations: true, syncWorkspaceState: true, syncFiles: true },
+  }));
+  const { cs } = await user('alice', dir);
+  let rows = [];
+  for (let i = 0; i < 100 && rows.length === 0; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    rows = await cs.fileSync.listFiles(ws);
+  }
+  assert.deepEqual(rows.map((r) => r.file_path), ['engine/hello.txt']);
+  assert.ok(existsSync(join(dir, '.cloud-sync-manifest.json')));
+});
