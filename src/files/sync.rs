@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 /// Transfers at once.
 pub const CONCURRENCY: usize = 4;
 /// The manifest is written at most this often during a run (and always at its end).
-const SAVE_EVERY: Duration = Duration::from_secs(1);
+const SAVE_EVERY: Duration = Duration::from_secs(5);
 
 pub struct Entry {
     pub path: RelPath,
@@ -118,8 +118,15 @@ pub async fn compute_delta(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Delta
         .collect();
     let mut remote: BTreeMap<RelPath, FileRow> = BTreeMap::new();
     for row in rows {
-        if let Ok(p) = RelPath::parse(&row.file_path) {
-            remote.insert(p, row);
+        // Only canonical paths: anything else could not be written here, or would be written
+        // under a name whose row the next lookup would not find.
+        match RelPath::parse(&row.file_path) {
+            Ok(p) if p.as_str() == row.file_path => {
+                remote.insert(p, row);
+            }
+            _ => {
+                tracing::warn!(path = %row.file_path, "cloud file with an unusable path; not synced")
+            }
         }
     }
     let mut all: BTreeSet<RelPath> = scan.files.keys().cloned().collect();
