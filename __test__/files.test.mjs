@@ -306,3 +306,26 @@ test('with syncConfig.syncFiles the sync engine syncs the working directory', as
   assert.deepEqual(rows.map((r) => r.file_path), ['engine/hello.txt']);
   assert.ok(existsSync(join(dir, '.cloud-sync-manifest.json')));
 });
+
+test('a cloud row with an unsafe path is never written locally, and the rest still syncs', async () => {
+  const ws = await newWorkspace();
+  const { cs } = await user();
+  const src = workdir();
+  put(src, 'fine.txt', 'ok');
+  await cs.fileSync.uploadFile(ws, src, 'fine.txt');
+  for (const file_path of ['../escape.txt', '/etc/evil', 'a\\b.txt', 'x/./y.txt']) {
+    await cloud.serviceRest('workspace_files', {
+      method: 'POST',
+      body: { workspace_id: ws, file_path, file_size: 2, checksum: sha('ok'), version: 1 },
+    });
+  }
+  const base = workdir();
+  const dst = join(base, 'dst');
+  mkdirSync(dst);
+  const res = await cs.fileSync.syncFiles(ws, dst);
+  assert.deepEqual(res.downloaded, ['fine.txt']);
+  assert.deepEqual(res.failed, []);
+  assert.deepEqual(readdirSync(base), ['dst']);
+  assert.deepEqual(Object.keys(tree(dst)), ['fine.txt']);
+  await assert.rejects(cs.fileSync.downloadFile(ws, dst, '../escape.txt'), { code: 'INVALID_ARGUMENT' });
+});
