@@ -329,3 +329,17 @@ test('a cloud row with an unsafe path is never written locally, and the rest sti
   assert.deepEqual(Object.keys(tree(dst)), ['fine.txt']);
   await assert.rejects(cs.fileSync.downloadFile(ws, dst, '../escape.txt'), { code: 'INVALID_ARGUMENT' });
 });
+
+test('listFiles pages through more rows than one response holds', async () => {
+  const ws = await newWorkspace();
+  const { cs } = await user();
+  const paths = Array.from({ length: 2100 }, (_, i) => `dir ${i % 7}/f,(${i}).txt`);
+  await cloud.serviceRest('workspace_files', {
+    method: 'POST',
+    body: paths.map((file_path) => ({ workspace_id: ws, file_path, file_size: 1, checksum: sha('x'), version: 1 })),
+    headers: { Prefer: 'return=minimal' },
+  });
+  const rows = await cs.fileSync.listFiles(ws);
+  assert.equal(rows.length, 2100);
+  assert.deepEqual(new Set(rows.map((r) => r.file_path)), new Set(paths));
+});

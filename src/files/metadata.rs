@@ -64,10 +64,16 @@ fn parse<T: serde::de::DeserializeOwned>(path: &str, body: Value) -> Result<T> {
 pub async fn list(client: &Client, ws: &Uuid) -> Result<Vec<FileRow>> {
     let mut all: Vec<FileRow> = Vec::new();
     loop {
+        // Keyset pages (`file_path > last`, on the unique index) rather than offsets: each
+        // page then reads only its own rows, where an offset re-reads (and re-checks the
+        // row-level policy of) every row before it.
+        let after = all
+            .last()
+            .map(|r| format!("&file_path=gt.{}", query::encode(&r.file_path)))
+            .unwrap_or_default();
         let path = format!(
-            "{TABLE}?workspace_id={}&is_deleted=eq.false&select={COLUMNS}&order=file_path.asc&limit={PAGE}&offset={}",
+            "{TABLE}?workspace_id={}&is_deleted=eq.false{after}&select={COLUMNS}&order=file_path.asc&limit={PAGE}",
             query::eq(&ws.to_string()),
-            all.len()
         );
         let reply = client.send(&Request::new(Method::GET, &path)).await?;
         let page: Vec<FileRow> = parse(&path, reply.body)?;

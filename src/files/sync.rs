@@ -221,8 +221,14 @@ pub async fn sync_files(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Value> {
     let _guard = lock.lock().await;
     clean_temp(dir);
     let delta = compute_delta(ctx, ws, dir).await?;
-    let manifest = Mutex::new((delta.manifest, Instant::now()));
-    let report = Mutex::new(Report::default());
+    let mut manifest = delta.manifest;
+    let mut saved_at = Instant::now();
+    let mut report = Report::default();
+    // Downloads written but not yet flushed to disk: flushed together before the manifest
+    // records them as the synced base (one journal commit instead of one per file), so a
+    // power cut never leaves a torn file that the manifest calls synced, which the next run
+    // would take for a local edit and upload.
+    let mut unflushed: Vec<PathBuf> = Vec::new();
     let taken: Mutex<BTreeSet<RelPath>> = Mutex::new(
         delta
             .entries
@@ -243,8 +249,8 @@ pub async fn sync_files(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Value> {
             results.push(apply_entry(ctx, ws, dir, e, &taken));
         }
         let p = entry.path.as_str().to_string();
-        let mut r = report.lock().unwrap_or_else(|e| e.into_inner());
-        let mut m = manifest.lock().unwrap_or_else(|e| e.into_inner());
+        let r = &mut report;
+        let m = &mut manifest;
         match outcome {
             Ok(Outcome::Synced(states)) => {
                 match entry.class {
@@ -258,10 +264,16 @@ pub async fn sync_files(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Value> {
                     }
                     _ => {}
                 }
+                if matches!(entry.class, Class::Download | Class::Conflict) {
+                    let written = if entry.class == Class::Download { 0 } else { 1 };
+                    if let Some((p, _, _)) = states.get(written) {
+                        unflushed.push(dir.join(p.as_str()));
+                    }
+                }
                 for (path, synced, hash) in states {
-                    m.0.files.insert(path.as_str().to_string(), synced);
+                    m.files.insert(path.as_str().to_string(), synced);
                     if let Some(h) = hash {
-                        m.0.hashes.insert(path.as_str().to_string(), h);
+                        m.hashes.insert(path.as_str().to_string(), h);
                     }
                 }
             }
@@ -270,8 +282,8 @@ pub async fn sync_files(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Value> {
                     Class::DeleteLocal => r.deleted_local.push(p),
                     _ => r.deleted_remote.push(p),
                 }
-                m.0.files.remove(path.as_str());
-                m.0.hashes.remove(path.as_str());
+                m.files.remove(path.as_str());
+                m.hashes.remove(path.as_str());
             }
             Ok(Outcome::Skipped) => r.skipped.push(p),
             Err(e) => {
@@ -280,17 +292,18 @@ pub async fn sync_files(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Value> {
                     .push(json!({"filePath": p, "code": e.code(), "error": e.to_string()}));
             }
         }
-        if m.1.elapsed() >= SAVE_EVERY {
-            if let Err(e) = m.0.save(dir) {
+        if saved_at.elapsed() >= SAVE_EVERY {
+            flush(std::mem::take(&mut unflushed)).await;
+            if let Err(e) = manifest.save(dir) {
                 tracing::warn!(error = %e, "manifest not saved");
             }
-            m.1 = Instant::now();
+            saved_at = Instant::now();
         }
     }
-    let (m, _) = manifest.into_inner().unwrap_or_else(|e| e.into_inner());
-    m.save(dir)?;
+    flush(unflushed).await;
+    manifest.save(dir)?;
     clean_temp(dir);
-    let r = report.into_inner().unwrap_or_else(|e| e.into_inner());
+    let r = report;
     Ok(json!({
         "uploaded": r.uploaded,
         "downloaded": r.downloaded,
@@ -301,6 +314,21 @@ pub async fn sync_files(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Value> {
         "failed": r.failed,
         "inSync": r.in_sync,
     }))
+}
+
+/// Flushes written files to disk (best effort: one that vanished meanwhile is no loss).
+async fn flush(files: Vec<PathBuf>) {
+    if files.is_empty() {
+        return;
+    }
+    let _ = tokio::task::spawn_blocking(move || {
+        for f in files {
+            if let Ok(file) = std::fs::File::open(&f) {
+                let _ = file.sync_all();
+            }
+        }
+    })
+    .await;
 }
 
 async fn apply_entry<'a>(
@@ -340,7 +368,7 @@ async fn apply(
             let Some(row) = &e.remote else {
                 return Ok(Outcome::Skipped);
             };
-            let got = transfer::download(ctx, ws, dir, &e.path, &e.path, row).await?;
+            let got = transfer::download(ctx, ws, dir, &e.path, &e.path, row, false).await?;
             Ok(Outcome::Synced(vec![downloaded(&e.path, &got)]))
         }
         Class::DeleteLocal => {
@@ -379,7 +407,7 @@ async fn apply(
                 return Ok(Outcome::Skipped);
             };
             let copy = conflict_name(dir, &e.path, taken)?;
-            let got = transfer::download(ctx, ws, dir, &e.path, &copy, row).await?;
+            let got = transfer::download(ctx, ws, dir, &e.path, &copy, row, false).await?;
             ctx.events.emit(
                 "cloud:sync:conflict",
                 json!({

@@ -144,7 +144,8 @@ impl Drop for TempFile {
     }
 }
 
-/// Downloads the cloud file `rel` (whose row is `row`) to `root/dest`.
+/// Downloads the cloud file `rel` (whose row is `row`) to `root/dest`; `durable` flushes it
+/// to disk before the rename (a sync flushes its downloads in batches instead).
 pub async fn download(
     ctx: &Ctx<'_>,
     ws: &Uuid,
@@ -152,6 +153,7 @@ pub async fn download(
     rel: &RelPath,
     dest: &RelPath,
     row: &FileRow,
+    durable: bool,
 ) -> Result<Downloaded> {
     let target = paths::resolve(root, dest)?;
     let tmp_dir = root.join(TEMP_DIR);
@@ -167,6 +169,7 @@ pub async fn download(
         &path,
         &tmp_path,
         total,
+        durable,
         progress(&ctx.events, dest.as_str(), total),
     )
     .await?;
@@ -220,7 +223,7 @@ pub async fn download_latest(
 ) -> Result<Value> {
     paths::resolve(root, rel)?;
     let row = live_row(ctx, ws, rel).await?;
-    let got = download(ctx, ws, root, rel, rel, &row).await;
+    let got = download(ctx, ws, root, rel, rel, &row, true).await;
     // Only removed when empty: another download may be using it.
     let _ = std::fs::remove_dir(root.join(TEMP_DIR));
     let got = got?;

@@ -250,12 +250,13 @@ async fn upload_once(
 }
 
 /// Writes the body of `GET path` to a new file at `dest` (which the caller later renames or
-/// removes). More than `max` bytes is an error.
+/// removes), flushed to disk when `durable`. More than `max` bytes is an error.
 pub async fn download(
     client: &Client,
     path: &str,
     dest: &Path,
     max: u64,
+    durable: bool,
     progress: Progress,
 ) -> Result<Received> {
     let url = client.http().url(path)?;
@@ -305,10 +306,12 @@ pub async fn download(
         progress(size);
     }
     out.flush().await.map_err(|e| io_err("write", dest, e))?;
-    out.into_inner()
-        .sync_all()
-        .await
-        .map_err(|e| io_err("write", dest, e))?;
+    if durable {
+        out.into_inner()
+            .sync_all()
+            .await
+            .map_err(|e| io_err("write", dest, e))?;
+    }
     Ok(Received {
         size,
         sha256: hex::encode(hasher.finalize()),
