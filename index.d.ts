@@ -29,6 +29,7 @@ export type CloudEventName =
   | 'cloud:file:uploaded'
   | 'cloud:file:downloaded'
   | 'cloud:file:deleted'
+  | 'cloud:file:progress'
   | 'cloud:usage-update'
   | `cloud:broadcast:${string}`
 
@@ -306,6 +307,62 @@ export interface SyncEngineStatus {
   linkError: string | null
 }
 
+/** A live `workspace_files` row (`fileSync.listFiles`). `file_path` is the workspace-relative path. */
+export interface WorkspaceFileRow {
+  id: string
+  file_path: string
+  file_size: number
+  /** SHA-256, hex. */
+  checksum: string | null
+  mime_type: string | null
+  file_type: string | null
+  version: number
+  updated_at: string | null
+}
+
+export interface UploadedFile {
+  filePath: string
+  /** `{workspaceId}/{filePath}` in the `workspace-files` bucket. */
+  storagePath: string
+  size: number
+  checksum: string
+  version: number
+}
+
+export interface DownloadedFile {
+  filePath: string
+  storagePath: string
+  size: number
+  checksum: string
+  version: number
+}
+
+/** `fileSync.computeDelta`: workspace-relative paths per action. */
+export interface FileDelta {
+  toUpload: string[]
+  toDownload: string[]
+  synced: string[]
+  toDeleteLocal: string[]
+  toDeleteRemote: string[]
+  conflicts: string[]
+  /** Files whose contents the scan read (the rest came from the size + mtime cache). */
+  hashed: number
+}
+
+/** `fileSync.syncFiles`. */
+export interface FileSyncResult {
+  uploaded: string[]
+  downloaded: string[]
+  deletedLocal: string[]
+  deletedRemote: string[]
+  /** The cloud copy of each kept as `conflictPath`. */
+  conflicts: { filePath: string; conflictPath: string }[]
+  /** Paths changed in the cloud during the run; the next run takes them. */
+  skipped: string[]
+  failed: { filePath: string; code: string; error: string }[]
+  inSync: number
+}
+
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
@@ -360,6 +417,40 @@ export declare class CloudClient {
   request(path: string, options?: RequestOptions | undefined | null): Promise<unknown>
 }
 
+export declare class FileSync {
+  /** The workspace's live files (`workspace_files` rows), ordered by path. */
+  listFiles(wsId: string): Promise<WorkspaceFileRow[]>
+  /**
+   * Uploads `localDir/relPath` (streamed) and records it at the next version:
+   * `{ filePath, storagePath, size, checksum, version }`. A path that is absolute, holds
+   * `..`, a backslash or a NUL, or passes through a symlink out of `localDir` is rejected
+   * (`INVALID_ARGUMENT`) before any request.
+   */
+  uploadFile(wsId: string, localDir: string, relPath: string): Promise<UploadedFile>
+  /**
+   * Downloads the cloud file to `localDir/relPath` through a temporary file, verified
+   * against the recorded checksum and size: `{ filePath, storagePath, size, checksum, version }`.
+   */
+  downloadFile(wsId: string, localDir: string, relPath: string): Promise<DownloadedFile>
+  /**
+   * Deletes the file in the cloud (the row is kept, marked deleted at the next version):
+   * `{ filePath, deleted }`.
+   */
+  deleteFile(wsId: string, relPath: string): Promise<{ filePath: string; deleted: boolean }>
+  /**
+   * What a sync of `localDir` would do: `{ toUpload, toDownload, synced, toDeleteLocal,
+   * toDeleteRemote, conflicts }` (paths), and `hashed` (files whose contents were read).
+   */
+  computeDelta(wsId: string, localDir: string): Promise<FileDelta>
+  /**
+   * Two-way sync of `localDir` (default: the working directory) with the workspace
+   * (default: the linked one), four transfers at a time. A conflict keeps both copies
+   * (`name (cloud conflict).ext`, `cloud:sync:conflict`). Per-file failures are listed in
+   * `failed`; the next run retries them.
+   */
+  syncFiles(wsId?: string | null, localDir?: string | null): Promise<FileSyncResult>
+}
+
 export declare class NativeCloudSync {
   /**
    * `onEvent` receives every `{ type, payload }` (weakly held: it never keeps Node alive).
@@ -402,8 +493,11 @@ export declare class NativeCloudSync {
    * `null` before login.
    */
   get workspaceSync(): WorkspaceSync | null
-  /** File sync lands with the file-sync engine; `null` until then. */
-  get fileSync(): null
+  /**
+   * The workspace's files in the cloud (`listFiles`, `uploadFile`, `downloadFile`,
+   * `deleteFile`, `computeDelta`, `syncFiles`); `null` before login.
+   */
+  get fileSync(): FileSync | null
   /**
    * Links the working directory to a cloud workspace the user can see: writes
    * `.cloud-link.json` and starts auto-sync. A no-op when logged out; rejects with

@@ -838,6 +838,7 @@ module.exports = nativeBinding
 module.exports.AiProxyStream = nativeBinding.AiProxyStream
 module.exports.CloudAuth = nativeBinding.CloudAuth
 module.exports.CloudClient = nativeBinding.CloudClient
+module.exports.FileSync = nativeBinding.FileSync
 module.exports.NativeCloudSync = nativeBinding.NativeCloudSync
 module.exports.WorkspaceSync = nativeBinding.WorkspaceSync
 module.exports.loadCloudConfig = nativeBinding.loadCloudConfig

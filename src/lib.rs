@@ -13,6 +13,7 @@ pub mod config;
 pub mod conversations;
 pub mod error;
 pub mod events;
+pub mod files;
 pub mod link_file;
 pub mod log;
 pub mod realtime;

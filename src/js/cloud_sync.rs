@@ -3,10 +3,7 @@
 
 use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
-use napi::{
-    bindgen_prelude::{Null, PromiseRaw},
-    Env,
-};
+use napi::{bindgen_prelude::PromiseRaw, Env};
 use napi_derive::napi;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -15,6 +12,7 @@ use super::{
     ai_stream::{AiProxyStream, StreamWake},
     error::spawn,
     events::{EventCallback, JsEventSink},
+    file_sync::FileSync,
     secrets::{JsSecrets, SecretDelete, SecretGet, SecretSet},
     types::{CloudSyncConfig, RequestOptions},
     workspace_sync::WorkspaceSync,
@@ -160,10 +158,12 @@ impl NativeCloudSync {
         Some(WorkspaceSync::new(self.core.clone()))
     }
 
-    /// File sync lands with the file-sync engine; `null` until then.
-    #[napi(getter, ts_return_type = "null")]
-    pub fn file_sync(&self) -> Null {
-        Null
+    /// The workspace's files in the cloud (`listFiles`, `uploadFile`, `downloadFile`,
+    /// `deleteFile`, `computeDelta`, `syncFiles`); `null` before login.
+    #[napi(getter, ts_return_type = "FileSync | null")]
+    pub fn file_sync(&self) -> Option<FileSync> {
+        self.core.session().ok()?;
+        Some(FileSync::new(self.core.clone()))
     }
 
     /// Links the working directory to a cloud workspace the user can see: writes

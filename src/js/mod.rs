@@ -7,6 +7,7 @@ mod ai_stream;
 mod cloud_sync;
 mod error;
 mod events;
+mod file_sync;
 mod secrets;
 mod types;
 mod workspace_sync;

@@ -29,6 +29,7 @@ export type CloudEventName =
   | 'cloud:file:uploaded'
   | 'cloud:file:downloaded'
   | 'cloud:file:deleted'
+  | 'cloud:file:progress'
   | 'cloud:usage-update'
   | `cloud:broadcast:${string}`
 
@@ -304,4 +305,60 @@ export interface SyncEngineStatus {
   consecutiveFailures: number
   /** Why `.cloud-link.json` was ignored (unreadable), if it was. */
   linkError: string | null
+}
+
+/** A live `workspace_files` row (`fileSync.listFiles`). `file_path` is the workspace-relative path. */
+export interface WorkspaceFileRow {
+  id: string
+  file_path: string
+  file_size: number
+  /** SHA-256, hex. */
+  checksum: string | null
+  mime_type: string | null
+  file_type: string | null
+  version: number
+  updated_at: string | null
+}
+
+export interface UploadedFile {
+  filePath: string
+  /** `{workspaceId}/{filePath}` in the `workspace-files` bucket. */
+  storagePath: string
+  size: number
+  checksum: string
+  version: number
+}
+
+export interface DownloadedFile {
+  filePath: string
+  storagePath: string
+  size: number
+  checksum: string
+  version: number
+}
+
+/** `fileSync.computeDelta`: workspace-relative paths per action. */
+export interface FileDelta {
+  toUpload: string[]
+  toDownload: string[]
+  synced: string[]
+  toDeleteLocal: string[]
+  toDeleteRemote: string[]
+  conflicts: string[]
+  /** Files whose contents the scan read (the rest came from the size + mtime cache). */
+  hashed: number
+}
+
+/** `fileSync.syncFiles`. */
+export interface FileSyncResult {
+  uploaded: string[]
+  downloaded: string[]
+  deletedLocal: string[]
+  deletedRemote: string[]
+  /** The cloud copy of each kept as `conflictPath`. */
+  conflicts: { filePath: string; conflictPath: string }[]
+  /** Paths changed in the cloud during the run; the next run takes them. */
+  skipped: string[]
+  failed: { filePath: string; code: string; error: string }[]
+  inSync: number
 }

@@ -76,6 +76,10 @@ impl Client {
         &self.http
     }
 
+    pub fn credentials(&self) -> &dyn Credentials {
+        self.credentials.as_ref()
+    }
+
     pub async fn send(&self, req: &Request) -> Result<Reply> {
         let token = self.credentials.access_token().await?;
         let first = self.http.send(&call(req, token.as_deref())).await;

@@ -184,6 +184,12 @@ impl Http {
         )
     }
 
+    /// The request for `call` with the API key, bearer and headers set, for a caller that
+    /// attaches its own body (streamed file transfers, `rest/transfer.rs`).
+    pub fn builder(&self, call: &Call<'_>) -> Result<reqwest::RequestBuilder> {
+        self.request(call, &self.url(call.path)?)
+    }
+
     fn request(&self, call: &Call<'_>, url: &str) -> Result<reqwest::RequestBuilder> {
         let mut req = self
             .client
@@ -280,7 +286,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(Duration::from_secs(secs))
 }
 
-fn network_error(url: &str, e: reqwest::Error) -> Error {
+pub(super) fn network_error(url: &str, e: reqwest::Error) -> Error {
     let timeout = e.is_timeout();
     let reason = if timeout {
         "the request timed out".to_string()
@@ -330,7 +336,7 @@ async fn read_capped(
     Ok((buf, false))
 }
 
-async fn read_reply(
+pub(super) async fn read_reply(
     method: &Method,
     url: &str,
     mut resp: reqwest::Response,

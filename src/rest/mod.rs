@@ -6,6 +6,7 @@ pub mod client;
 pub mod http;
 pub mod query;
 pub mod reply;
+pub mod transfer;
 
 pub use client::{Client, Credentials, Request};
 pub use http::{Body, Http, Reply, Timeouts};

@@ -284,7 +284,46 @@ impl Sync {
         if cfg.sync_workspace_state {
             ok &= self.sync_workspace(cloud, true, None).await.is_ok();
         }
+        ok &= self.sync_files(cloud).await;
         ok
+    }
+
+    /// With `syncConfig.syncFiles: true`, a two-way file sync of the working directory each
+    /// cycle (cheap when nothing changed: one listing, and the hash cache spares the reads).
+    async fn sync_files(&self, cloud: &Arc<Cloud>) -> bool {
+        let (dir, ws) = {
+            let i = self.lock();
+            let on = i
+                .link
+                .as_ref()
+                .and_then(|l| l.get("syncConfig"))
+                .and_then(|c| c.get("syncFiles"))
+                .and_then(Value::as_bool)
+                == Some(true);
+            let ws = i
+                .link
+                .as_ref()
+                .and_then(|l| l.workspace_id().map(String::from));
+            match (on, i.dir.clone(), ws.and_then(|w| Uuid::parse_str(&w).ok())) {
+                (true, Some(dir), Some(ws)) => (dir, ws),
+                _ => return true,
+            }
+        };
+        let ctx = crate::files::Ctx {
+            client: &cloud.client,
+            events: cloud.events.clone(),
+            user_id: cloud.auth.context().user_id().map(String::from),
+        };
+        match crate::files::sync::sync_files(&ctx, &ws, &dir).await {
+            Ok(_) => true,
+            Err(e) => {
+                self.events.emit(
+                    "cloud:sync:error",
+                    json!({"type": "files", "code": e.code(), "error": e.to_string()}),
+                );
+                false
+            }
+        }
     }
 
     // ---- status ----------------------------------------------------------------------

@@ -1,0 +1,100 @@
+//! The local sync manifest, beside the link file: per path the checksum and cloud version of
+//! the last sync (the base that tells a one-sided change from a conflict), and a hash cache
+//! keyed by size + modification time (so a re-scan of an unchanged tree reads no contents).
+//!
+//! It is only an optimisation and a base: losing it is safe. Without a base, equal content
+//! is in sync and different content is a conflict that keeps both copies.
+
+use std::{collections::BTreeMap, path::Path};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{error::Result, link_file};
+
+pub const FILE_NAME: &str = ".cloud-sync-manifest.json";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Synced {
+    pub checksum: String,
+    pub version: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hashed {
+    pub size: u64,
+    /// Nanoseconds since the Unix epoch.
+    pub mtime: i64,
+    pub checksum: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    #[serde(default)]
+    pub version: u32,
+    #[serde(default)]
+    pub workspace_id: Option<String>,
+    #[serde(default)]
+    pub files: BTreeMap<String, Synced>,
+    #[serde(default)]
+    pub hashes: BTreeMap<String, Hashed>,
+}
+
+impl Manifest {
+    /// The manifest of `dir` for workspace `ws`; a missing or unreadable one, or one of
+    /// another workspace, is an empty base (the hash cache is kept: it describes local files).
+    pub fn load(dir: &Path, ws: &str) -> Manifest {
+        let read = std::fs::read(dir.join(FILE_NAME))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok());
+        let mut m = read.unwrap_or_default();
+        if m.workspace_id.as_deref() != Some(ws) {
+            m.files.clear();
+            m.workspace_id = Some(ws.to_string());
+        }
+        m.version = 1;
+        m
+    }
+
+    /// Atomic (temporary file, then rename): a crash leaves the old or the new manifest.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let text = serde_json::to_vec(self).unwrap_or_default();
+        link_file::write_atomic(&dir.join(FILE_NAME), &text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_resets_for_another_workspace() {
+        let dir = std::env::temp_dir().join(format!("oboto-manifest-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut m = Manifest::load(&dir, "ws1");
+        assert!(m.files.is_empty());
+        m.files.insert(
+            "a".into(),
+            Synced {
+                checksum: "c".into(),
+                version: 2,
+            },
+        );
+        m.hashes.insert(
+            "a".into(),
+            Hashed {
+                size: 1,
+                mtime: 5,
+                checksum: "c".into(),
+            },
+        );
+        m.save(&dir).unwrap();
+        assert_eq!(Manifest::load(&dir, "ws1"), m);
+        let other = Manifest::load(&dir, "ws2");
+        assert!(other.files.is_empty());
+        assert_eq!(other.hashes.len(), 1);
+        std::fs::write(dir.join(FILE_NAME), b"{oops").unwrap();
+        assert!(Manifest::load(&dir, "ws1").files.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,239 @@
+//! The `workspace_files` rows: what exists in the cloud, at which version and checksum. The
+//! rows, not the storage objects, are the truth; an object without a live row does not exist.
+//!
+//! Every change of an existing row is a compare-and-set on its `version`
+//! (`PATCH …&version=eq.N` setting `N+1`), so two machines writing the same path can never
+//! both believe they won: the loser sees zero rows updated.
+
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::paths::RelPath;
+use crate::{
+    error::{Error, Result},
+    rest::{query, Client, Request},
+};
+
+const TABLE: &str = "/rest/v1/workspace_files";
+const COLUMNS: &str = "id,file_path,file_size,checksum,mime_type,file_type,version,updated_at";
+/// PostgREST returns at most this many rows per request.
+const PAGE: usize = 1000;
+/// A workspace with more live files than this is refused rather than listed without end.
+pub const MAX_FILES: usize = 100_000;
+
+/// One live file, as `listFiles` returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRow {
+    pub id: Uuid,
+    pub file_path: String,
+    pub file_size: i64,
+    pub checksum: Option<String>,
+    pub mime_type: Option<String>,
+    pub file_type: Option<String>,
+    pub version: i64,
+    pub updated_at: Option<String>,
+}
+
+/// A row whatever its state (for writes, which must know the version of a deleted row too).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RowState {
+    pub id: Uuid,
+    pub version: i64,
+    pub is_deleted: bool,
+    pub checksum: Option<String>,
+    pub file_size: i64,
+}
+
+fn invalid(url: &str, reason: String) -> Error {
+    Error::InvalidResponse {
+        url: url.to_string(),
+        status: 200,
+        reason,
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(path: &str, body: Value) -> Result<T> {
+    serde_json::from_value(body).map_err(|e| invalid(path, format!("unexpected rows ({e})")))
+}
+
+/// Every live file of the workspace, ordered by path. A row whose path this client would
+/// refuse to write locally (another client's backslash, say) is still listed; the delta
+/// leaves it out.
+pub async fn list(client: &Client, ws: &Uuid) -> Result<Vec<FileRow>> {
+    let mut all: Vec<FileRow> = Vec::new();
+    loop {
+        // Keyset pages (`file_path > last`, on the unique index) rather than offsets: each
+        // page then reads only its own rows, where an offset re-reads (and re-checks the
+        // row-level policy of) every row before it.
+        let after = all
+            .last()
+            .map(|r| format!("&file_path=gt.{}", query::encode(&r.file_path)))
+            .unwrap_or_default();
+        let path = format!(
+            "{TABLE}?workspace_id={}&is_deleted=eq.false{after}&select={COLUMNS}&order=file_path.asc&limit={PAGE}",
+            query::eq(&ws.to_string()),
+        );
+        let reply = client.send(&Request::new(Method::GET, &path)).await?;
+        let page: Vec<FileRow> = parse(&path, reply.body)?;
+        let n = page.len();
+        all.extend(page);
+        if n < PAGE {
+            return Ok(all);
+        }
+        if all.len() >= MAX_FILES {
+            return Err(invalid(&path, format!("more than {MAX_FILES} files")));
+        }
+    }
+}
+
+/// The row of `rel`, deleted or not.
+pub async fn state(client: &Client, ws: &Uuid, rel: &RelPath) -> Result<Option<RowState>> {
+    let path = format!(
+        "{TABLE}?workspace_id={}&file_path={}&select=id,version,is_deleted,checksum,file_size",
+        query::eq(&ws.to_string()),
+        query::eq(rel.as_str())
+    );
+    let reply = client.send(&Request::new(Method::GET, &path)).await?;
+    let rows: Vec<RowState> = parse(&path, reply.body)?;
+    if rows.len() > 1 {
+        return Err(invalid(&path, "two rows for one path".into()));
+    }
+    Ok(rows.into_iter().next())
+}
+
+/// What an upload recorded.
+pub struct NewContent<'a> {
+    pub size: u64,
+    pub checksum: &'a str,
+    pub user_id: Option<&'a str>,
+}
+
+/// Records new content for `rel`: inserts version 1 when there is no row (`expected` None),
+/// else moves the row from `expected` to `expected + 1`. `Ok(None)` when someone else got
+/// there first (the row exists, or its version moved).
+pub async fn record(
+    client: &Client,
+    ws: &Uuid,
+    rel: &RelPath,
+    expected: Option<&RowState>,
+    content: &NewContent<'_>,
+) -> Result<Option<FileRow>> {
+    let mut body = json!({
+        "file_size": content.size,
+        "checksum": content.checksum,
+        "mime_type": mime_type(rel),
+        "file_type": file_type(rel),
+        "storage_path": rel.storage_key(ws),
+        "is_deleted": false,
+    });
+    if let Some(u) = content.user_id {
+        body["uploaded_by"] = json!(u);
+    }
+    let (req, path) = match expected {
+        None => {
+            body["workspace_id"] = json!(ws);
+            body["file_path"] = json!(rel.as_str());
+            body["version"] = json!(1);
+            // `ignore-duplicates`, not `merge-duplicates`: a row created meanwhile by another
+            // machine must not be overwritten with version 1.
+            let path = format!("{TABLE}?on_conflict=workspace_id,file_path&select={COLUMNS}");
+            let req = Request::new(Method::POST, &path).json(body).header(
+                "Prefer",
+                "return=representation,resolution=ignore-duplicates",
+            );
+            (req, path)
+        }
+        Some(row) => {
+            body["version"] = json!(row.version + 1);
+            let path = format!(
+                "{TABLE}?id={}&version={}&select={COLUMNS}",
+                query::eq(&row.id.to_string()),
+                query::eq(&row.version.to_string())
+            );
+            let req = Request::new(Method::PATCH, &path)
+                .json(body)
+                .header("Prefer", "return=representation");
+            (req, path)
+        }
+    };
+    let reply = client.send(&req).await?;
+    let rows: Vec<FileRow> = parse(&path, reply.body)?;
+    Ok(rows.into_iter().next())
+}
+
+/// Marks the row deleted (version + 1) if it is still at `row.version`.
+pub async fn soft_delete(client: &Client, row: &RowState) -> Result<bool> {
+    let path = format!(
+        "{TABLE}?id={}&version={}&select=id",
+        query::eq(&row.id.to_string()),
+        query::eq(&row.version.to_string())
+    );
+    let req = Request::new(Method::PATCH, &path)
+        .json(json!({"is_deleted": true, "version": row.version + 1}))
+        .header("Prefer", "return=representation");
+    let reply = client.send(&req).await?;
+    let rows: Vec<Value> = parse(&path, reply.body)?;
+    Ok(!rows.is_empty())
+}
+
+fn extension(rel: &RelPath) -> Option<String> {
+    let name = rel.segments().last()?;
+    match name.rfind('.') {
+        Some(i) if i > 0 && i + 1 < name.len() => Some(name[i + 1..].to_ascii_lowercase()),
+        _ => None,
+    }
+}
+
+fn file_type(rel: &RelPath) -> Option<String> {
+    extension(rel)
+}
+
+/// A content type from the extension; anything unknown is plain bytes.
+pub fn mime_type(rel: &RelPath) -> &'static str {
+    match extension(rel).as_deref() {
+        Some("json") => "application/json",
+        Some("txt" | "log") => "text/plain",
+        Some("md" | "markdown") => "text/markdown",
+        Some("html" | "htm") => "text/html",
+        Some("css") => "text/css",
+        Some("js" | "mjs" | "cjs") => "text/javascript",
+        Some("ts" | "tsx" | "rs" | "py" | "sh" | "toml" | "yaml" | "yml" | "csv") => "text/plain",
+        Some("xml") => "application/xml",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("gif") => "image/gif",
+        Some("webp") => "image/webp",
+        Some("pdf") => "application/pdf",
+        Some("zip") => "application/zip",
+        Some("gz") => "application/gzip",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_from_extensions() {
+        let p = |s: &str| RelPath::parse(s).unwrap();
+        assert_eq!(mime_type(&p("a/b.JSON")), "application/json");
+        assert_eq!(mime_type(&p(".env")), "application/octet-stream");
+        assert_eq!(file_type(&p("x.tar.gz")).as_deref(), Some("gz"));
+        assert_eq!(file_type(&p("Makefile")), None);
+    }
+
+    #[test]
+    fn rows_parse_strictly() {
+        let row: FileRow = serde_json::from_value(json!({
+            "id": "bbbbbbbb-0000-4000-8000-000000000001", "file_path": "a/b.txt", "file_size": 3,
+            "checksum": "ab", "mime_type": null, "file_type": null, "version": 2, "updated_at": null
+        }))
+        .unwrap();
+        assert_eq!(row.version, 2);
+        assert!(serde_json::from_value::<FileRow>(json!({"id": "x"})).is_err());
+    }
+}

@@ -1,0 +1,218 @@
+//! The local side of a delta: every syncable file under the working directory with its
+//! SHA-256. The walk honours `.gitignore` and `.obotoignore` (as git reads them, also outside
+//! a git repository) and never enters `.git` or `node_modules` or looks at sync's own files.
+//! Symlinks are not synced. Hashing runs on several threads, and a file whose size and
+//! modification time match the cache is not read at all.
+
+use std::{
+    collections::BTreeMap,
+    io::Read,
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Mutex,
+    },
+    time::UNIX_EPOCH,
+};
+
+use sha2::{Digest, Sha256};
+
+use super::{manifest::Hashed, paths::RelPath, TEMP_DIR};
+use crate::{
+    error::{Error, Result},
+    link_file,
+};
+
+/// Names never walked into or synced, at any depth.
+const SKIPPED: &[&str] = &[".git", "node_modules", TEMP_DIR];
+/// Sync's own files beside the link file.
+fn is_own_file(name: &str) -> bool {
+    name == link_file::FILE_NAME
+        || name.starts_with(".cloud-link.json.")
+        || name.starts_with(".cloud-outbox.jsonl")
+        || name.starts_with(super::manifest::FILE_NAME)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalFile {
+    pub size: u64,
+    pub mtime: i64,
+    pub checksum: String,
+}
+
+pub struct Scan {
+    pub files: BTreeMap<RelPath, LocalFile>,
+    /// Files whose contents were read (cache misses).
+    pub hashed: usize,
+}
+
+pub fn mtime_of(m: &std::fs::Metadata) -> i64 {
+    m.modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// SHA-256 of a file, read in chunks.
+pub fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hex::encode(h.finalize()));
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+/// Walks `root` (blocking; run it off the async workers).
+pub fn scan(root: &Path, cache: &BTreeMap<String, Hashed>) -> Result<Scan> {
+    let walker = ignore::WalkBuilder::new(root)
+        .hidden(false)
+        .ignore(false)
+        .git_global(false)
+        .git_exclude(false)
+        .git_ignore(true)
+        .require_git(false)
+        .parents(false)
+        .follow_links(false)
+        .add_custom_ignore_filename(".obotoignore")
+        .filter_entry(|e| {
+            let name = e.file_name().to_str().unwrap_or("");
+            !(SKIPPED.contains(&name) || (e.depth() == 1 && is_own_file(name)))
+        })
+        .build();
+    let mut found: Vec<(RelPath, PathBuf, u64, i64)> = Vec::new();
+    for entry in walker {
+        let entry = entry.map_err(|e| Error::Io(format!("cannot scan {}: {e}", root.display())))?;
+        if !entry.file_type().is_some_and(|t| t.is_file()) {
+            continue;
+        }
+        let Ok(relative) = entry.path().strip_prefix(root) else {
+            continue;
+        };
+        let Some(rel) = RelPath::from_local(relative) else {
+            tracing::debug!(path = %relative.display(), "not syncable; skipped");
+            continue;
+        };
+        let Ok(meta) = entry.metadata() else { continue };
+        found.push((rel, entry.into_path(), meta.len(), mtime_of(&meta)));
+    }
+    let mut files = BTreeMap::new();
+    let mut todo = Vec::new();
+    for (rel, abs, size, mtime) in found {
+        match cache.get(rel.as_str()) {
+            Some(h) if h.size == size && h.mtime == mtime => {
+                files.insert(
+                    rel,
+                    LocalFile {
+                        size,
+                        mtime,
+                        checksum: h.checksum.clone(),
+                    },
+                );
+            }
+            _ => todo.push((rel, abs, size, mtime)),
+        }
+    }
+    let hashed = todo.len();
+    let results = Mutex::new(Vec::with_capacity(todo.len()));
+    let next = AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 8)
+        .min(todo.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((rel, abs, size, mtime)) = todo.get(i) else {
+                    return;
+                };
+                // A file that vanished or became unreadable since the walk is left out.
+                if let Ok(checksum) = hash_file(abs) {
+                    let f = LocalFile {
+                        size: *size,
+                        mtime: *mtime,
+                        checksum,
+                    };
+                    results
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((rel.clone(), f));
+                }
+            });
+        }
+    });
+    files.extend(results.into_inner().unwrap_or_else(|p| p.into_inner()));
+    Ok(Scan { files, hashed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn honours_ignore_files_and_skips_own_files() {
+        let root = std::env::temp_dir().join(format!("oboto-scan-{}", uuid::Uuid::new_v4()));
+        let w = |p: &str, c: &str| {
+            let p = root.join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, c).unwrap();
+        };
+        w(".gitignore", "*.log\nbuild/\n");
+        w(".obotoignore", "secret.txt\n");
+        w("a.txt", "a");
+        w("x.log", "x");
+        w("build/out.bin", "b");
+        w("secret.txt", "s");
+        w("sub/keep.md", "k");
+        w("sub/.obotoignore", "local-only.md\n");
+        w("sub/local-only.md", "l");
+        w("node_modules/m/index.js", "m");
+        w(".git/HEAD", "h");
+        w(".cloud-link.json", "{}");
+        w(".cloud-sync-manifest.json", "{}");
+        w(".cloud-sync-tmp/x.part", "p");
+        let s = scan(&root, &BTreeMap::new()).unwrap();
+        let names: Vec<&str> = s.files.keys().map(|k| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                ".gitignore",
+                ".obotoignore",
+                "a.txt",
+                "sub/.obotoignore",
+                "sub/keep.md"
+            ]
+        );
+        assert_eq!(s.hashed, 5);
+        let f = &s.files[&RelPath::parse("a.txt").unwrap()];
+        assert_eq!(
+            f.checksum,
+            "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb"
+        );
+        let cache: BTreeMap<String, Hashed> = s
+            .files
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    Hashed {
+                        size: v.size,
+                        mtime: v.mtime,
+                        checksum: v.checksum.clone(),
+                    },
+                )
+            })
+            .collect();
+        let again = scan(&root, &cache).unwrap();
+        assert_eq!(again.hashed, 0, "an unchanged tree reads no contents");
+        assert_eq!(again.files, s.files);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

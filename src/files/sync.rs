@@ -1,0 +1,508 @@
+//! `computeDelta` and `syncFiles`: the local tree against the cloud rows and the manifest,
+//! then each path's action, four at a time.
+//!
+//! A run is resumable because every action is idempotent against a fresh delta: a file that
+//! finished before an interruption is equal on both sides next time (in sync, whatever the
+//! manifest says), and a download that did not finish never left its temporary file in the
+//! tree (the next run removes it from the temporary directory).
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use futures_util::{stream::FuturesUnordered, StreamExt};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::{
+    delta::{classify, Class, Side},
+    manifest::{Hashed, Manifest, Synced},
+    metadata::{self, FileRow, RowState},
+    paths::{self, RelPath},
+    scan::{self, LocalFile},
+    transfer::{self, Expect},
+    Ctx, TEMP_DIR,
+};
+use crate::error::{Error, Result};
+
+/// Transfers at once.
+pub const CONCURRENCY: usize = 4;
+/// The manifest is written at most this often during a run (and always at its end).
+const SAVE_EVERY: Duration = Duration::from_secs(5);
+
+pub struct Entry {
+    pub path: RelPath,
+    pub class: Class,
+    pub local: Option<LocalFile>,
+    pub remote: Option<FileRow>,
+}
+
+pub struct Delta {
+    pub entries: Vec<Entry>,
+    pub manifest: Manifest,
+    /// Files whose contents the scan read (hash cache misses).
+    pub hashed: usize,
+}
+
+impl Delta {
+    /// `{toUpload, toDownload, synced}` (legacy) plus `toDeleteLocal`, `toDeleteRemote`,
+    /// `conflicts`: arrays of paths.
+    pub fn to_json(&self) -> Value {
+        let of = |c: Class| -> Vec<&str> {
+            self.entries
+                .iter()
+                .filter(|e| e.class == c)
+                .map(|e| e.path.as_str())
+                .collect()
+        };
+        json!({
+            "toUpload": of(Class::Upload),
+            "toDownload": of(Class::Download),
+            "synced": of(Class::InSync),
+            "toDeleteLocal": of(Class::DeleteLocal),
+            "toDeleteRemote": of(Class::DeleteRemote),
+            "conflicts": of(Class::Conflict),
+            "hashed": self.hashed,
+        })
+    }
+}
+
+/// One sync per directory at a time, across every instance in the process.
+fn dir_lock(dir: &Path) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: Mutex<Option<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> = Mutex::new(None);
+    let key = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let mut locks = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+    locks
+        .get_or_insert_with(HashMap::new)
+        .entry(key)
+        .or_default()
+        .clone()
+}
+
+fn check_dir(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "Invalid local directory {:?}: not a directory",
+            dir.display().to_string()
+        )))
+    }
+}
+
+fn hashed(f: &LocalFile) -> Hashed {
+    Hashed {
+        size: f.size,
+        mtime: f.mtime,
+        checksum: f.checksum.clone(),
+    }
+}
+
+pub async fn compute_delta(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Delta> {
+    check_dir(dir)?;
+    let rows = metadata::list(ctx.client, ws).await?;
+    let mut manifest = Manifest::load(dir, &ws.to_string());
+    let cache = std::mem::take(&mut manifest.hashes);
+    let root = dir.to_path_buf();
+    let scan = tokio::task::spawn_blocking(move || scan::scan(&root, &cache))
+        .await
+        .map_err(|e| Error::Io(format!("the scan failed: {e}")))??;
+    // The cache keeps only files that still exist, as they are now.
+    manifest.hashes = scan
+        .files
+        .iter()
+        .map(|(p, f)| (p.as_str().to_string(), hashed(f)))
+        .collect();
+    let mut remote: BTreeMap<RelPath, FileRow> = BTreeMap::new();
+    for row in rows {
+        // Only canonical paths: anything else could not be written here, or would be written
+        // under a name whose row the next lookup would not find.
+        match RelPath::parse(&row.file_path) {
+            Ok(p) if p.as_str() == row.file_path => {
+                remote.insert(p, row);
+            }
+            _ => {
+                tracing::warn!(path = %row.file_path, "cloud file with an unusable path; not synced")
+            }
+        }
+    }
+    let mut all: BTreeSet<RelPath> = scan.files.keys().cloned().collect();
+    all.extend(remote.keys().cloned());
+    all.extend(manifest.files.keys().filter_map(|k| RelPath::parse(k).ok()));
+    let mut entries = Vec::new();
+    for path in all {
+        let local = scan.files.get(&path).cloned();
+        let row = remote.get(&path).cloned();
+        let base = manifest.files.get(path.as_str());
+        let class = classify(
+            local.as_ref().map(|l| l.checksum.as_str()),
+            row.as_ref().map(|r| Side {
+                checksum: r.checksum.as_deref(),
+                version: r.version,
+            }),
+            base.map(|b| Side {
+                checksum: Some(b.checksum.as_str()),
+                version: b.version,
+            }),
+        );
+        match class {
+            Some(class) => entries.push(Entry {
+                path,
+                class,
+                local,
+                remote: row,
+            }),
+            None => {
+                manifest.files.remove(path.as_str());
+            }
+        }
+    }
+    if scan.hashed > 0 {
+        // Best effort: a cache that cannot be written only costs a re-hash next time.
+        if let Err(e) = manifest.save(dir) {
+            tracing::debug!(error = %e, "hash cache not saved");
+        }
+    }
+    Ok(Delta {
+        entries,
+        manifest,
+        hashed: scan.hashed,
+    })
+}
+
+/// Removes what an interrupted run left in the temporary directory.
+fn clean_temp(dir: &Path) {
+    let tmp = dir.join(TEMP_DIR);
+    if let Ok(entries) = std::fs::read_dir(&tmp) {
+        for e in entries.flatten() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    let _ = std::fs::remove_dir(&tmp);
+}
+
+fn row_state(r: &FileRow) -> RowState {
+    RowState {
+        id: r.id,
+        version: r.version,
+        is_deleted: false,
+        checksum: r.checksum.clone(),
+        file_size: r.file_size,
+    }
+}
+
+/// What one action did to the manifest.
+enum Outcome {
+    /// Path (and its conflict copy) now synced at these states.
+    Synced(Vec<(RelPath, Synced, Option<Hashed>)>),
+    Forgotten(RelPath),
+    /// Someone changed the cloud meanwhile; the next run sees it.
+    Skipped,
+}
+
+#[derive(Default)]
+struct Report {
+    uploaded: Vec<String>,
+    downloaded: Vec<String>,
+    deleted_local: Vec<String>,
+    deleted_remote: Vec<String>,
+    conflicts: Vec<Value>,
+    skipped: Vec<String>,
+    failed: Vec<Value>,
+    in_sync: usize,
+}
+
+pub async fn sync_files(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Value> {
+    check_dir(dir)?;
+    let lock = dir_lock(dir);
+    let _guard = lock.lock().await;
+    clean_temp(dir);
+    let delta = compute_delta(ctx, ws, dir).await?;
+    let mut manifest = delta.manifest;
+    let mut saved_at = Instant::now();
+    let mut report = Report::default();
+    // Downloads written but not yet flushed to disk: flushed together before the manifest
+    // records them as the synced base (one journal commit instead of one per file), so a
+    // power cut never leaves a torn file that the manifest calls synced, which the next run
+    // would take for a local edit and upload.
+    let mut unflushed: Vec<PathBuf> = Vec::new();
+    let taken: Mutex<BTreeSet<RelPath>> = Mutex::new(
+        delta
+            .entries
+            .iter()
+            .filter(|e| e.local.is_some() || e.remote.is_some())
+            .map(|e| e.path.clone())
+            .collect(),
+    );
+    // A queue refilled as transfers finish (not `buffer_unordered` over a closure, whose
+    // borrowed futures the compiler cannot prove `Send` for every lifetime).
+    let mut pending = delta.entries.iter();
+    let mut results = FuturesUnordered::new();
+    for e in pending.by_ref().take(CONCURRENCY) {
+        results.push(apply_entry(ctx, ws, dir, e, &taken));
+    }
+    while let Some((entry, outcome)) = results.next().await {
+        if let Some(e) = pending.next() {
+            results.push(apply_entry(ctx, ws, dir, e, &taken));
+        }
+        let p = entry.path.as_str().to_string();
+        let r = &mut report;
+        let m = &mut manifest;
+        match outcome {
+            Ok(Outcome::Synced(states)) => {
+                match entry.class {
+                    Class::Upload => r.uploaded.push(p),
+                    Class::Download => r.downloaded.push(p),
+                    Class::InSync => r.in_sync += 1,
+                    Class::Conflict => {
+                        let copy = states.get(1).map(|s| s.0.as_str().to_string());
+                        r.conflicts
+                            .push(json!({"filePath": p, "conflictPath": copy}));
+                    }
+                    _ => {}
+                }
+                if matches!(entry.class, Class::Download | Class::Conflict) {
+                    let written = if entry.class == Class::Download { 0 } else { 1 };
+                    if let Some((p, _, _)) = states.get(written) {
+                        unflushed.push(dir.join(p.as_str()));
+                    }
+                }
+                for (path, synced, hash) in states {
+                    m.files.insert(path.as_str().to_string(), synced);
+                    if let Some(h) = hash {
+                        m.hashes.insert(path.as_str().to_string(), h);
+                    }
+                }
+            }
+            Ok(Outcome::Forgotten(path)) => {
+                match entry.class {
+                    Class::DeleteLocal => r.deleted_local.push(p),
+                    _ => r.deleted_remote.push(p),
+                }
+                m.files.remove(path.as_str());
+                m.hashes.remove(path.as_str());
+            }
+            Ok(Outcome::Skipped) => r.skipped.push(p),
+            Err(e) => {
+                tracing::warn!(path = %p, error = %e, "file not synced");
+                r.failed
+                    .push(json!({"filePath": p, "code": e.code(), "error": e.to_string()}));
+            }
+        }
+        if saved_at.elapsed() >= SAVE_EVERY {
+            flush(std::mem::take(&mut unflushed)).await;
+            if let Err(e) = manifest.save(dir) {
+                tracing::warn!(error = %e, "manifest not saved");
+            }
+            saved_at = Instant::now();
+        }
+    }
+    flush(unflushed).await;
+    manifest.save(dir)?;
+    clean_temp(dir);
+    let r = report;
+    Ok(json!({
+        "uploaded": r.uploaded,
+        "downloaded": r.downloaded,
+        "deletedLocal": r.deleted_local,
+        "deletedRemote": r.deleted_remote,
+        "conflicts": r.conflicts,
+        "skipped": r.skipped,
+        "failed": r.failed,
+        "inSync": r.in_sync,
+    }))
+}
+
+/// Flushes written files to disk (best effort: one that vanished meanwhile is no loss).
+async fn flush(files: Vec<PathBuf>) {
+    if files.is_empty() {
+        return;
+    }
+    let _ = tokio::task::spawn_blocking(move || {
+        for f in files {
+            if let Ok(file) = std::fs::File::open(&f) {
+                let _ = file.sync_all();
+            }
+        }
+    })
+    .await;
+}
+
+async fn apply_entry<'a>(
+    ctx: &Ctx<'_>,
+    ws: &Uuid,
+    dir: &Path,
+    e: &'a Entry,
+    taken: &Mutex<BTreeSet<RelPath>>,
+) -> (&'a Entry, Result<Outcome>) {
+    (e, apply(ctx, ws, dir, e, taken).await)
+}
+
+async fn apply(
+    ctx: &Ctx<'_>,
+    ws: &Uuid,
+    dir: &Path,
+    e: &Entry,
+    taken: &Mutex<BTreeSet<RelPath>>,
+) -> Result<Outcome> {
+    let synced = |checksum: &str, version: i64| Synced {
+        checksum: checksum.to_string(),
+        version,
+    };
+    match e.class {
+        Class::InSync => {
+            let (Some(l), Some(r)) = (&e.local, &e.remote) else {
+                return Ok(Outcome::Skipped);
+            };
+            Ok(Outcome::Synced(vec![(
+                e.path.clone(),
+                synced(&l.checksum, r.version),
+                None,
+            )]))
+        }
+        Class::Upload => upload(ctx, ws, dir, &e.path, e.remote.as_ref()).await,
+        Class::Download => {
+            let Some(row) = &e.remote else {
+                return Ok(Outcome::Skipped);
+            };
+            let got = transfer::download(ctx, ws, dir, &e.path, &e.path, row, false).await?;
+            Ok(Outcome::Synced(vec![downloaded(&e.path, &got)]))
+        }
+        Class::DeleteLocal => {
+            let abs = paths::resolve(dir, &e.path)?;
+            // Only the content that was synced is deleted; an edit since the scan is kept.
+            let now = tokio::task::spawn_blocking({
+                let abs = abs.clone();
+                move || scan::hash_file(&abs).ok()
+            })
+            .await
+            .ok()
+            .flatten();
+            if now.as_deref() != e.local.as_ref().map(|l| l.checksum.as_str()) {
+                return Ok(Outcome::Skipped);
+            }
+            match std::fs::remove_file(&abs) {
+                Ok(()) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => {
+                    return Err(Error::Io(format!("cannot remove {}: {err}", abs.display())))
+                }
+            }
+            remove_empty_parents(dir, &abs);
+            Ok(Outcome::Forgotten(e.path.clone()))
+        }
+        Class::DeleteRemote => {
+            let seen = e.remote.as_ref().map(row_state);
+            if transfer::delete(ctx, ws, &e.path, seen.as_ref()).await? {
+                Ok(Outcome::Forgotten(e.path.clone()))
+            } else {
+                Ok(Outcome::Skipped)
+            }
+        }
+        Class::Conflict => {
+            let Some(row) = &e.remote else {
+                return Ok(Outcome::Skipped);
+            };
+            let copy = conflict_name(dir, &e.path, taken)?;
+            let got = transfer::download(ctx, ws, dir, &e.path, &copy, row, false).await?;
+            ctx.events.emit(
+                "cloud:sync:conflict",
+                json!({
+                    "type": "file",
+                    "workspaceId": ws,
+                    "filePath": e.path.as_str(),
+                    "conflictPath": copy.as_str(),
+                    "resolution": "both",
+                }),
+            );
+            let mut states = Vec::new();
+            match upload(ctx, ws, dir, &e.path, Some(row)).await? {
+                Outcome::Synced(s) => states.extend(s),
+                other => return Ok(other),
+            }
+            // The cloud copy is shared too, so the other machine keeps both as well.
+            match upload(ctx, ws, dir, &copy, None).await? {
+                Outcome::Synced(s) => states.extend(s),
+                _ => states.push(downloaded(&copy, &got)),
+            }
+            Ok(Outcome::Synced(states))
+        }
+    }
+}
+
+fn downloaded(path: &RelPath, got: &transfer::Downloaded) -> (RelPath, Synced, Option<Hashed>) {
+    let checksum = got.checksum.clone().unwrap_or_default();
+    (
+        path.clone(),
+        Synced {
+            checksum: checksum.clone(),
+            version: got.version,
+        },
+        Some(Hashed {
+            size: got.size,
+            mtime: got.mtime,
+            checksum,
+        }),
+    )
+}
+
+async fn upload(
+    ctx: &Ctx<'_>,
+    ws: &Uuid,
+    dir: &Path,
+    path: &RelPath,
+    seen: Option<&FileRow>,
+) -> Result<Outcome> {
+    let seen = seen.map(row_state);
+    match transfer::upload(ctx, ws, dir, path, Expect::Seen(seen.as_ref())).await? {
+        Some(up) => {
+            let checksum = up.row.checksum.clone().unwrap_or_default();
+            let hash = std::fs::metadata(dir.join(path.as_str()))
+                .ok()
+                .filter(|m| m.len() == up.row.file_size as u64)
+                .map(|m| Hashed {
+                    size: m.len(),
+                    mtime: scan::mtime_of(&m),
+                    checksum: checksum.clone(),
+                });
+            Ok(Outcome::Synced(vec![(
+                path.clone(),
+                Synced {
+                    checksum,
+                    version: up.row.version,
+                },
+                hash,
+            )]))
+        }
+        None => Ok(Outcome::Skipped),
+    }
+}
+
+/// The first `name (cloud conflict[ n]).ext` that neither side uses.
+fn conflict_name(dir: &Path, path: &RelPath, taken: &Mutex<BTreeSet<RelPath>>) -> Result<RelPath> {
+    let mut taken = taken.lock().unwrap_or_else(|e| e.into_inner());
+    for n in 1..1000 {
+        let copy = path.conflict_copy(n);
+        if !taken.contains(&copy) && !dir.join(copy.as_str()).exists() {
+            RelPath::parse(copy.as_str())?;
+            taken.insert(copy.clone());
+            return Ok(copy);
+        }
+    }
+    Err(Error::Io(format!("no free conflict name for {path}")))
+}
+
+/// After a deletion, parent directories left empty go too (up to the root), so a folder
+/// renamed on one machine does not linger empty on the other.
+fn remove_empty_parents(root: &Path, file: &Path) {
+    let mut at = file.parent();
+    while let Some(d) = at {
+        if d == root || !d.starts_with(root) || std::fs::remove_dir(d).is_err() {
+            return;
+        }
+        at = d.parent();
+    }
+}

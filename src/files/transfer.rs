@@ -1,0 +1,310 @@
+//! One file at a time: upload (object, then row at version + 1), download (to a temporary
+//! file, verified against the row's checksum and size, then renamed into place), delete (row
+//! soft-deleted at version + 1, then the object removed).
+
+use std::path::{Path, PathBuf};
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::{
+    metadata::{self, FileRow, NewContent, RowState},
+    paths::{self, RelPath},
+    progress, scan, Ctx, BUCKET, TEMP_DIR,
+};
+use crate::{
+    error::{Error, Result},
+    rest::{query, transfer, Request},
+};
+
+/// Compare-and-set attempts before an upload or delete gives up on a busy path.
+const ATTEMPTS: usize = 3;
+
+pub fn workspace(ws: &str) -> Result<Uuid> {
+    query::uuid("workspace id", ws)
+}
+
+fn object_path(ws: &Uuid, rel: &RelPath) -> String {
+    format!("/storage/v1/object/{BUCKET}/{}", rel.encoded_key(ws))
+}
+
+/// How an upload treats the row it replaces.
+#[derive(Clone, Copy)]
+pub enum Expect<'a> {
+    /// Whatever version is current (`uploadFile`).
+    Latest,
+    /// Exactly this row (none, or a deleted one, for a new file), as a delta saw it; a row
+    /// that moved meanwhile is left alone and the upload reports `None`.
+    Seen(Option<&'a RowState>),
+}
+
+pub struct Uploaded {
+    pub row: FileRow,
+    pub storage_path: String,
+}
+
+impl Uploaded {
+    /// `uploadFile`'s legacy shape `{storagePath, size, checksum}`, plus `version`, `filePath`.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "filePath": self.row.file_path,
+            "storagePath": self.storage_path,
+            "size": self.row.file_size,
+            "checksum": self.row.checksum,
+            "version": self.row.version,
+        })
+    }
+}
+
+/// Uploads `root/rel`. `Ok(None)` only with [`Expect::Seen`] when the row moved meanwhile.
+pub async fn upload(
+    ctx: &Ctx<'_>,
+    ws: &Uuid,
+    root: &Path,
+    rel: &RelPath,
+    expect: Expect<'_>,
+) -> Result<Option<Uploaded>> {
+    let abs = paths::resolve(root, rel)?;
+    let meta = std::fs::metadata(&abs)
+        .map_err(|e| Error::Io(format!("cannot read {}: {e}", abs.display())))?;
+    if !meta.is_file() {
+        return Err(Error::InvalidArgument(format!(
+            "Invalid file path {:?}: not a regular file",
+            rel.as_str()
+        )));
+    }
+    let mut current = match expect {
+        Expect::Latest => metadata::state(ctx.client, ws, rel).await?,
+        Expect::Seen(row) => row.cloned(),
+    };
+    let headers = vec![
+        ("x-upsert".to_string(), "true".to_string()),
+        (
+            "content-type".to_string(),
+            metadata::mime_type(rel).to_string(),
+        ),
+    ];
+    let sent = transfer::upload(
+        ctx.client,
+        Method::POST,
+        &object_path(ws, rel),
+        &abs,
+        &headers,
+        progress(&ctx.events, rel.as_str(), meta.len()),
+    )
+    .await?;
+    let content = NewContent {
+        size: sent.size,
+        checksum: &sent.sha256,
+        user_id: ctx.user_id.as_deref(),
+    };
+    for _ in 0..ATTEMPTS {
+        if let Some(row) = metadata::record(ctx.client, ws, rel, current.as_ref(), &content).await?
+        {
+            ctx.events.emit(
+                "cloud:file:uploaded",
+                json!({"filePath": rel.as_str(), "cloudPath": rel.storage_key(ws), "size": sent.size}),
+            );
+            return Ok(Some(Uploaded {
+                row,
+                storage_path: rel.storage_key(ws),
+            }));
+        }
+        let now = metadata::state(ctx.client, ws, rel).await?;
+        match expect {
+            Expect::Latest => current = now,
+            // A deleted row the delta did not list is no competing edit: revive it.
+            Expect::Seen(None) if now.as_ref().is_some_and(|r| r.is_deleted) => current = now,
+            Expect::Seen(_) => return Ok(None),
+        }
+    }
+    Err(Error::Io(format!(
+        "{} keeps changing in the cloud; try again",
+        rel.as_str()
+    )))
+}
+
+pub struct Downloaded {
+    pub size: u64,
+    pub checksum: Option<String>,
+    pub version: i64,
+    /// The written file's modification time, for the hash cache.
+    pub mtime: i64,
+}
+
+/// Removes the temporary file unless it was renamed into place.
+struct TempFile(Option<PathBuf>);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Downloads the cloud file `rel` (whose row is `row`) to `root/dest`; `durable` flushes it
+/// to disk before the rename (a sync flushes its downloads in batches instead).
+pub async fn download(
+    ctx: &Ctx<'_>,
+    ws: &Uuid,
+    root: &Path,
+    rel: &RelPath,
+    dest: &RelPath,
+    row: &FileRow,
+    durable: bool,
+) -> Result<Downloaded> {
+    let target = paths::resolve(root, dest)?;
+    let tmp_dir = root.join(TEMP_DIR);
+    tokio::fs::create_dir_all(&tmp_dir)
+        .await
+        .map_err(|e| Error::Io(format!("cannot create {}: {e}", tmp_dir.display())))?;
+    let tmp = TempFile(Some(tmp_dir.join(format!("{}.part", Uuid::new_v4()))));
+    let tmp_path = tmp.0.clone().unwrap_or_default();
+    let total = u64::try_from(row.file_size).unwrap_or(0);
+    let path = object_path(ws, rel);
+    let got = transfer::download(
+        ctx.client,
+        &path,
+        &tmp_path,
+        total,
+        durable,
+        progress(&ctx.events, dest.as_str(), total),
+    )
+    .await?;
+    let mismatch = |what: &str| Error::InvalidResponse {
+        url: path.clone(),
+        status: 200,
+        reason: format!(
+            "the {what} of {} does not match its metadata; not written",
+            rel.as_str()
+        ),
+    };
+    if got.size != total {
+        return Err(mismatch("size"));
+    }
+    if row.checksum.as_deref().is_some_and(|c| c != got.sha256) {
+        return Err(mismatch("checksum"));
+    }
+    if let Some(parent) = target.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| Error::Io(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    // Directories just created are real ones, but check the chain again before the rename.
+    paths::resolve(root, dest)?;
+    tokio::fs::rename(&tmp_path, &target)
+        .await
+        .map_err(|e| Error::Io(format!("cannot write {}: {e}", target.display())))?;
+    let mut tmp = tmp;
+    tmp.0 = None;
+    let mtime = std::fs::metadata(&target)
+        .map(|m| scan::mtime_of(&m))
+        .unwrap_or(0);
+    ctx.events.emit(
+        "cloud:file:downloaded",
+        json!({"filePath": dest.as_str(), "cloudPath": rel.storage_key(ws), "size": got.size}),
+    );
+    Ok(Downloaded {
+        size: got.size,
+        checksum: Some(got.sha256),
+        version: row.version,
+        mtime,
+    })
+}
+
+/// `downloadFile`: the live row of `rel` is the truth; no row, nothing to download.
+pub async fn download_latest(
+    ctx: &Ctx<'_>,
+    ws: &Uuid,
+    root: &Path,
+    rel: &RelPath,
+) -> Result<Value> {
+    paths::resolve(root, rel)?;
+    let row = live_row(ctx, ws, rel).await?;
+    let got = download(ctx, ws, root, rel, rel, &row, true).await;
+    // Only removed when empty: another download may be using it.
+    let _ = std::fs::remove_dir(root.join(TEMP_DIR));
+    let got = got?;
+    Ok(json!({
+        "filePath": rel.as_str(),
+        "storagePath": rel.storage_key(ws),
+        "size": got.size,
+        "checksum": got.checksum,
+        "version": got.version,
+    }))
+}
+
+async fn live_row(ctx: &Ctx<'_>, ws: &Uuid, rel: &RelPath) -> Result<FileRow> {
+    let path = format!(
+        "/rest/v1/workspace_files?workspace_id={}&file_path={}&is_deleted=eq.false&select=id,file_path,file_size,checksum,mime_type,file_type,version,updated_at",
+        query::eq(&ws.to_string()),
+        query::eq(rel.as_str())
+    );
+    let reply = ctx.client.send(&Request::new(Method::GET, &path)).await?;
+    let rows: Vec<FileRow> =
+        serde_json::from_value(reply.body).map_err(|e| Error::InvalidResponse {
+            url: path.clone(),
+            status: 200,
+            reason: format!("unexpected rows ({e})"),
+        })?;
+    rows.into_iter().next().ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "No file {:?} in cloud workspace {ws}",
+            rel.as_str()
+        ))
+    })
+}
+
+/// Soft-deletes the row (if it is still at `seen`'s version, or whatever version with
+/// `None`) and removes the object. `Ok(false)` when there was nothing to delete or the row
+/// moved under a `seen` expectation.
+pub async fn delete(
+    ctx: &Ctx<'_>,
+    ws: &Uuid,
+    rel: &RelPath,
+    seen: Option<&RowState>,
+) -> Result<bool> {
+    let mut row = match seen {
+        Some(r) => r.clone(),
+        None => match metadata::state(ctx.client, ws, rel).await? {
+            Some(r) if !r.is_deleted => r,
+            _ => return Ok(false),
+        },
+    };
+    let mut done = false;
+    for _ in 0..ATTEMPTS {
+        if metadata::soft_delete(ctx.client, &row).await? {
+            done = true;
+            break;
+        }
+        if seen.is_some() {
+            return Ok(false);
+        }
+        match metadata::state(ctx.client, ws, rel).await? {
+            Some(r) if !r.is_deleted => row = r,
+            _ => return Ok(false),
+        }
+    }
+    if !done {
+        return Err(Error::Io(format!(
+            "{} keeps changing in the cloud; try again",
+            rel.as_str()
+        )));
+    }
+    let req = Request::new(Method::DELETE, object_path(ws, rel));
+    match ctx.client.send(&req).await {
+        Ok(_) => {}
+        // Already gone: the row was the truth anyway.
+        Err(Error::Http(h)) if h.code.as_deref() == Some("NoSuchKey") || h.status == 404 => {}
+        Err(e) => {
+            tracing::warn!(path = rel.as_str(), error = %e, "object not removed; its row is deleted")
+        }
+    }
+    ctx.events.emit(
+        "cloud:file:deleted",
+        json!({"filePath": rel.as_str(), "cloudPath": rel.storage_key(ws)}),
+    );
+    Ok(true)
+}

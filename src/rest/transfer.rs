@@ -1,0 +1,267 @@
+//! Streamed request and response bodies, for files of any size: an upload reads the file in
+//! chunks while it is sent and a download writes each chunk as it arrives, so memory stays
+//! flat however large the file. Both hash what actually went over the wire (SHA-256), count
+//! it, and report progress.
+//!
+//! They go through the same transport (`Http::builder`: base URL, API key, bearer) and the
+//! same credentials (a token rejected as expired is renewed once, and the upload replayed
+//! from the start of the file) as every other call.
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use bytes::BytesMut;
+use futures_util::stream;
+use reqwest::{header::CONTENT_LENGTH, Method};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{
+    client::is_expired_token,
+    http::{network_error, read_reply, Call, Reply},
+    Client, Request,
+};
+use crate::error::{Error, Result};
+
+/// Bytes so far; called often, so the receiver throttles.
+pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// Size of one read from disk (and at most one chunk in memory per transfer).
+const CHUNK: usize = 256 * 1024;
+/// A reply to an upload is a small JSON object.
+const MAX_REPLY_BODY: usize = 1024 * 1024;
+/// A download that delivers nothing for this long is abandoned.
+const IDLE: Duration = Duration::from_secs(60);
+
+/// A time budget that grows with the size (at least 256 KiB/s), since the client's default
+/// request timeout (30 s) would cut any large transfer short.
+pub fn transfer_timeout(size: u64) -> Duration {
+    Duration::from_secs(60 + size / (256 * 1024))
+}
+
+/// What an upload sent, and the server's answer.
+pub struct Sent {
+    pub reply: Reply,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// What a download wrote.
+pub struct Received {
+    pub size: u64,
+    pub sha256: String,
+}
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::Io(format!("cannot {what} {}: {e}", path.display()))
+}
+
+/// Sends the file at `file` as the raw body of `method path`.
+pub async fn upload(
+    client: &Client,
+    method: Method,
+    path: &str,
+    file: &Path,
+    headers: &[(String, String)],
+    progress: Progress,
+) -> Result<Sent> {
+    let token = client.credentials().access_token().await?;
+    match (
+        upload_once(
+            client,
+            &method,
+            path,
+            file,
+            headers,
+            token.as_deref(),
+            &progress,
+        )
+        .await,
+        token,
+    ) {
+        (Err(Error::Http(h)), Some(used)) if is_expired_token(&h) => {
+            match client.credentials().renew(used).await? {
+                Some(fresh) => {
+                    upload_once(
+                        client,
+                        &method,
+                        path,
+                        file,
+                        headers,
+                        Some(&fresh),
+                        &progress,
+                    )
+                    .await
+                }
+                None => Err(Error::Http(h)),
+            }
+        }
+        (outcome, _) => outcome,
+    }
+}
+
+struct Tally {
+    hasher: Sha256,
+    sent: u64,
+}
+
+async fn upload_once(
+    client: &Client,
+    method: &Method,
+    path: &str,
+    file: &Path,
+    headers: &[(String, String)],
+    bearer: Option<&str>,
+    progress: &Progress,
+) -> Result<Sent> {
+    let url = client.http().url(path)?;
+    let f = tokio::fs::File::open(file)
+        .await
+        .map_err(|e| io_err("read", file, e))?;
+    let size = f
+        .metadata()
+        .await
+        .map_err(|e| io_err("read", file, e))?
+        .len();
+    let tally = Arc::new(std::sync::Mutex::new(Tally {
+        hasher: Sha256::new(),
+        sent: 0,
+    }));
+    // Exactly `size` bytes go out (the declared Content-Length): a file that grows meanwhile
+    // is cut there, one that shrinks fails the request instead of sending a short body.
+    let body = stream::unfold(
+        (f.take(size), tally.clone(), progress.clone()),
+        |(mut f, tally, progress)| async move {
+            let mut buf = BytesMut::with_capacity(CHUNK);
+            match f.read_buf(&mut buf).await {
+                Ok(0) => None,
+                Ok(_) => {
+                    let sent = {
+                        let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+                        t.hasher.update(&buf);
+                        t.sent += buf.len() as u64;
+                        t.sent
+                    };
+                    progress(sent);
+                    Some((Ok::<_, std::io::Error>(buf.freeze()), (f, tally, progress)))
+                }
+                Err(e) => Some((Err(e), (f, tally, progress))),
+            }
+        },
+    );
+    let call = Call {
+        method: method.clone(),
+        path,
+        body: None,
+        headers,
+        bearer,
+        timeout: Some(transfer_timeout(size)),
+    };
+    let resp = client
+        .http()
+        .builder(&call)?
+        .header(CONTENT_LENGTH, size)
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .map_err(|e| network_error(&url, e))?;
+    let reply = read_reply(method, &url, resp, MAX_REPLY_BODY).await?;
+    let t = std::mem::replace(
+        &mut *tally.lock().unwrap_or_else(|p| p.into_inner()),
+        Tally {
+            hasher: Sha256::new(),
+            sent: 0,
+        },
+    );
+    if t.sent != size {
+        return Err(Error::Io(format!(
+            "{} changed while it was uploaded ({} of {size} bytes read)",
+            file.display(),
+            t.sent
+        )));
+    }
+    Ok(Sent {
+        reply,
+        size,
+        sha256: hex::encode(t.hasher.finalize()),
+    })
+}
+
+/// Writes the body of `GET path` to a new file at `dest` (which the caller later renames or
+/// removes), flushed to disk when `durable`. More than `max` bytes is an error.
+pub async fn download(
+    client: &Client,
+    path: &str,
+    dest: &Path,
+    max: u64,
+    durable: bool,
+    progress: Progress,
+) -> Result<Received> {
+    let url = client.http().url(path)?;
+    let req = Request::new(Method::GET, path).timeout(transfer_timeout(max));
+    let mut resp = client.open(&req).await?;
+    let status = resp.status();
+    let too_large = || Error::ResponseTooLarge {
+        url: url.clone(),
+        status: status.as_u16(),
+        limit: max,
+    };
+    if resp.content_length().is_some_and(|n| n > max) {
+        return Err(too_large());
+    }
+    let file = match tokio::fs::File::create(dest).await {
+        // Its directory may have been tidied away by a transfer that just finished.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = dest.parent() {
+                let _ = tokio::fs::create_dir_all(parent).await;
+            }
+            tokio::fs::File::create(dest).await
+        }
+        other => other,
+    }
+    .map_err(|e| io_err("write", dest, e))?;
+    let mut out = tokio::io::BufWriter::with_capacity(CHUNK, file);
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    loop {
+        let chunk = tokio::time::timeout(IDLE, resp.chunk())
+            .await
+            .map_err(|_| Error::Network {
+                url: url.clone(),
+                reason: "the download stalled".into(),
+                timeout: true,
+            })?
+            .map_err(|e| network_error(&url, e))?;
+        let Some(chunk) = chunk else { break };
+        size += chunk.len() as u64;
+        if size > max {
+            return Err(too_large());
+        }
+        hasher.update(&chunk);
+        out.write_all(&chunk)
+            .await
+            .map_err(|e| io_err("write", dest, e))?;
+        progress(size);
+    }
+    out.flush().await.map_err(|e| io_err("write", dest, e))?;
+    if durable {
+        out.into_inner()
+            .sync_all()
+            .await
+            .map_err(|e| io_err("write", dest, e))?;
+    }
+    Ok(Received {
+        size,
+        sha256: hex::encode(hasher.finalize()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_grow_with_size() {
+        assert_eq!(transfer_timeout(0), Duration::from_secs(60));
+        assert!(transfer_timeout(1 << 30) >= Duration::from_secs(60 + 4096));
+    }
+}
