@@ -64,9 +64,34 @@ pub fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// Fills each group's answer: all identities' queries pipelined in one transaction (one
-/// round trip for the batch), or, when one of them fails, [`check_each`].
+/// Identities per connection before the work is spread over more connections (each
+/// identity costs PostgreSQL a policy evaluation, which runs on one core per connection).
+const PER_CONNECTION: usize = 16;
+const MAX_CONNECTIONS: usize = 4;
+
+/// Fills each group's answer, the identities spread over a few connections.
 pub async fn check(
+    pool: &Pool,
+    tables: &HashMap<(String, String), TableMeta>,
+    groups: &mut [Group],
+) -> Result<(), crate::db::DbError> {
+    let connections = groups
+        .len()
+        .div_ceil(PER_CONNECTION)
+        .clamp(1, MAX_CONNECTIONS);
+    let size = groups.len().div_ceil(connections).max(1);
+    let results = futures_util::future::join_all(
+        groups
+            .chunks_mut(size)
+            .map(|chunk| check_chunk(pool, tables, chunk)),
+    )
+    .await;
+    results.into_iter().collect()
+}
+
+/// All of a chunk's queries pipelined in one transaction (one round trip), or, when one of
+/// them fails, [`check_each`].
+async fn check_chunk(
     pool: &Pool,
     tables: &HashMap<(String, String), TableMeta>,
     groups: &mut [Group],
