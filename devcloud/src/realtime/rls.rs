@@ -19,6 +19,9 @@ use serde_json::Value;
 
 use super::changes::TableMeta;
 
+/// `(schema, table)`.
+type Table = (String, String);
+
 /// One identity's question and, after [`check`], its answer.
 pub struct Group {
     pub role: String,
@@ -117,8 +120,8 @@ async fn check_chunk(
                 }
             }
         }
-        let mut texts: HashMap<(&(String, String), Vec<usize>), Arc<String>> = HashMap::new();
-        let mut args: Vec<Vec<(&(String, String), Arc<String>)>> = Vec::new();
+        let mut texts: HashMap<(&Table, Vec<usize>), Arc<String>> = HashMap::new();
+        let mut args: Vec<Vec<(&Table, Arc<String>)>> = Vec::new();
         for g in groups.iter() {
             let mut mine = Vec::new();
             for (key, rows) in g.wanted.iter().filter(|(k, _)| probes.contains_key(*k)) {
