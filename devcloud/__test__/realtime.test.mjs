@@ -467,6 +467,20 @@ describe('realtime', () => {
     raw.close();
   });
 
+  test('private channels: anon is refused (after the pause), a signed-in token joins; replication_ready', async () => {
+    const { token } = await signedIn(cloud, users.alice.email);
+    const raw = await Raw.open(wsUrl(cloud, cloud.anonKey, '2.0.0'));
+    raw.send(['1', '1', 'realtime:secret', 'phx_join', { config: { private: true } }]);
+    raw.send(['2', '2', 'realtime:secret2', 'phx_join', { config: { private: true, broadcast: { replication_ready: true } }, access_token: token }]);
+    assert.equal((await raw.next((f) => f[1] === '2'))[4].status, 'ok');
+    assert.deepEqual((await raw.next((f) => f[3] === 'system' && f[2] === 'realtime:secret2'))[4],
+      { extension: 'system', status: 'ok', message: 'Replication connection established', channel: 'secret2' });
+    const refused = await raw.next((f) => f[1] === '1', 8000);
+    assert.equal(refused[4].status, 'error');
+    assert.equal(refused[4].response.reason, 'Unauthorized: You do not have permissions to read from this Channel topic: secret');
+    raw.close();
+  });
+
   test('stats count sockets, channels and frames', async () => {
     const s = await cloud.stats();
     for (const k of ['connections', 'sockets', 'channels', 'framesIn', 'framesOut', 'lastChangeLatencyMs']) {

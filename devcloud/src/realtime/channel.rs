@@ -10,6 +10,8 @@ use super::filter::{self, Filter, FilterError};
 pub struct JoinConfig {
     pub broadcast_ack: bool,
     pub broadcast_self: bool,
+    /// `broadcast.replication_ready`: the client waits for "Replication connection established".
+    pub replication_ready: bool,
     pub presence_key: String,
     pub presence_enabled: bool,
     pub private: bool,
@@ -39,6 +41,7 @@ impl JoinConfig {
         JoinConfig {
             broadcast_ack: boolish(broadcast.and_then(|b| b.get("ack"))),
             broadcast_self: boolish(broadcast.and_then(|b| b.get("self"))),
+            replication_ready: boolish(broadcast.and_then(|b| b.get("replication_ready"))),
             presence_key: presence
                 .and_then(|p| p.get("key"))
                 .and_then(Value::as_str)

@@ -9,12 +9,18 @@
 //! DELETE is not checked at all; here every change, DELETE included, reaches only the
 //! subscribers who could have read that row.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Arc,
+};
 
 use deadpool_postgres::Pool;
 use serde_json::Value;
 
 use super::changes::TableMeta;
+
+/// `(schema, table)`.
+type Table = (String, String);
 
 /// One identity's question and, after [`check`], its answer.
 pub struct Group {
@@ -45,14 +51,15 @@ pub fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
-/// Which of `$1` (a JSON array of rows) the current role may read. The row is named like
+/// Which of `$1` (a JSON array of rows, as text: serialized once for all identities that ask
+/// about the same rows) the current role may read. The row is named like
 /// the table so that the policies' column references resolve; identifiers and policies come
 /// from the catalog, the rows are bound.
 pub fn probe_sql(meta: &TableMeta) -> String {
     let alias = quote(&meta.table);
     let qualified = format!("{}.{alias}", quote(&meta.schema));
     format!(
-        "SELECT e.n FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(j, n) \
+        "SELECT e.n FROM jsonb_array_elements($1::text::jsonb) WITH ORDINALITY AS e(j, n) \
          CROSS JOIN LATERAL jsonb_populate_record(NULL::{qualified}, e.j) AS {alias} \
          WHERE (SELECT has_table_privilege({}, 'SELECT')) AND ({})",
         literal(&qualified),
@@ -60,13 +67,43 @@ pub fn probe_sql(meta: &TableMeta) -> String {
     )
 }
 
+fn rows_json(rows: &[(usize, Value)]) -> String {
+    let rows: Vec<&Value> = rows.iter().map(|(_, r)| r).collect();
+    serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into())
+}
+
 pub fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// Fills each group's answer: all identities' queries pipelined in one transaction (one
-/// round trip for the batch), or, when one of them fails, [`check_each`].
+/// Identities per connection before the work is spread over more connections (each
+/// identity costs PostgreSQL a policy evaluation, which runs on one core per connection).
+const PER_CONNECTION: usize = 16;
+const MAX_CONNECTIONS: usize = 4;
+
+/// Fills each group's answer, the identities spread over a few connections.
 pub async fn check(
+    pool: &Pool,
+    tables: &HashMap<(String, String), TableMeta>,
+    groups: &mut [Group],
+) -> Result<(), crate::db::DbError> {
+    let connections = groups
+        .len()
+        .div_ceil(PER_CONNECTION)
+        .clamp(1, MAX_CONNECTIONS);
+    let size = groups.len().div_ceil(connections).max(1);
+    let results = futures_util::future::join_all(
+        groups
+            .chunks_mut(size)
+            .map(|chunk| check_chunk(pool, tables, chunk)),
+    )
+    .await;
+    results.into_iter().collect()
+}
+
+/// All of a chunk's queries pipelined in one transaction (one round trip), or, when one of
+/// them fails, [`check_each`].
+async fn check_chunk(
     pool: &Pool,
     tables: &HashMap<(String, String), TableMeta>,
     groups: &mut [Group],
@@ -83,21 +120,20 @@ pub async fn check(
                 }
             }
         }
-        let args: Vec<Vec<(&(String, String), Value)>> = groups
-            .iter()
-            .map(|g| {
-                g.wanted
-                    .iter()
-                    .filter(|(key, _)| probes.contains_key(*key))
-                    .map(|(key, rows)| {
-                        (
-                            key,
-                            Value::Array(rows.iter().map(|(_, r)| r.clone()).collect()),
-                        )
-                    })
-                    .collect()
-            })
-            .collect();
+        let mut texts: HashMap<(&Table, Vec<usize>), Arc<String>> = HashMap::new();
+        let mut args: Vec<Vec<(&Table, Arc<String>)>> = Vec::new();
+        for g in groups.iter() {
+            let mut mine = Vec::new();
+            for (key, rows) in g.wanted.iter().filter(|(k, _)| probes.contains_key(*k)) {
+                let indices = rows.iter().map(|(i, _)| *i).collect();
+                let text = texts
+                    .entry((key, indices))
+                    .or_insert_with(|| Arc::new(rows_json(rows)))
+                    .clone();
+                mine.push((key, text));
+            }
+            args.push(mine);
+        }
         // tokio-postgres sends requests in the order their futures are first polled, and
         // join_all polls in order: each identity is set before its probes run.
         type Answer<'a> = (
@@ -115,7 +151,8 @@ pub async fn check(
             for (key, arg) in &args[gi] {
                 let stmt = &probes[*key];
                 calls.push(Box::pin(async move {
-                    (Some((gi, *key)), tx.query(stmt, &[arg]).await)
+                    let text: &str = arg.as_str();
+                    (Some((gi, *key)), tx.query(stmt, &[&text]).await)
                 }));
             }
         }
@@ -179,7 +216,7 @@ async fn check_each(
                 let Some(meta) = tables.get(key) else {
                     continue;
                 };
-                let arg = Value::Array(rows.iter().map(|(_, r)| r.clone()).collect());
+                let arg = rows_json(rows);
                 match tx.query(probe_sql(meta).as_str(), &[&arg]).await {
                     Ok(found) => {
                         for row in found {

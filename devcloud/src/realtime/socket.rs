@@ -355,6 +355,11 @@ impl Conn {
                 &state,
             );
         }
+        if config.replication_ready {
+            // Broadcasts need no replication here: the hub is ready as soon as the join is.
+            let payload = system("system", "ok", "Replication connection established", &sub);
+            self.text(join_ref.as_deref(), None, &f.topic, "system", &payload);
+        }
         if let Some((status, message)) = pg_status {
             let payload = system("postgres_changes", status, &message, &sub);
             self.text(join_ref.as_deref(), None, &f.topic, "system", &payload);
