@@ -110,7 +110,12 @@ mod kernel {
 
     fn failed(e: KeyError) -> VaultError {
         match e {
-            KeyError::KeyDoesNotExist => VaultError::Missing,
+            // An invalidated key lingers until the kernel's garbage collector runs, and a
+            // search in that window finds it revoked: it is gone as far as we are concerned
+            // (seen as a load right after a logout failing with KeyRevoked).
+            KeyError::KeyDoesNotExist | KeyError::KeyRevoked | KeyError::KeyExpired => {
+                VaultError::Missing
+            }
             other => VaultError::Failed(format!("kernel keyring: {other:?}")),
         }
     }
