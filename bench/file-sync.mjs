@@ -106,7 +106,13 @@ async function baselineUpload(ws, dir) {
 
 /** The old module: list the rows, then GET each object whole and write it; sequentially. */
 async function baselineDownload(ws, dir) {
-  const rows = await (await fetch(`${cloud.url}/rest/v1/workspace_files?workspace_id=eq.${ws}&select=file_path&limit=10000`, { headers })).json();
+  // The cloud returns at most 1,000 rows per request: page, so the baseline fetches every file.
+  const rows = [];
+  for (;;) {
+    const page = await (await fetch(`${cloud.url}/rest/v1/workspace_files?workspace_id=eq.${ws}&select=file_path&order=file_path.asc&limit=1000&offset=${rows.length}`, { headers })).json();
+    rows.push(...page);
+    if (page.length < 1000) break;
+  }
   for (const { file_path: rel } of rows) {
     const key = `${ws}/${rel.split('/').map(encodeURIComponent).join('/')}`;
     const r = await fetch(`${cloud.url}/storage/v1/object/workspace-files/${key}`, { headers });
@@ -129,6 +135,7 @@ for (const kind of ['small', 'large']) {
   const bDst = join(root, `${kind}-baseline-dst`);
   mkdirSync(bDst);
   const bDown = await measure(() => baselineDownload(bws, bDst));
+  if (files(bDst).length !== n) throw new Error(`baseline downloaded ${files(bDst).length} of ${n}`);
 
   const ws = await newWorkspace();
   const up = await measure(() => cs.fileSync.syncFiles(ws, src));
