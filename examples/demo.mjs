@@ -3,9 +3,30 @@
 // to run it against another cloud with the demo seed instead.
 import { CloudSync, loadCloudConfig } from '../cloud-sync.mjs';
 import { EventEmitter } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startDevcloud, DEMO_PASSWORD } from '../scripts/devcloud-process.mjs';
 
 const step = (title) => console.log(`\n\x1b[1m▸ ${title}\x1b[0m`);
+/** The next `name` event on `bus` for which `pred` holds, or an error after 10 s. */
+const next = (bus, name, pred = () => true) =>
+  new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${name} within 10 s`)), 10_000);
+    const on = (p) => {
+      if (!pred(p)) return;
+      clearTimeout(timer);
+      bus.off(name, on);
+      resolve(p);
+    };
+    bus.on(name, on);
+  });
+const dirs = [];
+const tempDir = (who) => {
+  const d = mkdtempSync(join(tmpdir(), `oboto-demo-${who}-`));
+  dirs.push(d);
+  return d;
+};
 
 const external = loadCloudConfig();
 let cloud = null;
@@ -50,6 +71,51 @@ try {
   );
   for (const m of messages) console.log(`  ${(m.profiles?.display_name ?? m.role).padEnd(12)} ${m.content}`);
 
+  step('Live: presence, a broadcast and a message arriving (realtime)');
+  // bob on another machine: his own CloudSync, event bus and working directory.
+  const bobBus = new EventEmitter();
+  bobBus.emitTyped = (name, payload) => bobBus.emit(name, payload);
+  // His session goes to his own secrets manager, not to the store alice's restart reads.
+  const bobSecrets = new Map();
+  const bob = new CloudSync(bobBus, {
+    get: (name) => bobSecrets.get(name),
+    set: async (name, value) => void bobSecrets.set(name, value),
+    delete: async (name) => void bobSecrets.delete(name),
+  });
+  await bob.initialize({ ...config, tokenStore: 'secrets' });
+  await bob.login('bob@acme.test', DEMO_PASSWORD);
+  const aliceDir = tempDir('alice');
+  const bobDir = tempDir('bob');
+  const aliceLive = next(eventBus, 'cloud:realtime:connected');
+  cloudSync.setWorkingDir(aliceDir);
+  await cloudSync.linkWorkspace(site.id, site.name);
+  await aliceLive;
+  const bothOnline = next(eventBus, 'cloud:presence:updated', (p) => p.members.length === 2);
+  const bobLive = next(bobBus, 'cloud:realtime:connected');
+  bob.setWorkingDir(bobDir);
+  await bob.linkWorkspace(site.id, site.name);
+  await bobLive;
+  await bothOnline;
+  for (const m of cloudSync.getPresence()) console.log(`  online: ${m.displayName} (${m.status})`);
+  const typing = next(eventBus, 'cloud:broadcast:typing');
+  await bob.broadcast('typing', { user: 'Bob Brown', conversation: 'chat' });
+  console.log(`  broadcast: ${(await typing).user} is typing…`);
+  const arrived = next(eventBus, 'cloud:message:received', (m) => m.conversation_id === chat.id);
+  await bob.pushConversation(chat.id, [{ role: 'user', content: 'The hero section looks great now.' }]);
+  const live = await arrived;
+  console.log(`  message from Bob arrived live: "${live.content}"`);
+
+  step('File sync: a file up to the workspace, listed, and down on another machine');
+  writeFileSync(join(aliceDir, 'notes.md'), '# Launch checklist\n- hero section\n');
+  await cloudSync.fileSync.uploadFile(site.id, aliceDir, 'notes.md');
+  for (const f of await cloudSync.fileSync.listFiles(site.id)) {
+    console.log(`  • ${f.file_path} (${f.file_size} bytes, version ${f.version})`);
+  }
+  await bob.fileSync.downloadFile(site.id, bobDir, 'notes.md');
+  console.log(`  bob's copy: ${JSON.stringify(readFileSync(join(bobDir, 'notes.md'), 'utf8'))}`);
+  await bob.destroy();
+  await cloudSync.unlinkWorkspace();
+
   step('Cloud agents');
   for (const a of await cloudSync.listAgents()) console.log(`  • ${a.name} (${a.slug}): ${a.description}`);
   const reply = await cloudSync.invokeAgent('code-reviewer', 'Please look at the new hero section.');
@@ -84,6 +150,7 @@ try {
   process.exitCode = 1;
 } finally {
   await cloudSync.destroy();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
   if (cloud) {
     step('Stopping the local cloud');
     await cloud.stop();
