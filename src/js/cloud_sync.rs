@@ -69,7 +69,11 @@ impl NativeCloudSync {
         ts_args_type = "config?: CloudSyncConfig | null",
         ts_return_type = "Promise<void>"
     )]
-    pub fn initialize<'e>(&self, env: &'e Env, config: Unknown) -> napi::Result<PromiseRaw<'e, ()>> {
+    pub fn initialize<'e>(
+        &self,
+        env: &'e Env,
+        config: Unknown,
+    ) -> napi::Result<PromiseRaw<'e, ()>> {
         let config = arg::opt_typed::<CloudSyncConfig>("config", config);
         let core = self.core.clone();
         spawn(env, &self.core, async move {
@@ -89,8 +93,8 @@ impl NativeCloudSync {
         email: Unknown,
         password: Unknown,
     ) -> napi::Result<PromiseRaw<'e, ()>> {
-        let args = arg::string("email", email)
-            .and_then(|e| Ok((e, arg::string("password", password)?)));
+        let args =
+            arg::string("email", email).and_then(|e| Ok((e, arg::string("password", password)?)));
         let core = self.core.clone();
         spawn(env, &self.core, async move {
             let (email, password) = args?;
@@ -697,7 +701,14 @@ impl CloudClient {
                 body: None,
                 headers: None,
             });
-            Ok((method_of(method.as_deref())?, Call { path, body, headers }))
+            Ok((
+                method_of(method.as_deref())?,
+                Call {
+                    path,
+                    body,
+                    headers,
+                },
+            ))
         })();
         let (method, call) = match parsed {
             Ok((m, c)) => (m, Ok(c)),

@@ -64,7 +64,11 @@ impl FileSync {
         ts_args_type = "wsId: string",
         ts_return_type = "Promise<WorkspaceFileRow[]>"
     )]
-    pub fn list_files<'e>(&self, env: &'e Env, ws_id: Unknown) -> napi::Result<PromiseRaw<'e, Value>> {
+    pub fn list_files<'e>(
+        &self,
+        env: &'e Env,
+        ws_id: Unknown,
+    ) -> napi::Result<PromiseRaw<'e, Value>> {
         let ws_id = arg::string("wsId", ws_id);
         let core = self.core.clone();
         spawn(env, &self.core, async move {
@@ -159,8 +163,8 @@ impl FileSync {
         ws_id: Unknown,
         rel_path: Unknown,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
-        let args = arg::string("wsId", ws_id)
-            .and_then(|w| Ok((w, arg::string("relPath", rel_path)?)));
+        let args =
+            arg::string("wsId", ws_id).and_then(|w| Ok((w, arg::string("relPath", rel_path)?)));
         let core = self.core.clone();
         spawn(env, &self.core, async move {
             let (ws_id, rel_path) = args?;
@@ -184,8 +188,8 @@ impl FileSync {
         ws_id: Unknown,
         local_dir: Unknown,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
-        let args = arg::string("wsId", ws_id)
-            .and_then(|w| Ok((w, arg::string("localDir", local_dir)?)));
+        let args =
+            arg::string("wsId", ws_id).and_then(|w| Ok((w, arg::string("localDir", local_dir)?)));
         let core = self.core.clone();
         spawn(env, &self.core, async move {
             let (ws_id, local_dir) = args?;
