@@ -258,3 +258,43 @@ impl CloudSync {
         Value::Object(m)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn core() -> Arc<CloudSync> {
+        Arc::new(CloudSync::new(Arc::new(Events::default()), None))
+    }
+
+    #[tokio::test]
+    async fn destroy_fails_a_pending_call_at_once() {
+        let core = core();
+        let call = {
+            let core = core.clone();
+            tokio::spawn(async move {
+                core.until_destroyed(std::future::pending::<Result<()>>())
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        core.destroy();
+        let outcome = tokio::time::timeout(std::time::Duration::from_secs(1), call)
+            .await
+            .expect("settled at once")
+            .expect("joined");
+        assert!(matches!(outcome, Err(Error::Destroyed)));
+    }
+
+    #[tokio::test]
+    async fn a_call_that_is_ready_settles_its_own_way_even_after_destroy() {
+        let core = core();
+        core.destroy();
+        assert_eq!(core.until_destroyed(async { Ok(7) }).await.ok(), Some(7));
+        assert!(matches!(
+            core.until_destroyed(std::future::pending::<Result<()>>())
+                .await,
+            Err(Error::Destroyed)
+        ));
+    }
+}
