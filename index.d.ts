@@ -414,7 +414,7 @@ export declare class CloudClient {
   /** Adds `Prefer: return=representation` unless the caller set `Prefer`. */
   patch(path: string, body?: unknown, headers?: Record<string, string>): Promise<unknown>
   delete(path: string, headers?: Record<string, string>): Promise<unknown>
-  request(path: string, options?: RequestOptions | undefined | null): Promise<unknown>
+  request(path: string, options?: RequestOptions | null): Promise<unknown>
 }
 
 export declare class FileSync {
@@ -461,7 +461,7 @@ export declare class NativeCloudSync {
    * Validates the configuration and prepares the client. `null` leaves cloud sync
    * unconfigured. Rejects when `baseUrl` is not an http(s) URL.
    */
-  initialize(config?: CloudSyncConfig | undefined | null): Promise<void>
+  initialize(config?: CloudSyncConfig | null): Promise<void>
   /**
    * Password login. Rejects with the server's message (`code` `invalid_credentials` for a
    * wrong password); the password never appears in an error, event or log.
@@ -479,6 +479,7 @@ export declare class NativeCloudSync {
    * next start logs in again.
    */
   destroy(): Promise<void>
+  /** Throws `INVALID_ARGUMENT` for anything but a string, `null` or `undefined`. */
   setWorkingDir(dir: string | null): void
   isConfigured(): boolean
   isLoggedIn(): boolean
@@ -568,10 +569,13 @@ export declare class WorkspaceSync {
   getLinkedWorkspaceId(): string | null
   /** The contents of `.cloud-link.json` (unknown keys included), or `null` when not linked. */
   getLinkData(): LinkData | null
-  /** Maps a local conversation name to a cloud conversation in the link file. */
+  /**
+   * Maps a local conversation name to a cloud conversation in the link file. Throws
+   * `INVALID_ARGUMENT` when either is not a string.
+   */
   linkConversation(localName: string, cloudConvId: string): void
   /** Creates a conversation in the linked workspace, maps `name` to it, and returns its row. */
-  createConversation(name: string, conversationType?: string | undefined | null): Promise<CloudConversation>
+  createConversation(name: string, conversationType?: string | null): Promise<CloudConversation>
 }
 
 /** `initialize()`'s argument: `loadCloudConfig()`'s object plus optional settings. */

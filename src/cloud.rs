@@ -2,14 +2,13 @@
 //! the lifecycle around it. `js/cloud_sync.rs` is only a thin shell over this.
 
 use std::{
+    future::Future,
     path::PathBuf,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, Mutex, RwLock, Weak,
-    },
+    sync::{Arc, Mutex, RwLock, Weak},
 };
 
 use serde_json::{json, Value};
+use tokio::sync::watch;
 
 use crate::{
     agents::AgentCache,
@@ -81,7 +80,8 @@ pub struct CloudSync {
     host: Option<Arc<dyn HostSecrets>>,
     cloud: RwLock<Option<Arc<Cloud>>>,
     working_dir: RwLock<Option<PathBuf>>,
-    destroyed: AtomicBool,
+    /// Turns true once, in `destroy()`; every call in flight races against it.
+    destroyed: watch::Sender<bool>,
     /// Workspace and conversation sync (link file, engine, outbox).
     sync: Arc<crate::sync::Sync>,
 }
@@ -94,7 +94,7 @@ impl CloudSync {
             host,
             cloud: RwLock::default(),
             working_dir: RwLock::default(),
-            destroyed: AtomicBool::new(false),
+            destroyed: watch::Sender::new(false),
             sync: crate::sync::Sync::new(events.clone()),
         }
     }
@@ -119,10 +119,22 @@ impl CloudSync {
     }
 
     fn alive(&self) -> Result<()> {
-        if self.destroyed.load(Ordering::Acquire) {
+        if *self.destroyed.borrow() {
             return Err(Error::Destroyed);
         }
         Ok(())
+    }
+
+    /// Runs `fut` unless `destroy()` comes first, which drops it (closing its connection, so
+    /// nothing is left to keep Node running) and fails with `DESTROYED`. `fut` is polled
+    /// first, so a call that can settle at once after destroy still does so its own way.
+    pub async fn until_destroyed<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
+        let mut destroyed = self.destroyed.subscribe();
+        tokio::select! {
+            biased;
+            outcome = fut => outcome,
+            _ = destroyed.wait_for(|d| *d) => Err(Error::Destroyed),
+        }
     }
 
     /// The initialized cloud, or why there is none.
@@ -202,7 +214,7 @@ impl CloudSync {
 
     /// Releases timers and the event callback; keeps the stored session (shutdown is not logout).
     pub fn destroy(&self) {
-        if self.destroyed.swap(true, Ordering::AcqRel) {
+        if self.destroyed.send_replace(true) {
             return;
         }
         self.sync.deactivate();
@@ -244,5 +256,45 @@ impl CloudSync {
         m.insert("syncState".into(), json!(self.sync.sync_state()));
         m.insert("syncEngineStatus".into(), self.sync.engine_status());
         Value::Object(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn core() -> Arc<CloudSync> {
+        Arc::new(CloudSync::new(Arc::new(Events::default()), None))
+    }
+
+    #[tokio::test]
+    async fn destroy_fails_a_pending_call_at_once() {
+        let core = core();
+        let call = {
+            let core = core.clone();
+            tokio::spawn(async move {
+                core.until_destroyed(std::future::pending::<Result<()>>())
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        core.destroy();
+        let outcome = tokio::time::timeout(std::time::Duration::from_secs(1), call)
+            .await
+            .expect("settled at once")
+            .expect("joined");
+        assert!(matches!(outcome, Err(Error::Destroyed)));
+    }
+
+    #[tokio::test]
+    async fn a_call_that_is_ready_settles_its_own_way_even_after_destroy() {
+        let core = core();
+        core.destroy();
+        assert_eq!(core.until_destroyed(async { Ok(7) }).await.ok(), Some(7));
+        assert!(matches!(
+            core.until_destroyed(std::future::pending::<Result<()>>())
+                .await,
+            Err(Error::Destroyed)
+        ));
     }
 }

@@ -3,14 +3,18 @@
 
 use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
-use napi::{bindgen_prelude::PromiseRaw, Env};
+use napi::{
+    bindgen_prelude::{PromiseRaw, Unknown},
+    Env,
+};
 use napi_derive::napi;
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::{
     ai_stream::{AiProxyStream, StreamWake},
-    error::spawn,
+    arg,
+    error::{settle, spawn, to_js},
     events::{EventCallback, JsEventSink},
     file_sync::FileSync,
     secrets::{JsSecrets, SecretDelete, SecretGet, SecretSet},
@@ -61,27 +65,41 @@ impl NativeCloudSync {
 
     /// Validates the configuration and prepares the client. `null` leaves cloud sync
     /// unconfigured. Rejects when `baseUrl` is not an http(s) URL.
-    #[napi(ts_return_type = "Promise<void>")]
+    #[napi(
+        ts_args_type = "config?: CloudSyncConfig | null",
+        ts_return_type = "Promise<void>"
+    )]
     pub fn initialize<'e>(
         &self,
         env: &'e Env,
-        config: Option<CloudSyncConfig>,
+        config: Unknown,
     ) -> napi::Result<PromiseRaw<'e, ()>> {
+        let config = arg::opt_typed::<CloudSyncConfig>("config", config);
         let core = self.core.clone();
-        spawn(env, async move { core.initialize(config.map(Into::into)) })
+        spawn(env, &self.core, async move {
+            core.initialize(config?.map(Into::into))
+        })
     }
 
     /// Password login. Rejects with the server's message (`code` `invalid_credentials` for a
     /// wrong password); the password never appears in an error, event or log.
-    #[napi(ts_return_type = "Promise<void>")]
+    #[napi(
+        ts_args_type = "email: string, password: string",
+        ts_return_type = "Promise<void>"
+    )]
     pub fn login<'e>(
         &self,
         env: &'e Env,
-        email: String,
-        password: String,
+        email: Unknown,
+        password: Unknown,
     ) -> napi::Result<PromiseRaw<'e, ()>> {
+        let args =
+            arg::string("email", email).and_then(|e| Ok((e, arg::string("password", password)?)));
         let core = self.core.clone();
-        spawn(env, async move { core.login(&email, &password).await })
+        spawn(env, &self.core, async move {
+            let (email, password) = args?;
+            core.login(&email, &password).await
+        })
     }
 
     /// Resumes the stored session. Never rejects; `false` when there is none, it was rejected,
@@ -89,14 +107,18 @@ impl NativeCloudSync {
     #[napi(ts_return_type = "Promise<boolean>")]
     pub fn try_auto_login<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, bool>> {
         let core = self.core.clone();
-        spawn(env, async move { Ok(core.try_auto_login().await) })
+        // Never rejects, not even when destroyed meanwhile: that is `false`.
+        settle(env, async move {
+            let login = async { Ok(core.try_auto_login().await) };
+            Ok(core.until_destroyed(login).await.unwrap_or(false))
+        })
     }
 
     /// Ends the session on the server (best effort) and always forgets it locally.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn logout<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, ()>> {
         let core = self.core.clone();
-        spawn(env, async move {
+        spawn(env, &self.core, async move {
             match core.cloud() {
                 Ok(_) => core.logout().await,
                 Err(_) => Ok(()),
@@ -109,13 +131,16 @@ impl NativeCloudSync {
     #[napi(ts_return_type = "Promise<void>")]
     pub fn destroy<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, ()>> {
         self.core.destroy();
-        spawn(env, async { Ok(()) })
+        settle(env, async { Ok(()) })
     }
 
+    /// Throws `INVALID_ARGUMENT` for anything but a string, `null` or `undefined`.
     #[napi(ts_args_type = "dir: string | null")]
-    pub fn set_working_dir(&self, dir: Option<String>) {
+    pub fn set_working_dir(&self, env: &Env, dir: Unknown) -> napi::Result<()> {
+        let dir = arg::opt_string("dir", dir).map_err(|e| to_js(env, e))?;
         self.core
             .set_working_dir(dir.filter(|d| !d.is_empty()).map(PathBuf::from));
+        Ok(())
     }
 
     #[napi]
@@ -177,11 +202,13 @@ impl NativeCloudSync {
     pub fn link_workspace<'e>(
         &self,
         env: &'e Env,
-        id: String,
-        name: Option<String>,
+        id: Unknown,
+        name: Unknown,
     ) -> napi::Result<PromiseRaw<'e, ()>> {
+        let args = arg::string("id", id).and_then(|id| Ok((id, arg::opt_string("name", name)?)));
         let core = self.core.clone();
-        spawn(env, async move {
+        spawn(env, &self.core, async move {
+            let (id, name) = args?;
             let Ok(cloud) = core.session() else {
                 return Ok(());
             };
@@ -193,7 +220,7 @@ impl NativeCloudSync {
     #[napi(ts_return_type = "Promise<void>")]
     pub fn unlink_workspace<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, ()>> {
         let core = self.core.clone();
-        spawn(env, async move {
+        spawn(env, &self.core, async move {
             if core.session().is_err() {
                 return Ok(());
             }
@@ -211,10 +238,12 @@ impl NativeCloudSync {
     pub fn push_workspace_state<'e>(
         &self,
         env: &'e Env,
-        local_state: Value,
+        local_state: Unknown,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
+        let local_state = arg::object("localState", local_state).map(Value::Object);
         let core = self.core.clone();
-        spawn(env, async move {
+        spawn(env, &self.core, async move {
+            let local_state = local_state?;
             let Ok(cloud) = core.session() else {
                 return Ok(Value::Null);
             };
@@ -229,7 +258,7 @@ impl NativeCloudSync {
     #[napi(ts_return_type = "Promise<WorkspaceRow | null>")]
     pub fn pull_workspace_state<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, Value>> {
         let core = self.core.clone();
-        spawn(env, async move {
+        spawn(env, &self.core, async move {
             let Ok(cloud) = core.session() else {
                 return Ok(Value::Null);
             };
@@ -241,7 +270,7 @@ impl NativeCloudSync {
     #[napi(ts_return_type = "Promise<CloudWorkspace[]>")]
     pub fn list_cloud_workspaces<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, Value>> {
         let core = self.core.clone();
-        spawn(env, async move {
+        spawn(env, &self.core, async move {
             let Ok(cloud) = core.session() else {
                 return Ok(json!([]));
             };
@@ -259,12 +288,19 @@ impl NativeCloudSync {
     pub fn push_conversation<'e>(
         &self,
         env: &'e Env,
-        cloud_conv_id: String,
-        messages: Value,
-        _last_sync_at: Option<String>,
+        cloud_conv_id: Unknown,
+        messages: Unknown,
+        last_sync_at: Unknown,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
+        let args = (|| {
+            let id = arg::string("cloudConvId", cloud_conv_id)?;
+            let messages = arg::array("messages", messages)?;
+            arg::opt_string("lastSyncAt", last_sync_at)?;
+            Ok((id, messages))
+        })();
         let core = self.core.clone();
-        spawn(env, async move {
+        spawn(env, &self.core, async move {
+            let (cloud_conv_id, messages) = args?;
             let Ok(cloud) = core.session() else {
                 return Ok(json!({"pushed": 0}));
             };
@@ -282,11 +318,14 @@ impl NativeCloudSync {
     pub fn pull_conversation<'e>(
         &self,
         env: &'e Env,
-        cloud_conv_id: String,
-        since: Option<String>,
+        cloud_conv_id: Unknown,
+        since: Unknown,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
+        let args = arg::string("cloudConvId", cloud_conv_id)
+            .and_then(|id| Ok((id, arg::opt_string("since", since)?)));
         let core = self.core.clone();
-        spawn(env, async move {
+        spawn(env, &self.core, async move {
+            let (cloud_conv_id, since) = args?;
             let Ok(cloud) = core.session() else {
                 return Ok(json!({"messages": []}));
             };
@@ -303,7 +342,7 @@ impl NativeCloudSync {
         env: &'e Env,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
         let core = self.core.clone();
-        spawn(env, async move {
+        spawn(env, &self.core, async move {
             let Ok(cloud) = core.session() else {
                 return Ok(json!([]));
             };
@@ -315,7 +354,7 @@ impl NativeCloudSync {
     #[napi(ts_return_type = "Promise<CloudAgent[]>")]
     pub fn list_agents<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, Value>> {
         let core = self.core.clone();
-        spawn(env, async move {
+        spawn(env, &self.core, async move {
             match core.session() {
                 Ok(cloud) => agents::list(&cloud).await,
                 Err(_) => Ok(json!([])),
@@ -342,13 +381,22 @@ impl NativeCloudSync {
     pub fn invoke_agent<'e>(
         &self,
         env: &'e Env,
-        slug: String,
-        message: String,
-        history: Option<Value>,
-        options: Option<Value>,
+        slug: Unknown,
+        message: Unknown,
+        history: Unknown,
+        options: Unknown,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
+        let args = (|| {
+            Ok((
+                arg::string("slug", slug)?,
+                arg::string("message", message)?,
+                arg::opt_array("history", history)?,
+                arg::opt_object("options", options)?.map(Value::Object),
+            ))
+        })();
         let core = self.core.clone();
-        spawn(env, async move {
+        spawn(env, &self.core, async move {
+            let (slug, message, history, options) = args?;
             let cloud = core.session()?;
             let conversation = options
                 .as_ref()
@@ -370,7 +418,7 @@ impl NativeCloudSync {
     #[napi(ts_return_type = "Promise<CloudModel[]>")]
     pub fn list_cloud_models<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, Value>> {
         let core = self.core.clone();
-        spawn(env, async move {
+        spawn(env, &self.core, async move {
             let Ok(cloud) = core.session() else {
                 return Ok(json!([]));
             };
@@ -383,7 +431,7 @@ impl NativeCloudSync {
     #[napi(ts_return_type = "Promise<CloudUsage | null>")]
     pub fn get_usage<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, Value>> {
         let core = self.core.clone();
-        spawn(env, async move {
+        spawn(env, &self.core, async move {
             let Ok(cloud) = core.session() else {
                 return Ok(Value::Null);
             };
@@ -400,13 +448,22 @@ impl NativeCloudSync {
     pub fn ai_proxy_request<'e>(
         &self,
         env: &'e Env,
-        provider: String,
-        model: String,
-        messages: Value,
-        options: Option<Value>,
+        provider: Unknown,
+        model: Unknown,
+        messages: Unknown,
+        options: Unknown,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
+        let args = (|| {
+            Ok((
+                arg::string("provider", provider)?,
+                arg::string("model", model)?,
+                arg::array("messages", messages)?,
+                arg::opt_object("options", options)?.map(Value::Object),
+            ))
+        })();
         let core = self.core.clone();
-        spawn(env, async move {
+        spawn(env, &self.core, async move {
+            let (provider, model, messages, options) = args?;
             let cloud = core.session()?;
             let ws = core.linked_workspace_id();
             let body = ai::proxy_body(
@@ -433,13 +490,21 @@ impl NativeCloudSync {
     pub fn ai_proxy_stream_open<'e>(
         &self,
         env: &'e Env,
-        model: String,
-        messages: Value,
-        options: Option<Value>,
+        model: Unknown,
+        messages: Unknown,
+        options: Unknown,
         wake: StreamWake,
     ) -> napi::Result<PromiseRaw<'e, AiProxyStream>> {
+        let args = (|| {
+            Ok((
+                arg::string("model", model)?,
+                arg::array("messages", messages)?,
+                arg::opt_object("options", options)?.map(Value::Object),
+            ))
+        })();
         let core = self.core.clone();
-        spawn(env, async move {
+        spawn(env, &self.core, async move {
+            let (model, messages, options) = args?;
             let cloud = core.session()?;
             let ws = core.linked_workspace_id();
             let body = ai::proxy_body(
@@ -469,11 +534,16 @@ impl NativeCloudSync {
     pub fn broadcast<'e>(
         &self,
         env: &'e Env,
-        event: String,
-        payload: Value,
+        event: Unknown,
+        payload: Unknown,
     ) -> napi::Result<PromiseRaw<'e, ()>> {
+        let args = arg::string("event", event)
+            .and_then(|e| Ok((e, Value::Object(arg::object("payload", payload)?))));
         let core = self.core.clone();
-        spawn(env, async move { core.broadcast(event, payload) })
+        spawn(env, &self.core, async move {
+            let (event, payload) = args?;
+            core.broadcast(event, payload)
+        })
     }
 }
 
@@ -485,21 +555,27 @@ pub struct CloudClient {
     core: Core,
 }
 
+/// A REST call's arguments, converted (or why not) before the promise exists.
+struct Call {
+    path: String,
+    body: Option<Value>,
+    headers: Option<HashMap<String, String>>,
+}
+
 impl CloudClient {
     fn send<'e>(
         &self,
         env: &'e Env,
         method: Method,
-        path: String,
-        body: Option<Value>,
-        headers: Option<HashMap<String, String>>,
+        call: crate::Result<Call>,
         prefer: Option<&'static str>,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
         let core = self.core.clone();
-        spawn(env, async move {
+        spawn(env, &self.core, async move {
+            let call = call?;
             let cloud = core.cloud()?;
             let mut headers: Vec<(String, String)> =
-                headers.unwrap_or_default().into_iter().collect();
+                call.headers.unwrap_or_default().into_iter().collect();
             if let Some(p) = prefer {
                 if !headers
                     .iter()
@@ -510,13 +586,38 @@ impl CloudClient {
             }
             let req = Request {
                 method,
-                path,
-                body: body.map(Body::Json),
+                path: call.path,
+                body: call.body.map(Body::Json),
                 headers,
                 timeout: None,
             };
             Ok(cloud.client.send(&req).await?.body)
         })
+    }
+}
+
+fn call(path: Unknown, body: Option<Unknown>, headers: Unknown) -> crate::Result<Call> {
+    Ok(Call {
+        path: arg::string("path", path)?,
+        body: match body {
+            Some(b) => arg::opt_json("body", b)?,
+            None => None,
+        },
+        headers: arg::headers("headers", headers)?,
+    })
+}
+
+fn method_of(name: Option<&str>) -> crate::Result<Method> {
+    match name.map(str::to_ascii_uppercase).as_deref() {
+        None | Some("GET") => Ok(Method::GET),
+        Some("POST") => Ok(Method::POST),
+        Some("PATCH") => Ok(Method::PATCH),
+        Some("PUT") => Ok(Method::PUT),
+        Some("DELETE") => Ok(Method::DELETE),
+        Some("HEAD") => Ok(Method::HEAD),
+        Some(other) => Err(Error::InvalidArgument(format!(
+            "Unsupported method {other:?}"
+        ))),
     }
 }
 
@@ -529,10 +630,10 @@ impl CloudClient {
     pub fn get<'e>(
         &self,
         env: &'e Env,
-        path: String,
-        headers: Option<HashMap<String, String>>,
+        path: Unknown,
+        headers: Unknown,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
-        self.send(env, Method::GET, path, None, headers, None)
+        self.send(env, Method::GET, call(path, None, headers), None)
     }
 
     #[napi(
@@ -542,11 +643,11 @@ impl CloudClient {
     pub fn post<'e>(
         &self,
         env: &'e Env,
-        path: String,
-        body: Option<Value>,
-        headers: Option<HashMap<String, String>>,
+        path: Unknown,
+        body: Unknown,
+        headers: Unknown,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
-        self.send(env, Method::POST, path, body, headers, None)
+        self.send(env, Method::POST, call(path, Some(body), headers), None)
     }
 
     /// Adds `Prefer: return=representation` unless the caller set `Prefer`.
@@ -557,18 +658,12 @@ impl CloudClient {
     pub fn patch<'e>(
         &self,
         env: &'e Env,
-        path: String,
-        body: Option<Value>,
-        headers: Option<HashMap<String, String>>,
+        path: Unknown,
+        body: Unknown,
+        headers: Unknown,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
-        self.send(
-            env,
-            Method::PATCH,
-            path,
-            body,
-            headers,
-            Some("return=representation"),
-        )
+        let call = call(path, Some(body), headers);
+        self.send(env, Method::PATCH, call, Some("return=representation"))
     }
 
     #[napi(
@@ -578,42 +673,48 @@ impl CloudClient {
     pub fn delete<'e>(
         &self,
         env: &'e Env,
-        path: String,
-        headers: Option<HashMap<String, String>>,
+        path: Unknown,
+        headers: Unknown,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
-        self.send(env, Method::DELETE, path, None, headers, None)
+        self.send(env, Method::DELETE, call(path, None, headers), None)
     }
 
-    #[napi(ts_return_type = "Promise<unknown>")]
+    #[napi(
+        ts_args_type = "path: string, options?: RequestOptions | null",
+        ts_return_type = "Promise<unknown>"
+    )]
     pub fn request<'e>(
         &self,
         env: &'e Env,
-        path: String,
-        options: Option<RequestOptions>,
+        path: Unknown,
+        options: Unknown,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
-        let options = options.unwrap_or(RequestOptions {
-            method: None,
-            body: None,
-            headers: None,
-        });
-        let method = match options
-            .method
-            .as_deref()
-            .map(str::to_ascii_uppercase)
-            .as_deref()
-        {
-            None | Some("GET") => Method::GET,
-            Some("POST") => Method::POST,
-            Some("PATCH") => Method::PATCH,
-            Some("PUT") => Method::PUT,
-            Some("DELETE") => Method::DELETE,
-            Some("HEAD") => Method::HEAD,
-            Some(other) => {
-                let e = Error::InvalidArgument(format!("Unsupported method {other:?}"));
-                return spawn(env, async move { Err(e) });
-            }
+        let parsed = (|| {
+            let path = arg::string("path", path)?;
+            let options = arg::opt_typed::<RequestOptions>("options", options)?;
+            let RequestOptions {
+                method,
+                body,
+                headers,
+            } = options.unwrap_or(RequestOptions {
+                method: None,
+                body: None,
+                headers: None,
+            });
+            Ok((
+                method_of(method.as_deref())?,
+                Call {
+                    path,
+                    body,
+                    headers,
+                },
+            ))
+        })();
+        let (method, call) = match parsed {
+            Ok((m, c)) => (m, Ok(c)),
+            Err(e) => (Method::GET, Err(e)),
         };
-        self.send(env, method, path, options.body, options.headers, None)
+        self.send(env, method, call, None)
     }
 }
 
@@ -667,6 +768,8 @@ impl CloudAuth {
     #[napi(ts_return_type = "Promise<void>")]
     pub fn refresh<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, ()>> {
         let core = self.core.clone();
-        spawn(env, async move { core.session()?.auth.refresh().await })
+        spawn(env, &self.core, async move {
+            core.session()?.auth.refresh().await
+        })
     }
 }

@@ -6,11 +6,14 @@ use std::{
     sync::Arc,
 };
 
-use napi::{bindgen_prelude::PromiseRaw, Env};
+use napi::{
+    bindgen_prelude::{PromiseRaw, Unknown},
+    Env,
+};
 use napi_derive::napi;
 use serde_json::Value;
 
-use super::error::spawn;
+use super::{arg, error::spawn};
 use crate::{
     cloud::{Cloud, CloudSync},
     error::{Error, Result},
@@ -57,14 +60,19 @@ fn target(
 #[napi]
 impl FileSync {
     /// The workspace's live files (`workspace_files` rows), ordered by path.
-    #[napi(ts_return_type = "Promise<WorkspaceFileRow[]>")]
+    #[napi(
+        ts_args_type = "wsId: string",
+        ts_return_type = "Promise<WorkspaceFileRow[]>"
+    )]
     pub fn list_files<'e>(
         &self,
         env: &'e Env,
-        ws_id: String,
+        ws_id: Unknown,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
+        let ws_id = arg::string("wsId", ws_id);
         let core = self.core.clone();
-        spawn(env, async move {
+        spawn(env, &self.core, async move {
+            let ws_id = ws_id?;
             let cloud = core.session()?;
             let ws = files::transfer::workspace(&ws_id)?;
             let rows = files::metadata::list(&cloud.client, &ws).await?;
@@ -76,16 +84,27 @@ impl FileSync {
     /// `{ filePath, storagePath, size, checksum, version }`. A path that is absolute, holds
     /// `..`, a backslash or a NUL, or passes through a symlink out of `localDir` is rejected
     /// (`INVALID_ARGUMENT`) before any request.
-    #[napi(ts_return_type = "Promise<UploadedFile>")]
+    #[napi(
+        ts_args_type = "wsId: string, localDir: string, relPath: string",
+        ts_return_type = "Promise<UploadedFile>"
+    )]
     pub fn upload_file<'e>(
         &self,
         env: &'e Env,
-        ws_id: String,
-        local_dir: String,
-        rel_path: String,
+        ws_id: Unknown,
+        local_dir: Unknown,
+        rel_path: Unknown,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
+        let args = (|| {
+            Ok((
+                arg::string("wsId", ws_id)?,
+                arg::string("localDir", local_dir)?,
+                arg::string("relPath", rel_path)?,
+            ))
+        })();
         let core = self.core.clone();
-        spawn(env, async move {
+        spawn(env, &self.core, async move {
+            let (ws_id, local_dir, rel_path) = args?;
             let rel = RelPath::parse(&rel_path)?;
             let ws = files::transfer::workspace(&ws_id)?;
             let cloud = core.session()?;
@@ -104,16 +123,27 @@ impl FileSync {
 
     /// Downloads the cloud file to `localDir/relPath` through a temporary file, verified
     /// against the recorded checksum and size: `{ filePath, storagePath, size, checksum, version }`.
-    #[napi(ts_return_type = "Promise<DownloadedFile>")]
+    #[napi(
+        ts_args_type = "wsId: string, localDir: string, relPath: string",
+        ts_return_type = "Promise<DownloadedFile>"
+    )]
     pub fn download_file<'e>(
         &self,
         env: &'e Env,
-        ws_id: String,
-        local_dir: String,
-        rel_path: String,
+        ws_id: Unknown,
+        local_dir: Unknown,
+        rel_path: Unknown,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
+        let args = (|| {
+            Ok((
+                arg::string("wsId", ws_id)?,
+                arg::string("localDir", local_dir)?,
+                arg::string("relPath", rel_path)?,
+            ))
+        })();
         let core = self.core.clone();
-        spawn(env, async move {
+        spawn(env, &self.core, async move {
+            let (ws_id, local_dir, rel_path) = args?;
             let rel = RelPath::parse(&rel_path)?;
             let ws = files::transfer::workspace(&ws_id)?;
             let cloud = core.session()?;
@@ -123,15 +153,21 @@ impl FileSync {
 
     /// Deletes the file in the cloud (the row is kept, marked deleted at the next version):
     /// `{ filePath, deleted }`.
-    #[napi(ts_return_type = "Promise<{ filePath: string; deleted: boolean }>")]
+    #[napi(
+        ts_args_type = "wsId: string, relPath: string",
+        ts_return_type = "Promise<{ filePath: string; deleted: boolean }>"
+    )]
     pub fn delete_file<'e>(
         &self,
         env: &'e Env,
-        ws_id: String,
-        rel_path: String,
+        ws_id: Unknown,
+        rel_path: Unknown,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
+        let args =
+            arg::string("wsId", ws_id).and_then(|w| Ok((w, arg::string("relPath", rel_path)?)));
         let core = self.core.clone();
-        spawn(env, async move {
+        spawn(env, &self.core, async move {
+            let (ws_id, rel_path) = args?;
             let rel = RelPath::parse(&rel_path)?;
             let ws = files::transfer::workspace(&ws_id)?;
             let cloud = core.session()?;
@@ -142,15 +178,21 @@ impl FileSync {
 
     /// What a sync of `localDir` would do: `{ toUpload, toDownload, synced, toDeleteLocal,
     /// toDeleteRemote, conflicts }` (paths), and `hashed` (files whose contents were read).
-    #[napi(ts_return_type = "Promise<FileDelta>")]
+    #[napi(
+        ts_args_type = "wsId: string, localDir: string",
+        ts_return_type = "Promise<FileDelta>"
+    )]
     pub fn compute_delta<'e>(
         &self,
         env: &'e Env,
-        ws_id: String,
-        local_dir: String,
+        ws_id: Unknown,
+        local_dir: Unknown,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
+        let args =
+            arg::string("wsId", ws_id).and_then(|w| Ok((w, arg::string("localDir", local_dir)?)));
         let core = self.core.clone();
-        spawn(env, async move {
+        spawn(env, &self.core, async move {
+            let (ws_id, local_dir) = args?;
             let ws = files::transfer::workspace(&ws_id)?;
             let cloud = core.session()?;
             let delta =
@@ -170,11 +212,14 @@ impl FileSync {
     pub fn sync_files<'e>(
         &self,
         env: &'e Env,
-        ws_id: Option<String>,
-        local_dir: Option<String>,
+        ws_id: Unknown,
+        local_dir: Unknown,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
+        let args = arg::opt_string("wsId", ws_id)
+            .and_then(|w| Ok((w, arg::opt_string("localDir", local_dir)?)));
         let core = self.core.clone();
-        spawn(env, async move {
+        spawn(env, &self.core, async move {
+            let (ws_id, local_dir) = args?;
             let (ws, dir) = target(&core, ws_id, local_dir)?;
             let cloud = core.session()?;
             files::sync::sync_files(&ctx(&cloud), &ws, &dir).await

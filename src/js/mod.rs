@@ -4,6 +4,7 @@
 #![cfg_attr(test, allow(dead_code))]
 
 mod ai_stream;
+mod arg;
 mod cloud_sync;
 mod error;
 mod events;

@@ -3,11 +3,17 @@
 
 use std::sync::Arc;
 
-use napi::{bindgen_prelude::PromiseRaw, Env};
+use napi::{
+    bindgen_prelude::{PromiseRaw, Unknown},
+    Env,
+};
 use napi_derive::napi;
 use serde_json::Value;
 
-use super::error::{spawn, to_js};
+use super::{
+    arg,
+    error::{spawn, to_js},
+};
 use crate::cloud::CloudSync;
 
 #[napi]
@@ -35,14 +41,18 @@ impl WorkspaceSync {
         self.core.sync().link_data()
     }
 
-    /// Maps a local conversation name to a cloud conversation in the link file.
-    #[napi]
+    /// Maps a local conversation name to a cloud conversation in the link file. Throws
+    /// `INVALID_ARGUMENT` when either is not a string.
+    #[napi(ts_args_type = "localName: string, cloudConvId: string")]
     pub fn link_conversation(
         &self,
         env: Env,
-        local_name: String,
-        cloud_conv_id: String,
+        local_name: Unknown,
+        cloud_conv_id: Unknown,
     ) -> napi::Result<()> {
+        let local_name = arg::string("localName", local_name).map_err(|e| to_js(&env, e))?;
+        let cloud_conv_id =
+            arg::string("cloudConvId", cloud_conv_id).map_err(|e| to_js(&env, e))?;
         self.core
             .sync()
             .link_conversation(&local_name, &cloud_conv_id)
@@ -50,15 +60,21 @@ impl WorkspaceSync {
     }
 
     /// Creates a conversation in the linked workspace, maps `name` to it, and returns its row.
-    #[napi(ts_return_type = "Promise<CloudConversation>")]
+    #[napi(
+        ts_args_type = "name: string, conversationType?: string | null",
+        ts_return_type = "Promise<CloudConversation>"
+    )]
     pub fn create_conversation<'e>(
         &self,
         env: &'e Env,
-        name: String,
-        conversation_type: Option<String>,
+        name: Unknown,
+        conversation_type: Unknown,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
+        let args = arg::string("name", name)
+            .and_then(|n| Ok((n, arg::opt_string("conversationType", conversation_type)?)));
         let core = self.core.clone();
-        spawn(env, async move {
+        spawn(env, &self.core, async move {
+            let (name, conversation_type) = args?;
             let cloud = core.session()?;
             core.sync()
                 .create_conversation(&cloud, &name, conversation_type.as_deref())
