@@ -8,7 +8,7 @@ import {
 } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { startDevcloud, SEED } from './helpers/devcloud.mjs';
-import { loggedIn, workdir } from './helpers/sync.mjs';
+import { loggedIn, workdir, waitFor } from './helpers/sync.mjs';
 
 let cloud;
 const instances = [];
@@ -305,6 +305,26 @@ test('with syncConfig.syncFiles the sync engine syncs the working directory', as
   }
   assert.deepEqual(rows.map((r) => r.file_path), ['engine/hello.txt']);
   assert.ok(existsSync(join(dir, '.cloud-sync-manifest.json')));
+});
+
+test('with syncConfig.syncFiles, another machine\'s upload arrives through realtime, without polling', async () => {
+  const ws = await newWorkspace();
+  const dir = workdir();
+  writeFileSync(join(dir, '.cloud-link.json'), JSON.stringify({
+    version: 1, cloudWorkspaceId: ws, cloudWorkspaceName: 'files', linkedAt: new Date().toISOString(), lastSyncAt: null,
+    conversations: {},
+    syncConfig: { autoSync: true, syncIntervalMs: 3_600_000, syncConversations: true, syncWorkspaceState: true, syncFiles: true },
+  }));
+  const { bus } = await user('bob', dir);
+  await waitFor(bus, 'cloud:realtime:connected');
+  await waitFor(bus, 'cloud:sync:completed', (p) => p.type === 'workspace');
+  const src = workdir();
+  put(src, 'live/plan.md', 'uploaded on another machine');
+  const { cs: alice } = await user('alice');
+  await alice.fileSync.uploadFile(ws, src, 'live/plan.md');
+  // The interval is an hour: only the socket can have started this sync.
+  for (let i = 0; i < 100 && !existsSync(join(dir, 'live/plan.md')); i++) await new Promise((r) => setTimeout(r, 100));
+  assert.equal(readFileSync(join(dir, 'live/plan.md'), 'utf8'), 'uploaded on another machine');
 });
 
 test('a cloud row with an unsafe path is never written locally, and the rest still syncs', async () => {

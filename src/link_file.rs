@@ -35,6 +35,7 @@ pub struct SyncConfig {
     pub auto_sync: bool,
     pub sync_conversations: bool,
     pub sync_workspace_state: bool,
+    pub sync_files: bool,
 }
 
 impl Link {
@@ -96,15 +97,16 @@ impl Link {
 
     pub fn sync_config(&self) -> SyncConfig {
         let cfg = self.map.get("syncConfig");
-        let flag = |k: &str| {
+        let flag = |k: &str, default: bool| {
             cfg.and_then(|c| c.get(k))
                 .and_then(Value::as_bool)
-                .unwrap_or(true)
+                .unwrap_or(default)
         };
         SyncConfig {
-            auto_sync: flag("autoSync"),
-            sync_conversations: flag("syncConversations"),
-            sync_workspace_state: flag("syncWorkspaceState"),
+            auto_sync: flag("autoSync", true),
+            sync_conversations: flag("syncConversations", true),
+            sync_workspace_state: flag("syncWorkspaceState", true),
+            sync_files: flag("syncFiles", false),
         }
     }
 

@@ -35,6 +35,7 @@ pub enum Table {
     Workspaces,
     Conversations,
     Messages,
+    WorkspaceFiles,
 }
 
 impl Table {
@@ -43,6 +44,7 @@ impl Table {
             Table::Workspaces => "workspaces",
             Table::Conversations => "conversations",
             Table::Messages => "messages",
+            Table::WorkspaceFiles => "workspace_files",
         }
     }
 }
@@ -143,6 +145,12 @@ impl Channel {
                 filter,
             });
         }
+        // File sync reacts to another machine's upload or delete (the metadata row).
+        b.push(Binding {
+            table: Table::WorkspaceFiles,
+            event: "*",
+            filter: Some(format!("workspace_id=eq.{ws}")),
+        });
         b
     }
 
@@ -387,8 +395,9 @@ mod tests {
             json!({"key": "u1", "enabled": true})
         );
         let pc = p["config"]["postgres_changes"].as_array().unwrap();
-        assert_eq!(pc.len(), 3);
+        assert_eq!(pc.len(), 4);
         assert_eq!(pc[0]["filter"], json!(format!("id=eq.{WS}")));
+        assert_eq!(pc[3]["table"], json!("workspace_files"));
         assert_eq!(
             pc[2]["filter"],
             json!(format!("conversation_id=in.({conv})"))
@@ -412,6 +421,7 @@ mod tests {
         let r = ok_reply(&[
             (7, "*", "workspaces", Some(&wf)),
             (8, "*", "conversations", Some(&cf)),
+            (9, "*", "workspace_files", Some(&cf)),
         ]);
         assert_eq!(c.on_join_reply("3", &r, now), Ok(true));
         let data = |table: &str| ChangeData {
@@ -425,6 +435,10 @@ mod tests {
         };
         assert_eq!(c.route(&[7], &data("workspaces")), Some(Table::Workspaces));
         assert_eq!(c.route(&[9], &data("workspaces")), None);
+        assert_eq!(
+            c.route(&[9], &data("workspace_files")),
+            Some(Table::WorkspaceFiles)
+        );
         assert_eq!(c.route(&[8], &data("messages")), None);
     }
 

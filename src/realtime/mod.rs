@@ -90,6 +90,9 @@ pub trait Hooks: Send + Sync {
     /// the sync engine should reconcile it. The engine tells a remote change from the echo
     /// of this client's own push, since it owns the last synced base.
     fn workspace_changed(&self);
+    /// A file of the workspace changed in the cloud (or a reconnect may have missed one):
+    /// file sync, when on, should run.
+    fn files_changed(&self);
 }
 
 pub struct Params {

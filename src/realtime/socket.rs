@@ -511,6 +511,7 @@ impl Task {
         }
         if std::mem::take(&mut self.missed_workspace) {
             self.p.hooks.workspace_changed();
+            self.p.hooks.files_changed();
         }
         if !self.announced {
             self.announced = true;
@@ -532,6 +533,7 @@ impl Task {
     ) -> std::result::Result<(), String> {
         match table {
             Table::Workspaces => self.p.hooks.workspace_changed(),
+            Table::WorkspaceFiles => self.p.hooks.files_changed(),
             Table::Conversations => {
                 let mut set = self.channel.conversations().clone();
                 let id = |r: &Option<Map<String, Value>>| {

@@ -57,6 +57,7 @@ impl Hooks for NoHooks {
     fn workspace_changed(&self) {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
+    fn files_changed(&self) {}
 }
 
 /// A frame the client sent, with the number of the connection it came on.
@@ -266,7 +267,7 @@ async fn joined_with_messages(server: &mut Server, client: &mut Client) {
         .as_array()
         .unwrap()
         .clone();
-    assert_eq!(pcs.len(), 3);
+    assert_eq!(pcs.len(), 4);
     assert_eq!(
         pcs[2]["filter"],
         json!(format!("conversation_id=in.({})", Uuid::from_u128(7)))

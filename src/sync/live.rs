@@ -15,12 +15,21 @@ use crate::{
     rest::Credentials,
 };
 
-/// A remote workspace change is reconciled by an engine cycle, as a local one is.
-struct WakeEngine(Arc<Notify>);
+/// A remote workspace change is reconciled by an engine cycle, as a local one is; so is a
+/// remote file change, when the link syncs files.
+struct WakeEngine {
+    wake: Arc<Notify>,
+    files: bool,
+}
 
 impl Hooks for WakeEngine {
     fn workspace_changed(&self) {
-        self.0.notify_one();
+        self.wake.notify_one();
+    }
+    fn files_changed(&self) {
+        if self.files {
+            self.wake.notify_one();
+        }
     }
 }
 
@@ -30,6 +39,7 @@ pub fn start(
     cloud: &Cloud,
     workspace_id: Uuid,
     wake: Arc<Notify>,
+    files: bool,
     rt: &Handle,
 ) -> Option<Realtime> {
     if !cloud.config.realtime {
@@ -42,7 +52,7 @@ pub fn start(
         credentials: cloud.auth.clone() as Arc<dyn Credentials>,
         client: cloud.client.clone(),
         events: cloud.events.clone(),
-        hooks: Arc::new(WakeEngine(wake)),
+        hooks: Arc::new(WakeEngine { wake, files }),
         workspace_id,
         me,
         heartbeat: realtime::DEFAULT_HEARTBEAT,

@@ -194,7 +194,10 @@ impl Sync {
         let realtime = link
             .workspace_id()
             .and_then(|id| Uuid::parse_str(id).ok())
-            .and_then(|id| live::start(cloud, id, self.wake.clone(), rt));
+            .and_then(|id| {
+                let files = link.sync_config().sync_files;
+                live::start(cloud, id, self.wake.clone(), files, rt)
+            });
         let status = realtime.as_ref().map(|r| r.watch_status());
         let engine = link.sync_config().auto_sync.then(|| {
             let interval = Duration::from_millis(cloud.config.sync_interval_ms.into());
@@ -293,13 +296,7 @@ impl Sync {
     async fn sync_files(&self, cloud: &Arc<Cloud>) -> bool {
         let (dir, ws) = {
             let i = self.lock();
-            let on = i
-                .link
-                .as_ref()
-                .and_then(|l| l.get("syncConfig"))
-                .and_then(|c| c.get("syncFiles"))
-                .and_then(Value::as_bool)
-                == Some(true);
+            let on = i.link.as_ref().is_some_and(|l| l.sync_config().sync_files);
             let ws = i
                 .link
                 .as_ref()
