@@ -59,7 +59,7 @@ impl Request {
 
 /// True when a 401 says the token's lifetime is over (PostgREST `PGRST303`, GoTrue `bad_jwt`
 /// with "expired", Storage "jwt expired"), as opposed to "you may not do this".
-pub fn is_expired_token(e: &HttpError) -> bool {
+fn is_expired_token(e: &HttpError) -> bool {
     e.status == 401
         && (matches!(
             e.code.as_deref(),
@@ -76,32 +76,30 @@ impl Client {
         &self.http
     }
 
-    pub fn credentials(&self) -> &dyn Credentials {
-        self.credentials.as_ref()
-    }
-
     pub async fn send(&self, req: &Request) -> Result<Reply> {
-        let token = self.credentials.access_token().await?;
-        let first = self.http.send(&call(req, token.as_deref())).await;
-        match (first, token) {
-            (Err(Error::Http(h)), Some(used)) if is_expired_token(&h) => {
-                tracing::debug!(path = %req.path, "access token rejected as expired; renewing once");
-                match self.credentials.renew(used).await? {
-                    Some(fresh) => self.http.send(&call(req, Some(&fresh))).await,
-                    None => Err(Error::Http(h)),
-                }
-            }
-            (outcome, _) => outcome,
-        }
+        self.with_token(|t| async move { self.http.send(&call(req, t.as_deref())).await })
+            .await
     }
 
     /// Like [`send`](Self::send) but returns the open response, for streamed bodies.
     pub async fn open(&self, req: &Request) -> Result<reqwest::Response> {
+        self.with_token(|t| async move { self.http.open(&call(req, t.as_deref())).await })
+            .await
+    }
+
+    /// Runs `attempt` with the current access token; when the server rejects that token as
+    /// expired, renews it once (shared with every concurrent caller) and runs it again.
+    pub async fn with_token<T, F, Fut>(&self, attempt: F) -> Result<T>
+    where
+        F: Fn(Option<String>) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
         let token = self.credentials.access_token().await?;
-        match (self.http.open(&call(req, token.as_deref())).await, token) {
+        match (attempt(token.clone()).await, token) {
             (Err(Error::Http(h)), Some(used)) if is_expired_token(&h) => {
+                tracing::debug!(url = %h.url, "access token rejected as expired; renewing once");
                 match self.credentials.renew(used).await? {
-                    Some(fresh) => self.http.open(&call(req, Some(&fresh))).await,
+                    Some(fresh) => attempt(Some(fresh)).await,
                     None => Err(Error::Http(h)),
                 }
             }

@@ -16,7 +16,6 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{
-    client::is_expired_token,
     http::{network_error, read_reply, Call, Reply},
     Client, Request,
 };
@@ -64,39 +63,13 @@ pub async fn upload(
     headers: &[(String, String)],
     progress: Progress,
 ) -> Result<Sent> {
-    let token = client.credentials().access_token().await?;
-    match (
-        upload_once(
-            client,
-            &method,
-            path,
-            file,
-            headers,
-            token.as_deref(),
-            &progress,
-        )
-        .await,
-        token,
-    ) {
-        (Err(Error::Http(h)), Some(used)) if is_expired_token(&h) => {
-            match client.credentials().renew(used).await? {
-                Some(fresh) => {
-                    upload_once(
-                        client,
-                        &method,
-                        path,
-                        file,
-                        headers,
-                        Some(&fresh),
-                        &progress,
-                    )
-                    .await
-                }
-                None => Err(Error::Http(h)),
-            }
-        }
-        (outcome, _) => outcome,
-    }
+    let method = &method;
+    let progress = &progress;
+    client
+        .with_token(|t| async move {
+            upload_once(client, method, path, file, headers, t.as_deref(), progress).await
+        })
+        .await
 }
 
 struct Tally {
