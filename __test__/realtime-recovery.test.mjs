@@ -3,21 +3,12 @@
 // the catch-up after a reconnect.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startDevcloud, SEED } from './helpers/devcloud.mjs';
-import { loggedIn, workdir, newConversation, waitFor } from './helpers/sync.mjs';
+import { loggedIn, workdir, newConversation, waitFor, freePort } from './helpers/sync.mjs';
 
 const WS = SEED.workspaces.websiteRevamp;
-
-async function freePort() {
-  const srv = createServer();
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address();
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 /** bob writes a message through the service role (so it is not alice's own push). */
 const insert = (cloud, conv, content) =>

@@ -1,10 +1,9 @@
 // The sync engine: debounce, interval, conflicts, status and offline recovery.
 import { before, after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { startDevcloud, SEED } from './helpers/devcloud.mjs';
-import { loggedIn, workdir, newConversation, rowsOf, requests, waitFor } from './helpers/sync.mjs';
+import { loggedIn, workdir, newConversation, rowsOf, requests, waitFor, freePort } from './helpers/sync.mjs';
 
 const WS = SEED.workspaces.websiteRevamp;
 let cloud;
@@ -95,14 +94,6 @@ test('the engine starts on link and stops on unlink, logout and destroy', async 
   await other.destroy();
   assert.equal(other.getStatus().syncEngineStatus, null);
 });
-
-async function freePort() {
-  const srv = createServer();
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address();
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 test('status goes offline when the cloud stops, and back when it returns; queued pushes arrive once', async () => {
   const data = join(workdir('oboto-cloud-data-'), 'db');

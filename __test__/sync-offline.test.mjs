@@ -5,23 +5,14 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { startDevcloud, ROOT, DEMO_PASSWORD, SEED } from './helpers/devcloud.mjs';
-import { workdir, newConversation, rowsOf } from './helpers/sync.mjs';
+import { workdir, newConversation, rowsOf, freePort } from './helpers/sync.mjs';
 
 let cloud;
 after(async () => {
   await cloud?.stop();
 });
-
-async function freePort() {
-  const srv = createServer();
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address();
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 /** Starts a host process running `body` (with `cs`, `bus`, `say(obj)` and `next()` in scope). */
 function host(url, anonKey, dir, body) {

@@ -3,6 +3,7 @@ import { chmodSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:net';
 import { SEED, DEMO_PASSWORD } from './devcloud.mjs';
 import { cloudSyncFor } from './client.mjs';
 
@@ -74,4 +75,13 @@ export function waitFor(bus, name, pred = () => true, timeoutMs = 20_000, from =
     };
     bus.on(name, on);
   });
+}
+
+/** A TCP port free right now, for a cloud that must come back where its clients expect it. */
+export async function freePort() {
+  const srv = createServer();
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address();
+  await new Promise((r) => srv.close(r));
+  return port;
 }

@@ -57,6 +57,19 @@ fn target(
     Ok((files::transfer::workspace(&ws)?, dir))
 }
 
+/// `(wsId, localDir, relPath)` of one file, checked before anything else happens: the
+/// path is normalized and refused if it could leave `localDir`.
+fn file_args(
+    ws_id: Unknown,
+    local_dir: Unknown,
+    rel_path: Unknown,
+) -> crate::error::Result<(uuid::Uuid, String, RelPath)> {
+    let ws = files::transfer::workspace(&arg::string("wsId", ws_id)?)?;
+    let local_dir = arg::string("localDir", local_dir)?;
+    let rel = RelPath::parse(&arg::string("relPath", rel_path)?)?;
+    Ok((ws, local_dir, rel))
+}
+
 #[napi]
 impl FileSync {
     /// The workspace's live files (`workspace_files` rows), ordered by path.
@@ -95,18 +108,10 @@ impl FileSync {
         local_dir: Unknown,
         rel_path: Unknown,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
-        let args = (|| {
-            Ok((
-                arg::string("wsId", ws_id)?,
-                arg::string("localDir", local_dir)?,
-                arg::string("relPath", rel_path)?,
-            ))
-        })();
+        let args = file_args(ws_id, local_dir, rel_path);
         let core = self.core.clone();
         spawn(env, &self.core, async move {
-            let (ws_id, local_dir, rel_path) = args?;
-            let rel = RelPath::parse(&rel_path)?;
-            let ws = files::transfer::workspace(&ws_id)?;
+            let (ws, local_dir, rel) = args?;
             let cloud = core.session()?;
             let up = files::transfer::upload(
                 &ctx(&cloud),
@@ -134,18 +139,10 @@ impl FileSync {
         local_dir: Unknown,
         rel_path: Unknown,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
-        let args = (|| {
-            Ok((
-                arg::string("wsId", ws_id)?,
-                arg::string("localDir", local_dir)?,
-                arg::string("relPath", rel_path)?,
-            ))
-        })();
+        let args = file_args(ws_id, local_dir, rel_path);
         let core = self.core.clone();
         spawn(env, &self.core, async move {
-            let (ws_id, local_dir, rel_path) = args?;
-            let rel = RelPath::parse(&rel_path)?;
-            let ws = files::transfer::workspace(&ws_id)?;
+            let (ws, local_dir, rel) = args?;
             let cloud = core.session()?;
             files::transfer::download_latest(&ctx(&cloud), &ws, Path::new(&local_dir), &rel).await
         })
