@@ -600,6 +600,11 @@ export interface CloudSyncConfig {
   /** Milliseconds a stream may stay silent. Default 60000 (or `OBOTO_CLOUD_STREAM_IDLE_TIMEOUT_MS`). */
   streamIdleTimeoutMs?: number
   /**
+   * Milliseconds between realtime heartbeats; one left unanswered until the next drops the
+   * socket, which then reconnects. Default 25000 (or `OBOTO_CLOUD_REALTIME_HEARTBEAT_MS`).
+   */
+  realtimeHeartbeatMs?: number
+  /**
    * Bytes an AI stream's SSE line or event may hold. Default 1 MiB (or
    * `OBOTO_CLOUD_MAX_STREAM_EVENT_BYTES`); beyond it the stream fails with `RESPONSE_TOO_LARGE`.
    */

@@ -3,6 +3,7 @@
 // the catch-up after a reconnect.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startDevcloud, SEED } from './helpers/devcloud.mjs';
@@ -85,6 +86,65 @@ test('a joined channel keeps delivering across three token expiries', async () =
     assert.deepEqual(received(bus, 't-'), ['t-0', 't-1', 't-2', 't-3']);
   } finally {
     await cs?.destroy();
+    await cloud.stop();
+  }
+});
+
+/** A TCP relay to the cloud that can go silent: `freeze()` stops passing bytes either way
+ * while keeping every connection open, as a dead NAT entry or a sleeping laptop does. */
+async function freezableRelay(target) {
+  const { hostname, port } = new URL(target);
+  let frozen = false;
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(port), hostname);
+    const pass = (from, to) => from.on('data', (d) => !frozen && to.write(d));
+    pass(client, upstream);
+    pass(upstream, client);
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    freeze: () => (frozen = true),
+    thaw: () => (frozen = false),
+    close: () => new Promise((r) => server.close(r)),
+  };
+}
+
+const HEARTBEAT = 500;
+
+test('a socket that goes silent is dropped within two heartbeats, and reconnects', async () => {
+  const cloud = await startDevcloud();
+  const relay = await freezableRelay(cloud.url);
+  let cs;
+  try {
+    const r = await loggedIn({ ...cloud, url: relay.url }, 'alice', {
+      dir: workdir(),
+      syncDebounceMs: 0,
+      realtimeHeartbeatMs: HEARTBEAT,
+      connectTimeoutMs: 1000,
+    });
+    cs = r.cs;
+    const { bus } = r;
+    await cs.linkWorkspace(WS);
+    await waitFor(bus, 'cloud:realtime:connected');
+    const mark = bus.events.length;
+    relay.freeze();
+    const frozenAt = Date.now();
+    await waitFor(bus, 'cloud:realtime:disconnected', () => true, 5_000, mark);
+    const noticed = Date.now() - frozenAt;
+    // Two heartbeat intervals, and a second of slack for a loaded machine.
+    assert.ok(noticed < 2 * HEARTBEAT + 1_000, `noticed after ${noticed} ms`);
+    relay.thaw();
+    await waitFor(bus, 'cloud:realtime:connected', () => true, 20_000, mark);
+  } finally {
+    await cs?.destroy();
+    await relay.close();
     await cloud.stop();
   }
 });

@@ -67,6 +67,8 @@ pub struct CloudConfig {
     pub ai_timeout: Duration,
     /// A stream that sends no byte for this long is failed.
     pub stream_idle_timeout: Duration,
+    /// Between realtime heartbeats; a heartbeat unanswered by the next one drops the socket.
+    pub realtime_heartbeat: Duration,
     /// The largest SSE line or event of a stream (`RESPONSE_TOO_LARGE` beyond it).
     pub max_stream_event_bytes: usize,
     /// The largest reply body read whole (JSON, text): `RESPONSE_TOO_LARGE` beyond it.
@@ -92,6 +94,7 @@ pub struct ConfigInput {
     pub request_timeout_ms: Option<u32>,
     pub ai_timeout_ms: Option<u32>,
     pub stream_idle_timeout_ms: Option<u32>,
+    pub realtime_heartbeat_ms: Option<u32>,
     pub max_stream_event_bytes: Option<u32>,
     pub max_response_bytes: Option<u32>,
     pub token_store: Option<String>,
@@ -158,6 +161,11 @@ impl ConfigInput {
                 self.stream_idle_timeout_ms,
                 "OBOTO_CLOUD_STREAM_IDLE_TIMEOUT_MS",
                 DEFAULT_STREAM_IDLE_TIMEOUT,
+            ),
+            realtime_heartbeat: ms(
+                self.realtime_heartbeat_ms,
+                "OBOTO_CLOUD_REALTIME_HEARTBEAT_MS",
+                crate::realtime::DEFAULT_HEARTBEAT,
             ),
             max_stream_event_bytes: self
                 .max_stream_event_bytes
@@ -291,6 +299,7 @@ mod tests {
         assert_eq!(c.token_store, StoreKind::Auto);
         assert_eq!(c.max_response_bytes, 8 * 1024 * 1024);
         assert!(c.realtime);
+        assert_eq!(c.realtime_heartbeat, Duration::from_secs(25));
         let off = |v: &str| {
             input
                 .clone()

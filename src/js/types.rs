@@ -53,6 +53,9 @@ pub struct CloudSyncConfig {
     pub ai_timeout_ms: Option<f64>,
     /// Milliseconds a stream may stay silent. Default 60000 (or `OBOTO_CLOUD_STREAM_IDLE_TIMEOUT_MS`).
     pub stream_idle_timeout_ms: Option<f64>,
+    /// Milliseconds between realtime heartbeats; one left unanswered until the next drops the
+    /// socket, which then reconnects. Default 25000 (or `OBOTO_CLOUD_REALTIME_HEARTBEAT_MS`).
+    pub realtime_heartbeat_ms: Option<f64>,
     /// Bytes an AI stream's SSE line or event may hold. Default 1 MiB (or
     /// `OBOTO_CLOUD_MAX_STREAM_EVENT_BYTES`); beyond it the stream fails with `RESPONSE_TOO_LARGE`.
     pub max_stream_event_bytes: Option<f64>,
@@ -89,6 +92,7 @@ impl From<CloudSyncConfig> for ConfigInput {
             request_timeout_ms: millis(c.request_timeout_ms),
             ai_timeout_ms: millis(c.ai_timeout_ms),
             stream_idle_timeout_ms: millis(c.stream_idle_timeout_ms),
+            realtime_heartbeat_ms: millis(c.realtime_heartbeat_ms),
             max_stream_event_bytes: millis(c.max_stream_event_bytes),
             max_response_bytes: millis(c.max_response_bytes),
             token_store: c.token_store,

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::{
     auth::context::UserContext,
     cloud::Cloud,
-    realtime::{self, Hooks, Me, Params, Realtime},
+    realtime::{Hooks, Me, Params, Realtime},
     rest::Credentials,
 };
 
@@ -55,7 +55,7 @@ pub fn start(
         hooks: Arc::new(WakeEngine { wake, files }),
         workspace_id,
         me,
-        heartbeat: realtime::DEFAULT_HEARTBEAT,
+        heartbeat: cloud.config.realtime_heartbeat,
         presence_interval: Duration::from_millis(cloud.config.presence_interval_ms.into()),
     };
     Some(Realtime::start(params, rt))
