@@ -57,6 +57,11 @@ fn target(
     Ok((files::transfer::workspace(&ws)?, dir))
 }
 
+/// The `wsId` argument as the workspace's UUID.
+fn ws_arg(ws_id: Unknown) -> crate::error::Result<uuid::Uuid> {
+    files::transfer::workspace(&arg::string("wsId", ws_id)?)
+}
+
 /// `(wsId, localDir, relPath)` of one file, checked before anything else happens: the
 /// path is normalized and refused if it could leave `localDir`.
 fn file_args(
@@ -64,7 +69,7 @@ fn file_args(
     local_dir: Unknown,
     rel_path: Unknown,
 ) -> crate::error::Result<(uuid::Uuid, String, RelPath)> {
-    let ws = files::transfer::workspace(&arg::string("wsId", ws_id)?)?;
+    let ws = ws_arg(ws_id)?;
     let local_dir = arg::string("localDir", local_dir)?;
     let rel = RelPath::parse(&arg::string("relPath", rel_path)?)?;
     Ok((ws, local_dir, rel))
@@ -160,13 +165,11 @@ impl FileSync {
         ws_id: Unknown,
         rel_path: Unknown,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
-        let args =
-            arg::string("wsId", ws_id).and_then(|w| Ok((w, arg::string("relPath", rel_path)?)));
+        let args = ws_arg(ws_id)
+            .and_then(|ws| Ok((ws, RelPath::parse(&arg::string("relPath", rel_path)?)?)));
         let core = self.core.clone();
         spawn(env, &self.core, async move {
-            let (ws_id, rel_path) = args?;
-            let rel = RelPath::parse(&rel_path)?;
-            let ws = files::transfer::workspace(&ws_id)?;
+            let (ws, rel) = args?;
             let cloud = core.session()?;
             let deleted = files::transfer::delete(&ctx(&cloud), &ws, &rel, None).await?;
             Ok(serde_json::json!({"filePath": rel.as_str(), "deleted": deleted}))
@@ -185,12 +188,10 @@ impl FileSync {
         ws_id: Unknown,
         local_dir: Unknown,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
-        let args =
-            arg::string("wsId", ws_id).and_then(|w| Ok((w, arg::string("localDir", local_dir)?)));
+        let args = ws_arg(ws_id).and_then(|ws| Ok((ws, arg::string("localDir", local_dir)?)));
         let core = self.core.clone();
         spawn(env, &self.core, async move {
-            let (ws_id, local_dir) = args?;
-            let ws = files::transfer::workspace(&ws_id)?;
+            let (ws, local_dir) = args?;
             let cloud = core.session()?;
             let delta =
                 files::sync::compute_delta(&ctx(&cloud), &ws, Path::new(&local_dir)).await?;

@@ -418,19 +418,25 @@ mod tests {
             })
     }
 
+    /// `stream` split at the positions `cuts` (taken modulo its length, in any order).
+    fn cut(stream: &[u8], cuts: Vec<usize>) -> Vec<&[u8]> {
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (stream.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        for c in cuts {
+            chunks.push(&stream[start..c]);
+            start = c;
+        }
+        chunks.push(&stream[start..]);
+        chunks
+    }
+
     proptest! {
         #[test]
         fn any_chunking_gives_the_same_events(stream in valid_stream(), cuts in prop::collection::vec(0usize..400, 0..12)) {
             let whole = parse(&stream);
-            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (stream.len() + 1)).collect();
-            cuts.sort_unstable();
-            let mut chunks = Vec::new();
-            let mut start = 0;
-            for c in cuts {
-                chunks.push(&stream[start..c]);
-                start = c;
-            }
-            chunks.push(&stream[start..]);
+            let chunks = cut(&stream, cuts);
             prop_assert_eq!(parse_chunks(&chunks), whole.clone());
             let bytewise: Vec<&[u8]> = stream.chunks(1).collect();
             prop_assert_eq!(parse_chunks(&bytewise), whole);
@@ -439,15 +445,7 @@ mod tests {
         #[test]
         fn with_a_limit_any_chunking_gives_the_same_outcome(stream in valid_stream(), cuts in prop::collection::vec(0usize..400, 0..12), limit in 0usize..40) {
             let whole = parse_limited(&[&stream], limit);
-            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (stream.len() + 1)).collect();
-            cuts.sort_unstable();
-            let mut chunks = Vec::new();
-            let mut start = 0;
-            for c in cuts {
-                chunks.push(&stream[start..c]);
-                start = c;
-            }
-            chunks.push(&stream[start..]);
+            let chunks = cut(&stream, cuts);
             prop_assert_eq!(parse_limited(&chunks, limit), whole.clone());
             let bytewise: Vec<&[u8]> = stream.chunks(1).collect();
             prop_assert_eq!(parse_limited(&bytewise, limit), whole.clone());
