@@ -2,7 +2,7 @@
 //! one of them (`/functions/v1/agent-chat`).
 
 use std::{
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -12,8 +12,9 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::{
-    cloud::Cloud,
+    connection::Connection,
     error::{Error, Result},
+    events::Event,
     rest::{query, raw_rows, Checked, Request},
 };
 
@@ -44,13 +45,13 @@ const TTL: Duration = Duration::from_secs(60);
 pub const HISTORY_LIMIT: usize = 20;
 
 #[derive(Default)]
-pub struct AgentCache {
+struct AgentCache {
     /// (fetched at, for which user, the rows)
     entry: Mutex<Option<(Instant, String, Value)>>,
 }
 
 impl AgentCache {
-    pub fn clear(&self) {
+    fn clear(&self) {
         *self.entry.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
@@ -69,77 +70,101 @@ impl AgentCache {
 }
 
 /// The caller's organization's agents, ordered by name.
-pub async fn list(cloud: &Cloud) -> Result<Value> {
-    let ctx = cloud.auth.context();
-    let (Some(user), Some(org)) = (ctx.user_id(), ctx.org_id()) else {
-        return Ok(json!([]));
-    };
-    if let Some(rows) = cloud.agents.get(user) {
-        return Ok(rows);
-    }
-    let org = org.to_string();
-    let path = query::build(
-        "/rest/v1/cloud_agents",
-        &[
-            ("org_id", &format!("eq.{org}")),
-            (
-                "select",
-                "id,name,slug,agent_type,description,status,avatar_url",
-            ),
-            ("order", "name.asc"),
-        ],
-    );
-    let rows: Vec<Checked<AgentRow>> = cloud
-        .client
-        .send(&Request::new(Method::GET, path))
-        .await?
-        .json()?;
-    let rows = raw_rows(rows);
-    cloud.agents.put(user, rows.clone());
-    Ok(rows)
+/// The organization's agents and their cache (per user, dropped on logout).
+pub struct Agents {
+    conn: Arc<Connection>,
+    cache: AgentCache,
 }
 
-/// One turn with an agent: `{ content, messageId, agentName }`. With a conversation id the
-/// cloud stores both messages there.
-pub async fn invoke(
-    cloud: &Cloud,
-    slug: &str,
-    message: &str,
-    history: Value,
-    conversation_id: Option<&str>,
-) -> Result<Value> {
-    if slug.trim().is_empty() {
-        return Err(Error::InvalidArgument("An agent slug is required".into()));
+impl Agents {
+    pub fn new(conn: Arc<Connection>) -> Agents {
+        Agents {
+            conn,
+            cache: AgentCache::default(),
+        }
     }
-    let conversation_id = conversation_id
-        .map(|c| query::uuid("conversation id", c))
-        .transpose()?;
-    let history = match history {
-        Value::Array(mut h) => {
-            let skip = h.len().saturating_sub(HISTORY_LIMIT);
-            Value::Array(h.drain(skip..).collect())
+
+    pub fn clear_cache(&self) {
+        self.cache.clear();
+    }
+
+    pub async fn list(&self) -> Result<Value> {
+        let cloud = &self.conn;
+        let ctx = cloud.auth.context();
+        let (Some(user), Some(org)) = (ctx.user_id(), ctx.org_id()) else {
+            return Ok(json!([]));
+        };
+        if let Some(rows) = self.cache.get(user) {
+            return Ok(rows);
         }
-        Value::Null => json!([]),
-        _ => {
-            return Err(Error::InvalidArgument(
-                "history must be an array of messages".into(),
-            ))
+        let org = org.to_string();
+        let path = query::build(
+            "/rest/v1/cloud_agents",
+            &[
+                ("org_id", &format!("eq.{org}")),
+                (
+                    "select",
+                    "id,name,slug,agent_type,description,status,avatar_url",
+                ),
+                ("order", "name.asc"),
+            ],
+        );
+        let rows: Vec<Checked<AgentRow>> = cloud
+            .client
+            .send(&Request::new(Method::GET, path))
+            .await?
+            .json()?;
+        let rows = raw_rows(rows);
+        self.cache.put(user, rows.clone());
+        Ok(rows)
+    }
+
+    /// One turn with an agent: `{ content, messageId, agentName }`. With a conversation id the
+    /// cloud stores both messages there.
+    pub async fn invoke(
+        &self,
+        slug: &str,
+        message: &str,
+        history: Value,
+        conversation_id: Option<&str>,
+    ) -> Result<Value> {
+        let cloud = &self.conn;
+        if slug.trim().is_empty() {
+            return Err(Error::InvalidArgument("An agent slug is required".into()));
         }
-    };
-    let body = json!({
-        "agentSlug": slug,
-        "conversationId": conversation_id,
-        "userMessage": message,
-        "messageHistory": history,
-    });
-    let req = Request::new(Method::POST, "/functions/v1/agent-chat")
-        .json(body)
-        .timeout(cloud.config.ai_timeout);
-    let reply: AgentReply = cloud.client.send(&req).await?.json()?;
-    let out = json!({"content": reply.content, "messageId": reply.message_id, "agentName": reply.agent_name});
-    cloud.events.emit(
-        "cloud:agent:invoked",
-        json!({"slug": slug, "agentName": out["agentName"], "messageId": out["messageId"]}),
-    );
-    Ok(out)
+        let conversation_id = conversation_id
+            .map(|c| query::uuid("conversation id", c))
+            .transpose()?;
+        let history = match history {
+            Value::Array(mut h) => {
+                let skip = h.len().saturating_sub(HISTORY_LIMIT);
+                Value::Array(h.drain(skip..).collect())
+            }
+            Value::Null => json!([]),
+            _ => {
+                return Err(Error::InvalidArgument(
+                    "history must be an array of messages".into(),
+                ))
+            }
+        };
+        let body = json!({
+            "agentSlug": slug,
+            "conversationId": conversation_id,
+            "userMessage": message,
+            "messageHistory": history,
+        });
+        let req = Request::new(Method::POST, "/functions/v1/agent-chat")
+            .json(body)
+            .timeout(cloud.config.ai_timeout);
+        let reply: AgentReply = cloud.client.send(&req).await?.json()?;
+        let message_id = reply.message_id.map(|id| id.to_string());
+        cloud.events.emit(Event::AgentInvoked {
+            slug: slug.to_string(),
+            agent_name: reply.agent_name.clone(),
+            message_id: message_id.clone(),
+        });
+        Ok(
+            json!({"content": reply.content, "messageId": message_id, "agentName": reply.agent_name}),
+        )
+    }
 }

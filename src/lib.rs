@@ -1,7 +1,9 @@
 //! `oboto-cloud`: the native Oboto Cloud client for Node.js.
 //!
-//! The core (`auth`, `rest`, `token_store`, `cloud`, …) is plain async Rust; `js/` is the
-//! only place that knows napi.
+//! The core is plain async Rust: `cloud_sync` (the lifecycle and the host's calls) composes
+//! `cloud` (one initialized connection and its features), and the features (`workspace`,
+//! `conversations`, `sync`, `agents`, `ai`, `files`, `realtime`) take the `connection`
+//! parts they need. `js/` is the only place that knows napi.
 
 #![deny(clippy::all)]
 
@@ -9,7 +11,9 @@ pub mod agents;
 pub mod ai;
 pub mod auth;
 pub mod cloud;
+pub mod cloud_sync;
 pub mod config;
+pub mod connection;
 pub mod conversations;
 pub mod error;
 pub mod events;

@@ -7,9 +7,8 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::{
-    cloud::Cloud,
     error::{Error, Result},
-    rest::{query, raw_rows, Checked, Request},
+    rest::{query, raw_rows, Checked, Client, Request},
 };
 
 const LIST_SELECT: &str = "id,name,slug,description,status,task_goal,current_step,last_active_at";
@@ -64,16 +63,16 @@ struct StateRow {
 
 /// The organization's workspaces, most recently active first; `[]` for a user in no
 /// organization.
-pub async fn list(cloud: &Cloud) -> Result<Value> {
-    let Some(org) = cloud.auth.context().org_id() else {
+/// The organization's workspaces, most recently active first; `[]` without an organization.
+pub async fn list(client: &Client, org: Option<Uuid>) -> Result<Value> {
+    let Some(org) = org else {
         return Ok(Value::Array(vec![]));
     };
     let path = format!(
         "/rest/v1/workspaces?org_id={}&select={LIST_SELECT}&order=last_active_at.desc.nullslast",
         query::eq(&org.to_string())
     );
-    let rows: Vec<Checked<ListRow>> = cloud
-        .client
+    let rows: Vec<Checked<ListRow>> = client
         .send(&Request::new(Method::GET, path))
         .await?
         .json()?;
@@ -81,17 +80,17 @@ pub async fn list(cloud: &Cloud) -> Result<Value> {
 }
 
 /// `id`, `name` and `updated_at` of a workspace the user can see, or `None`.
-pub async fn find(cloud: &Cloud, id: &str) -> Result<Option<Value>> {
-    get_one::<FoundRow>(cloud, id, "id,name,updated_at").await
+pub async fn find(client: &Client, id: &str) -> Result<Option<Value>> {
+    get_one::<FoundRow>(client, id, "id,name,updated_at").await
 }
 
 /// The state row, or `None` when the workspace is gone or not visible.
-pub async fn pull(cloud: &Cloud, id: &str) -> Result<Option<Value>> {
-    get_one::<StateRow>(cloud, id, STATE_SELECT).await
+pub async fn pull(client: &Client, id: &str) -> Result<Option<Value>> {
+    get_one::<StateRow>(client, id, STATE_SELECT).await
 }
 
 async fn get_one<T: serde::de::DeserializeOwned>(
-    cloud: &Cloud,
+    client: &Client,
     id: &str,
     select: &str,
 ) -> Result<Option<Value>> {
@@ -100,7 +99,7 @@ async fn get_one<T: serde::de::DeserializeOwned>(
         "/rest/v1/workspaces?id={}&select={select}",
         query::eq(&id.to_string())
     );
-    let reply = cloud.client.send(&Request::new(Method::GET, path)).await?;
+    let reply = client.send(&Request::new(Method::GET, path)).await?;
     first::<T>(reply)
 }
 
@@ -122,7 +121,7 @@ pub fn state_body(local: &Value, now: &str) -> Value {
 /// `updated_at` is still that value (optimistic concurrency): `Ok(None)` means someone else
 /// changed it since, and nothing was written.
 pub async fn push(
-    cloud: &Cloud,
+    client: &Client,
     id: &str,
     local: &Value,
     if_unchanged_since: Option<&str>,
@@ -140,7 +139,7 @@ pub async fn push(
     let req = Request::new(Method::PATCH, path)
         .json(state_body(local, now))
         .header("Prefer", "return=representation");
-    let reply = cloud.client.send(&req).await?;
+    let reply = client.send(&req).await?;
     first::<StateRow>(reply)
 }
 

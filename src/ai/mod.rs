@@ -4,7 +4,7 @@
 pub mod stream;
 
 use std::{
-    sync::Mutex,
+    sync::{Arc, Mutex, Weak},
     time::{Duration, Instant},
 };
 
@@ -13,8 +13,9 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::{
-    cloud::Cloud,
+    connection::Connection,
     error::{Error, Result},
+    events::Event,
     rest::{Checked, Request},
 };
 pub use stream::AiStream;
@@ -98,70 +99,111 @@ struct UsageToday {
     tokens_limit: Option<u64>,
 }
 
-/// One completion, returned as the server sent it (`_cloud_usage` included).
-pub async fn request(cloud: &Cloud, body: Value) -> Result<Value> {
-    check_messages(&body["messages"])?;
-    let req = Request::new(Method::POST, PROXY)
-        .json(body)
-        .timeout(cloud.config.ai_timeout);
-    let completion: Checked<Completion> = cloud.client.send(&req).await?.json()?;
-    Ok(completion.raw)
+/// The AI proxy for one connection: the open streams (closed when the session ends) and
+/// the quiet logging of the catalogue's failures.
+pub struct Ai {
+    conn: Arc<Connection>,
+    models_failures: QuietFailures,
+    usage_failures: QuietFailures,
+    streams: Mutex<Vec<Weak<AiStream>>>,
 }
 
-/// Opens a streamed completion once the server has answered 2xx (else rejects with its
-/// message); the answer must arrive within the AI timeout, then each byte within the idle
-/// timeout.
-pub async fn open_stream(cloud: &Cloud, body: Value) -> Result<AiStream> {
-    check_messages(&body["messages"])?;
-    let url = format!("{}{PROXY}", cloud.client.http().base_url());
-    let req = Request::new(Method::POST, PROXY)
-        .json(body)
-        .header("Accept", "text/event-stream")
-        .timeout(STREAM_LIMIT);
-    let resp = tokio::time::timeout(cloud.config.ai_timeout, cloud.client.open(&req))
-        .await
-        .map_err(|_| Error::Network {
-            url: url.clone(),
-            reason: "the AI proxy did not start answering in time".into(),
-            timeout: true,
-        })??;
-    let limits = stream::Limits {
-        idle: cloud.config.stream_idle_timeout,
-        event_bytes: cloud.config.max_stream_event_bytes,
-    };
-    Ok(AiStream::start(resp, limits, url, cloud.events.clone()))
-}
-
-/// The tier's models with the UI fields; `[]` when the cloud fails (logged once per burst).
-pub async fn list_models(cloud: &Cloud) -> Value {
-    let req = Request::new(Method::GET, "/functions/v1/cloud-models");
-    let models = cloud
-        .client
-        .send(&req)
-        .await
-        .and_then(|r| r.json::<Models>())
-        .map(|m| Value::Array(m.models.into_iter().map(|m| model_view(m.raw)).collect()));
-    cloud
-        .models_failures
-        .settle("listCloudModels", models)
-        .unwrap_or_else(|| json!([]))
-}
-
-/// Today's usage with the UI fields, also emitted as `cloud:usage-update`; `null` when the
-/// cloud fails (logged once per burst).
-pub async fn usage(cloud: &Cloud) -> Value {
-    let req = Request::new(Method::GET, "/functions/v1/cloud-usage");
-    let role = cloud.auth.context().role().map(String::from);
-    let usage = cloud.client.send(&req).await.and_then(|r| {
-        let invalid = r.invalid("not a usage object".into());
-        let checked: Checked<UsageReply> = r.json()?;
-        usage_view(checked.raw, role.as_deref()).ok_or(invalid)
-    });
-    let usage = cloud.usage_failures.settle("getUsage", usage);
-    if let Some(u) = &usage {
-        cloud.events.emit("cloud:usage-update", u.clone());
+impl Ai {
+    pub fn new(conn: Arc<Connection>) -> Ai {
+        Ai {
+            conn,
+            models_failures: QuietFailures::default(),
+            usage_failures: QuietFailures::default(),
+            streams: Mutex::default(),
+        }
     }
-    usage.unwrap_or(Value::Null)
+
+    /// One completion, returned as the server sent it (`_cloud_usage` included). No
+    /// `cloud:usage-update`: Oboto's AI adapter emits it from `_cloud_usage`, and a second
+    /// one would count every figure twice in the UI.
+    pub async fn request(&self, body: Value) -> Result<Value> {
+        check_messages(&body["messages"])?;
+        let req = Request::new(Method::POST, PROXY)
+            .json(body)
+            .timeout(self.conn.config.ai_timeout);
+        let completion: Checked<Completion> = self.conn.client.send(&req).await?.json()?;
+        Ok(completion.raw)
+    }
+
+    /// Opens a streamed completion once the server has answered 2xx (else rejects with its
+    /// message) and its first chunk has arrived (or it ended); the answer must arrive within
+    /// the AI timeout, then each byte within the idle timeout. The stream is closed when the
+    /// session ends.
+    pub async fn open_stream(&self, body: Value) -> Result<Arc<AiStream>> {
+        check_messages(&body["messages"])?;
+        let cfg = &self.conn.config;
+        let url = format!("{}{PROXY}", self.conn.client.http().base_url());
+        let req = Request::new(Method::POST, PROXY)
+            .json(body)
+            .header("Accept", "text/event-stream")
+            .timeout(STREAM_LIMIT);
+        let resp = tokio::time::timeout(cfg.ai_timeout, self.conn.client.open(&req))
+            .await
+            .map_err(|_| Error::Network {
+                url: url.clone(),
+                reason: "the AI proxy did not start answering in time".into(),
+                timeout: true,
+            })??;
+        let limits = stream::Limits {
+            idle: cfg.stream_idle_timeout,
+            event_bytes: cfg.max_stream_event_bytes,
+        };
+        let stream = Arc::new(AiStream::start(resp, limits, url, self.conn.events.clone()));
+        self.track(&stream);
+        stream.started().await;
+        Ok(stream)
+    }
+
+    fn track(&self, stream: &Arc<AiStream>) {
+        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        streams.retain(|s| s.strong_count() > 0);
+        streams.push(Arc::downgrade(stream));
+    }
+
+    /// Fails the open streams with `reason` (`SESSION_ENDED`, `DESTROYED`).
+    pub fn close_streams(&self, reason: impl Fn() -> Error) {
+        let streams = std::mem::take(&mut *self.streams.lock().unwrap_or_else(|p| p.into_inner()));
+        for s in streams.iter().filter_map(Weak::upgrade) {
+            s.close(reason());
+        }
+    }
+
+    /// The tier's models with the UI fields; `[]` when the cloud fails (logged once per burst).
+    pub async fn list_models(&self) -> Value {
+        let req = Request::new(Method::GET, "/functions/v1/cloud-models");
+        let models = self
+            .conn
+            .client
+            .send(&req)
+            .await
+            .and_then(|r| r.json::<Models>())
+            .map(|m| Value::Array(m.models.into_iter().map(|m| model_view(m.raw)).collect()));
+        self.models_failures
+            .settle("listCloudModels", models)
+            .unwrap_or_else(|| json!([]))
+    }
+
+    /// Today's usage with the UI fields, also emitted as `cloud:usage-update`; `null` when the
+    /// cloud fails (logged once per burst).
+    pub async fn usage(&self) -> Value {
+        let req = Request::new(Method::GET, "/functions/v1/cloud-usage");
+        let role = self.conn.auth.context().role().map(String::from);
+        let usage = self.conn.client.send(&req).await.and_then(|r| {
+            let invalid = r.invalid("not a usage object".into());
+            let checked: Checked<UsageReply> = r.json()?;
+            usage_view(checked.raw, role.as_deref()).ok_or(invalid)
+        });
+        let usage = self.usage_failures.settle("getUsage", usage);
+        if let Some(u) = &usage {
+            self.conn.events.emit(Event::UsageUpdate(u.clone()));
+        }
+        usage.unwrap_or(Value::Null)
+    }
 }
 
 /// A server model plus the fields the UI renders.
@@ -226,7 +268,7 @@ pub fn usage_view(server: Value, role: Option<&str>) -> Option<Value> {
 
 /// Logs a failing call once per burst rather than on every call.
 #[derive(Default)]
-pub struct QuietFailures {
+struct QuietFailures {
     since: Mutex<Option<Instant>>,
 }
 
@@ -234,7 +276,7 @@ impl QuietFailures {
     const BURST: Duration = Duration::from_secs(60);
 
     /// The value on success; on failure `None`, logged unless this burst already was.
-    pub fn settle<T>(&self, what: &str, outcome: Result<T>) -> Option<T> {
+    fn settle<T>(&self, what: &str, outcome: Result<T>) -> Option<T> {
         let mut since = self.since.lock().unwrap_or_else(|p| p.into_inner());
         match outcome {
             Ok(v) => {

@@ -29,7 +29,7 @@ use tokio::sync::Notify;
 
 use crate::{
     error::{Error, Result},
-    events::Events,
+    events::{Event, Events},
     sse::{parser::TooLarge, Parser},
 };
 
@@ -235,7 +235,7 @@ impl AiStream {
 
     fn announce(&self, usage: Option<Value>) {
         if let Some(usage) = usage {
-            self.events.emit("cloud:usage-update", usage);
+            self.events.emit(Event::UsageUpdate(usage));
         }
     }
 

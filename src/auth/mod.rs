@@ -19,7 +19,7 @@ use session::{ends_session, is_expiring, refresh_delay, Session};
 
 use crate::{
     error::{Error, Result},
-    events::Events,
+    events::{Event, Events},
     rest::{backoff::Backoff, http::Call, Body, Credentials, Http},
     token_store::TokenStore,
 };
@@ -104,8 +104,9 @@ impl Auth {
         let body = Body::Json(json!({"email": email.trim(), "password": password}));
         let reply = self.post(PASSWORD_GRANT, &body, None).await;
         let fail = |e: Error| {
-            self.events
-                .emit("cloud:auth:error", json!({"error": e.to_string()}));
+            self.events.emit(Event::AuthError {
+                error: e.to_string(),
+            });
             e
         };
         let session = reply
@@ -115,10 +116,11 @@ impl Auth {
         // Nothing is stored or published until the user context is whole: a half login
         // would show "no organization" until the next one.
         let ctx = self.load_context(&session).await.map_err(|e| {
-            self.events.emit(
-                "cloud:auth:error",
-                json!({"error": format!("Login failed: the profile and organization could not be loaded: {e}")}),
-            );
+            self.events.emit(Event::AuthError {
+                error: format!(
+                    "Login failed: the profile and organization could not be loaded: {e}"
+                ),
+            });
             e
         })?;
         self.persist(&session.refresh_token).await;
@@ -201,7 +203,7 @@ impl Auth {
             }
         }
         let cleared = self.store.clear().await;
-        self.events.emit("cloud:auth:logged-out", json!({}));
+        self.events.emit(Event::LoggedOut {});
         cleared
     }
 
@@ -271,18 +273,16 @@ impl Auth {
             s.ctx.snapshot(true)
         };
         self.schedule(expires_in);
-        self.events
-            .emit("cloud:auth:logged-in", Value::Object(snapshot));
+        self.events.emit(Event::LoggedIn(snapshot));
     }
 
     async fn persist(&self, refresh_token: &str) {
         if let Err(e) = self.store.save(refresh_token).await {
             // The session still works in memory; only the next start's auto-login is lost.
             tracing::warn!(error = %e, store = %self.store.describe(), "cannot store the refresh token");
-            self.events.emit(
-                "cloud:auth:error",
-                json!({"error": format!("Cannot remember the session: {e}")}),
-            );
+            self.events.emit(Event::AuthError {
+                error: format!("Cannot remember the session: {e}"),
+            });
         }
     }
 
@@ -351,9 +351,8 @@ impl Auth {
             "Your cloud session has ended ({}). Please log in again.",
             describe_rejection(cause)
         );
-        self.events
-            .emit("cloud:auth:error", json!({"error": message}));
-        self.events.emit("cloud:auth:logged-out", json!({}));
+        self.events.emit(Event::AuthError { error: message });
+        self.events.emit(Event::LoggedOut {});
     }
 
     /// Refresh could not reach the server before the access token expired: drop the session
@@ -362,11 +361,10 @@ impl Auth {
         if self.forget(Some(epoch)).is_err() {
             return;
         }
-        self.events.emit(
-            "cloud:auth:error",
-            json!({"error": "The cloud session expired while the server was unreachable; it resumes at the next start or login."}),
-        );
-        self.events.emit("cloud:auth:logged-out", json!({}));
+        self.events.emit(Event::AuthError {
+            error: "The cloud session expired while the server was unreachable; it resumes at the next start or login.".into(),
+        });
+        self.events.emit(Event::LoggedOut {});
     }
 
     fn schedule(&self, expires_in: i64) {

@@ -1,6 +1,7 @@
 //! Conversations and their messages: list and create conversations, push local history
 //! exactly once (`push`), pull what others wrote (`pull`).
 
+pub mod messages;
 pub mod pull;
 pub mod push;
 
@@ -8,38 +9,34 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::{
-    cloud::Cloud,
     error::Result,
-    rest::{query, Request},
+    rest::{query, Client, Request},
 };
 
 /// The conversations of a workspace, oldest first.
-pub async fn list(cloud: &Cloud, workspace_id: &str) -> Result<Value> {
+pub async fn list(client: &Client, workspace_id: &str) -> Result<Value> {
     let ws = query::uuid("workspace id", workspace_id)?;
     let path = format!(
         "/rest/v1/conversations?workspace_id={}&select=id,name,conversation_type,is_archived,created_at&order=created_at.asc",
         query::eq(&ws.to_string())
     );
-    Ok(cloud
-        .client
-        .send(&Request::new(Method::GET, path))
-        .await?
-        .body)
+    Ok(client.send(&Request::new(Method::GET, path)).await?.body)
 }
 
 /// Creates a conversation in the workspace and returns its row.
 pub async fn create(
-    cloud: &Cloud,
+    client: &Client,
     workspace_id: &str,
     name: &str,
     conversation_type: &str,
+    started_by: Option<&str>,
 ) -> Result<Value> {
     let ws = query::uuid("workspace id", workspace_id)?;
     let body = json!({
         "workspace_id": ws.to_string(),
         "name": name,
         "conversation_type": conversation_type,
-        "started_by": cloud.auth.context().user_id(),
+        "started_by": started_by,
     });
     let req = Request::new(
         Method::POST,
@@ -47,7 +44,7 @@ pub async fn create(
     )
     .json(body)
     .header("Prefer", "return=representation");
-    let rows = cloud.client.send(&req).await?.body;
+    let rows = client.send(&req).await?.body;
     Ok(match rows {
         Value::Array(mut r) if !r.is_empty() => r.swap_remove(0),
         other => other,

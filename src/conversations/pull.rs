@@ -9,9 +9,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::{
-    cloud::Cloud,
     error::{Error, Result},
-    rest::{query, Request},
+    rest::{query, Client, Request},
 };
 
 /// Rows per page: PostgREST's `db-max-rows` on Supabase (and the devcloud's cap). A page
@@ -113,7 +112,7 @@ pub struct Pulled {
 
 /// Pulls every message after `since` until drained, leaving out `me`'s own.
 pub async fn pull(
-    cloud: &Cloud,
+    client: &Client,
     conversation: &Uuid,
     since: Option<&str>,
     me: Option<&str>,
@@ -126,8 +125,7 @@ pub async fn pull(
     let mut cursor: Option<Cursor> = None;
     loop {
         let path = page_path(conversation, since, cursor.as_ref(), page);
-        let body = cloud
-            .client
+        let body = client
             .send(&Request::new(Method::GET, path.clone()))
             .await?
             .body;

@@ -23,7 +23,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{events::Events, rest::Client};
+use crate::{
+    events::{Event, Events},
+    rest::Client,
+};
 
 /// Downloads land in this directory under the working directory, then are renamed into
 /// place; whatever an interrupted run left there is removed by the next sync.
@@ -51,10 +54,11 @@ fn progress(events: &Arc<Events>, file_path: &str, total: u64) -> crate::rest::t
         let due = last.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY);
         if due || bytes >= total {
             *last = Some(Instant::now());
-            events.emit(
-                "cloud:file:progress",
-                serde_json::json!({"filePath": file_path, "bytes": bytes, "total": total}),
-            );
+            events.emit(Event::FileProgress {
+                file_path: file_path.clone(),
+                bytes,
+                total,
+            });
         }
     })
 }

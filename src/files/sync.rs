@@ -26,7 +26,10 @@ use super::{
     transfer::{self, Expect},
     Ctx, TEMP_DIR,
 };
-use crate::error::{Error, Result};
+use crate::{
+    error::{Error, Result},
+    events::Event,
+};
 
 /// Transfers at once.
 pub const CONCURRENCY: usize = 4;
@@ -408,16 +411,13 @@ async fn apply(
             };
             let copy = conflict_name(dir, &e.path, taken)?;
             let got = transfer::download(ctx, ws, dir, &e.path, &copy, row, false).await?;
-            ctx.events.emit(
-                "cloud:sync:conflict",
-                json!({
-                    "type": "file",
-                    "workspaceId": ws,
-                    "filePath": e.path.as_str(),
-                    "conflictPath": copy.as_str(),
-                    "resolution": "both",
-                }),
-            );
+            ctx.events.emit(Event::FileConflict {
+                r#type: "file",
+                workspace_id: ws.to_string(),
+                file_path: e.path.as_str().to_string(),
+                conflict_path: copy.as_str().to_string(),
+                resolution: "both",
+            });
             let mut states = Vec::new();
             match upload(ctx, ws, dir, &e.path, Some(row)).await? {
                 Outcome::Synced(s) => states.extend(s),

@@ -15,6 +15,7 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
+    events::Event,
     rest::{query, transfer, Request},
 };
 
@@ -102,10 +103,11 @@ pub async fn upload(
     for _ in 0..ATTEMPTS {
         if let Some(row) = metadata::record(ctx.client, ws, rel, current.as_ref(), &content).await?
         {
-            ctx.events.emit(
-                "cloud:file:uploaded",
-                json!({"filePath": rel.as_str(), "cloudPath": rel.storage_key(ws), "size": sent.size}),
-            );
+            ctx.events.emit(Event::FileUploaded {
+                file_path: rel.as_str().to_string(),
+                cloud_path: rel.storage_key(ws),
+                size: sent.size,
+            });
             return Ok(Some(Uploaded {
                 row,
                 storage_path: rel.storage_key(ws),
@@ -202,10 +204,11 @@ pub async fn download(
     let mtime = std::fs::metadata(&target)
         .map(|m| scan::mtime_of(&m))
         .unwrap_or(0);
-    ctx.events.emit(
-        "cloud:file:downloaded",
-        json!({"filePath": dest.as_str(), "cloudPath": rel.storage_key(ws), "size": got.size}),
-    );
+    ctx.events.emit(Event::FileDownloaded {
+        file_path: dest.as_str().to_string(),
+        cloud_path: rel.storage_key(ws),
+        size: got.size,
+    });
     Ok(Downloaded {
         size: got.size,
         checksum: Some(got.sha256),
@@ -302,9 +305,9 @@ pub async fn delete(
             tracing::warn!(path = rel.as_str(), error = %e, "object not removed; its row is deleted")
         }
     }
-    ctx.events.emit(
-        "cloud:file:deleted",
-        json!({"filePath": rel.as_str(), "cloudPath": rel.storage_key(ws)}),
-    );
+    ctx.events.emit(Event::FileDeleted {
+        file_path: rel.as_str().to_string(),
+        cloud_path: rel.storage_key(ws),
+    });
     Ok(true)
 }

@@ -1,40 +1,33 @@
 //! The `CloudSync` class as JS sees it (`NativeCloudSync`; `cloud-sync.js` adapts it to the
 //! legacy `(eventBus, secretsManager)` constructor). Every method forwards to `crate::cloud`.
 
-use std::{collections::HashMap, path::PathBuf, sync::Arc};
+use std::{path::PathBuf, sync::Arc};
 
 use napi::{
     bindgen_prelude::{PromiseRaw, Unknown},
     Env,
 };
 use napi_derive::napi;
-use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::{
     ai_stream::{AiProxyStream, StreamWake},
     arg,
+    cloud_auth::CloudAuth,
+    cloud_client::CloudClient,
     error::{settle, spawn, to_js},
     events::{EventCallback, JsEventSink},
     file_sync::FileSync,
     secrets::{JsSecrets, SecretDelete, SecretGet, SecretSet},
-    types::{CloudSyncConfig, RequestOptions},
+    types::CloudSyncConfig,
     workspace_sync::WorkspaceSync,
 };
-use crate::{
-    agents, ai, cloud,
-    error::Error,
-    events::Events,
-    rest::{Body, Request},
-    token_store::HostSecrets,
-};
+use crate::{cloud_sync, events::Events, token_store::HostSecrets};
 
 #[napi(js_name = "NativeCloudSync")]
 pub struct NativeCloudSync {
-    core: Arc<cloud::CloudSync>,
+    core: Arc<cloud_sync::CloudSync>,
 }
-
-type Core = Arc<cloud::CloudSync>;
 
 #[napi]
 impl NativeCloudSync {
@@ -59,7 +52,7 @@ impl NativeCloudSync {
             _ => None,
         };
         NativeCloudSync {
-            core: Arc::new(cloud::CloudSync::new(events, host)),
+            core: Arc::new(cloud_sync::CloudSync::new(events, host)),
         }
     }
 
@@ -118,12 +111,7 @@ impl NativeCloudSync {
     #[napi(ts_return_type = "Promise<void>")]
     pub fn logout<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, ()>> {
         let core = self.core.clone();
-        spawn(env, &self.core, async move {
-            match core.cloud() {
-                Ok(_) => core.logout().await,
-                Err(_) => Ok(()),
-            }
-        })
+        spawn(env, &self.core, async move { core.logout().await })
     }
 
     /// Releases every timer, connection and callback. The stored session is kept, so the
@@ -138,8 +126,7 @@ impl NativeCloudSync {
     #[napi(ts_args_type = "dir: string | null")]
     pub fn set_working_dir(&self, env: &Env, dir: Unknown) -> napi::Result<()> {
         let dir = arg::opt_string("dir", dir).map_err(|e| to_js(env, e))?;
-        self.core
-            .set_working_dir(dir.filter(|d| !d.is_empty()).map(PathBuf::from));
+        self.core.set_working_dir(dir.map(PathBuf::from));
         Ok(())
     }
 
@@ -162,33 +149,31 @@ impl NativeCloudSync {
     /// Authenticated REST calls against `baseUrl`.
     #[napi(getter)]
     pub fn client(&self) -> CloudClient {
-        CloudClient {
-            core: self.core.clone(),
-        }
+        CloudClient::new(self.core.clone())
     }
 
     /// The raw rows of the logged-in user (`null` fields when logged out).
     #[napi(getter)]
     pub fn auth(&self) -> CloudAuth {
-        CloudAuth {
-            core: self.core.clone(),
-        }
+        CloudAuth::new(self.core.clone())
     }
 
     /// Link state of the working directory (`getLinkedWorkspaceId()`, `getLinkData()`, …);
     /// `null` before login.
     #[napi(getter, ts_return_type = "WorkspaceSync | null")]
     pub fn workspace_sync(&self) -> Option<WorkspaceSync> {
-        self.core.session().ok()?;
-        Some(WorkspaceSync::new(self.core.clone()))
+        self.core
+            .has_session()
+            .then(|| WorkspaceSync::new(self.core.clone()))
     }
 
     /// The workspace's files in the cloud (`listFiles`, `uploadFile`, `downloadFile`,
     /// `deleteFile`, `computeDelta`, `syncFiles`); `null` before login.
     #[napi(getter, ts_return_type = "FileSync | null")]
     pub fn file_sync(&self) -> Option<FileSync> {
-        self.core.session().ok()?;
-        Some(FileSync::new(self.core.clone()))
+        self.core
+            .has_session()
+            .then(|| FileSync::new(self.core.clone()))
     }
 
     /// Links the working directory to a cloud workspace the user can see: writes
@@ -209,10 +194,7 @@ impl NativeCloudSync {
         let core = self.core.clone();
         spawn(env, &self.core, async move {
             let (id, name) = args?;
-            let Ok(cloud) = core.session() else {
-                return Ok(());
-            };
-            core.sync().link(&cloud, &id, name.as_deref()).await
+            core.link_workspace(&id, name.as_deref()).await
         })
     }
 
@@ -220,12 +202,7 @@ impl NativeCloudSync {
     #[napi(ts_return_type = "Promise<void>")]
     pub fn unlink_workspace<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, ()>> {
         let core = self.core.clone();
-        spawn(env, &self.core, async move {
-            if core.session().is_err() {
-                return Ok(());
-            }
-            core.sync().unlink()
-        })
+        spawn(env, &self.core, async move { core.unlink_workspace() })
     }
 
     /// Pushes the workspace state: the updated row, or `null` when the sync engine debounces
@@ -243,14 +220,7 @@ impl NativeCloudSync {
         let local_state = arg::object("localState", local_state).map(Value::Object);
         let core = self.core.clone();
         spawn(env, &self.core, async move {
-            let local_state = local_state?;
-            let Ok(cloud) = core.session() else {
-                return Ok(Value::Null);
-            };
-            match core.sync().push_workspace_state(&cloud, local_state).await {
-                Err(e) if e.is_network() => Ok(Value::Null),
-                other => other,
-            }
+            core.push_workspace_state(local_state?).await
         })
     }
 
@@ -258,24 +228,18 @@ impl NativeCloudSync {
     #[napi(ts_return_type = "Promise<WorkspaceRow | null>")]
     pub fn pull_workspace_state<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, Value>> {
         let core = self.core.clone();
-        spawn(env, &self.core, async move {
-            let Ok(cloud) = core.session() else {
-                return Ok(Value::Null);
-            };
-            core.sync().pull_workspace_state(&cloud).await
-        })
+        spawn(
+            env,
+            &self.core,
+            async move { core.pull_workspace_state().await },
+        )
     }
 
     /// The organization's workspaces, most recently active first.
     #[napi(ts_return_type = "Promise<CloudWorkspace[]>")]
     pub fn list_cloud_workspaces<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, Value>> {
         let core = self.core.clone();
-        spawn(env, &self.core, async move {
-            let Ok(cloud) = core.session() else {
-                return Ok(json!([]));
-            };
-            core.sync().list_workspaces(&cloud).await
-        })
+        spawn(env, &self.core, async move { core.list_workspaces().await })
     }
 
     /// Pushes the new `user`/`assistant` messages of a local history exactly once (other
@@ -301,12 +265,7 @@ impl NativeCloudSync {
         let core = self.core.clone();
         spawn(env, &self.core, async move {
             let (cloud_conv_id, messages) = args?;
-            let Ok(cloud) = core.session() else {
-                return Ok(json!({"pushed": 0}));
-            };
-            core.sync()
-                .push_conversation(&cloud, &cloud_conv_id, &messages)
-                .await
+            core.push_conversation(&cloud_conv_id, &messages).await
         })
     }
 
@@ -326,11 +285,7 @@ impl NativeCloudSync {
         let core = self.core.clone();
         spawn(env, &self.core, async move {
             let (cloud_conv_id, since) = args?;
-            let Ok(cloud) = core.session() else {
-                return Ok(json!({"messages": []}));
-            };
-            core.sync()
-                .pull_conversation(&cloud, &cloud_conv_id, since.as_deref())
+            core.pull_conversation(&cloud_conv_id, since.as_deref())
                 .await
         })
     }
@@ -342,32 +297,24 @@ impl NativeCloudSync {
         env: &'e Env,
     ) -> napi::Result<PromiseRaw<'e, Value>> {
         let core = self.core.clone();
-        spawn(env, &self.core, async move {
-            let Ok(cloud) = core.session() else {
-                return Ok(json!([]));
-            };
-            core.sync().list_conversations(&cloud).await
-        })
+        spawn(
+            env,
+            &self.core,
+            async move { core.list_conversations().await },
+        )
     }
 
     /// The organization's agents, ordered by name; cached for 60 s and dropped on logout.
     #[napi(ts_return_type = "Promise<CloudAgent[]>")]
     pub fn list_agents<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, Value>> {
         let core = self.core.clone();
-        spawn(env, &self.core, async move {
-            match core.session() {
-                Ok(cloud) => agents::list(&cloud).await,
-                Err(_) => Ok(json!([])),
-            }
-        })
+        spawn(env, &self.core, async move { core.list_agents().await })
     }
 
     /// Forgets the cached agent list, so the next `listAgents()` asks the cloud.
     #[napi]
     pub fn clear_agent_cache(&self) {
-        if let Ok(cloud) = self.core.cloud() {
-            cloud.agents.clear();
-        }
+        self.core.clear_agent_cache();
     }
 
     /// One turn with an agent; the last 20 history messages go along. With
@@ -397,19 +344,7 @@ impl NativeCloudSync {
         let core = self.core.clone();
         spawn(env, &self.core, async move {
             let (slug, message, history, options) = args?;
-            let cloud = core.session()?;
-            let conversation = options
-                .as_ref()
-                .and_then(|o| o.get("conversationId"))
-                .and_then(Value::as_str);
-            agents::invoke(
-                &cloud,
-                &slug,
-                &message,
-                history.unwrap_or(Value::Null),
-                conversation,
-            )
-            .await
+            core.invoke_agent(&slug, &message, history, options).await
         })
     }
 
@@ -418,12 +353,7 @@ impl NativeCloudSync {
     #[napi(ts_return_type = "Promise<CloudModel[]>")]
     pub fn list_cloud_models<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, Value>> {
         let core = self.core.clone();
-        spawn(env, &self.core, async move {
-            let Ok(cloud) = core.session() else {
-                return Ok(json!([]));
-            };
-            Ok(ai::list_models(&cloud).await)
-        })
+        spawn(env, &self.core, async move { core.list_models().await })
     }
 
     /// Today's usage with the flat fields the UI renders; `null` when logged out or on
@@ -431,12 +361,7 @@ impl NativeCloudSync {
     #[napi(ts_return_type = "Promise<CloudUsage | null>")]
     pub fn get_usage<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, Value>> {
         let core = self.core.clone();
-        spawn(env, &self.core, async move {
-            let Ok(cloud) = core.session() else {
-                return Ok(Value::Null);
-            };
-            Ok(ai::usage(&cloud).await)
-        })
+        spawn(env, &self.core, async move { core.usage().await })
     }
 
     /// One completion through the metered proxy, returned as the server sent it. A daily
@@ -464,19 +389,7 @@ impl NativeCloudSync {
         let core = self.core.clone();
         spawn(env, &self.core, async move {
             let (provider, model, messages, options) = args?;
-            let cloud = core.session()?;
-            let ws = core.linked_workspace_id();
-            let body = ai::proxy_body(
-                &provider,
-                &model,
-                messages,
-                false,
-                ws.as_deref(),
-                options.as_ref(),
-            );
-            // No `cloud:usage-update` here: Oboto's AI adapter emits it from `_cloud_usage`,
-            // and a second one would count every figure twice in the UI.
-            ai::request(&cloud, body).await
+            core.ai_request(&provider, &model, messages, options).await
         })
     }
 
@@ -505,19 +418,7 @@ impl NativeCloudSync {
         let core = self.core.clone();
         spawn(env, &self.core, async move {
             let (model, messages, options) = args?;
-            let cloud = core.session()?;
-            let ws = core.linked_workspace_id();
-            let body = ai::proxy_body(
-                "auto",
-                &model,
-                messages,
-                true,
-                ws.as_deref(),
-                options.as_ref(),
-            );
-            let stream = Arc::new(ai::open_stream(&cloud, body).await?);
-            cloud.track_stream(&stream);
-            stream.started().await;
+            let stream = core.ai_stream(&model, messages, options).await?;
             Ok(AiProxyStream::new(stream, wake))
         })
     }
@@ -543,233 +444,6 @@ impl NativeCloudSync {
         spawn(env, &self.core, async move {
             let (event, payload) = args?;
             core.broadcast(event, payload)
-        })
-    }
-}
-
-/// `cloudSync.client`: authenticated calls against `baseUrl`. JSON in and out, `null` for
-/// 204, text for other content types; rejects with an `Error` carrying `status`, `url` and
-/// `code` on non-2xx.
-#[napi]
-pub struct CloudClient {
-    core: Core,
-}
-
-/// A REST call's arguments, converted (or why not) before the promise exists.
-struct Call {
-    path: String,
-    body: Option<Value>,
-    headers: Option<HashMap<String, String>>,
-}
-
-impl CloudClient {
-    fn send<'e>(
-        &self,
-        env: &'e Env,
-        method: Method,
-        call: crate::Result<Call>,
-        prefer: Option<&'static str>,
-    ) -> napi::Result<PromiseRaw<'e, Value>> {
-        let core = self.core.clone();
-        spawn(env, &self.core, async move {
-            let call = call?;
-            let cloud = core.cloud()?;
-            let mut headers: Vec<(String, String)> =
-                call.headers.unwrap_or_default().into_iter().collect();
-            if let Some(p) = prefer {
-                if !headers
-                    .iter()
-                    .any(|(k, _)| k.eq_ignore_ascii_case("prefer"))
-                {
-                    headers.push(("Prefer".into(), p.into()));
-                }
-            }
-            let req = Request {
-                method,
-                path: call.path,
-                body: call.body.map(Body::Json),
-                headers,
-                timeout: None,
-            };
-            Ok(cloud.client.send(&req).await?.body)
-        })
-    }
-}
-
-fn call(path: Unknown, body: Option<Unknown>, headers: Unknown) -> crate::Result<Call> {
-    Ok(Call {
-        path: arg::string("path", path)?,
-        body: match body {
-            Some(b) => arg::opt_json("body", b)?,
-            None => None,
-        },
-        headers: arg::headers("headers", headers)?,
-    })
-}
-
-fn method_of(name: Option<&str>) -> crate::Result<Method> {
-    match name.map(str::to_ascii_uppercase).as_deref() {
-        None | Some("GET") => Ok(Method::GET),
-        Some("POST") => Ok(Method::POST),
-        Some("PATCH") => Ok(Method::PATCH),
-        Some("PUT") => Ok(Method::PUT),
-        Some("DELETE") => Ok(Method::DELETE),
-        Some("HEAD") => Ok(Method::HEAD),
-        Some(other) => Err(Error::InvalidArgument(format!(
-            "Unsupported method {other:?}"
-        ))),
-    }
-}
-
-#[napi]
-impl CloudClient {
-    #[napi(
-        ts_args_type = "path: string, headers?: Record<string, string>",
-        ts_return_type = "Promise<unknown>"
-    )]
-    pub fn get<'e>(
-        &self,
-        env: &'e Env,
-        path: Unknown,
-        headers: Unknown,
-    ) -> napi::Result<PromiseRaw<'e, Value>> {
-        self.send(env, Method::GET, call(path, None, headers), None)
-    }
-
-    #[napi(
-        ts_args_type = "path: string, body?: unknown, headers?: Record<string, string>",
-        ts_return_type = "Promise<unknown>"
-    )]
-    pub fn post<'e>(
-        &self,
-        env: &'e Env,
-        path: Unknown,
-        body: Unknown,
-        headers: Unknown,
-    ) -> napi::Result<PromiseRaw<'e, Value>> {
-        self.send(env, Method::POST, call(path, Some(body), headers), None)
-    }
-
-    /// Adds `Prefer: return=representation` unless the caller set `Prefer`.
-    #[napi(
-        ts_args_type = "path: string, body?: unknown, headers?: Record<string, string>",
-        ts_return_type = "Promise<unknown>"
-    )]
-    pub fn patch<'e>(
-        &self,
-        env: &'e Env,
-        path: Unknown,
-        body: Unknown,
-        headers: Unknown,
-    ) -> napi::Result<PromiseRaw<'e, Value>> {
-        let call = call(path, Some(body), headers);
-        self.send(env, Method::PATCH, call, Some("return=representation"))
-    }
-
-    #[napi(
-        ts_args_type = "path: string, headers?: Record<string, string>",
-        ts_return_type = "Promise<unknown>"
-    )]
-    pub fn delete<'e>(
-        &self,
-        env: &'e Env,
-        path: Unknown,
-        headers: Unknown,
-    ) -> napi::Result<PromiseRaw<'e, Value>> {
-        self.send(env, Method::DELETE, call(path, None, headers), None)
-    }
-
-    #[napi(
-        ts_args_type = "path: string, options?: RequestOptions | null",
-        ts_return_type = "Promise<unknown>"
-    )]
-    pub fn request<'e>(
-        &self,
-        env: &'e Env,
-        path: Unknown,
-        options: Unknown,
-    ) -> napi::Result<PromiseRaw<'e, Value>> {
-        let parsed = (|| {
-            let path = arg::string("path", path)?;
-            let options = arg::opt_typed::<RequestOptions>("options", options)?;
-            let RequestOptions {
-                method,
-                body,
-                headers,
-            } = options.unwrap_or(RequestOptions {
-                method: None,
-                body: None,
-                headers: None,
-            });
-            Ok((
-                method_of(method.as_deref())?,
-                Call {
-                    path,
-                    body,
-                    headers,
-                },
-            ))
-        })();
-        let (method, call) = match parsed {
-            Ok((m, c)) => (m, Ok(c)),
-            Err(e) => (Method::GET, Err(e)),
-        };
-        self.send(env, method, call, None)
-    }
-}
-
-/// `cloudSync.auth`: the logged-in user's raw rows.
-#[napi]
-pub struct CloudAuth {
-    core: Core,
-}
-
-impl CloudAuth {
-    fn ctx(&self) -> crate::auth::UserContext {
-        self.core
-            .cloud()
-            .map(|c| c.auth.context())
-            .unwrap_or_default()
-    }
-}
-
-#[napi]
-impl CloudAuth {
-    /// The GoTrue user (`id`, `email`, `app_metadata`, …), or `null`.
-    #[napi(getter, ts_return_type = "AuthUser | null")]
-    pub fn user(&self) -> Value {
-        self.ctx().user.unwrap_or(Value::Null)
-    }
-
-    /// The `profiles` row, or `null`.
-    #[napi(getter, ts_return_type = "ProfileRow | null")]
-    pub fn profile(&self) -> Value {
-        self.ctx().profile.unwrap_or(Value::Null)
-    }
-
-    /// The `organizations` row of the user's first membership, or `null`.
-    #[napi(getter, ts_return_type = "OrganizationRow | null")]
-    pub fn org(&self) -> Value {
-        self.ctx().org.unwrap_or(Value::Null)
-    }
-
-    /// `{ org_id, role }` of the user's first membership, or `null`.
-    #[napi(getter, ts_return_type = "MembershipRow | null")]
-    pub fn membership(&self) -> Value {
-        self.ctx().membership.unwrap_or(Value::Null)
-    }
-
-    #[napi]
-    pub fn is_logged_in(&self) -> bool {
-        self.core.is_logged_in()
-    }
-
-    /// Refreshes the session now (shared with any refresh already in flight).
-    #[napi(ts_return_type = "Promise<void>")]
-    pub fn refresh<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, ()>> {
-        let core = self.core.clone();
-        spawn(env, &self.core, async move {
-            core.session()?.auth.refresh().await
         })
     }
 }

@@ -8,7 +8,7 @@ use napi::{
     Env, Status,
 };
 
-use crate::{cloud::CloudSync, error::Error};
+use crate::{cloud_sync::CloudSync, error::Error};
 
 pub fn to_js(env: &Env, e: Error) -> napi::Error {
     let build = || -> napi::Result<napi::Error> {

@@ -1,10 +1,7 @@
-//! `cloudSync.fileSync`: the workspace's files in the cloud. Every method forwards to
-//! `crate::files` with the logged-in session's client and events.
+//! `cloudSync.fileSync`: the workspace's files in the cloud. Every method checks its
+//! arguments and forwards to the core.
 
-use std::{
-    path::{Path, PathBuf},
-    sync::Arc,
-};
+use std::{path::Path, sync::Arc};
 
 use napi::{
     bindgen_prelude::{PromiseRaw, Unknown},
@@ -15,9 +12,8 @@ use serde_json::Value;
 
 use super::{arg, error::spawn};
 use crate::{
-    cloud::{Cloud, CloudSync},
-    error::{Error, Result},
-    files::{self, paths::RelPath, transfer::Expect, Ctx},
+    cloud_sync::CloudSync,
+    files::{self, paths::RelPath},
 };
 
 #[napi]
@@ -29,32 +25,6 @@ impl FileSync {
     pub fn new(core: Arc<CloudSync>) -> FileSync {
         FileSync { core }
     }
-}
-
-fn ctx(cloud: &Cloud) -> Ctx<'_> {
-    Ctx {
-        client: &cloud.client,
-        events: cloud.events.clone(),
-        user_id: cloud.auth.context().user_id().map(String::from),
-    }
-}
-
-/// The workspace (default: the linked one) and directory (default: the working directory).
-fn target(
-    core: &CloudSync,
-    ws: Option<String>,
-    dir: Option<String>,
-) -> Result<(uuid::Uuid, PathBuf)> {
-    let ws = ws
-        .filter(|w| !w.is_empty())
-        .or_else(|| core.sync().linked_workspace_id())
-        .ok_or_else(|| Error::InvalidArgument("No workspace id given and none is linked".into()))?;
-    let dir = dir
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| core.working_dir())
-        .ok_or(Error::NoWorkingDir)?;
-    Ok((files::transfer::workspace(&ws)?, dir))
 }
 
 /// The `wsId` argument as the workspace's UUID.
@@ -90,11 +60,8 @@ impl FileSync {
         let ws_id = arg::string("wsId", ws_id);
         let core = self.core.clone();
         spawn(env, &self.core, async move {
-            let ws_id = ws_id?;
-            let cloud = core.session()?;
-            let ws = files::transfer::workspace(&ws_id)?;
-            let rows = files::metadata::list(&cloud.client, &ws).await?;
-            Ok(serde_json::to_value(rows).unwrap_or_default())
+            let ws = files::transfer::workspace(&ws_id?)?;
+            core.list_files(&ws).await
         })
     }
 
@@ -117,17 +84,7 @@ impl FileSync {
         let core = self.core.clone();
         spawn(env, &self.core, async move {
             let (ws, local_dir, rel) = args?;
-            let cloud = core.session()?;
-            let up = files::transfer::upload(
-                &ctx(&cloud),
-                &ws,
-                Path::new(&local_dir),
-                &rel,
-                Expect::Latest,
-            )
-            .await?
-            .ok_or_else(|| Error::Io(format!("{rel} changed in the cloud meanwhile")))?;
-            Ok(up.to_json())
+            core.upload_file(&ws, Path::new(&local_dir), &rel).await
         })
     }
 
@@ -148,8 +105,7 @@ impl FileSync {
         let core = self.core.clone();
         spawn(env, &self.core, async move {
             let (ws, local_dir, rel) = args?;
-            let cloud = core.session()?;
-            files::transfer::download_latest(&ctx(&cloud), &ws, Path::new(&local_dir), &rel).await
+            core.download_file(&ws, Path::new(&local_dir), &rel).await
         })
     }
 
@@ -170,9 +126,7 @@ impl FileSync {
         let core = self.core.clone();
         spawn(env, &self.core, async move {
             let (ws, rel) = args?;
-            let cloud = core.session()?;
-            let deleted = files::transfer::delete(&ctx(&cloud), &ws, &rel, None).await?;
-            Ok(serde_json::json!({"filePath": rel.as_str(), "deleted": deleted}))
+            core.delete_file(&ws, &rel).await
         })
     }
 
@@ -192,10 +146,7 @@ impl FileSync {
         let core = self.core.clone();
         spawn(env, &self.core, async move {
             let (ws, local_dir) = args?;
-            let cloud = core.session()?;
-            let delta =
-                files::sync::compute_delta(&ctx(&cloud), &ws, Path::new(&local_dir)).await?;
-            Ok(delta.to_json())
+            core.compute_delta(&ws, Path::new(&local_dir)).await
         })
     }
 
@@ -218,9 +169,7 @@ impl FileSync {
         let core = self.core.clone();
         spawn(env, &self.core, async move {
             let (ws_id, local_dir) = args?;
-            let (ws, dir) = target(&core, ws_id, local_dir)?;
-            let cloud = core.session()?;
-            files::sync::sync_files(&ctx(&cloud), &ws, &dir).await
+            core.sync_files(ws_id, local_dir).await
         })
     }
 }

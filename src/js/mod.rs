@@ -5,6 +5,8 @@
 
 mod ai_stream;
 mod arg;
+mod cloud_auth;
+mod cloud_client;
 mod cloud_sync;
 mod error;
 mod events;

@@ -14,7 +14,7 @@ use super::{
     arg,
     error::{spawn, to_js},
 };
-use crate::cloud::CloudSync;
+use crate::cloud_sync::CloudSync;
 
 #[napi]
 pub struct WorkspaceSync {
@@ -32,13 +32,13 @@ impl WorkspaceSync {
     /// The linked cloud workspace's id, or `null`.
     #[napi]
     pub fn get_linked_workspace_id(&self) -> Option<String> {
-        self.core.sync().linked_workspace_id()
+        self.core.linked_workspace_id()
     }
 
     /// The contents of `.cloud-link.json` (unknown keys included), or `null` when not linked.
     #[napi(ts_return_type = "LinkData | null")]
     pub fn get_link_data(&self) -> Value {
-        self.core.sync().link_data()
+        self.core.link_data()
     }
 
     /// Maps a local conversation name to a cloud conversation in the link file. Throws
@@ -54,7 +54,6 @@ impl WorkspaceSync {
         let cloud_conv_id =
             arg::string("cloudConvId", cloud_conv_id).map_err(|e| to_js(&env, e))?;
         self.core
-            .sync()
             .link_conversation(&local_name, &cloud_conv_id)
             .map_err(|e| to_js(&env, e))
     }
@@ -75,9 +74,7 @@ impl WorkspaceSync {
         let core = self.core.clone();
         spawn(env, &self.core, async move {
             let (name, conversation_type) = args?;
-            let cloud = core.session()?;
-            core.sync()
-                .create_conversation(&cloud, &name, conversation_type.as_deref())
+            core.create_conversation(&name, conversation_type.as_deref())
                 .await
         })
     }

@@ -37,6 +37,7 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
+    events::Event,
     rest::{query, Client, Credentials, Request},
 };
 
@@ -374,10 +375,9 @@ impl Task {
 
     fn announce_down(&mut self) {
         if std::mem::take(&mut self.announced) {
-            self.p.events.emit(
-                "cloud:realtime:disconnected",
-                json!({"workspaceId": self.p.workspace_id.to_string()}),
-            );
+            self.p.events.emit(Event::RealtimeDisconnected {
+                workspace_id: self.p.workspace_id.to_string(),
+            });
         }
     }
 
@@ -515,10 +515,9 @@ impl Task {
         }
         if !self.announced {
             self.announced = true;
-            self.p.events.emit(
-                "cloud:realtime:connected",
-                json!({"workspaceId": self.p.workspace_id.to_string()}),
-            );
+            self.p.events.emit(Event::RealtimeConnected {
+                workspace_id: self.p.workspace_id.to_string(),
+            });
         }
         self.send(ws, &topic, "presence", &track, jr.as_deref())
             .await?;
@@ -614,7 +613,7 @@ impl Task {
         let own = row.get("sender_user_id").and_then(Value::as_str) == Some(me)
             || row.pointer("/metadata/pushedBy").and_then(Value::as_str) == Some(me);
         if !own {
-            self.p.events.emit("cloud:message:received", row);
+            self.p.events.emit(Event::MessageReceived(row));
         }
     }
 
@@ -637,9 +636,7 @@ impl Task {
             // The host spreads payloads into objects; anything else is wrapped.
             other => json!({ "payload": other }),
         };
-        self.p
-            .events
-            .emit(&format!("cloud:broadcast:{event}"), payload);
+        self.p.events.emit(Event::Broadcast { event, payload });
     }
 
     fn publish_channel_presence(&mut self) {
@@ -652,10 +649,10 @@ impl Task {
             return;
         }
         self.members.send_replace(members.clone());
-        self.p.events.emit(
-            "cloud:presence:updated",
-            json!({"workspaceId": self.p.workspace_id.to_string(), "members": members}),
-        );
+        self.p.events.emit(Event::PresenceUpdated {
+            workspace_id: self.p.workspace_id.to_string(),
+            members: json!(members),
+        });
     }
 
     // ---- commands and side work --------------------------------------------------------

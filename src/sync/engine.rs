@@ -10,8 +10,8 @@ use std::{
 
 use tokio::sync::{watch, Notify};
 
-use super::Sync;
-use crate::{cloud::Cloud, realtime, rest::backoff::Backoff};
+use super::Syncer;
+use crate::{connection::Connection, realtime, rest::backoff::Backoff};
 
 /// How long to wait after `failures` consecutive failed cycles (1 s, 2 s, 4 s, … capped at the
 /// interval and at one minute). No jitter: one client retries one server, and tests and
@@ -33,7 +33,7 @@ pub struct Pace {
     pub status: Option<watch::Receiver<realtime::Status>>,
 }
 
-pub async fn run(hub: Weak<Sync>, cloud: Arc<Cloud>, wake: Arc<Notify>, mut pace: Pace) {
+pub async fn run(hub: Weak<Syncer>, cloud: Arc<Connection>, wake: Arc<Notify>, mut pace: Pace) {
     let interval = pace.interval;
     // The first cycle runs at once; a failed one is retried on its backoff even while the
     // socket is live, since the socket cannot deliver what the cycle failed to send.

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::context::UserContext,
-    cloud::Cloud,
+    connection::Connection,
     realtime::{Hooks, Me, Params, Realtime},
     rest::Credentials,
 };
@@ -36,7 +36,7 @@ impl Hooks for WakeEngine {
 /// Opens the socket for `workspace_id`, or `None` when realtime is off or the session has no
 /// usable user id (there is nothing to track as presence then); the engine polls instead.
 pub fn start(
-    cloud: &Cloud,
+    cloud: &Connection,
     workspace_id: Uuid,
     wake: Arc<Notify>,
     files: bool,

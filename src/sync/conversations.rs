@@ -1,0 +1,348 @@
+//! Conversations of the linked workspace: pushed exactly once (through the outbox when
+//! the cloud is unreachable) and pulled page by page.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::{
+    link::not_linked,
+    now_iso,
+    outbox::{Entry, Outbox},
+    Kind, SyncState, Syncer,
+};
+use crate::{
+    connection::Connection,
+    conversations::{
+        self,
+        messages::{insert_isolating, recent_rows},
+        pull::{self, PAGE},
+        push::{self, Plan, PushState, Synced, Tracker, BATCH},
+    },
+    error::{Error, Result},
+    events::Event,
+    rest::query,
+};
+
+impl Syncer {
+    pub async fn list_conversations(&self, cloud: &Connection) -> Result<Value> {
+        match self.linked_workspace_id() {
+            Some(ws) => conversations::list(&cloud.client, &ws).await,
+            None => Ok(json!([])),
+        }
+    }
+
+    /// Creates a cloud conversation in the linked workspace and maps `name` to it.
+    pub async fn create_conversation(
+        &self,
+        cloud: &Connection,
+        name: &str,
+        conversation_type: Option<&str>,
+    ) -> Result<Value> {
+        let ws = self.linked_workspace_id().ok_or_else(not_linked)?;
+        let user = cloud.user_id();
+        let kind = conversation_type.unwrap_or("chat");
+        let row = conversations::create(&cloud.client, &ws, name, kind, user.as_deref()).await?;
+        if let Some(id) = row.get("id").and_then(Value::as_str) {
+            let id = id.to_string();
+            self.save_link(|l| l.link_conversation(name, &id))?;
+        }
+        Ok(row)
+    }
+
+    pub(super) fn push_state(&self, conv: &Uuid) -> PushState {
+        let i = self.lock();
+        match &i.link {
+            Some(link) => link
+                .conversation(&conv.to_string())
+                .and_then(|e| serde_json::from_value(Value::Object(e.clone())).ok())
+                .unwrap_or_default(),
+            None => i.push_states.get(conv).cloned().unwrap_or_default(),
+        }
+    }
+
+    pub(super) fn save_push_state(&self, conv: &Uuid, st: PushState, now: &str) -> Result<()> {
+        let linked = self.lock().link.is_some();
+        if !linked {
+            self.lock().push_states.insert(*conv, st);
+            return Ok(());
+        }
+        let id = conv.to_string();
+        self.save_link(|l| {
+            let e = l.conversation_mut(&id);
+            if let Ok(Value::Object(fields)) = serde_json::to_value(&st) {
+                e.extend(fields);
+            }
+            e.insert("lastSyncAt".into(), json!(now));
+        })
+    }
+
+    /// `pushConversation`: the new user/assistant messages, in batches, exactly once; queued
+    /// in the outbox when the cloud is unreachable.
+    pub async fn push_conversation(
+        &self,
+        cloud: &Arc<Connection>,
+        conv_id: &str,
+        messages: &Value,
+    ) -> Result<Value> {
+        let conv = query::uuid("conversation id", conv_id)?;
+        let msgs = push::synced_messages(messages)?;
+        let user = cloud
+            .auth
+            .context()
+            .user_id()
+            .map(String::from)
+            .ok_or(Error::NotLoggedIn)?;
+        let _g = self.conversations_guard.lock().await;
+        self.track(
+            Kind::Conversations,
+            self.push_inner(cloud, conv, &user, &msgs),
+        )
+        .await
+    }
+
+    pub(super) fn tracker(&self, conv: &Uuid) -> Tracker {
+        let state = self.push_state(conv);
+        let prefixes = self.lock().prefixes.get(conv).cloned();
+        Tracker::new(state, prefixes)
+    }
+
+    pub(super) fn save_tracker(&self, conv: &Uuid, t: &Tracker, now: &str) -> Result<()> {
+        self.save_push_state(conv, t.state().clone(), now)?;
+        let mut i = self.lock();
+        match t.prefixes() {
+            Some(p) => i.prefixes.insert(*conv, p.to_vec()),
+            None => i.prefixes.remove(conv),
+        };
+        Ok(())
+    }
+
+    pub(super) async fn push_inner(
+        &self,
+        cloud: &Arc<Connection>,
+        conv: Uuid,
+        user: &str,
+        msgs: &[Synced],
+    ) -> Result<(Value, SyncState)> {
+        let mut tracker = self.tracker(&conv);
+        let plan = tracker.plan(msgs);
+        let recent = if plan == Plan::Rewritten {
+            tracing::info!(conversation = %conv, "local history was rewritten; matching against recent cloud rows");
+            // Rows still queued are not in the cloud yet: matched without them, their
+            // messages would be sent again under new ordinals.
+            if self.outbox().is_some() && self.lock().board.outbox_pending > 0 {
+                self.flush_outbox(cloud).await?;
+            }
+            recent_rows(&cloud.client, &conv, user).await?
+        } else {
+            Vec::new()
+        };
+        let out = tracker.outgoing(&plan, msgs, &recent);
+        let rows = push::rows(&conv, user, out.first_ordinal, &out.messages);
+        let now = now_iso();
+        let ob = self.outbox();
+        // Anything queued earlier goes first, so the cloud sees messages in order.
+        let mut offline = false;
+        if ob.is_some() && self.lock().board.outbox_pending > 0 && !rows.is_empty() {
+            if let Err(e) = self.flush_outbox(cloud).await {
+                if !is_retryable(&e) {
+                    return Err(e);
+                }
+                offline = true;
+            }
+        }
+        let mut pushed = 0usize;
+        let mut queued = 0usize;
+        let mut refused = Vec::new();
+        let batches: Vec<&[Value]> = rows.chunks(BATCH).collect();
+        for (i, batch) in batches.iter().enumerate() {
+            if !offline {
+                match insert_isolating(&cloud.client, batch).await {
+                    Ok((n, mut r)) => {
+                        pushed += n;
+                        refused.append(&mut r);
+                        continue;
+                    }
+                    // Unreachable: this batch and the rest go to the outbox below.
+                    Err(e) if e.is_network() && ob.is_some() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let rest: Vec<Entry> = batches[i..]
+                .iter()
+                .map(|b| Entry::Messages {
+                    conversation_id: conv.to_string(),
+                    rows: b.to_vec(),
+                })
+                .collect();
+            queued = batches[i..].iter().map(|b| b.len()).sum();
+            if let Some(ob) = &ob {
+                self.enqueue(ob, &rest)?;
+            }
+            break;
+        }
+        tracker.pushed(msgs, &out);
+        self.save_tracker(&conv, &tracker, &now)?;
+        let mut out = json!({ "pushed": pushed, "lastSyncAt": now });
+        if !refused.is_empty() {
+            out["refused"] = json!(refused.len());
+            self.report_refused(&conv, &refused);
+        }
+        let end = if queued > 0 {
+            out["queued"] = json!(queued);
+            SyncState::Offline
+        } else {
+            SyncState::Synced
+        };
+        Ok((out, end))
+    }
+
+    /// Rows the cloud refused for their data are not sent again (they never could be
+    /// stored), and so that this is never silent, each push that met some says so.
+    pub(super) fn report_refused(&self, conv: &Uuid, refused: &[(String, Error)]) {
+        let ids: Vec<&str> = refused.iter().map(|(id, _)| id.as_str()).collect();
+        let (_, first) = &refused[0];
+        tracing::warn!(conversation = %conv, count = refused.len(), error = %first, "the cloud refused some messages for their content");
+        let mut detail = serde_json::Map::new();
+        detail.insert("conversationId".into(), json!(conv.to_string()));
+        detail.insert("refusedIds".into(), json!(ids));
+        self.events.emit(Event::SyncError {
+            r#type: "conversations",
+            code: first.code(),
+            error: first.to_string(),
+            detail,
+        });
+    }
+
+    pub(super) fn enqueue(&self, ob: &Outbox, entries: &[Entry]) -> Result<()> {
+        match ob.append(entries) {
+            Ok(n) => {
+                self.update_board(|b| b.outbox_pending = n);
+                Ok(())
+            }
+            Err(e) => {
+                if matches!(e, Error::OutboxFull(_)) {
+                    let mut detail = serde_json::Map::new();
+                    detail.insert("path".into(), json!(ob.path().display().to_string()));
+                    self.events.emit(Event::SyncError {
+                        r#type: "outbox",
+                        code: e.code(),
+                        error: e.to_string(),
+                        detail,
+                    });
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Sends the outbox in order. Stops at the first failure that may pass (offline, 5xx,
+    /// rate limit) and keeps the rest; an entry the server refuses for good is dropped and
+    /// reported, so it cannot block everything behind it.
+    pub(super) async fn flush_outbox(&self, cloud: &Arc<Connection>) -> Result<usize> {
+        let Some(ob) = self.outbox() else {
+            return Ok(0);
+        };
+        let _g = self.outbox_guard.lock().await;
+        let entries = ob.load()?;
+        if entries.is_empty() {
+            self.update_board(|b| b.outbox_pending = 0);
+            return Ok(0);
+        }
+        let linked = self.linked_workspace_id();
+        // Only the newest queued state of the linked workspace is worth sending.
+        let last_state = entries.iter().rposition(
+            |e| matches!(e, Entry::Workspace { workspace_id, .. } if Some(workspace_id) == linked.as_ref()),
+        );
+        let mut done = 0;
+        let mut failure = None;
+        for (i, entry) in entries.iter().enumerate() {
+            let r = match entry {
+                Entry::Messages {
+                    rows,
+                    conversation_id,
+                } => insert_isolating(&cloud.client, rows)
+                    .await
+                    .map(|(_, refused)| {
+                        if let (false, Ok(conv)) =
+                            (refused.is_empty(), Uuid::parse_str(conversation_id))
+                        {
+                            self.report_refused(&conv, &refused);
+                        }
+                    }),
+                Entry::Workspace { state, .. } if Some(i) == last_state => {
+                    let _g = self.workspace_guard.lock().await;
+                    // A newer local state, if any, supersedes the queued one.
+                    let newer = self.lock().pending_state.take();
+                    let local = newer.unwrap_or_else(|| state.clone());
+                    self.sync_workspace_inner(cloud, false, Some(local), false)
+                        .await
+                        .map(|_| ())
+                }
+                Entry::Workspace { .. } => Ok(()),
+            };
+            match r {
+                Ok(()) => done += 1,
+                Err(e) if is_retryable(&e) => {
+                    failure = Some(e);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "dropping an outbox entry the cloud refused");
+                    self.events.emit(Event::sync_error("outbox", &e));
+                    done += 1;
+                }
+            }
+        }
+        let left = ob.remove_first(done)?;
+        self.update_board(|b| b.outbox_pending = left);
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(done),
+        }
+    }
+
+    /// `pullConversation`: every message after `since` from other senders, until drained.
+    pub async fn pull_conversation(
+        &self,
+        cloud: &Arc<Connection>,
+        conv_id: &str,
+        since: Option<&str>,
+    ) -> Result<Value> {
+        let conv = query::uuid("conversation id", conv_id)?;
+        let since = since
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| pull::timestamp("since", s))
+            .transpose()?;
+        let me = cloud.auth.context().user_id().map(String::from);
+        self.track(Kind::Conversations, async {
+            let pulled =
+                pull::pull(&cloud.client, &conv, since.as_deref(), me.as_deref(), PAGE).await?;
+            let last = pulled.last_created_at.or(since.clone());
+            let mut out = json!({ "messages": pulled.messages });
+            if let Some(last) = &last {
+                out["lastCloudMessageAt"] = json!(last);
+                if self.lock().link.is_some() {
+                    let id = conv.to_string();
+                    self.save_link(|l| {
+                        l.conversation_mut(&id)
+                            .insert("lastCloudMessageAt".into(), json!(last));
+                    })?;
+                }
+            }
+            Ok((out, SyncState::Synced))
+        })
+        .await
+    }
+}
+
+/// Failures that may pass by themselves: keep the work and try again later.
+fn is_retryable(e: &Error) -> bool {
+    match e {
+        Error::Network { .. } | Error::NotLoggedIn | Error::SessionEnded(_) => true,
+        Error::Http(h) => h.status >= 500 || matches!(h.status, 401 | 408 | 429),
+        Error::InvalidResponse { .. } => true,
+        _ => false,
+    }
+}
