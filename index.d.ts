@@ -44,14 +44,6 @@ export interface AuthSnapshot {
   role: 'owner' | 'admin' | 'member' | 'viewer' | null
 }
 
-/** `getStatus()`: exactly these keys, never a token. */
-export interface CloudStatus extends AuthSnapshot {
-  configured: boolean
-  linkedWorkspace: { id: string; name: string } | null
-  syncState: SyncState
-  syncEngineStatus: SyncEngineStatus | null
-}
-
 /** An error from any promise of this package. */
 export interface CloudError extends Error {
   /** Stable: the server's code (`invalid_credentials`, `PGRST116`, `23505`…) or ours (`NETWORK_ERROR`, `NETWORK_TIMEOUT`, `INVALID_CONFIG`, `INVALID_ARGUMENT`, `NOT_LOGGED_IN`, `SESSION_ENDED`, `RATE_LIMITED`, `STREAM_ERROR`, `HTTP_<status>`…). */
@@ -149,25 +141,12 @@ export interface LocalMessage extends ChatMessage {
   id?: string
 }
 
-export interface PushConversationResult {
-  /** Rows newly inserted (a repeated push inserts none). */
-  pushed: number
-  lastSyncAt?: string
-  /** Messages queued in the offline outbox because the cloud was unreachable. */
-  queued?: number
-}
-
 export interface PulledMessage {
   role: string
   content: string
   _cloudId: string
   _cloudSenderAgent: string | null
   _cloudCreatedAt: string
-}
-
-export interface PullConversationResult {
-  messages: PulledMessage[]
-  lastCloudMessageAt?: string
 }
 
 export interface CloudAgent {
@@ -243,14 +222,6 @@ export interface ChatCompletionChunk {
   [key: string]: unknown
 }
 
-export interface PresenceMember {
-  userId: string
-  displayName: string | null
-  avatarUrl: string | null
-  status: string
-  lastSeen: string
-}
-
 /* ---- Workspace sync (Phase 2) ---- */
 
 /** Per-conversation entry of `.cloud-link.json`. */
@@ -284,27 +255,6 @@ export interface LinkData {
   /** The cloud's `updated_at` at the last workspace sync (the conflict base). */
   workspaceUpdatedAt?: string
   [key: string]: unknown
-}
-
-export interface SyncTypeStatus {
-  state: SyncState
-  lastSyncAt: string | null
-  error: string | null
-}
-
-/** `getStatus().syncEngineStatus` (`null` while logged out). */
-export interface SyncEngineStatus {
-  running: boolean
-  state: SyncState
-  workspace: SyncTypeStatus
-  conversations: SyncTypeStatus
-  /** Entries waiting in the offline outbox. */
-  outboxPending: number
-  /** `.cloud-outbox.jsonl` beside `.cloud-link.json`. */
-  outboxPath?: string
-  consecutiveFailures: number
-  /** Why `.cloud-link.json` was ignored (unreadable), if it was. */
-  linkError: string | null
 }
 
 /** A live `workspace_files` row (`fileSync.listFiles`). `file_path` is the workspace-relative path. */
@@ -560,7 +510,7 @@ export declare class NativeCloudSync {
    * whenever a `take()` that found nothing can take again.
    */
   aiProxyStreamOpen(model: string, messages: ChatMessage[], options: AiProxyOptions | null | undefined, wake: () => void): Promise<AiProxyStream>
-  getPresence(): PresenceMember[]
+  getPresence(): Array<PresenceMember>
   broadcast(event: string, payload: Record<string, unknown>): Promise<void>
 }
 
@@ -576,6 +526,20 @@ export declare class WorkspaceSync {
   linkConversation(localName: string, cloudConvId: string): void
   /** Creates a conversation in the linked workspace, maps `name` to it, and returns its row. */
   createConversation(name: string, conversationType?: string | null): Promise<CloudConversation>
+}
+
+/** `getStatus()`: exactly these keys, never a token. */
+export interface CloudStatus {
+  loggedIn: boolean
+  user: StatusUser | null
+  profile: StatusProfile | null
+  org: StatusOrg | null
+  role: 'owner' | 'admin' | 'member' | 'viewer' | null
+  configured: boolean
+  linkedWorkspace: LinkedWorkspace | null
+  syncState: SyncState
+  /** `null` while logged out. */
+  syncEngineStatus: SyncEngineStatus | null
 }
 
 /** `initialize()`'s argument: `loadCloudConfig()`'s object plus optional settings. */
@@ -628,6 +592,11 @@ export interface CloudSyncConfig {
   realtime?: boolean
 }
 
+export interface LinkedWorkspace {
+  id: string
+  name: string
+}
+
 /**
  * Reads `OBOTO_CLOUD_URL`, `OBOTO_CLOUD_KEY`, `OBOTO_CLOUD_AUTO_LOGIN`,
  * `OBOTO_CLOUD_SYNC_INTERVAL` and `OBOTO_CLOUD_PRESENCE_INTERVAL`; `null` when the URL or
@@ -644,9 +613,79 @@ export interface LoadedCloudConfig {
   presenceInterval: number
 }
 
+/**
+ * A member online in the linked workspace (`getPresence()`, `cloud:presence:updated`),
+ * one entry per user however many machines it is on.
+ */
+export interface PresenceMember {
+  userId: string
+  displayName: string | null
+  avatarUrl: string | null
+  status: string
+  lastSeen: string | null
+}
+
+/** `pullConversation()`'s result: others' messages after `since`, oldest first. */
+export interface PullConversationResult {
+  messages: PulledMessage[]
+  /** The newest row seen (own rows included), to pass as the next `since`. */
+  lastCloudMessageAt?: string
+}
+
+/** `pushConversation()`'s result. */
+export interface PushConversationResult {
+  /** Rows newly inserted (a repeated push inserts none). */
+  pushed: number
+  lastSyncAt?: string
+  /** Messages queued in the offline outbox because the cloud was unreachable. */
+  queued?: number
+  /**
+   * Messages the cloud refused for their content, reported in `cloud:sync:error`
+   * (`refusedIds`) and never sent again.
+   */
+  refused?: number
+}
+
 /** `client.request(path, options)`. */
 export interface RequestOptions {
   method?: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE' | 'HEAD'
   body?: unknown
   headers?: Record<string, string>
+}
+
+export interface StatusOrg {
+  id: string
+  name: string
+  slug: string
+  tier: string
+}
+
+export interface StatusProfile {
+  displayName: string | null
+  avatarUrl: string | null
+}
+
+export interface StatusUser {
+  id: string
+  email: string | null
+}
+
+export interface SyncEngineStatus {
+  running: boolean
+  state: SyncState
+  workspace: SyncTypeStatus
+  conversations: SyncTypeStatus
+  /** Entries waiting in the offline outbox. */
+  outboxPending: number
+  /** `.cloud-outbox.jsonl` beside `.cloud-link.json`. */
+  outboxPath: string | null
+  consecutiveFailures: number
+  /** Why `.cloud-link.json` was ignored (unreadable), if it was. */
+  linkError: string | null
+}
+
+export interface SyncTypeStatus {
+  state: SyncState
+  lastSyncAt: string | null
+  error: string | null
 }

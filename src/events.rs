@@ -21,7 +21,7 @@ pub trait EventSink: Send + Sync {
 #[serde(untagged, rename_all_fields = "camelCase")]
 pub enum Event {
     /// `cloud:auth:logged-in`: the status snapshot of the new session (never a token).
-    LoggedIn(serde_json::Map<String, Value>),
+    LoggedIn(Value),
     LoggedOut {},
     AuthError {
         error: String,

@@ -1,8 +1,8 @@
 //! Who the logged-in user is to Oboto: the profile row and the first organization
 //! membership with its organization embedded.
 
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::{
@@ -107,38 +107,59 @@ impl UserContext {
     }
 
     /// The auth part of `getStatus()` (also the `cloud:auth:logged-in` payload).
-    pub fn snapshot(&self, logged_in: bool) -> Map<String, Value> {
-        let pick = |v: &Option<Value>, f: &dyn Fn(&Value) -> Value| {
-            v.as_ref().map(f).unwrap_or(Value::Null)
-        };
-        let field = |v: &Value, k: &str| v.get(k).cloned().unwrap_or(Value::Null);
-        let mut m = Map::new();
-        m.insert("loggedIn".into(), Value::Bool(logged_in));
-        m.insert(
-            "user".into(),
-            pick(
-                &self.user,
-                &|u| json!({"id": field(u, "id"), "email": field(u, "email")}),
-            ),
-        );
-        m.insert(
-            "profile".into(),
-            pick(&self.profile, &|p| json!({"displayName": field(p, "display_name"), "avatarUrl": field(p, "avatar_url")})),
-        );
-        m.insert(
-            "org".into(),
-            pick(&self.org, &|o| {
-                json!({"id": field(o, "id"), "name": field(o, "name"), "slug": field(o, "slug"), "tier": field(o, "subscription_tier")})
+    pub fn snapshot(&self, logged_in: bool) -> Snapshot {
+        let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(String::from);
+        Snapshot {
+            logged_in,
+            user: self.user.as_ref().map(|u| SnapshotUser {
+                id: text(u, "id").unwrap_or_default(),
+                email: text(u, "email"),
             }),
-        );
-        m.insert(
-            "role".into(),
-            self.role()
-                .map(|r| Value::String(r.into()))
-                .unwrap_or(Value::Null),
-        );
-        m
+            profile: self.profile.as_ref().map(|p| SnapshotProfile {
+                display_name: text(p, "display_name"),
+                avatar_url: text(p, "avatar_url"),
+            }),
+            org: self.org.as_ref().map(|o| SnapshotOrg {
+                id: text(o, "id").unwrap_or_default(),
+                name: text(o, "name").unwrap_or_default(),
+                slug: text(o, "slug").unwrap_or_default(),
+                tier: text(o, "subscription_tier").unwrap_or_default(),
+            }),
+            role: self.role().map(String::from),
+        }
     }
+}
+
+/// Who is logged in, as the status and the UI show it: never a token.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    pub logged_in: bool,
+    pub user: Option<SnapshotUser>,
+    pub profile: Option<SnapshotProfile>,
+    pub org: Option<SnapshotOrg>,
+    pub role: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SnapshotUser {
+    pub id: String,
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotProfile {
+    pub display_name: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SnapshotOrg {
+    pub id: String,
+    pub name: String,
+    pub slug: String,
+    pub tier: String,
 }
 
 /// The first row of a query asking for at most one, with the URL for errors about it.
@@ -164,6 +185,7 @@ async fn get_first<T: serde::de::DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn snapshot_has_the_status_shape() {
@@ -175,14 +197,14 @@ mod tests {
                 json!({"id": "o1", "name": "Acme", "slug": "acme", "subscription_tier": "pro"}),
             ),
         };
-        let s = Value::Object(ctx.snapshot(true));
+        let s = serde_json::to_value(ctx.snapshot(true)).unwrap();
         assert_eq!(
             s,
             json!({"loggedIn": true, "user": {"id": "u1", "email": "a@b.c"},
                    "profile": {"displayName": "Alice", "avatarUrl": null},
                    "org": {"id": "o1", "name": "Acme", "slug": "acme", "tier": "pro"}, "role": "owner"})
         );
-        let empty = Value::Object(UserContext::default().snapshot(false));
+        let empty = serde_json::to_value(UserContext::default().snapshot(false)).unwrap();
         assert_eq!(
             empty,
             json!({"loggedIn": false, "user": null, "profile": null, "org": null, "role": null})

@@ -12,9 +12,9 @@ use std::{
 
 use futures_util::future::BoxFuture;
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
-pub use context::UserContext;
+pub use context::{Snapshot, UserContext};
 use session::{ends_session, is_expiring, refresh_delay, Session};
 
 use crate::{
@@ -90,7 +90,7 @@ impl Auth {
     }
 
     /// The auth part of the status.
-    pub fn snapshot(&self) -> serde_json::Map<String, Value> {
+    pub fn snapshot(&self) -> Snapshot {
         let s = self.read();
         s.ctx.snapshot(s.session.is_some())
     }
@@ -273,7 +273,9 @@ impl Auth {
             s.ctx.snapshot(true)
         };
         self.schedule(expires_in);
-        self.events.emit(Event::LoggedIn(snapshot));
+        self.events.emit(Event::LoggedIn(
+            serde_json::to_value(snapshot).unwrap_or_default(),
+        ));
     }
 
     async fn persist(&self, refresh_token: &str) {

@@ -3,13 +3,16 @@
 use serde_json::{json, Value};
 
 use super::CloudSync;
-use crate::error::Result;
+use crate::{
+    conversations::{PullResult, PushResult},
+    error::Result,
+};
 
 impl CloudSync {
     /// `{pushed: 0}` when logged out.
-    pub async fn push_conversation(&self, conv_id: &str, messages: &Value) -> Result<Value> {
+    pub async fn push_conversation(&self, conv_id: &str, messages: &Value) -> Result<PushResult> {
         let Some(cloud) = self.signed_in()? else {
-            return Ok(json!({"pushed": 0}));
+            return Ok(PushResult::default());
         };
         self.sync
             .push_conversation(&cloud.conn, conv_id, messages)
@@ -17,9 +20,13 @@ impl CloudSync {
     }
 
     /// `{messages: []}` when logged out.
-    pub async fn pull_conversation(&self, conv_id: &str, since: Option<&str>) -> Result<Value> {
+    pub async fn pull_conversation(
+        &self,
+        conv_id: &str,
+        since: Option<&str>,
+    ) -> Result<PullResult> {
         let Some(cloud) = self.signed_in()? else {
-            return Ok(json!({"messages": []}));
+            return Ok(PullResult::default());
         };
         self.sync
             .pull_conversation(&cloud.conn, conv_id, since)

@@ -17,6 +17,8 @@ mod presence;
 mod status;
 mod workspace;
 
+pub use status::Status;
+
 #[cfg(test)]
 mod tests;
 

@@ -1,20 +1,32 @@
 //! `getStatus()`: exactly the documented keys, never a token.
 
-use serde_json::{json, Value};
-
 use super::CloudSync;
-use crate::auth::UserContext;
+use crate::{
+    auth::{Snapshot, UserContext},
+    sync::{EngineStatus, LinkedWorkspace, SyncState},
+};
+
+pub struct Status {
+    pub auth: Snapshot,
+    pub configured: bool,
+    pub linked_workspace: Option<LinkedWorkspace>,
+    pub sync_state: SyncState,
+    /// `None` while logged out.
+    pub engine: Option<EngineStatus>,
+}
 
 impl CloudSync {
-    pub fn status(&self) -> Value {
-        let mut m = match self.cloud() {
-            Ok(c) => c.conn.auth.snapshot(),
-            Err(_) => UserContext::default().snapshot(false),
-        };
-        m.insert("configured".into(), Value::Bool(self.is_configured()));
-        m.insert("linkedWorkspace".into(), self.sync.linked_workspace());
-        m.insert("syncState".into(), json!(self.sync.sync_state()));
-        m.insert("syncEngineStatus".into(), self.sync.engine_status());
-        Value::Object(m)
+    pub fn status(&self) -> Status {
+        let cloud = self.cloud();
+        Status {
+            auth: match &cloud {
+                Ok(c) => c.conn.auth.snapshot(),
+                Err(_) => UserContext::default().snapshot(false),
+            },
+            configured: cloud.is_ok(),
+            linked_workspace: self.sync.linked_workspace(),
+            sync_state: self.sync.sync_state(),
+            engine: self.sync.engine_status(),
+        }
     }
 }

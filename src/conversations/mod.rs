@@ -14,6 +14,25 @@ use crate::{
 };
 
 /// The conversations of a workspace, oldest first.
+/// `pushConversation`'s result.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PushResult {
+    /// Rows newly inserted (a repeated push inserts none).
+    pub pushed: u32,
+    pub last_sync_at: Option<String>,
+    /// Messages queued in the offline outbox because the cloud was unreachable.
+    pub queued: Option<u32>,
+    /// Messages the cloud refused for their content (reported in `cloud:sync:error`).
+    pub refused: Option<u32>,
+}
+
+/// `pullConversation`'s result: messages mapped for the host (`pull::map_row`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PullResult {
+    pub messages: Vec<Value>,
+    pub last_cloud_message_at: Option<String>,
+}
+
 pub async fn list(client: &Client, workspace_id: &str) -> Result<Value> {
     let ws = query::uuid("workspace id", workspace_id)?;
     let path = format!(

@@ -8,7 +8,7 @@ use napi::{
     Env,
 };
 use napi_derive::napi;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{
     ai_stream::{AiProxyStream, StreamWake},
@@ -19,7 +19,10 @@ use super::{
     events::{EventCallback, JsEventSink},
     file_sync::FileSync,
     secrets::{JsSecrets, SecretDelete, SecretGet, SecretSet},
-    types::CloudSyncConfig,
+    types::{
+        CloudStatus, CloudSyncConfig, PresenceMember, PullConversationResult,
+        PushConversationResult,
+    },
     workspace_sync::WorkspaceSync,
 };
 use crate::{cloud_sync, events::Events, token_store::HostSecrets};
@@ -141,9 +144,9 @@ impl NativeCloudSync {
     }
 
     /// Exactly the keys of `CloudStatus`; never a token.
-    #[napi(ts_return_type = "CloudStatus")]
-    pub fn get_status(&self) -> Value {
-        self.core.status()
+    #[napi]
+    pub fn get_status(&self) -> CloudStatus {
+        self.core.status().into()
     }
 
     /// Authenticated REST calls against `baseUrl`.
@@ -246,8 +249,7 @@ impl NativeCloudSync {
     /// roles and messages carrying `_cloudId` are skipped). Offline, they are queued in the
     /// outbox and `queued` says how many.
     #[napi(
-        ts_args_type = "cloudConvId: string, messages: LocalMessage[], lastSyncAt?: string | null",
-        ts_return_type = "Promise<PushConversationResult>"
+        ts_args_type = "cloudConvId: string, messages: LocalMessage[], lastSyncAt?: string | null"
     )]
     pub fn push_conversation<'e>(
         &self,
@@ -255,7 +257,7 @@ impl NativeCloudSync {
         cloud_conv_id: Unknown,
         messages: Unknown,
         last_sync_at: Unknown,
-    ) -> napi::Result<PromiseRaw<'e, Value>> {
+    ) -> napi::Result<PromiseRaw<'e, PushConversationResult>> {
         let args = (|| {
             let id = arg::string("cloudConvId", cloud_conv_id)?;
             let messages = arg::array("messages", messages)?;
@@ -265,28 +267,30 @@ impl NativeCloudSync {
         let core = self.core.clone();
         spawn(env, &self.core, async move {
             let (cloud_conv_id, messages) = args?;
-            core.push_conversation(&cloud_conv_id, &messages).await
+            Ok(core
+                .push_conversation(&cloud_conv_id, &messages)
+                .await?
+                .into())
         })
     }
 
     /// Every message after `since` written by others, oldest first, fetched page by page.
-    #[napi(
-        ts_args_type = "cloudConvId: string, since?: string | null",
-        ts_return_type = "Promise<PullConversationResult>"
-    )]
+    #[napi(ts_args_type = "cloudConvId: string, since?: string | null")]
     pub fn pull_conversation<'e>(
         &self,
         env: &'e Env,
         cloud_conv_id: Unknown,
         since: Unknown,
-    ) -> napi::Result<PromiseRaw<'e, Value>> {
+    ) -> napi::Result<PromiseRaw<'e, PullConversationResult>> {
         let args = arg::string("cloudConvId", cloud_conv_id)
             .and_then(|id| Ok((id, arg::opt_string("since", since)?)));
         let core = self.core.clone();
         spawn(env, &self.core, async move {
             let (cloud_conv_id, since) = args?;
-            core.pull_conversation(&cloud_conv_id, since.as_deref())
-                .await
+            Ok(core
+                .pull_conversation(&cloud_conv_id, since.as_deref())
+                .await?
+                .into())
         })
     }
 
@@ -423,9 +427,9 @@ impl NativeCloudSync {
         })
     }
 
-    #[napi(ts_return_type = "PresenceMember[]")]
-    pub fn get_presence(&self) -> Value {
-        json!(self.core.presence())
+    #[napi]
+    pub fn get_presence(&self) -> Vec<PresenceMember> {
+        self.core.presence().into_iter().map(Into::into).collect()
     }
 
     #[napi(

@@ -44,14 +44,6 @@ export interface AuthSnapshot {
   role: 'owner' | 'admin' | 'member' | 'viewer' | null
 }
 
-/** `getStatus()`: exactly these keys, never a token. */
-export interface CloudStatus extends AuthSnapshot {
-  configured: boolean
-  linkedWorkspace: { id: string; name: string } | null
-  syncState: SyncState
-  syncEngineStatus: SyncEngineStatus | null
-}
-
 /** An error from any promise of this package. */
 export interface CloudError extends Error {
   /** Stable: the server's code (`invalid_credentials`, `PGRST116`, `23505`…) or ours (`NETWORK_ERROR`, `NETWORK_TIMEOUT`, `INVALID_CONFIG`, `INVALID_ARGUMENT`, `NOT_LOGGED_IN`, `SESSION_ENDED`, `RATE_LIMITED`, `STREAM_ERROR`, `HTTP_<status>`…). */
@@ -149,25 +141,12 @@ export interface LocalMessage extends ChatMessage {
   id?: string
 }
 
-export interface PushConversationResult {
-  /** Rows newly inserted (a repeated push inserts none). */
-  pushed: number
-  lastSyncAt?: string
-  /** Messages queued in the offline outbox because the cloud was unreachable. */
-  queued?: number
-}
-
 export interface PulledMessage {
   role: string
   content: string
   _cloudId: string
   _cloudSenderAgent: string | null
   _cloudCreatedAt: string
-}
-
-export interface PullConversationResult {
-  messages: PulledMessage[]
-  lastCloudMessageAt?: string
 }
 
 export interface CloudAgent {
@@ -243,14 +222,6 @@ export interface ChatCompletionChunk {
   [key: string]: unknown
 }
 
-export interface PresenceMember {
-  userId: string
-  displayName: string | null
-  avatarUrl: string | null
-  status: string
-  lastSeen: string
-}
-
 /* ---- Workspace sync (Phase 2) ---- */
 
 /** Per-conversation entry of `.cloud-link.json`. */
@@ -284,27 +255,6 @@ export interface LinkData {
   /** The cloud's `updated_at` at the last workspace sync (the conflict base). */
   workspaceUpdatedAt?: string
   [key: string]: unknown
-}
-
-export interface SyncTypeStatus {
-  state: SyncState
-  lastSyncAt: string | null
-  error: string | null
-}
-
-/** `getStatus().syncEngineStatus` (`null` while logged out). */
-export interface SyncEngineStatus {
-  running: boolean
-  state: SyncState
-  workspace: SyncTypeStatus
-  conversations: SyncTypeStatus
-  /** Entries waiting in the offline outbox. */
-  outboxPending: number
-  /** `.cloud-outbox.jsonl` beside `.cloud-link.json`. */
-  outboxPath?: string
-  consecutiveFailures: number
-  /** Why `.cloud-link.json` was ignored (unreadable), if it was. */
-  linkError: string | null
 }
 
 /** A live `workspace_files` row (`fileSync.listFiles`). `file_path` is the workspace-relative path. */

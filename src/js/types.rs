@@ -5,7 +5,11 @@ use std::collections::HashMap;
 use napi_derive::napi;
 use serde_json::Value;
 
-use crate::config::{self, ConfigInput};
+use crate::{
+    cloud_sync,
+    config::{self, ConfigInput},
+    conversations, realtime, sync,
+};
 
 /// What `loadCloudConfig()` returns (exactly the legacy keys).
 #[napi(object)]
@@ -110,4 +114,194 @@ pub struct RequestOptions {
     #[napi(ts_type = "unknown")]
     pub body: Option<Value>,
     pub headers: Option<HashMap<String, String>>,
+}
+
+/// `pushConversation()`'s result.
+#[napi(object)]
+pub struct PushConversationResult {
+    /// Rows newly inserted (a repeated push inserts none).
+    pub pushed: u32,
+    pub last_sync_at: Option<String>,
+    /// Messages queued in the offline outbox because the cloud was unreachable.
+    pub queued: Option<u32>,
+    /// Messages the cloud refused for their content, reported in `cloud:sync:error`
+    /// (`refusedIds`) and never sent again.
+    pub refused: Option<u32>,
+}
+
+impl From<conversations::PushResult> for PushConversationResult {
+    fn from(r: conversations::PushResult) -> Self {
+        PushConversationResult {
+            pushed: r.pushed,
+            last_sync_at: r.last_sync_at,
+            queued: r.queued,
+            refused: r.refused,
+        }
+    }
+}
+
+/// `pullConversation()`'s result: others' messages after `since`, oldest first.
+#[napi(object)]
+pub struct PullConversationResult {
+    #[napi(ts_type = "PulledMessage[]")]
+    pub messages: Vec<Value>,
+    /// The newest row seen (own rows included), to pass as the next `since`.
+    pub last_cloud_message_at: Option<String>,
+}
+
+impl From<conversations::PullResult> for PullConversationResult {
+    fn from(r: conversations::PullResult) -> Self {
+        PullConversationResult {
+            messages: r.messages,
+            last_cloud_message_at: r.last_cloud_message_at,
+        }
+    }
+}
+
+/// A member online in the linked workspace (`getPresence()`, `cloud:presence:updated`),
+/// one entry per user however many machines it is on.
+#[napi(object, use_nullable = true)]
+pub struct PresenceMember {
+    pub user_id: String,
+    pub display_name: Option<String>,
+    pub avatar_url: Option<String>,
+    pub status: String,
+    pub last_seen: Option<String>,
+}
+
+impl From<realtime::Member> for PresenceMember {
+    fn from(m: realtime::Member) -> Self {
+        PresenceMember {
+            user_id: m.user_id,
+            display_name: m.display_name,
+            avatar_url: m.avatar_url,
+            status: m.status,
+            last_seen: m.last_seen,
+        }
+    }
+}
+
+/// `getStatus()`: exactly these keys, never a token.
+#[napi(object, use_nullable = true)]
+pub struct CloudStatus {
+    pub logged_in: bool,
+    pub user: Option<StatusUser>,
+    pub profile: Option<StatusProfile>,
+    pub org: Option<StatusOrg>,
+    #[napi(ts_type = "'owner' | 'admin' | 'member' | 'viewer'")]
+    pub role: Option<String>,
+    pub configured: bool,
+    pub linked_workspace: Option<LinkedWorkspace>,
+    #[napi(ts_type = "SyncState")]
+    pub sync_state: String,
+    /// `null` while logged out.
+    pub sync_engine_status: Option<SyncEngineStatus>,
+}
+
+#[napi(object, use_nullable = true)]
+pub struct StatusUser {
+    pub id: String,
+    pub email: Option<String>,
+}
+
+#[napi(object, use_nullable = true)]
+pub struct StatusProfile {
+    pub display_name: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+#[napi(object, use_nullable = true)]
+pub struct StatusOrg {
+    pub id: String,
+    pub name: String,
+    pub slug: String,
+    pub tier: String,
+}
+
+#[napi(object)]
+pub struct LinkedWorkspace {
+    pub id: String,
+    pub name: String,
+}
+
+#[napi(object, use_nullable = true)]
+pub struct SyncEngineStatus {
+    pub running: bool,
+    #[napi(ts_type = "SyncState")]
+    pub state: String,
+    pub workspace: SyncTypeStatus,
+    pub conversations: SyncTypeStatus,
+    /// Entries waiting in the offline outbox.
+    pub outbox_pending: u32,
+    /// `.cloud-outbox.jsonl` beside `.cloud-link.json`.
+    pub outbox_path: Option<String>,
+    pub consecutive_failures: u32,
+    /// Why `.cloud-link.json` was ignored (unreadable), if it was.
+    pub link_error: Option<String>,
+}
+
+#[napi(object, use_nullable = true)]
+pub struct SyncTypeStatus {
+    #[napi(ts_type = "SyncState")]
+    pub state: String,
+    pub last_sync_at: Option<String>,
+    pub error: Option<String>,
+}
+
+impl From<cloud_sync::Status> for CloudStatus {
+    fn from(s: cloud_sync::Status) -> Self {
+        let a = s.auth;
+        CloudStatus {
+            logged_in: a.logged_in,
+            user: a.user.map(|u| StatusUser {
+                id: u.id,
+                email: u.email,
+            }),
+            profile: a.profile.map(|p| StatusProfile {
+                display_name: p.display_name,
+                avatar_url: p.avatar_url,
+            }),
+            org: a.org.map(|o| StatusOrg {
+                id: o.id,
+                name: o.name,
+                slug: o.slug,
+                tier: o.tier,
+            }),
+            role: a.role,
+            configured: s.configured,
+            linked_workspace: s.linked_workspace.map(|l| LinkedWorkspace {
+                id: l.id,
+                name: l.name,
+            }),
+            sync_state: s.sync_state.as_str().into(),
+            sync_engine_status: s.engine.map(Into::into),
+        }
+    }
+}
+
+impl From<sync::EngineStatus> for SyncEngineStatus {
+    fn from(e: sync::EngineStatus) -> Self {
+        let b = e.board;
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        SyncEngineStatus {
+            running: b.running,
+            state: b.overall().as_str().into(),
+            workspace: b.workspace.into(),
+            conversations: b.conversations.into(),
+            outbox_pending: count(b.outbox_pending),
+            outbox_path: e.outbox_path,
+            consecutive_failures: b.failures,
+            link_error: b.link_error,
+        }
+    }
+}
+
+impl From<sync::TypeStatus> for SyncTypeStatus {
+    fn from(t: sync::TypeStatus) -> Self {
+        SyncTypeStatus {
+            state: t.state.as_str().into(),
+            last_sync_at: t.last_sync_at,
+            error: t.error,
+        }
+    }
 }

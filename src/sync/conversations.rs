@@ -19,6 +19,7 @@ use crate::{
         messages::{insert_isolating, recent_rows},
         pull::{self, PAGE},
         push::{self, Plan, PushState, Synced, Tracker, BATCH},
+        PullResult, PushResult,
     },
     error::{Error, Result},
     events::Event,
@@ -85,7 +86,7 @@ impl Syncer {
         cloud: &Arc<Connection>,
         conv_id: &str,
         messages: &Value,
-    ) -> Result<Value> {
+    ) -> Result<PushResult> {
         let conv = query::uuid("conversation id", conv_id)?;
         let msgs = push::synced_messages(messages)?;
         let user = cloud
@@ -124,7 +125,7 @@ impl Syncer {
         conv: Uuid,
         user: &str,
         msgs: &[Synced],
-    ) -> Result<(Value, SyncState)> {
+    ) -> Result<(PushResult, SyncState)> {
         let mut tracker = self.tracker(&conv);
         let plan = tracker.plan(msgs);
         let recent = if plan == Plan::Rewritten {
@@ -184,13 +185,17 @@ impl Syncer {
         }
         tracker.pushed(msgs, &out);
         self.save_tracker(&conv, &tracker, &now)?;
-        let mut out = json!({ "pushed": pushed, "lastSyncAt": now });
         if !refused.is_empty() {
-            out["refused"] = json!(refused.len());
             self.report_refused(&conv, &refused);
         }
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let out = PushResult {
+            pushed: count(pushed),
+            last_sync_at: Some(now),
+            queued: (queued > 0).then(|| count(queued)),
+            refused: (!refused.is_empty()).then(|| count(refused.len())),
+        };
         let end = if queued > 0 {
-            out["queued"] = json!(queued);
             SyncState::Offline
         } else {
             SyncState::Synced
@@ -309,7 +314,7 @@ impl Syncer {
         cloud: &Arc<Connection>,
         conv_id: &str,
         since: Option<&str>,
-    ) -> Result<Value> {
+    ) -> Result<PullResult> {
         let conv = query::uuid("conversation id", conv_id)?;
         let since = since
             .filter(|s| !s.trim().is_empty())
@@ -320,9 +325,7 @@ impl Syncer {
             let pulled =
                 pull::pull(&cloud.client, &conv, since.as_deref(), me.as_deref(), PAGE).await?;
             let last = pulled.last_created_at.or(since.clone());
-            let mut out = json!({ "messages": pulled.messages });
             if let Some(last) = &last {
-                out["lastCloudMessageAt"] = json!(last);
                 if self.lock().link.is_some() {
                     let id = conv.to_string();
                     self.save_link(|l| {
@@ -331,6 +334,10 @@ impl Syncer {
                     })?;
                 }
             }
+            let out = PullResult {
+                messages: pulled.messages,
+                last_cloud_message_at: last,
+            };
             Ok((out, SyncState::Synced))
         })
         .await

@@ -5,6 +5,13 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::{now_iso, outbox::Outbox, Board, Syncer, BASE_KEY};
+
+/// `getStatus().linkedWorkspace`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkedWorkspace {
+    pub id: String,
+    pub name: String,
+}
 use crate::{
     connection::Connection,
     error::{Error, Result},
@@ -16,11 +23,13 @@ use crate::{
 
 impl Syncer {
     /// `getStatus().linkedWorkspace`.
-    pub fn linked_workspace(&self) -> Value {
-        match &self.lock().link {
-            Some(l) => json!({ "id": l.workspace_id(), "name": l.workspace_name() }),
-            None => Value::Null,
-        }
+    pub fn linked_workspace(&self) -> Option<LinkedWorkspace> {
+        let i = self.lock();
+        let l = i.link.as_ref()?;
+        Some(LinkedWorkspace {
+            id: l.workspace_id()?.to_string(),
+            name: l.workspace_name().to_string(),
+        })
     }
 
     pub fn linked_workspace_id(&self) -> Option<String> {

@@ -38,8 +38,10 @@ use crate::{
     events::{Event, Events},
     link_file::{self, Link},
 };
+pub use link::LinkedWorkspace;
 use outbox::MAX_ENTRIES;
-pub use state::{Board, Kind, SyncState};
+pub use state::{Board, Kind, SyncState, TypeStatus};
+pub use status::EngineStatus;
 
 /// The link-file key holding the cloud's `updated_at` at the last workspace sync: the base
 /// that tells a one-sided change from a true conflict, across restarts.

@@ -1,7 +1,5 @@
 //! Sync status per data type, and the one overall `syncState` derived from them.
 
-use serde_json::{json, Value};
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SyncState {
     #[default]
@@ -62,12 +60,6 @@ pub struct TypeStatus {
     pub error: Option<String>,
 }
 
-impl TypeStatus {
-    fn to_json(&self) -> Value {
-        json!({"state": self.state.as_str(), "lastSyncAt": self.last_sync_at, "error": self.error})
-    }
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct Board {
     pub running: bool,
@@ -108,19 +100,6 @@ impl Board {
             .find(|t| t.state == s && t.error.is_some())
             .and_then(|t| t.error.clone())
             .or_else(|| self.link_error.clone())
-    }
-
-    /// `getStatus().syncEngineStatus`.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "running": self.running,
-            "state": self.overall().as_str(),
-            "workspace": self.workspace.to_json(),
-            "conversations": self.conversations.to_json(),
-            "outboxPending": self.outbox_pending,
-            "consecutiveFailures": self.failures,
-            "linkError": self.link_error,
-        })
     }
 }
 

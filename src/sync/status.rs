@@ -5,7 +5,14 @@ use std::future::Future;
 
 use super::{now_iso, Board, Kind, SyncState, Syncer};
 use crate::{error::Result, events::Event};
-use serde_json::{json, Value};
+
+/// `getStatus().syncEngineStatus`.
+#[derive(Debug, Clone)]
+pub struct EngineStatus {
+    pub board: Board,
+    /// `.cloud-outbox.jsonl` beside `.cloud-link.json`, when there is a working directory.
+    pub outbox_path: Option<String>,
+}
 
 impl Syncer {
     /// Changes the board and emits `cloud:sync-status` when the overall state changed.
@@ -83,19 +90,20 @@ impl Syncer {
         outcome.map(|(v, _)| v)
     }
 
-    pub fn sync_state(&self) -> &'static str {
-        self.lock().board.overall().as_str()
+    pub fn sync_state(&self) -> SyncState {
+        self.lock().board.overall()
     }
 
     /// `getStatus().syncEngineStatus` (`null` while logged out).
-    pub fn engine_status(&self) -> Value {
-        if self.lock().conn.is_none() {
-            return Value::Null;
-        }
-        let mut v = self.lock().board.to_json();
-        if let Some(o) = self.outbox() {
-            v["outboxPath"] = json!(o.path().display().to_string());
-        }
-        v
+    pub fn engine_status(&self) -> Option<EngineStatus> {
+        let board = {
+            let i = self.lock();
+            i.conn.as_ref()?;
+            i.board.clone()
+        };
+        Some(EngineStatus {
+            board,
+            outbox_path: self.outbox().map(|o| o.path().display().to_string()),
+        })
     }
 }
