@@ -9,7 +9,7 @@ import { startDevcloud, DEMO_PASSWORD, SEED } from './helpers/devcloud.mjs';
 import { cloudSyncFor } from './helpers/client.mjs';
 import { startProxy } from './helpers/proxy.mjs';
 import { secretsManager } from './helpers/host.mjs';
-import { newConversation, rowsOf } from './helpers/sync.mjs';
+import { newConversation, rowsOf, workdir } from './helpers/sync.mjs';
 
 const ALICE = SEED.users.alice;
 const JSON_HEADERS = { 'content-type': 'application/json; charset=utf-8' };
@@ -162,6 +162,28 @@ test('listCloudWorkspaces refuses HTML, an empty body, null and {"data": [...]}'
       canned.body,
     );
   }
+});
+
+test('listCloudConversations and createConversation refuse replies of the wrong shape', async () => {
+  let answer = null;
+  const { cs } = await viaProxy((req) => (answer && req.url.startsWith('/rest/v1/conversations') ? answer : null));
+  await cs.login(ALICE.email, DEMO_PASSWORD);
+  cs.setWorkingDir(workdir());
+  await cs.linkWorkspace(SEED.workspaces.websiteRevamp);
+  assert.ok((await cs.listCloudConversations()).length > 0);
+  for (const canned of [
+    { status: 200, headers: { 'content-type': 'text/html' }, body: '<html>maintenance</html>' },
+    { status: 200, headers: JSON_HEADERS, body: 'null' },
+    { status: 200, headers: JSON_HEADERS, body: JSON.stringify({ data: [] }) },
+    { status: 200, headers: JSON_HEADERS, body: JSON.stringify([{ id: 'not-a-uuid', name: 'x' }]) },
+  ]) {
+    answer = canned;
+    await assert.rejects(cs.listCloudConversations(), { code: 'INVALID_RESPONSE' }, canned.body);
+    await assert.rejects(cs.workspaceSync.createConversation('c'), { code: 'INVALID_RESPONSE' }, canned.body);
+  }
+  answer = { status: 201, headers: JSON_HEADERS, body: '[]' };
+  await assert.rejects(cs.workspaceSync.createConversation('c'), { code: 'INVALID_RESPONSE' });
+  assert.equal(cs.workspaceSync.getLinkData().conversations?.c, undefined, 'nothing is linked to a row that never came');
 });
 
 test('listAgents and invokeAgent refuse replies of the wrong shape', async () => {

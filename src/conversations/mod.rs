@@ -6,11 +6,13 @@ pub mod pull;
 pub mod push;
 
 use reqwest::Method;
+use serde::Deserialize;
 use serde_json::{json, Value};
+use uuid::Uuid;
 
 use crate::{
     error::Result,
-    rest::{query, Client, Request},
+    rest::{query, raw_rows, Checked, Client, Request},
 };
 
 /// The conversations of a workspace, oldest first.
@@ -33,16 +35,34 @@ pub struct PullResult {
     pub last_cloud_message_at: Option<String>,
 }
 
+const SELECT: &str = "id,name,conversation_type,is_archived,created_at";
+
+/// The columns the host reads; the row goes on as the cloud sent it.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct ConversationRow {
+    id: Uuid,
+    name: String,
+    conversation_type: String,
+    is_archived: bool,
+    created_at: String,
+}
+
+/// The workspace's conversations, oldest first.
 pub async fn list(client: &Client, workspace_id: &str) -> Result<Value> {
     let ws = query::uuid("workspace id", workspace_id)?;
     let path = format!(
-        "/rest/v1/conversations?workspace_id={}&select=id,name,conversation_type,is_archived,created_at&order=created_at.asc",
+        "/rest/v1/conversations?workspace_id={}&select={SELECT}&order=created_at.asc",
         query::eq(&ws.to_string())
     );
-    Ok(client.send(&Request::new(Method::GET, path)).await?.body)
+    let rows: Vec<Checked<ConversationRow>> = client
+        .send(&Request::new(Method::GET, path))
+        .await?
+        .json()?;
+    Ok(raw_rows(rows))
 }
 
-/// Creates a conversation in the workspace and returns its row.
+/// Creates a conversation; its row, exactly one, or `INVALID_RESPONSE`.
 pub async fn create(
     client: &Client,
     workspace_id: &str,
@@ -59,13 +79,15 @@ pub async fn create(
     });
     let req = Request::new(
         Method::POST,
-        "/rest/v1/conversations?select=id,name,conversation_type,is_archived,created_at",
+        format!("/rest/v1/conversations?select={SELECT}"),
     )
     .json(body)
     .header("Prefer", "return=representation");
-    let rows = client.send(&req).await?.body;
-    Ok(match rows {
-        Value::Array(mut r) if !r.is_empty() => r.swap_remove(0),
-        other => other,
-    })
+    let reply = client.send(&req).await?;
+    let invalid = reply.invalid("expected the one created conversation row".into());
+    let mut rows: Vec<Checked<ConversationRow>> = reply.json()?;
+    match (rows.pop(), rows.is_empty()) {
+        (Some(row), true) => Ok(row.raw),
+        _ => Err(invalid),
+    }
 }

@@ -47,24 +47,14 @@ impl CloudClient {
         let core = self.core.clone();
         spawn(env, &self.core, async move {
             let call = call?;
-            let mut headers: Vec<(String, String)> =
-                call.headers.unwrap_or_default().into_iter().collect();
-            if let Some(p) = prefer {
-                if !headers
-                    .iter()
-                    .any(|(k, _)| k.eq_ignore_ascii_case("prefer"))
-                {
-                    headers.push(("Prefer".into(), p.into()));
-                }
-            }
             let req = Request {
                 method,
                 path: call.path,
                 body: call.body.map(Body::Json),
-                headers,
+                headers: call.headers.unwrap_or_default().into_iter().collect(),
                 timeout: None,
             };
-            core.rest(req).await
+            core.rest(req, prefer).await
         })
     }
 }
