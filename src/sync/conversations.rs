@@ -27,9 +27,9 @@ use crate::{
 };
 
 impl Syncer {
-    pub async fn list_conversations(&self, cloud: &Connection) -> Result<Value> {
+    pub async fn list_conversations(&self, conn: &Connection) -> Result<Value> {
         match self.linked_workspace_id() {
-            Some(ws) => conversations::list(&cloud.client, &ws).await,
+            Some(ws) => conversations::list(&conn.client, &ws).await,
             None => Ok(json!([])),
         }
     }
@@ -37,14 +37,14 @@ impl Syncer {
     /// Creates a cloud conversation in the linked workspace and maps `name` to it.
     pub async fn create_conversation(
         &self,
-        cloud: &Connection,
+        conn: &Connection,
         name: &str,
         conversation_type: Option<&str>,
     ) -> Result<Value> {
         let ws = self.linked_workspace_id().ok_or_else(not_linked)?;
-        let user = cloud.user_id();
+        let user = conn.user_id();
         let kind = conversation_type.unwrap_or("chat");
-        let row = conversations::create(&cloud.client, &ws, name, kind, user.as_deref()).await?;
+        let row = conversations::create(&conn.client, &ws, name, kind, user.as_deref()).await?;
         if let Some(id) = row.get("id").and_then(Value::as_str) {
             let id = id.to_string();
             self.save_link(|l| l.link_conversation(name, &id))?;
@@ -83,13 +83,13 @@ impl Syncer {
     /// in the outbox when the cloud is unreachable.
     pub async fn push_conversation(
         &self,
-        cloud: &Arc<Connection>,
+        conn: &Arc<Connection>,
         conv_id: &str,
         messages: &Value,
     ) -> Result<PushResult> {
         let conv = query::uuid("conversation id", conv_id)?;
         let msgs = push::synced_messages(messages)?;
-        let user = cloud
+        let user = conn
             .auth
             .context()
             .user_id()
@@ -98,7 +98,7 @@ impl Syncer {
         let _g = self.conversations_guard.lock().await;
         self.track(
             Kind::Conversations,
-            self.push_inner(cloud, conv, &user, &msgs),
+            self.push_inner(conn, conv, &user, &msgs),
         )
         .await
     }
@@ -121,7 +121,7 @@ impl Syncer {
 
     pub(super) async fn push_inner(
         &self,
-        cloud: &Arc<Connection>,
+        conn: &Arc<Connection>,
         conv: Uuid,
         user: &str,
         msgs: &[Synced],
@@ -133,9 +133,9 @@ impl Syncer {
             // Rows still queued are not in the cloud yet: matched without them, their
             // messages would be sent again under new ordinals.
             if self.outbox().is_some() && self.lock().board.outbox_pending > 0 {
-                self.flush_outbox(cloud).await?;
+                self.flush_outbox(conn).await?;
             }
-            recent_rows(&cloud.client, &conv, user).await?
+            recent_rows(&conn.client, &conv, user).await?
         } else {
             Vec::new()
         };
@@ -146,7 +146,7 @@ impl Syncer {
         // Anything queued earlier goes first, so the cloud sees messages in order.
         let mut offline = false;
         if ob.is_some() && self.lock().board.outbox_pending > 0 && !rows.is_empty() {
-            if let Err(e) = self.flush_outbox(cloud).await {
+            if let Err(e) = self.flush_outbox(conn).await {
                 if !is_retryable(&e) {
                     return Err(e);
                 }
@@ -159,7 +159,7 @@ impl Syncer {
         let batches: Vec<&[Value]> = rows.chunks(BATCH).collect();
         for (i, batch) in batches.iter().enumerate() {
             if !offline {
-                match insert_isolating(&cloud.client, batch).await {
+                match insert_isolating(&conn.client, batch).await {
                     Ok((n, mut r)) => {
                         pushed += n;
                         refused.append(&mut r);
@@ -245,7 +245,7 @@ impl Syncer {
     /// Sends the outbox in order. Stops at the first failure that may pass (offline, 5xx,
     /// rate limit) and keeps the rest; an entry the server refuses for good is dropped and
     /// reported, so it cannot block everything behind it.
-    pub(super) async fn flush_outbox(&self, cloud: &Arc<Connection>) -> Result<usize> {
+    pub(super) async fn flush_outbox(&self, conn: &Arc<Connection>) -> Result<usize> {
         let Some(ob) = self.outbox() else {
             return Ok(0);
         };
@@ -267,7 +267,7 @@ impl Syncer {
                 Entry::Messages {
                     rows,
                     conversation_id,
-                } => insert_isolating(&cloud.client, rows)
+                } => insert_isolating(&conn.client, rows)
                     .await
                     .map(|(_, refused)| {
                         if let (false, Ok(conv)) =
@@ -281,7 +281,7 @@ impl Syncer {
                     // A newer local state, if any, supersedes the queued one.
                     let newer = self.lock().pending_state.take();
                     let local = newer.unwrap_or_else(|| state.clone());
-                    self.sync_workspace_inner(cloud, false, Some(local), false)
+                    self.sync_workspace_inner(conn, false, Some(local), false)
                         .await
                         .map(|_| ())
                 }
@@ -311,7 +311,7 @@ impl Syncer {
     /// `pullConversation`: every message after `since` from other senders, until drained.
     pub async fn pull_conversation(
         &self,
-        cloud: &Arc<Connection>,
+        conn: &Arc<Connection>,
         conv_id: &str,
         since: Option<&str>,
     ) -> Result<PullResult> {
@@ -320,10 +320,10 @@ impl Syncer {
             .filter(|s| !s.trim().is_empty())
             .map(|s| pull::timestamp("since", s))
             .transpose()?;
-        let me = cloud.auth.context().user_id().map(String::from);
+        let me = conn.auth.context().user_id().map(String::from);
         self.track(Kind::Conversations, async {
             let pulled =
-                pull::pull(&cloud.client, &conv, since.as_deref(), me.as_deref(), PAGE).await?;
+                pull::pull(&conn.client, &conv, since.as_deref(), me.as_deref(), PAGE).await?;
             let last = pulled.last_created_at.or(since.clone());
             if let Some(last) = &last {
                 if self.lock().link.is_some() {

@@ -33,7 +33,7 @@ pub struct Pace {
     pub status: Option<watch::Receiver<realtime::Status>>,
 }
 
-pub async fn run(hub: Weak<Syncer>, cloud: Arc<Connection>, wake: Arc<Notify>, mut pace: Pace) {
+pub async fn run(hub: Weak<Syncer>, conn: Arc<Connection>, wake: Arc<Notify>, mut pace: Pace) {
     let interval = pace.interval;
     // The first cycle runs at once; a failed one is retried on its backoff even while the
     // socket is live, since the socket cannot deliver what the cycle failed to send.
@@ -50,13 +50,13 @@ pub async fn run(hub: Weak<Syncer>, cloud: Arc<Connection>, wake: Arc<Notify>, m
             _ = wake.notified() => settle(&wake, pace.debounce).await,
         }
         let Some(hub) = hub.upgrade() else { return };
-        if !cloud.auth.is_logged_in() {
+        if !conn.auth.is_logged_in() {
             // The session ended under us (rejected refresh, offline expiry): nothing to do
             // until the next login starts a new engine.
             hub.engine_exited();
             return;
         }
-        let ok = hub.cycle(&cloud).await;
+        let ok = hub.cycle(&conn).await;
         let failures = hub.record_cycle(ok);
         wait = (!ok).then(|| retry_delay(failures, interval));
     }

@@ -47,10 +47,10 @@ impl Syncer {
             .unwrap_or(Value::Null)
     }
 
-    pub async fn link(&self, cloud: &Arc<Connection>, id: &str, name: Option<&str>) -> Result<()> {
+    pub async fn link(&self, conn: &Arc<Connection>, id: &str, name: Option<&str>) -> Result<()> {
         let ws = query::uuid("workspace id", id)?.to_string();
         let dir = self.lock().dir.clone().ok_or(Error::NoWorkingDir)?;
-        let Some(row) = workspace::find(&cloud.client, &ws).await? else {
+        let Some(row) = workspace::find(&conn.client, &ws).await? else {
             return Err(Error::InvalidArgument(format!(
                 "Workspace {ws} does not exist or is not visible to you"
             )));
@@ -66,7 +66,7 @@ impl Syncer {
             });
         self.stop_engine();
         let now = now_iso();
-        let interval = cloud.config.sync_interval_ms;
+        let interval = conn.config.sync_interval_ms;
         let mut link = match link_file::read(&dir) {
             // Re-linking the same workspace keeps its conversations and sync state.
             Ok(Some(l)) if l.workspace_id() == Some(ws.as_str()) => l,

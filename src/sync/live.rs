@@ -36,27 +36,27 @@ impl Hooks for WakeEngine {
 /// Opens the socket for `workspace_id`, or `None` when realtime is off or the session has no
 /// usable user id (there is nothing to track as presence then); the engine polls instead.
 pub fn start(
-    cloud: &Connection,
+    conn: &Connection,
     workspace_id: Uuid,
     wake: Arc<Notify>,
     files: bool,
     rt: &Handle,
 ) -> Option<Realtime> {
-    if !cloud.config.realtime {
+    if !conn.config.realtime {
         return None;
     }
-    let me = me(&cloud.auth.context())?;
+    let me = me(&conn.auth.context())?;
     let params = Params {
-        base_url: cloud.config.base_url.clone(),
-        anon_key: cloud.config.anon_key.clone(),
-        credentials: cloud.auth.clone() as Arc<dyn Credentials>,
-        client: cloud.client.clone(),
-        events: cloud.events.clone(),
+        base_url: conn.config.base_url.clone(),
+        anon_key: conn.config.anon_key.clone(),
+        credentials: conn.auth.clone() as Arc<dyn Credentials>,
+        client: conn.client.clone(),
+        events: conn.events.clone(),
         hooks: Arc::new(WakeEngine { wake, files }),
         workspace_id,
         me,
-        heartbeat: cloud.config.realtime_heartbeat,
-        presence_interval: Duration::from_millis(cloud.config.presence_interval_ms.into()),
+        heartbeat: conn.config.realtime_heartbeat,
+        presence_interval: Duration::from_millis(conn.config.presence_interval_ms.into()),
     };
     Some(Realtime::start(params, rt))
 }

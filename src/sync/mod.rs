@@ -106,11 +106,11 @@ impl Syncer {
     }
 
     /// After a login: loads the working directory's link and starts the engine when linked.
-    pub fn activate(&self, cloud: Arc<Connection>) {
+    pub fn activate(&self, conn: Arc<Connection>) {
         let rt = Handle::try_current().ok();
         {
             let mut i = self.lock();
-            i.conn = Some(cloud);
+            i.conn = Some(conn);
             if rt.is_some() {
                 i.runtime = rt;
             }
@@ -181,7 +181,7 @@ impl Syncer {
     fn start_engine(&self) {
         self.stop_engine();
         let mut i = self.lock();
-        let (Some(cloud), Some(link), Some(rt)) = (&i.conn, &i.link, &i.runtime) else {
+        let (Some(conn), Some(link), Some(rt)) = (&i.conn, &i.link, &i.runtime) else {
             return;
         };
         let realtime = link
@@ -189,15 +189,15 @@ impl Syncer {
             .and_then(|id| Uuid::parse_str(id).ok())
             .and_then(|id| {
                 let files = link.sync_config().sync_files;
-                live::start(cloud, id, self.wake.clone(), files, rt)
+                live::start(conn, id, self.wake.clone(), files, rt)
             });
         let status = realtime.as_ref().map(|r| r.watch_status());
         let engine = link.sync_config().auto_sync.then(|| {
-            let interval = Duration::from_millis(cloud.config.sync_interval_ms.into());
-            let debounce = Duration::from_millis(cloud.config.sync_debounce_ms.into());
+            let interval = Duration::from_millis(conn.config.sync_interval_ms.into());
+            let debounce = Duration::from_millis(conn.config.sync_debounce_ms.into());
             rt.spawn(engine::run(
                 self.me.clone(),
-                cloud.clone(),
+                conn.clone(),
                 self.wake.clone(),
                 engine::Pace {
                     interval,
@@ -261,7 +261,7 @@ impl Syncer {
     }
 
     /// One engine cycle: drain the outbox, then reconcile the workspace state.
-    async fn cycle(&self, cloud: &Arc<Connection>) -> bool {
+    async fn cycle(&self, conn: &Arc<Connection>) -> bool {
         let Some(cfg) = self.lock().link.as_ref().map(Link::sync_config) else {
             return true;
         };
@@ -274,22 +274,22 @@ impl Syncer {
         if cfg.sync_conversations && needs_flush {
             let r = self
                 .track(Kind::Conversations, async {
-                    let sent = self.flush_outbox(cloud).await?;
+                    let sent = self.flush_outbox(conn).await?;
                     Ok((sent, SyncState::Synced))
                 })
                 .await;
             ok &= r.is_ok();
         }
         if cfg.sync_workspace_state {
-            ok &= self.sync_workspace(cloud, true, None).await.is_ok();
+            ok &= self.sync_workspace(conn, true, None).await.is_ok();
         }
-        ok &= self.sync_files(cloud).await;
+        ok &= self.sync_files(conn).await;
         ok
     }
 
     /// With `syncConfig.syncFiles: true`, a two-way file sync of the working directory each
     /// cycle (cheap when nothing changed: one listing, and the hash cache spares the reads).
-    async fn sync_files(&self, cloud: &Arc<Connection>) -> bool {
+    async fn sync_files(&self, conn: &Arc<Connection>) -> bool {
         let (dir, ws) = {
             let i = self.lock();
             let on = i.link.as_ref().is_some_and(|l| l.sync_config().sync_files);
@@ -303,9 +303,9 @@ impl Syncer {
             }
         };
         let ctx = crate::files::Ctx {
-            client: &cloud.client,
-            events: cloud.events.clone(),
-            user_id: cloud.auth.context().user_id().map(String::from),
+            client: &conn.client,
+            events: conn.events.clone(),
+            user_id: conn.auth.context().user_id().map(String::from),
         };
         match crate::files::sync::sync_files(&ctx, &ws, &dir).await {
             Ok(_) => true,

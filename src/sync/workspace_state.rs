@@ -24,21 +24,21 @@ impl Syncer {
     /// unreachable and the state was queued.
     pub async fn push_workspace_state(
         &self,
-        cloud: &Arc<Connection>,
+        conn: &Arc<Connection>,
         local: Value,
     ) -> Result<Value> {
         workspace::check_state(&local)?;
         if self.linked_workspace_id().is_none() {
             return Ok(Value::Null);
         }
-        if self.engine_running() && cloud.config.sync_debounce_ms > 0 {
+        if self.engine_running() && conn.config.sync_debounce_ms > 0 {
             self.lock().pending_state = Some(local);
             self.wake.notify_one();
             return Ok(Value::Null);
         }
         // Pushed now, by this call: handed over directly, so an engine cycle running at the
         // same time cannot take it and leave this caller without its row.
-        self.sync_workspace(cloud, true, Some(local)).await
+        self.sync_workspace(conn, true, Some(local)).await
     }
 
     /// Reconciles the workspace state once: pushes a pending local state unless the cloud
@@ -46,7 +46,7 @@ impl Syncer {
     /// `local`: a state to push now; otherwise the pending one, if any.
     pub(super) async fn sync_workspace(
         &self,
-        cloud: &Arc<Connection>,
+        conn: &Arc<Connection>,
         queue_offline: bool,
         local: Option<Value>,
     ) -> Result<Value> {
@@ -54,14 +54,14 @@ impl Syncer {
         let in_conflict = self.lock().board.get_mut(Kind::Workspace).state == SyncState::Conflict;
         self.track(
             Kind::Workspace,
-            self.sync_workspace_inner(cloud, queue_offline, local, in_conflict),
+            self.sync_workspace_inner(conn, queue_offline, local, in_conflict),
         )
         .await
     }
 
     pub(super) async fn sync_workspace_inner(
         &self,
-        cloud: &Arc<Connection>,
+        conn: &Arc<Connection>,
         queue_offline: bool,
         explicit: Option<Value>,
         in_conflict: bool,
@@ -79,7 +79,7 @@ impl Syncer {
         };
         let now = now_iso();
         let Some(local) = pending else {
-            let Some(row) = workspace::pull(&cloud.client, &ws).await? else {
+            let Some(row) = workspace::pull(&conn.client, &ws).await? else {
                 return Err(gone(&ws));
             };
             let current = workspace::updated_at(&row);
@@ -105,7 +105,7 @@ impl Syncer {
         };
         // The PATCH only applies while the row is still at the base: one request decides
         // between "only we changed it" (last write wins) and "both changed it" (conflict).
-        match workspace::push(&cloud.client, &ws, &local, base.as_deref(), &now).await {
+        match workspace::push(&conn.client, &ws, &local, base.as_deref(), &now).await {
             Ok(Some(row)) => {
                 let updated = workspace::updated_at(&row);
                 self.save_link(|l| {
@@ -117,7 +117,7 @@ impl Syncer {
                 Ok((row, SyncState::Synced))
             }
             Ok(None) => {
-                let Some(row) = workspace::pull(&cloud.client, &ws).await? else {
+                let Some(row) = workspace::pull(&conn.client, &ws).await? else {
                     return Err(gone(&ws));
                 };
                 let current = workspace::updated_at(&row);
@@ -172,13 +172,13 @@ impl Syncer {
         }
     }
 
-    pub async fn pull_workspace_state(&self, cloud: &Arc<Connection>) -> Result<Value> {
+    pub async fn pull_workspace_state(&self, conn: &Arc<Connection>) -> Result<Value> {
         let Some(ws) = self.linked_workspace_id() else {
             return Ok(Value::Null);
         };
         let _g = self.workspace_guard.lock().await;
         self.track(Kind::Workspace, async {
-            let Some(row) = workspace::pull(&cloud.client, &ws).await? else {
+            let Some(row) = workspace::pull(&conn.client, &ws).await? else {
                 return Err(gone(&ws));
             };
             let now = now_iso();
