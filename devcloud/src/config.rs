@@ -35,6 +35,10 @@ pub struct Args {
     /// Largest accepted storage upload, in bytes.
     #[arg(long, default_value_t = 1024 * 1024 * 1024)]
     pub max_upload_bytes: u64,
+    /// Close a realtime socket that sent nothing (not even a heartbeat) for this many
+    /// milliseconds: Phoenix's idle timeout; tests shorten it to see a hung client dropped.
+    #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub realtime_timeout_ms: u64,
     /// Stop when standard input reaches end of file: a parent that holds the other end of a
     /// pipe (a test runner) takes the cloud down with it however it dies, even by SIGKILL.
     #[arg(long)]

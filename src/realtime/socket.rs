@@ -596,14 +596,28 @@ impl Task {
             tracing::warn!("dropping a message row without a valid id");
             return;
         };
-        if !self.seen.insert(id) {
-            return;
-        }
+        // The host shows the row as a chat message: it must be one, of a conversation this
+        // channel watches (a server's filter is not taken on trust).
         let conv = row
             .get("conversation_id")
             .and_then(Value::as_str)
-            .and_then(|s| Uuid::parse_str(s).ok());
-        if let (Some(conv), Some(t)) = (conv, row.get("created_at").and_then(Value::as_str)) {
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .filter(|c| self.channel.conversations().contains(c));
+        let Some(conv) = conv else {
+            tracing::warn!(%id, "dropping a message row of no watched conversation");
+            return;
+        };
+        let role = row.get("role").and_then(Value::as_str);
+        if !matches!(role, Some("user" | "assistant" | "system" | "tool"))
+            || !row.get("content").is_some_and(Value::is_string)
+        {
+            tracing::warn!(%id, "dropping a message row without a valid role and content");
+            return;
+        }
+        if !self.seen.insert(id) {
+            return;
+        }
+        if let Some(t) = row.get("created_at").and_then(Value::as_str) {
             let newer = self.cursors.get(&conv).is_none_or(|c| later(t, c));
             if newer {
                 self.cursors.insert(conv, t.to_string());

@@ -1,7 +1,8 @@
 //! `GET /realtime/v1/websocket`: the upgrade checks the API key (Realtime's `UserSocket`
 //! `connect/3`), then one task owns the socket: it reads frames, answers heartbeats, joins
 //! and leaves channels, and writes what the hub queues for its channels. A socket silent for
-//! 60 s is closed (Phoenix's idle timeout), and so is each channel whose token expires.
+//! 60 s (`--realtime-timeout-ms`) is closed (Phoenix's idle timeout), and so is each channel
+//! whose token expires.
 
 use std::{
     collections::HashMap,
@@ -30,7 +31,6 @@ use super::{
 };
 use crate::{jwt, state::SharedState};
 
-const IDLE: Duration = Duration::from_secs(60);
 const JOIN_ERROR_DELAY: Duration = Duration::from_secs(5);
 const AUTH_ERROR_DELAY: Duration = Duration::from_secs(2);
 const QUEUE: usize = 16_384;
@@ -176,7 +176,8 @@ impl Conn {
     }
 
     async fn run(&mut self, mut ws: WebSocket) {
-        let mut deadline = Instant::now() + IDLE;
+        let idle = self.state.settings.realtime_timeout;
+        let mut deadline = Instant::now() + idle;
         loop {
             let expiry = self.next_expiry();
             let expiry_at = expiry.map(|exp| {
@@ -186,7 +187,7 @@ impl Conn {
             tokio::select! {
                 msg = ws.recv() => {
                     let Some(Ok(msg)) = msg else { return };
-                    deadline = Instant::now() + IDLE;
+                    deadline = Instant::now() + idle;
                     match msg {
                         Message::Text(t) => self.on_text(t.as_str()),
                         Message::Binary(b) => self.on_binary(&b),

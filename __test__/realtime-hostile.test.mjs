@@ -1,0 +1,235 @@
+// Malformed frames from a hostile realtime server never crash the addon. The addon's
+// baseUrl is a test server that passes HTTP (auth, REST) through to the real local cloud and
+// answers /realtime/v1/websocket itself: it joins the channel properly, then sends garbage of
+// every kind, and between the garbage valid frames that must still be delivered. The client
+// runs in a process of its own, so that a crash, a hang or a lingering handle shows.
+import { before, after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, request } from 'node:http';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { WebSocketServer } from 'ws';
+import { startDevcloud, SEED } from './helpers/devcloud.mjs';
+import { spawnClient } from './helpers/child.mjs';
+
+const WS = SEED.workspaces.websiteRevamp;
+const CONV = SEED.conversations.acmeChat;
+const TOPIC = `realtime:workspace:${WS}`;
+// The addon's bound on one message from the server (src/realtime/mod.rs).
+const MAX_MESSAGE_BYTES = 4 << 20;
+
+let cloud;
+before(async () => {
+  cloud = await startDevcloud();
+});
+after(async () => {
+  await cloud?.stop();
+});
+
+/** HTTP through to `target`; the realtime socket served here, joins answered as Realtime does. */
+async function hostileServer(target) {
+  const upstream = new URL(target);
+  const server = createServer((req, res) => {
+    const out = request(
+      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
+      (up) => {
+        res.writeHead(up.statusCode, up.headers);
+        up.pipe(res);
+      },
+    );
+    out.on('error', () => res.destroy());
+    req.pipe(out);
+  });
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 64 << 20 });
+  const state = { closes: [], sockets: 0, socket: null, join: null, frames: [], joinWaiters: [] };
+  server.on('upgrade', (req, sock, head) => {
+    if (!req.url.startsWith('/realtime/v1/websocket')) return sock.destroy();
+    wss.handleUpgrade(req, sock, head, (ws) => {
+      state.sockets++;
+      state.socket = ws;
+      ws.on("error", () => {});
+      ws.on("close", (code, reason) => state.closes.push(`${code} ${reason}`));
+      ws.on('message', (data, binary) => {
+        if (binary) return;
+        const f = JSON.parse(String(data));
+        state.frames.push(f);
+        const reply = (payload) =>
+          ws.send(JSON.stringify({ topic: f.topic, event: 'phx_reply', payload, ref: f.ref }));
+        if (f.event === 'heartbeat') reply({ status: 'ok', response: {} });
+        else if (f.event === 'phx_leave') reply({ status: 'ok', response: {} });
+        else if (f.event === 'phx_join') {
+          const changes = f.payload.config.postgres_changes.map((c, i) => ({ ...c, id: 1000 + i }));
+          state.join = { ref: f.ref, changes };
+          reply({ status: 'ok', response: { postgres_changes: changes } });
+          ws.send(JSON.stringify({ topic: f.topic, event: 'presence_state', payload: {}, ref: null }));
+          for (const w of state.joinWaiters.splice(0)) w(state.join);
+        }
+      });
+    });
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    state,
+    /** Resolves at the next join. */
+    joined: () => new Promise((r) => state.joinWaiters.push(r)),
+    send: (data) => new Promise((resolve, reject) => state.socket.send(data, (e) => (e ? reject(e) : resolve()))),
+    close: async () => {
+      for (const c of wss.clients) c.terminate();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+const frame = (event, payload, ref = null) => JSON.stringify({ topic: TOPIC, event, payload, ref });
+const broadcast = (event, payload) => frame('broadcast', { type: 'broadcast', event, payload });
+/** A postgres_changes frame for the binding of `table` in the current join. */
+const change = (join, table, data) => {
+  const id = join.changes.find((c) => c.table === table)?.id;
+  return frame('postgres_changes', {
+    ids: [id],
+    data: { schema: 'public', table, commit_timestamp: new Date().toISOString(), columns: [], errors: null, ...data },
+  });
+};
+const messageRow = (fields) => ({
+  id: randomUUID(),
+  conversation_id: CONV,
+  role: 'user',
+  content: 'x',
+  sender_user_id: SEED.users.bob.id,
+  metadata: {},
+  created_at: new Date().toISOString(),
+  ...fields,
+});
+
+test('garbage from the realtime server is dropped; valid frames between it still arrive; destroy exits', async (t) => {
+  const hostile = await hostileServer(cloud.url);
+  t.after(() => hostile.close());
+  const firstJoin = hostile.joined();
+  const c = spawnClient({ url: hostile.url, anonKey: cloud.anonKey }, 'alice', WS);
+  t.after(() => c.kill('SIGKILL'));
+  const join = await firstJoin;
+  await c.until((l) => l.event === 'cloud:realtime:connected', 20_000, 0, 'cloud:realtime:connected');
+  assert.ok(join.changes.some((ch) => ch.table === 'messages'), 'the seed conversation is watched');
+
+  const garbage = [
+    // Not JSON, or JSON that is no Phoenix frame.
+    '',
+    'not json',
+    '{',
+    'null',
+    '42',
+    '"a string"',
+    '[]',
+    '[null,null]',
+    JSON.stringify([null, null, TOPIC, 'broadcast', { type: 'broadcast', event: 'v2-array', payload: {} }]),
+    JSON.stringify({ event: 'broadcast', payload: { type: 'broadcast', event: 'no-topic', payload: {} } }),
+    JSON.stringify({ topic: TOPIC, payload: { type: 'broadcast', event: 'no-event', payload: {} } }),
+    JSON.stringify({ topic: 7, event: 'broadcast', payload: { type: 'broadcast', event: 'topic-number', payload: {} } }),
+    JSON.stringify({ topic: TOPIC, event: ['broadcast'], payload: {} }),
+    JSON.stringify({ topic: TOPIC, event: 'broadcast', payload: {}, ref: { nested: true } }),
+    // Unknown events, and known ones with payloads of the wrong shape.
+    frame('whatever', { type: 'broadcast', event: 'unknown-event', payload: {} }),
+    frame('phx_banana', null),
+    frame('broadcast', 'a string'),
+    frame('broadcast', { type: 'broadcast', payload: { missing: 'event' } }),
+    frame('broadcast', { type: 'broadcast', event: 17, payload: {} }),
+    broadcast('x'.repeat(1_000), { too: 'long a name' }),
+    broadcast('', { empty: 'name' }),
+    frame('system', [1, 2, 3]),
+    // Replies nobody asked for (an unknown ref, none, a ref of the wrong type, a bad body).
+    frame('phx_reply', { status: 'ok', response: {} }, '999999'),
+    frame('phx_reply', { status: 'error', response: { reason: 'no' } }, '888888'),
+    frame('phx_reply', { status: 'ok', response: {} }),
+    frame('phx_reply', 'ok', '1'),
+    frame('phx_reply', { response: {} }, join.ref),
+    JSON.stringify({ topic: 'phoenix', event: 'phx_reply', payload: { status: 'ok', response: {} }, ref: '424242' }),
+    JSON.stringify({ topic: 'realtime:someone-else', event: 'broadcast', payload: { type: 'broadcast', event: 'other-topic', payload: {} } }),
+    // presence_diff and presence_state with malformed metas.
+    frame('presence_diff', [1]),
+    frame('presence_diff', { joins: [], leaves: 'none' }),
+    frame('presence_diff', { joins: { evil: { metas: 'not a list' } }, leaves: {} }),
+    frame('presence_diff', { joins: { evil: { metas: [{ user_id: 'no phx_ref' }] } }, leaves: {} }),
+    frame('presence_diff', { joins: { evil: { metas: [{ phx_ref: 12, user_id: 'evil' }] } }, leaves: {} }),
+    frame('presence_diff', { joins: { evil: { metas: [null] } }, leaves: {} }),
+    frame('presence_diff', { joins: { evil: {} }, leaves: {} }),
+    frame('presence_state', { evil: { metas: [{ phx_ref: null }] } }),
+    frame('presence_state', 'everyone'),
+    // postgres_changes of the wrong shape, or with rows of the wrong types.
+    frame('postgres_changes', { ids: 'all', data: {} }),
+    frame('postgres_changes', { ids: [join.changes[0].id] }),
+    change(join, 'messages', { type: 'TRUNCATE', record: messageRow({ content: 'truncate' }) }),
+    change(join, 'messages', { type: 'INSERT', record: [messageRow({ content: 'record as array' })] }),
+    change(join, 'messages', { type: 'INSERT', record: 'a row' }),
+    change(join, 'messages', { type: 'INSERT', record: messageRow({ id: undefined, content: 'no id' }) }),
+    change(join, 'messages', { type: 'INSERT', record: messageRow({ id: 12345, content: 'numeric id' }) }),
+    change(join, 'messages', { type: 'INSERT', record: messageRow({ id: 'not-a-uuid', content: 'bad id' }) }),
+    change(join, 'messages', { type: 'INSERT', record: messageRow({ content: 12345 }) }),
+    change(join, 'messages', { type: 'INSERT', record: messageRow({ content: { nested: 'object' } }) }),
+    change(join, 'messages', { type: 'INSERT', record: messageRow({ role: undefined, content: 'no role' }) }),
+    change(join, 'messages', { type: 'INSERT', record: messageRow({ role: 7, content: 'numeric role' }) }),
+    change(join, 'messages', { type: 'INSERT', record: messageRow({ conversation_id: undefined, content: 'no conversation' }) }),
+    change(join, 'messages', { type: 'INSERT', record: messageRow({ conversation_id: 'x', content: 'bad conversation' }) }),
+    change(join, 'messages', { type: 'INSERT', record: messageRow({ conversation_id: randomUUID(), content: 'foreign conversation' }) }),
+    change(join, 'workspaces', { type: 'UPDATE', record: 'not a row' }),
+    change(join, 'conversations', { type: 'INSERT', record: { id: 42 } }),
+    frame('postgres_changes', { ids: [123456789], data: { schema: 'public', table: 'messages', type: 'INSERT', record: messageRow({ content: 'unknown binding id' }) } }),
+  ];
+  const from = c.lines.length;
+  for (const [i, g] of garbage.entries()) {
+    await hostile.send(g).catch((e) => {
+      throw new Error(`garbage #${i} (${g.slice(0, 80)}): ${e.message}; closes ${hostile.state.closes}; stderr:\n${c.stderr().slice(-3000)}`);
+    });
+  }
+  // Binary garbage (vsn 1.0.0 has no binary frames), random and shaped like a v2 broadcast.
+  await hostile.send(randomBytes(4096));
+  await hostile.send(Buffer.concat([Buffer.from([4, TOPIC.length, 5, 0]), Buffer.from(`${TOPIC}hello{}`)]));
+
+  // Valid frames after all that still arrive, in order, once.
+  const valid = messageRow({ content: 'the valid row' });
+  await hostile.send(change(join, 'messages', { type: 'INSERT', record: valid }));
+  await hostile.send(
+    frame('presence_diff', {
+      joins: { [SEED.users.bob.id]: { metas: [{ phx_ref: 'bob-1', user_id: SEED.users.bob.id, status: 'active', display_name: 'Bob' }] } },
+      leaves: {},
+    }),
+  );
+  await hostile.send(broadcast('valid-1', { n: 1 }));
+  await c.until((l) => l.event === 'cloud:broadcast:valid-1', 10_000, from, 'cloud:broadcast:valid-1');
+
+  const after = c.lines.slice(from).filter((l) => l.event);
+  const messages = after.filter((l) => l.event === 'cloud:message:received').map((l) => l.payload);
+  assert.deepEqual(messages.map((m) => m.content), ['the valid row'], 'no message from a malformed row');
+  assert.equal(messages[0].id, valid.id);
+  const presence = after.filter((l) => l.event === 'cloud:presence:updated').map((l) => l.payload);
+  assert.deepEqual(presence.map((p) => p.members.map((m) => m.userId)), [[SEED.users.bob.id]], 'no member from a malformed diff');
+  const broadcasts = after.filter((l) => l.event.startsWith('cloud:broadcast:')).map((l) => l.event);
+  assert.deepEqual(broadcasts, ['cloud:broadcast:valid-1'], 'no broadcast from a malformed frame');
+  assert.ok(!after.some((l) => l.event === 'cloud:realtime:disconnected'), 'garbage alone does not drop the socket');
+  assert.equal(hostile.state.sockets, 1);
+  assert.equal(typeof (await c.ask('status', 'status')), 'object');
+
+  // A message beyond the client's bound: the socket is given up (the frame cannot be read
+  // past), the client reconnects and rejoins, and works as before.
+  const rejoined = hostile.joined();
+  const mark = c.lines.length;
+  // The client may hang up before the whole message is written.
+  await hostile.send(broadcast('huge', { blob: 'x'.repeat(MAX_MESSAGE_BYTES + 1024) })).catch(() => {});
+  await c.until((l) => l.event === 'cloud:realtime:disconnected', 10_000, mark, 'cloud:realtime:disconnected');
+  await rejoined;
+  await c.until((l) => l.event === 'cloud:realtime:connected', 20_000, mark, 'cloud:realtime:connected again');
+  await hostile.send(broadcast('after-huge', { n: 2 }));
+  const got = await c.until((l) => l.event === 'cloud:broadcast:after-huge', 10_000, mark, 'cloud:broadcast:after-huge');
+  assert.deepEqual(got.payload.n, 2);
+  assert.ok(!c.lines.some((l) => l.event === 'cloud:broadcast:huge'));
+  assert.equal(hostile.state.sockets, 2);
+
+  // Still healthy: destroy() lets the process exit by itself, at once.
+  const asked = Date.now();
+  c.send('destroy');
+  const exit = await Promise.race([c.exited, new Promise((r) => setTimeout(() => r(null), 10_000))]);
+  assert.ok(exit, `still running 10 s after destroy(); stderr:\n${c.stderr().slice(-2000)}`);
+  assert.equal(exit.code, 0, c.stderr());
+  assert.ok(c.lines.some((l) => 'destroyed' in l));
+  t.diagnostic(`exited ${exit.at - asked} ms after destroy was asked`);
+});
