@@ -36,6 +36,10 @@ static MIGRATIONS: &[(&str, &str)] = &[
         "0007_realtime",
         include_str!("../../migrations/0007_realtime.sql"),
     ),
+    (
+        "0008_file_policies_fast",
+        include_str!("../../migrations/0008_file_policies_fast.sql"),
+    ),
 ];
 
 static DEMO_SEED: &str = include_str!("../../seed/demo.sql");
