@@ -5,7 +5,7 @@
 //! poll covers a lost connection. What has been dispatched is pruned.
 
 use std::{
-    collections::{BTreeSet, HashMap, HashSet},
+    collections::{hash_map::Entry, BTreeSet, HashMap, HashSet},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -344,23 +344,32 @@ async fn dispatch(state: &SharedState, tables: &Tables, batch: &[Change]) -> Res
     if candidates.is_empty() {
         return Ok(());
     }
+    // Each subscriber's identity group, found once per batch (not once per candidate).
     let mut group_of: HashMap<(&str, &str), usize> = HashMap::new();
     let mut groups: Vec<Group> = Vec::new();
+    let sub_group: Vec<Option<usize>> = subs
+        .iter()
+        .map(|s| {
+            (!s.auth.bypasses_rls()).then(|| {
+                *group_of
+                    .entry((s.auth.role.as_str(), s.auth.claims.as_str()))
+                    .or_insert_with(|| {
+                        groups.push(Group::new(&s.auth.role, &s.auth.claims));
+                        groups.len() - 1
+                    })
+            })
+        })
+        .collect();
+    let metas: Vec<Option<&TableMeta>> = batch
+        .iter()
+        .map(|c| tables.get(&(c.schema.clone(), c.table.clone())))
+        .collect();
     let mut asked: HashSet<(usize, usize)> = HashSet::new();
     for (ci, si, _) in &candidates {
-        let (c, s) = (&batch[*ci], &subs[*si]);
-        if s.auth.bypasses_rls() {
-            continue;
-        }
-        let Some(row) = row_of(c) else {
+        let c = &batch[*ci];
+        let (Some(gi), Some(row)) = (sub_group[*si], row_of(c)) else {
             continue;
         };
-        let gi = *group_of
-            .entry((s.auth.role.as_str(), s.auth.claims.as_str()))
-            .or_insert_with(|| {
-                groups.push(Group::new(&s.auth.role, &s.auth.claims));
-                groups.len() - 1
-            });
         if asked.insert((gi, *ci)) {
             let table = (c.schema.clone(), c.table.clone());
             groups[gi]
@@ -373,29 +382,32 @@ async fn dispatch(state: &SharedState, tables: &Tables, batch: &[Change]) -> Res
     if !groups.is_empty() {
         rls::check(&state.db, tables, &mut groups).await?;
     }
-    let mut data: HashMap<usize, Arc<str>> = HashMap::new();
+    // One payload per change and binding-id list: subscribers with the same bindings (the
+    // common case: ids are a hash of the binding) share it instead of formatting their own.
+    let mut data: HashMap<usize, String> = HashMap::new();
+    let mut payloads: HashMap<(usize, Vec<i64>), Arc<str>> = HashMap::new();
     for (ci, si, ids) in candidates {
         let (c, s) = (&batch[ci], &subs[si]);
-        let Some(meta) = tables.get(&(c.schema.clone(), c.table.clone())) else {
+        let Some(meta) = metas[ci] else {
             continue;
         };
-        if !s.auth.bypasses_rls() {
-            let visible = group_of
-                .get(&(s.auth.role.as_str(), s.auth.claims.as_str()))
-                .is_some_and(|gi| groups[*gi].sees(ci));
-            if !visible {
+        if let Some(gi) = sub_group[si] {
+            if !groups[gi].sees(ci) {
                 continue;
             }
         }
-        let data = data
-            .entry(ci)
-            .or_insert_with(|| change_data(meta, c).into())
-            .clone();
-        let payload = format!("{{\"ids\":{},\"data\":{}}}", json!(ids), data);
+        let payload = match payloads.entry((ci, ids)) {
+            Entry::Occupied(o) => o.get().clone(),
+            Entry::Vacant(v) => {
+                let data = data.entry(ci).or_insert_with(|| change_data(meta, c));
+                let p = format!("{{\"ids\":{},\"data\":{}}}", json!(v.key().1), data);
+                v.insert(p.into()).clone()
+            }
+        };
         s.socket.push(
             s.member,
             Push::Change {
-                payload: payload.into(),
+                payload,
                 commit_ms: c.commit_ms,
             },
         );
