@@ -6,6 +6,7 @@ pub mod context;
 pub mod session;
 
 use std::{
+    future::Future,
     sync::{Arc, Mutex, RwLock, Weak},
     time::Duration,
 };
@@ -172,14 +173,19 @@ impl Auth {
     }
 
     /// Refreshes now, whatever the token's age; callers that arrive while a refresh is in
-    /// flight share it.
-    pub async fn refresh(&self) -> Result<()> {
+    /// flight share it. The session to renew is the one current at the call, not when the
+    /// future is first polled: calls made together share one request however late a busy
+    /// runtime starts them.
+    pub fn refresh(self: &Arc<Self>) -> impl Future<Output = Result<()>> + Send + 'static {
         let epoch = {
             let s = self.read();
-            s.session.as_ref().ok_or(Error::NotLoggedIn)?;
-            s.epoch
+            s.session.as_ref().map(|_| s.epoch)
         };
-        self.renew(Seen::Epoch(epoch)).await.map(|_| ())
+        let me = self.clone();
+        async move {
+            let epoch = epoch.ok_or(Error::NotLoggedIn)?;
+            me.renew(Seen::Epoch(epoch)).await.map(|_| ())
+        }
     }
 
     /// Best effort on the server; local state and the stored token are always cleared.

@@ -163,9 +163,11 @@ impl CloudSync {
         cloud.conn.auth.logout().await
     }
 
-    /// Refreshes the session now (shared with any refresh already in flight).
-    pub async fn refresh(&self) -> Result<()> {
-        self.session()?.conn.auth.refresh().await
+    /// Refreshes the session now (shared with any refresh already in flight, or started
+    /// together with this one).
+    pub fn refresh(&self) -> impl Future<Output = Result<()>> + Send + 'static {
+        let refresh = self.session().map(|c| c.conn.auth.refresh());
+        async move { refresh?.await }
     }
 
     /// Releases timers and the event callback; keeps the stored session (shutdown is not logout).

@@ -59,7 +59,6 @@ impl CloudAuth {
     /// Refreshes the session now (shared with any refresh already in flight).
     #[napi(ts_return_type = "Promise<void>")]
     pub fn refresh<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, ()>> {
-        let core = self.core.clone();
-        spawn(env, &self.core, async move { core.refresh().await })
+        spawn(env, &self.core, self.core.refresh())
     }
 }
