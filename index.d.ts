@@ -270,34 +270,9 @@ export interface WorkspaceFileRow {
   updated_at: string | null
 }
 
-export interface UploadedFile {
-  filePath: string
-  /** `{workspaceId}/{filePath}` in the `workspace-files` bucket. */
-  storagePath: string
-  size: number
-  checksum: string
-  version: number
-}
+export type UploadedFile = TransferredFile
 
-export interface DownloadedFile {
-  filePath: string
-  storagePath: string
-  size: number
-  checksum: string
-  version: number
-}
-
-/** `fileSync.computeDelta`: workspace-relative paths per action. */
-export interface FileDelta {
-  toUpload: string[]
-  toDownload: string[]
-  synced: string[]
-  toDeleteLocal: string[]
-  toDeleteRemote: string[]
-  conflicts: string[]
-  /** Files whose contents the scan read (the rest came from the size + mtime cache). */
-  hashed: number
-}
+export type DownloadedFile = TransferredFile
 
 /** `fileSync.syncFiles`. */
 export interface FileSyncResult {
@@ -376,17 +351,17 @@ export declare class FileSync {
    * `..`, a backslash or a NUL, or passes through a symlink out of `localDir` is rejected
    * (`INVALID_ARGUMENT`) before any request.
    */
-  uploadFile(wsId: string, localDir: string, relPath: string): Promise<UploadedFile>
+  uploadFile(wsId: string, localDir: string, relPath: string): Promise<TransferredFile>
   /**
    * Downloads the cloud file to `localDir/relPath` through a temporary file, verified
    * against the recorded checksum and size: `{ filePath, storagePath, size, checksum, version }`.
    */
-  downloadFile(wsId: string, localDir: string, relPath: string): Promise<DownloadedFile>
+  downloadFile(wsId: string, localDir: string, relPath: string): Promise<TransferredFile>
   /**
    * Deletes the file in the cloud (the row is kept, marked deleted at the next version):
    * `{ filePath, deleted }`.
    */
-  deleteFile(wsId: string, relPath: string): Promise<{ filePath: string; deleted: boolean }>
+  deleteFile(wsId: string, relPath: string): Promise<DeletedFile>
   /**
    * What a sync of `localDir` would do: `{ toUpload, toDownload, synced, toDeleteLocal,
    * toDeleteRemote, conflicts }` (paths), and `hashed` (files whose contents were read).
@@ -592,6 +567,25 @@ export interface CloudSyncConfig {
   realtime?: boolean
 }
 
+/** `fileSync.deleteFile()`. */
+export interface DeletedFile {
+  filePath: string
+  /** `false` when there was no live file at that path. */
+  deleted: boolean
+}
+
+/** `fileSync.computeDelta()`: workspace-relative paths per action. */
+export interface FileDelta {
+  toUpload: Array<string>
+  toDownload: Array<string>
+  synced: Array<string>
+  toDeleteLocal: Array<string>
+  toDeleteRemote: Array<string>
+  conflicts: Array<string>
+  /** Files whose contents the scan read (the rest came from the size + mtime cache). */
+  hashed: number
+}
+
 export interface LinkedWorkspace {
   id: string
   name: string
@@ -688,4 +682,16 @@ export interface SyncTypeStatus {
   state: SyncState
   lastSyncAt: string | null
   error: string | null
+}
+
+/** `fileSync.uploadFile()` and `downloadFile()`: the file as recorded in the cloud. */
+export interface TransferredFile {
+  /** Workspace-relative, `/`-separated. */
+  filePath: string
+  /** `{workspaceId}/{filePath}` in the `workspace-files` bucket. */
+  storagePath: string
+  size: number
+  /** SHA-256, hex. */
+  checksum: string | null
+  version: number
 }

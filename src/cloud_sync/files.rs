@@ -2,14 +2,20 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::CloudSync;
 use crate::{
     cloud::Cloud,
     error::{Error, Result},
-    files::{self, paths::RelPath, transfer::Expect, Ctx},
+    files::{
+        self,
+        paths::RelPath,
+        sync::Delta,
+        transfer::{Expect, Transferred},
+        Ctx,
+    },
 };
 
 fn ctx(cloud: &Cloud) -> Ctx<'_> {
@@ -27,29 +33,28 @@ impl CloudSync {
         Ok(serde_json::to_value(rows).unwrap_or_default())
     }
 
-    pub async fn upload_file(&self, ws: &Uuid, dir: &Path, rel: &RelPath) -> Result<Value> {
+    pub async fn upload_file(&self, ws: &Uuid, dir: &Path, rel: &RelPath) -> Result<Transferred> {
         let cloud = self.session()?;
         let up = files::transfer::upload(&ctx(&cloud), ws, dir, rel, Expect::Latest)
             .await?
             .ok_or_else(|| Error::Io(format!("{rel} changed in the cloud meanwhile")))?;
-        Ok(up.to_json())
+        Ok(up.result())
     }
 
-    pub async fn download_file(&self, ws: &Uuid, dir: &Path, rel: &RelPath) -> Result<Value> {
+    pub async fn download_file(&self, ws: &Uuid, dir: &Path, rel: &RelPath) -> Result<Transferred> {
         let cloud = self.session()?;
         files::transfer::download_latest(&ctx(&cloud), ws, dir, rel).await
     }
 
-    pub async fn delete_file(&self, ws: &Uuid, rel: &RelPath) -> Result<Value> {
+    /// Whether there was a live file to delete.
+    pub async fn delete_file(&self, ws: &Uuid, rel: &RelPath) -> Result<bool> {
         let cloud = self.session()?;
-        let deleted = files::transfer::delete(&ctx(&cloud), ws, rel, None).await?;
-        Ok(json!({"filePath": rel.as_str(), "deleted": deleted}))
+        files::transfer::delete(&ctx(&cloud), ws, rel, None).await
     }
 
-    pub async fn compute_delta(&self, ws: &Uuid, dir: &Path) -> Result<Value> {
+    pub async fn compute_delta(&self, ws: &Uuid, dir: &Path) -> Result<Delta> {
         let cloud = self.session()?;
-        let delta = files::sync::compute_delta(&ctx(&cloud), ws, dir).await?;
-        Ok(delta.to_json())
+        files::sync::compute_delta(&ctx(&cloud), ws, dir).await
     }
 
     /// The workspace defaults to the linked one, the directory to the working directory.

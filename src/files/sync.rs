@@ -51,25 +51,13 @@ pub struct Delta {
 }
 
 impl Delta {
-    /// `{toUpload, toDownload, synced}` (legacy) plus `toDeleteLocal`, `toDeleteRemote`,
-    /// `conflicts`: arrays of paths.
-    pub fn to_json(&self) -> Value {
-        let of = |c: Class| -> Vec<&str> {
-            self.entries
-                .iter()
-                .filter(|e| e.class == c)
-                .map(|e| e.path.as_str())
-                .collect()
-        };
-        json!({
-            "toUpload": of(Class::Upload),
-            "toDownload": of(Class::Download),
-            "synced": of(Class::InSync),
-            "toDeleteLocal": of(Class::DeleteLocal),
-            "toDeleteRemote": of(Class::DeleteRemote),
-            "conflicts": of(Class::Conflict),
-            "hashed": self.hashed,
-        })
+    /// The paths of one class, in scan order.
+    pub fn paths(&self, c: Class) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|e| e.class == c)
+            .map(|e| e.path.as_str().to_string())
+            .collect()
     }
 }
 

@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 
 use reqwest::Method;
-use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::{
@@ -45,16 +44,26 @@ pub struct Uploaded {
     pub storage_path: String,
 }
 
+/// `uploadFile`'s and `downloadFile`'s result: the legacy `{storagePath, size, checksum}`
+/// (upload) and `{filePath, storagePath}` (download), both with the rest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transferred {
+    pub file_path: String,
+    pub storage_path: String,
+    pub size: i64,
+    pub checksum: Option<String>,
+    pub version: i64,
+}
+
 impl Uploaded {
-    /// `uploadFile`'s legacy shape `{storagePath, size, checksum}`, plus `version`, `filePath`.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "filePath": self.row.file_path,
-            "storagePath": self.storage_path,
-            "size": self.row.file_size,
-            "checksum": self.row.checksum,
-            "version": self.row.version,
-        })
+    pub fn result(self) -> Transferred {
+        Transferred {
+            file_path: self.row.file_path,
+            storage_path: self.storage_path,
+            size: self.row.file_size,
+            checksum: self.row.checksum,
+            version: self.row.version,
+        }
     }
 }
 
@@ -223,20 +232,20 @@ pub async fn download_latest(
     ws: &Uuid,
     root: &Path,
     rel: &RelPath,
-) -> Result<Value> {
+) -> Result<Transferred> {
     paths::resolve(root, rel)?;
     let row = live_row(ctx, ws, rel).await?;
     let got = download(ctx, ws, root, rel, rel, &row, true).await;
     // Only removed when empty: another download may be using it.
     let _ = std::fs::remove_dir(root.join(TEMP_DIR));
     let got = got?;
-    Ok(json!({
-        "filePath": rel.as_str(),
-        "storagePath": rel.storage_key(ws),
-        "size": got.size,
-        "checksum": got.checksum,
-        "version": got.version,
-    }))
+    Ok(Transferred {
+        file_path: rel.as_str().to_string(),
+        storage_path: rel.storage_key(ws),
+        size: i64::try_from(got.size).unwrap_or(i64::MAX),
+        checksum: got.checksum,
+        version: got.version,
+    })
 }
 
 async fn live_row(ctx: &Ctx<'_>, ws: &Uuid, rel: &RelPath) -> Result<FileRow> {

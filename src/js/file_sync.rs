@@ -10,7 +10,11 @@ use napi::{
 use napi_derive::napi;
 use serde_json::Value;
 
-use super::{arg, error::spawn};
+use super::{
+    arg,
+    error::spawn,
+    types::{DeletedFile, FileDelta, TransferredFile},
+};
 use crate::{
     cloud_sync::CloudSync,
     files::{self, paths::RelPath},
@@ -69,84 +73,82 @@ impl FileSync {
     /// `{ filePath, storagePath, size, checksum, version }`. A path that is absolute, holds
     /// `..`, a backslash or a NUL, or passes through a symlink out of `localDir` is rejected
     /// (`INVALID_ARGUMENT`) before any request.
-    #[napi(
-        ts_args_type = "wsId: string, localDir: string, relPath: string",
-        ts_return_type = "Promise<UploadedFile>"
-    )]
+    #[napi(ts_args_type = "wsId: string, localDir: string, relPath: string")]
     pub fn upload_file<'e>(
         &self,
         env: &'e Env,
         ws_id: Unknown,
         local_dir: Unknown,
         rel_path: Unknown,
-    ) -> napi::Result<PromiseRaw<'e, Value>> {
+    ) -> napi::Result<PromiseRaw<'e, TransferredFile>> {
         let args = file_args(ws_id, local_dir, rel_path);
         let core = self.core.clone();
         spawn(env, &self.core, async move {
             let (ws, local_dir, rel) = args?;
-            core.upload_file(&ws, Path::new(&local_dir), &rel).await
+            Ok(core
+                .upload_file(&ws, Path::new(&local_dir), &rel)
+                .await?
+                .into())
         })
     }
 
     /// Downloads the cloud file to `localDir/relPath` through a temporary file, verified
     /// against the recorded checksum and size: `{ filePath, storagePath, size, checksum, version }`.
-    #[napi(
-        ts_args_type = "wsId: string, localDir: string, relPath: string",
-        ts_return_type = "Promise<DownloadedFile>"
-    )]
+    #[napi(ts_args_type = "wsId: string, localDir: string, relPath: string")]
     pub fn download_file<'e>(
         &self,
         env: &'e Env,
         ws_id: Unknown,
         local_dir: Unknown,
         rel_path: Unknown,
-    ) -> napi::Result<PromiseRaw<'e, Value>> {
+    ) -> napi::Result<PromiseRaw<'e, TransferredFile>> {
         let args = file_args(ws_id, local_dir, rel_path);
         let core = self.core.clone();
         spawn(env, &self.core, async move {
             let (ws, local_dir, rel) = args?;
-            core.download_file(&ws, Path::new(&local_dir), &rel).await
+            Ok(core
+                .download_file(&ws, Path::new(&local_dir), &rel)
+                .await?
+                .into())
         })
     }
 
     /// Deletes the file in the cloud (the row is kept, marked deleted at the next version):
     /// `{ filePath, deleted }`.
-    #[napi(
-        ts_args_type = "wsId: string, relPath: string",
-        ts_return_type = "Promise<{ filePath: string; deleted: boolean }>"
-    )]
+    #[napi(ts_args_type = "wsId: string, relPath: string")]
     pub fn delete_file<'e>(
         &self,
         env: &'e Env,
         ws_id: Unknown,
         rel_path: Unknown,
-    ) -> napi::Result<PromiseRaw<'e, Value>> {
+    ) -> napi::Result<PromiseRaw<'e, DeletedFile>> {
         let args = ws_arg(ws_id)
             .and_then(|ws| Ok((ws, RelPath::parse(&arg::string("relPath", rel_path)?)?)));
         let core = self.core.clone();
         spawn(env, &self.core, async move {
             let (ws, rel) = args?;
-            core.delete_file(&ws, &rel).await
+            let deleted = core.delete_file(&ws, &rel).await?;
+            Ok(DeletedFile {
+                file_path: rel.as_str().to_string(),
+                deleted,
+            })
         })
     }
 
     /// What a sync of `localDir` would do: `{ toUpload, toDownload, synced, toDeleteLocal,
     /// toDeleteRemote, conflicts }` (paths), and `hashed` (files whose contents were read).
-    #[napi(
-        ts_args_type = "wsId: string, localDir: string",
-        ts_return_type = "Promise<FileDelta>"
-    )]
+    #[napi(ts_args_type = "wsId: string, localDir: string")]
     pub fn compute_delta<'e>(
         &self,
         env: &'e Env,
         ws_id: Unknown,
         local_dir: Unknown,
-    ) -> napi::Result<PromiseRaw<'e, Value>> {
+    ) -> napi::Result<PromiseRaw<'e, FileDelta>> {
         let args = ws_arg(ws_id).and_then(|ws| Ok((ws, arg::string("localDir", local_dir)?)));
         let core = self.core.clone();
         spawn(env, &self.core, async move {
             let (ws, local_dir) = args?;
-            core.compute_delta(&ws, Path::new(&local_dir)).await
+            Ok(core.compute_delta(&ws, Path::new(&local_dir)).await?.into())
         })
     }
 

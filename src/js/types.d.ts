@@ -270,34 +270,9 @@ export interface WorkspaceFileRow {
   updated_at: string | null
 }
 
-export interface UploadedFile {
-  filePath: string
-  /** `{workspaceId}/{filePath}` in the `workspace-files` bucket. */
-  storagePath: string
-  size: number
-  checksum: string
-  version: number
-}
+export type UploadedFile = TransferredFile
 
-export interface DownloadedFile {
-  filePath: string
-  storagePath: string
-  size: number
-  checksum: string
-  version: number
-}
-
-/** `fileSync.computeDelta`: workspace-relative paths per action. */
-export interface FileDelta {
-  toUpload: string[]
-  toDownload: string[]
-  synced: string[]
-  toDeleteLocal: string[]
-  toDeleteRemote: string[]
-  conflicts: string[]
-  /** Files whose contents the scan read (the rest came from the size + mtime cache). */
-  hashed: number
-}
+export type DownloadedFile = TransferredFile
 
 /** `fileSync.syncFiles`. */
 export interface FileSyncResult {

@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::{
     cloud_sync,
     config::{self, ConfigInput},
-    conversations, realtime, sync,
+    conversations, files, realtime, sync,
 };
 
 /// What `loadCloudConfig()` returns (exactly the legacy keys).
@@ -302,6 +302,67 @@ impl From<sync::TypeStatus> for SyncTypeStatus {
             state: t.state.as_str().into(),
             last_sync_at: t.last_sync_at,
             error: t.error,
+        }
+    }
+}
+
+/// `fileSync.uploadFile()` and `downloadFile()`: the file as recorded in the cloud.
+#[napi(object, use_nullable = true)]
+pub struct TransferredFile {
+    /// Workspace-relative, `/`-separated.
+    pub file_path: String,
+    /// `{workspaceId}/{filePath}` in the `workspace-files` bucket.
+    pub storage_path: String,
+    pub size: i64,
+    /// SHA-256, hex.
+    pub checksum: Option<String>,
+    pub version: i64,
+}
+
+impl From<files::transfer::Transferred> for TransferredFile {
+    fn from(t: files::transfer::Transferred) -> Self {
+        TransferredFile {
+            file_path: t.file_path,
+            storage_path: t.storage_path,
+            size: t.size,
+            checksum: t.checksum,
+            version: t.version,
+        }
+    }
+}
+
+/// `fileSync.deleteFile()`.
+#[napi(object)]
+pub struct DeletedFile {
+    pub file_path: String,
+    /// `false` when there was no live file at that path.
+    pub deleted: bool,
+}
+
+/// `fileSync.computeDelta()`: workspace-relative paths per action.
+#[napi(object)]
+pub struct FileDelta {
+    pub to_upload: Vec<String>,
+    pub to_download: Vec<String>,
+    pub synced: Vec<String>,
+    pub to_delete_local: Vec<String>,
+    pub to_delete_remote: Vec<String>,
+    pub conflicts: Vec<String>,
+    /// Files whose contents the scan read (the rest came from the size + mtime cache).
+    pub hashed: u32,
+}
+
+impl From<files::sync::Delta> for FileDelta {
+    fn from(d: files::sync::Delta) -> Self {
+        use files::delta::Class;
+        FileDelta {
+            to_upload: d.paths(Class::Upload),
+            to_download: d.paths(Class::Download),
+            synced: d.paths(Class::InSync),
+            to_delete_local: d.paths(Class::DeleteLocal),
+            to_delete_remote: d.paths(Class::DeleteRemote),
+            conflicts: d.paths(Class::Conflict),
+            hashed: u32::try_from(d.hashed).unwrap_or(u32::MAX),
         }
     }
 }
