@@ -47,10 +47,6 @@ impl RelPath {
         if input.starts_with('/') {
             return Err(bad(input, "absolute paths are not allowed"));
         }
-        let b = input.as_bytes();
-        if b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':' {
-            return Err(bad(input, "drive prefixes are not allowed"));
-        }
         let mut segments = Vec::new();
         for seg in input.split('/') {
             match seg {
@@ -64,6 +60,11 @@ impl RelPath {
         }
         if segments.is_empty() {
             return Err(bad(input, "the path is empty"));
+        }
+        // Checked after normalizing: `./C:/x` becomes `C:/x`, a drive path on Windows.
+        let first = segments[0].as_bytes();
+        if first.len() >= 2 && first[0].is_ascii_alphabetic() && first[1] == b':' {
+            return Err(bad(input, "drive prefixes are not allowed"));
         }
         let joined = segments.join("/");
         if joined.len() > MAX_PATH_BYTES {
@@ -193,6 +194,8 @@ mod tests {
             "C:\\x",
             "C:x",
             "c:/x",
+            "./C:/x",
+            ".//h:",
             "\\\\server\\share",
             "a\\b",
             "nul\0byte",
