@@ -170,6 +170,53 @@ test('deleteFile removes the object and soft-deletes the row at version + 1', as
   assert.equal((await cs.fileSync.uploadFile(ws, dir, 'gone/soon.txt')).version, 3);
 });
 
+test('a first sync of new files writes their rows in batches, not one request per file', async () => {
+  const ws = await newWorkspace();
+  const { cs } = await user();
+  const dir = workdir();
+  for (let i = 0; i < 60; i++) put(dir, `d${i % 3}/f${i}.txt`, `file ${i}`);
+  await cloud.resetStats();
+  const r = await cs.fileSync.syncFiles(ws, dir);
+  assert.equal(r.uploaded.length, 60);
+  assert.deepEqual(r.failed, []);
+  const { requests } = await cloud.stats();
+  const count = (prefix) => Object.entries(requests).filter(([k]) => k.startsWith(prefix)).reduce((a, [, n]) => a + n, 0);
+  assert.equal(count('POST /storage/v1/object/workspace-files/'), 60, 'one object upload per file');
+  assert.equal(count('POST /rest/v1/workspace_files') + count('PATCH /rest/v1/workspace_files'), 1, 'one row write for the lot');
+  const rows = await cs.fileSync.listFiles(ws);
+  assert.equal(rows.length, 60);
+  for (const row of rows) {
+    const n = row.file_path.match(/f(\d+)\.txt$/)[1];
+    assert.equal(row.version, 1);
+    assert.equal(row.checksum, sha(Buffer.from(`file ${n}`)));
+  }
+  // The other machine sees every file.
+  const other = workdir();
+  const { cs: bob } = await user('bob');
+  const down = await bob.fileSync.syncFiles(ws, other);
+  assert.equal(down.downloaded.length, 60);
+  assert.deepEqual(tree(other), tree(dir));
+});
+
+test('a new file whose path has a deleted row revives that row at version + 1 (its batched insert does not apply)', async () => {
+  const ws = await newWorkspace();
+  const { cs } = await user();
+  const dir = workdir();
+  put(dir, 'gone.txt', 'old');
+  await cs.fileSync.uploadFile(ws, dir, 'gone.txt');
+  await cs.fileSync.deleteFile(ws, 'gone.txt');
+  const fresh = workdir();
+  put(fresh, 'gone.txt', 'new');
+  put(fresh, 'mine.txt', 'mine');
+  const r = await cs.fileSync.syncFiles(ws, fresh);
+  assert.deepEqual(r.failed, []);
+  assert.deepEqual(r.uploaded.sort(), ['gone.txt', 'mine.txt']);
+  const rows = Object.fromEntries((await cs.fileSync.listFiles(ws)).map((x) => [x.file_path, x]));
+  assert.equal(rows['gone.txt'].version, 3, 'the deleted row (version 2) is revived at version 3');
+  assert.equal(rows['gone.txt'].checksum, sha(Buffer.from('new')));
+  assert.equal(rows['mine.txt'].version, 1);
+});
+
 test('computeDelta honours ignore files and re-scans without reading contents', async () => {
   const ws = await newWorkspace();
   const { cs } = await user();

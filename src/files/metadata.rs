@@ -5,6 +5,8 @@
 //! (`PATCH …&version=eq.N` setting `N+1`), so two machines writing the same path can never
 //! both believe they won: the loser sees zero rows updated.
 
+use std::collections::HashMap;
+
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -110,16 +112,8 @@ pub struct NewContent<'a> {
     pub user_id: Option<&'a str>,
 }
 
-/// Records new content for `rel`: inserts version 1 when there is no row (`expected` None),
-/// else moves the row from `expected` to `expected + 1`. `Ok(None)` when someone else got
-/// there first (the row exists, or its version moved).
-pub async fn record(
-    client: &Client,
-    ws: &Uuid,
-    rel: &RelPath,
-    expected: Option<&RowState>,
-    content: &NewContent<'_>,
-) -> Result<Option<FileRow>> {
+/// The columns an upload sets, whatever the version.
+fn content_body(ws: &Uuid, rel: &RelPath, content: &NewContent<'_>) -> Value {
     let mut body = json!({
         "file_size": content.size,
         "checksum": content.checksum,
@@ -131,6 +125,20 @@ pub async fn record(
     if let Some(u) = content.user_id {
         body["uploaded_by"] = json!(u);
     }
+    body
+}
+
+/// Records new content for `rel`: inserts version 1 when there is no row (`expected` None),
+/// else moves the row from `expected` to `expected + 1`. `Ok(None)` when someone else got
+/// there first (the row exists, or its version moved).
+pub async fn record(
+    client: &Client,
+    ws: &Uuid,
+    rel: &RelPath,
+    expected: Option<&RowState>,
+    content: &NewContent<'_>,
+) -> Result<Option<FileRow>> {
+    let mut body = content_body(ws, rel, content);
     let (req, path) = match expected {
         None => {
             body["workspace_id"] = json!(ws);
@@ -161,6 +169,68 @@ pub async fn record(
     let reply = client.send(&req).await?;
     let rows: Vec<FileRow> = parse(&path, reply.body)?;
     Ok(rows.into_iter().next())
+}
+
+/// Inserts version 1 of each new file in one request. A path that already has a row
+/// (deleted, or created meanwhile by another machine) is left alone: it is absent from the
+/// result, and its caller goes through [`record`]'s compare-and-set instead.
+pub async fn record_new(
+    client: &Client,
+    ws: &Uuid,
+    files: &[(&RelPath, NewContent<'_>)],
+) -> Result<HashMap<RelPath, FileRow>> {
+    if files.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let body: Vec<Value> = files
+        .iter()
+        .map(|(rel, content)| {
+            let mut row = content_body(ws, rel, content);
+            row["workspace_id"] = json!(ws);
+            row["file_path"] = json!(rel.as_str());
+            row["version"] = json!(1);
+            row
+        })
+        .collect();
+    let path = format!("{TABLE}?on_conflict=workspace_id,file_path&select={COLUMNS}");
+    let req = Request::new(Method::POST, &path)
+        .json(Value::Array(body))
+        .header(
+            "Prefer",
+            "return=representation,resolution=ignore-duplicates",
+        );
+    let reply = client.send(&req).await?;
+    let rows: Vec<FileRow> = parse(&path, reply.body)?;
+    match_inserted(files, rows).map_err(|reason| invalid(&path, reason))
+}
+
+/// Each returned row must be one of `files`, once, with the content sent.
+fn match_inserted(
+    files: &[(&RelPath, NewContent<'_>)],
+    rows: Vec<FileRow>,
+) -> std::result::Result<HashMap<RelPath, FileRow>, String> {
+    let sent: HashMap<&str, &NewContent<'_>> =
+        files.iter().map(|(rel, c)| (rel.as_str(), c)).collect();
+    let mut out = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let Some(content) = sent.get(row.file_path.as_str()) else {
+            return Err(format!("a row for {:?}, which was not sent", row.file_path));
+        };
+        if row.version != 1
+            || row.checksum.as_deref() != Some(content.checksum)
+            || u64::try_from(row.file_size).ok() != Some(content.size)
+        {
+            return Err(format!(
+                "the row for {:?} is not the one sent",
+                row.file_path
+            ));
+        }
+        let rel = RelPath::parse(&row.file_path).map_err(|e| e.to_string())?;
+        if out.insert(rel, row).is_some() {
+            return Err("the same row twice".into());
+        }
+    }
+    Ok(out)
 }
 
 /// Marks the row deleted (version + 1) if it is still at `row.version`.
@@ -235,5 +305,45 @@ mod tests {
         .unwrap();
         assert_eq!(row.version, 2);
         assert!(serde_json::from_value::<FileRow>(json!({"id": "x"})).is_err());
+    }
+
+    fn row(path: &str, size: i64, checksum: &str, version: i64) -> FileRow {
+        FileRow {
+            id: Uuid::new_v4(),
+            file_path: path.into(),
+            file_size: size,
+            checksum: Some(checksum.into()),
+            mime_type: None,
+            file_type: None,
+            version,
+            updated_at: None,
+        }
+    }
+
+    #[test]
+    fn batch_replies_must_be_rows_sent() {
+        let (a, b) = (
+            RelPath::parse("a.txt").unwrap(),
+            RelPath::parse("d/b").unwrap(),
+        );
+        let content = |size, checksum| NewContent {
+            size,
+            checksum,
+            user_id: None,
+        };
+        let files = [(&a, content(1, "aa")), (&b, content(2, "bb"))];
+        // A path left out (it had a row) is simply absent.
+        let got = match_inserted(&files, vec![row("d/b", 2, "bb", 1)]).unwrap();
+        assert_eq!(got.keys().collect::<Vec<_>>(), vec![&b]);
+        assert!(match_inserted(&files, vec![]).unwrap().is_empty());
+        for bad in [
+            vec![row("c.txt", 1, "aa", 1)],
+            vec![row("a.txt", 1, "zz", 1)],
+            vec![row("a.txt", 9, "aa", 1)],
+            vec![row("a.txt", 1, "aa", 2)],
+            vec![row("a.txt", 1, "aa", 1), row("a.txt", 1, "aa", 1)],
+        ] {
+            assert!(match_inserted(&files, bad.clone()).is_err(), "{bad:?}");
+        }
     }
 }

@@ -33,6 +33,8 @@ use crate::{
 
 /// Transfers at once.
 pub const CONCURRENCY: usize = 4;
+/// New files whose rows are written in one request (their objects are sent one by one).
+const ROW_BATCH: usize = 200;
 /// The manifest is written at most this often during a run (and always at its end).
 const SAVE_EVERY: Duration = Duration::from_secs(5);
 
@@ -192,6 +194,8 @@ enum Outcome {
     Forgotten(RelPath),
     /// Someone changed the cloud meanwhile; the next run sees it.
     Skipped,
+    /// A new file's object is sent; its row goes with the next batch.
+    Sent(transfer::Sent),
 }
 
 #[derive(Default)]
@@ -254,53 +258,23 @@ pub async fn sync_files(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Value> {
     for e in pending.by_ref().take(CONCURRENCY) {
         results.push(apply_entry(ctx, ws, dir, e, &taken));
     }
+    let mut staged: Vec<transfer::Sent> = Vec::new();
     while let Some((entry, outcome)) = results.next().await {
         if let Some(e) = pending.next() {
             results.push(apply_entry(ctx, ws, dir, e, &taken));
         }
-        let p = entry.path.as_str().to_string();
-        let r = &mut report;
-        let m = &mut manifest;
+        let mut tally = Tally {
+            dir,
+            report: &mut report,
+            manifest: &mut manifest,
+            unflushed: &mut unflushed,
+        };
         match outcome {
-            Ok(Outcome::Synced(states)) => {
-                match entry.class {
-                    Class::Upload => r.uploaded.push(p),
-                    Class::Download => r.downloaded.push(p),
-                    Class::InSync => r.in_sync += 1,
-                    Class::Conflict => {
-                        let copy = states.get(1).map(|s| s.0.as_str().to_string());
-                        r.conflicts
-                            .push(json!({"filePath": p, "conflictPath": copy}));
-                    }
-                    _ => {}
-                }
-                if matches!(entry.class, Class::Download | Class::Conflict) {
-                    let written = if entry.class == Class::Download { 0 } else { 1 };
-                    if let Some((p, _, _)) = states.get(written) {
-                        unflushed.push(dir.join(p.as_str()));
-                    }
-                }
-                for (path, synced, hash) in states {
-                    m.files.insert(path.as_str().to_string(), synced);
-                    if let Some(h) = hash {
-                        m.hashes.insert(path.as_str().to_string(), h);
-                    }
-                }
-            }
-            Ok(Outcome::Forgotten(path)) => {
-                match entry.class {
-                    Class::DeleteLocal => r.deleted_local.push(p),
-                    _ => r.deleted_remote.push(p),
-                }
-                m.files.remove(path.as_str());
-                m.hashes.remove(path.as_str());
-            }
-            Ok(Outcome::Skipped) => r.skipped.push(p),
-            Err(e) => {
-                tracing::warn!(path = %p, error = %e, "file not synced");
-                r.failed
-                    .push(json!({"filePath": p, "code": e.code(), "error": e.to_string()}));
-            }
+            Ok(Outcome::Sent(sent)) => staged.push(sent),
+            outcome => tally.add(entry.class, entry.path.as_str(), outcome),
+        }
+        if staged.len() >= ROW_BATCH {
+            record_new(ctx, ws, std::mem::take(&mut staged), &mut tally).await;
         }
         if saved_at.elapsed() >= SAVE_EVERY {
             flush(std::mem::take(&mut unflushed)).await;
@@ -310,6 +284,13 @@ pub async fn sync_files(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Value> {
             saved_at = Instant::now();
         }
     }
+    let mut tally = Tally {
+        dir,
+        report: &mut report,
+        manifest: &mut manifest,
+        unflushed: &mut unflushed,
+    };
+    record_new(ctx, ws, staged, &mut tally).await;
     flush(unflushed).await;
     manifest.save(dir)?;
     clean_temp(dir);
@@ -324,6 +305,91 @@ pub async fn sync_files(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Value> {
         "failed": r.failed,
         "inSync": r.in_sync,
     }))
+}
+
+/// Where each finished action is written down: the run's report, the manifest, and the
+/// downloads still to be flushed to disk.
+struct Tally<'a> {
+    dir: &'a Path,
+    report: &'a mut Report,
+    manifest: &'a mut Manifest,
+    unflushed: &'a mut Vec<PathBuf>,
+}
+
+impl Tally<'_> {
+    fn add(&mut self, class: Class, path: &str, outcome: Result<Outcome>) {
+        let (r, m, p) = (&mut *self.report, &mut *self.manifest, path.to_string());
+        match outcome {
+            Ok(Outcome::Synced(states)) => {
+                match class {
+                    Class::Upload => r.uploaded.push(p),
+                    Class::Download => r.downloaded.push(p),
+                    Class::InSync => r.in_sync += 1,
+                    Class::Conflict => {
+                        let copy = states.get(1).map(|s| s.0.as_str().to_string());
+                        r.conflicts
+                            .push(json!({"filePath": p, "conflictPath": copy}));
+                    }
+                    _ => {}
+                }
+                if matches!(class, Class::Download | Class::Conflict) {
+                    let written = if class == Class::Download { 0 } else { 1 };
+                    if let Some((p, _, _)) = states.get(written) {
+                        self.unflushed.push(self.dir.join(p.as_str()));
+                    }
+                }
+                for (path, synced, hash) in states {
+                    m.files.insert(path.as_str().to_string(), synced);
+                    if let Some(h) = hash {
+                        m.hashes.insert(path.as_str().to_string(), h);
+                    }
+                }
+            }
+            Ok(Outcome::Forgotten(path)) => {
+                match class {
+                    Class::DeleteLocal => r.deleted_local.push(p),
+                    _ => r.deleted_remote.push(p),
+                }
+                m.files.remove(path.as_str());
+                m.hashes.remove(path.as_str());
+            }
+            Ok(Outcome::Skipped) => r.skipped.push(p),
+            // Only `apply` makes these, and the run loop takes them.
+            Ok(Outcome::Sent(_)) => {}
+            Err(e) => self.failed(&p, &e),
+        }
+    }
+
+    fn failed(&mut self, path: &str, e: &Error) {
+        tracing::warn!(path, error = %e, "file not synced");
+        self.report
+            .failed
+            .push(json!({"filePath": path, "code": e.code(), "error": e.to_string()}));
+    }
+}
+
+/// Writes the rows of new files whose objects are sent: one request for the lot; a path
+/// that turns out to have a row (deleted, or created meanwhile by another machine) then
+/// goes through the compare-and-set of a single upload.
+async fn record_new(ctx: &Ctx<'_>, ws: &Uuid, staged: Vec<transfer::Sent>, tally: &mut Tally<'_>) {
+    let files: Vec<_> = staged.iter().map(|s| (&s.rel, s.content(ctx))).collect();
+    let mut rows = match metadata::record_new(ctx.client, ws, &files).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            for s in &staged {
+                tally.failed(s.rel.as_str(), &e);
+            }
+            return;
+        }
+    };
+    for sent in &staged {
+        let outcome = match rows.remove(&sent.rel) {
+            Some(row) => Ok(Some(transfer::recorded(ctx, ws, sent, row))),
+            None => transfer::record(ctx, ws, sent, None, Expect::Seen(None)).await,
+        };
+        let outcome = outcome.map(|up| synced_upload(tally.dir, &sent.rel, up));
+        tally.add(Class::Upload, sent.rel.as_str(), outcome);
+    }
 }
 
 fn case_message(path: &str, other: &str) -> String {
@@ -422,6 +488,13 @@ async fn apply(
                 None,
             )]))
         }
+        // A new file's row waits for the batch; a changed one is a compare-and-set now.
+        Class::Upload if e.remote.is_none() => {
+            let (abs, len) = transfer::local_file(dir, &e.path)?;
+            Ok(Outcome::Sent(
+                transfer::send_object(ctx, ws, &e.path, &abs, len).await?,
+            ))
+        }
         Class::Upload => upload(ctx, ws, dir, &e.path, e.remote.as_ref()).await,
         Class::Download => {
             let Some(row) = &e.remote else {
@@ -513,28 +586,33 @@ async fn upload(
     seen: Option<&FileRow>,
 ) -> Result<Outcome> {
     let seen = seen.map(row_state);
-    match transfer::upload(ctx, ws, dir, path, Expect::Seen(seen.as_ref())).await? {
-        Some(up) => {
-            let checksum = up.row.checksum.clone().unwrap_or_default();
-            let hash = std::fs::metadata(dir.join(path.as_str()))
-                .ok()
-                .filter(|m| m.len() == up.row.file_size as u64)
-                .map(|m| Hashed {
-                    size: m.len(),
-                    mtime: scan::mtime_of(&m),
-                    checksum: checksum.clone(),
-                });
-            Ok(Outcome::Synced(vec![(
-                path.clone(),
-                Synced {
-                    checksum,
-                    version: up.row.version,
-                },
-                hash,
-            )]))
-        }
-        None => Ok(Outcome::Skipped),
-    }
+    let up = transfer::upload(ctx, ws, dir, path, Expect::Seen(seen.as_ref())).await?;
+    Ok(synced_upload(dir, path, up))
+}
+
+/// An upload's manifest state (`Skipped` when the row moved meanwhile); the hash cache entry
+/// only if the file is still the size that was sent.
+fn synced_upload(dir: &Path, path: &RelPath, up: Option<transfer::Uploaded>) -> Outcome {
+    let Some(up) = up else {
+        return Outcome::Skipped;
+    };
+    let checksum = up.row.checksum.clone().unwrap_or_default();
+    let hash = std::fs::metadata(dir.join(path.as_str()))
+        .ok()
+        .filter(|m| m.len() == up.row.file_size as u64)
+        .map(|m| Hashed {
+            size: m.len(),
+            mtime: scan::mtime_of(&m),
+            checksum: checksum.clone(),
+        });
+    Outcome::Synced(vec![(
+        path.clone(),
+        Synced {
+            checksum,
+            version: up.row.version,
+        },
+        hash,
+    )])
 }
 
 /// The first `name (cloud conflict[ n]).ext` that neither side uses.

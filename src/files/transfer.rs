@@ -67,6 +67,13 @@ impl Uploaded {
     }
 }
 
+/// An object sent whose row is still to be written.
+pub struct Sent {
+    pub rel: RelPath,
+    pub size: u64,
+    pub sha256: String,
+}
+
 /// Uploads `root/rel`. `Ok(None)` only with [`Expect::Seen`] when the row moved meanwhile.
 pub async fn upload(
     ctx: &Ctx<'_>,
@@ -75,6 +82,17 @@ pub async fn upload(
     rel: &RelPath,
     expect: Expect<'_>,
 ) -> Result<Option<Uploaded>> {
+    let (abs, len) = local_file(root, rel)?;
+    let current = match expect {
+        Expect::Latest => metadata::state(ctx.client, ws, rel).await?,
+        Expect::Seen(row) => row.cloned(),
+    };
+    let sent = send_object(ctx, ws, rel, &abs, len).await?;
+    record(ctx, ws, &sent, current, expect).await
+}
+
+/// The file to upload, checked: inside the root and a regular file; with its length.
+pub fn local_file(root: &Path, rel: &RelPath) -> Result<(PathBuf, u64)> {
     let abs = paths::resolve(root, rel)?;
     let meta = std::fs::metadata(&abs)
         .map_err(|e| Error::Io(format!("cannot read {}: {e}", abs.display())))?;
@@ -84,10 +102,17 @@ pub async fn upload(
             rel.as_str()
         )));
     }
-    let mut current = match expect {
-        Expect::Latest => metadata::state(ctx.client, ws, rel).await?,
-        Expect::Seen(row) => row.cloned(),
-    };
+    Ok((abs, meta.len()))
+}
+
+/// Streams `abs` to the object of `rel`; its row is not touched.
+pub async fn send_object(
+    ctx: &Ctx<'_>,
+    ws: &Uuid,
+    rel: &RelPath,
+    abs: &Path,
+    len: u64,
+) -> Result<Sent> {
     let headers = vec![
         ("x-upsert".to_string(), "true".to_string()),
         (
@@ -99,28 +124,33 @@ pub async fn upload(
         ctx.client,
         Method::POST,
         &object_path(ws, rel),
-        &abs,
+        abs,
         &headers,
-        progress(&ctx.events, rel.as_str(), meta.len()),
+        progress(&ctx.events, rel.as_str(), len),
     )
     .await?;
-    let content = NewContent {
+    Ok(Sent {
+        rel: rel.clone(),
         size: sent.size,
-        checksum: &sent.sha256,
-        user_id: ctx.user_id.as_deref(),
-    };
+        sha256: sent.sha256,
+    })
+}
+
+/// Writes the row of an object sent: compare-and-set from `current`, tried again as
+/// `expect` allows when the row moved.
+pub async fn record(
+    ctx: &Ctx<'_>,
+    ws: &Uuid,
+    sent: &Sent,
+    mut current: Option<RowState>,
+    expect: Expect<'_>,
+) -> Result<Option<Uploaded>> {
+    let rel = &sent.rel;
     for _ in 0..ATTEMPTS {
-        if let Some(row) = metadata::record(ctx.client, ws, rel, current.as_ref(), &content).await?
+        if let Some(row) =
+            metadata::record(ctx.client, ws, rel, current.as_ref(), &sent.content(ctx)).await?
         {
-            ctx.events.emit(Event::FileUploaded {
-                file_path: rel.as_str().to_string(),
-                cloud_path: rel.storage_key(ws),
-                size: sent.size,
-            });
-            return Ok(Some(Uploaded {
-                row,
-                storage_path: rel.storage_key(ws),
-            }));
+            return Ok(Some(recorded(ctx, ws, sent, row)));
         }
         let now = metadata::state(ctx.client, ws, rel).await?;
         match expect {
@@ -134,6 +164,29 @@ pub async fn upload(
         "{} keeps changing in the cloud; try again",
         rel.as_str()
     )))
+}
+
+impl Sent {
+    pub fn content<'a>(&'a self, ctx: &'a Ctx<'_>) -> NewContent<'a> {
+        NewContent {
+            size: self.size,
+            checksum: &self.sha256,
+            user_id: ctx.user_id.as_deref(),
+        }
+    }
+}
+
+/// The upload is done once its row is written: announced, and its result.
+pub fn recorded(ctx: &Ctx<'_>, ws: &Uuid, sent: &Sent, row: FileRow) -> Uploaded {
+    ctx.events.emit(Event::FileUploaded {
+        file_path: sent.rel.as_str().to_string(),
+        cloud_path: sent.rel.storage_key(ws),
+        size: sent.size,
+    });
+    Uploaded {
+        row,
+        storage_path: sent.rel.storage_key(ws),
+    }
 }
 
 pub struct Downloaded {
