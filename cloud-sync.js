@@ -9,7 +9,10 @@ const { NativeCloudSync, loadCloudConfig } = native
 
 function eventForwarder(eventBus) {
   if (!eventBus || typeof eventBus.emitTyped !== 'function') return null
-  return (event) => {
+  // Each event arrives as JSON text (one `JSON.parse` is cheaper than building the object
+  // through N-API); the payload is a plain object.
+  return (json) => {
+    const event = JSON.parse(json)
     try {
       eventBus.emitTyped(event.type, event.payload)
     } catch (err) {

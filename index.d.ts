@@ -378,10 +378,11 @@ export declare class FileSync {
 
 export declare class NativeCloudSync {
   /**
-   * `onEvent` receives every `{ type, payload }` (weakly held: it never keeps Node alive).
+   * `onEvent` receives every event as the JSON text of a `CloudEvent` (`{ type, payload }`;
+   * weakly held: it never keeps Node alive).
    * The three secret functions reach the host's `secretsManager`.
    */
-  constructor(onEvent?: ((event: CloudEvent) => void) | null, secretGet?: ((name: string) => Promise<string | null | undefined>) | null, secretSet?: ((name: string, value: string) => Promise<void>) | null, secretDelete?: ((name: string) => Promise<void>) | null)
+  constructor(onEvent?: ((eventJson: string) => void) | null, secretGet?: ((name: string) => Promise<string | null | undefined>) | null, secretSet?: ((name: string, value: string) => Promise<void>) | null, secretDelete?: ((name: string) => Promise<void>) | null)
   /**
    * Validates the configuration and prepares the client. `null` leaves cloud sync
    * unconfigured. Rejects when `baseUrl` is not an http(s) URL.

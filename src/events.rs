@@ -167,7 +167,13 @@ impl Event {
     /// the host spreads payloads) goes out as `{}` rather than as something else.
     pub fn into_payload(self) -> Value {
         let v = match self {
-            Event::Broadcast { payload, .. } => payload,
+            // The rows are moved, not copied through the serializer (a message burst is
+            // tens of thousands of these).
+            Event::Broadcast { payload, .. }
+            | Event::LoggedIn(payload)
+            | Event::WorkspaceRemoteUpdate(payload)
+            | Event::UsageUpdate(payload)
+            | Event::MessageReceived(payload) => payload,
             other => serde_json::to_value(other).unwrap_or(Value::Null),
         };
         if v.is_object() {

@@ -34,11 +34,12 @@ pub struct NativeCloudSync {
 
 #[napi]
 impl NativeCloudSync {
-    /// `onEvent` receives every `{ type, payload }` (weakly held: it never keeps Node alive).
+    /// `onEvent` receives every event as the JSON text of a `CloudEvent` (`{ type, payload }`;
+    /// weakly held: it never keeps Node alive).
     /// The three secret functions reach the host's `secretsManager`.
     #[napi(
         constructor,
-        ts_args_type = "onEvent?: ((event: CloudEvent) => void) | null, secretGet?: ((name: string) => Promise<string | null | undefined>) | null, secretSet?: ((name: string, value: string) => Promise<void>) | null, secretDelete?: ((name: string) => Promise<void>) | null"
+        ts_args_type = "onEvent?: ((eventJson: string) => void) | null, secretGet?: ((name: string) => Promise<string | null | undefined>) | null, secretSet?: ((name: string, value: string) => Promise<void>) | null, secretDelete?: ((name: string) => Promise<void>) | null"
     )]
     pub fn new(
         on_event: Option<EventCallback>,

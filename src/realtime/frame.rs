@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{value::RawValue, Map, Value};
 
 /// A frame to send.
 #[derive(Debug, Serialize)]
@@ -31,11 +31,12 @@ impl Outgoing<'_> {
 
 /// A frame as received, before its payload is read.
 #[derive(Debug, Deserialize)]
-pub struct Raw {
+pub struct Raw<'a> {
     pub topic: String,
     pub event: String,
-    #[serde(default)]
-    pub payload: Value,
+    /// Left as text, so that it is parsed once, into the type its event calls for.
+    #[serde(borrow, default)]
+    pub payload: Option<&'a RawValue>,
     #[serde(rename = "ref", default, deserialize_with = "reference")]
     pub reference: Option<String>,
     #[serde(default, deserialize_with = "reference")]
@@ -193,7 +194,8 @@ pub fn decode(text: &str) -> Result<(String, Incoming), FrameError> {
 }
 
 fn payload<T: serde::de::DeserializeOwned>(raw: &Raw) -> Result<T, FrameError> {
-    T::deserialize(&raw.payload).map_err(|e| FrameError::Payload {
+    let text = raw.payload.map_or("null", RawValue::get);
+    serde_json::from_str(text).map_err(|e| FrameError::Payload {
         event: raw.event.chars().take(40).collect(),
         reason: e.to_string(),
     })
