@@ -99,10 +99,15 @@ async fn find(
     let caller = caller_of(state, headers)?;
     let mut conn = connection(state).await?;
     let tx = begin_as(&mut conn, &caller, true, &request_info(method, uri)).await?;
-    let sql =
-        format!("SELECT {OBJECT_COLUMNS} FROM storage.objects WHERE bucket_id = $1 AND name = $2");
+    // Prepared once per connection: every download asks this, and parsing and planning it
+    // each time was a round trip and a plan per file.
+    let stmt = tx
+        .prepare_cached(&format!(
+            "SELECT {OBJECT_COLUMNS} FROM storage.objects WHERE bucket_id = $1 AND name = $2"
+        ))
+        .await?;
     let row = tx
-        .query_opt(&sql, &[&bucket, &key])
+        .query_opt(&stmt, &[&bucket, &key])
         .await?
         .ok_or_else(StorageError::no_such_key)?;
     tx.commit().await?;
