@@ -17,9 +17,10 @@
 //    inserts: events per second from a burst's first callback to its last (the median burst),
 //    and the RSS growth of this process over all of them (--sustained events; after a GC,
 //    before and after).
-// 3. Fan-out: supabase-js subscribers (alice and bob alternately, so RLS is evaluated per
-//    subscriber) on one conversation, one row offered per millisecond (the rows due since the
-//    last tick in one INSERT); frames per second and latency p99.
+// 3. Fan-out: 100 subscribers (alice and bob alternately, so RLS is evaluated per subscriber)
+//    of one conversation, one row offered per millisecond (the rows due since the last tick in
+//    one INSERT); frames per second and latency p99: the addon's CloudSync instances (their
+//    sockets share the addon's runtime), then supabase-js clients, on conversations of their own.
 // Each client is measured in its own phase (never both at once), on conversations of its own.
 // Targets (issue #11): p50 ≤ 3 ms, p99 ≤ 15 ms, ≥ 20,000 events/s, RSS growth ≤ 20 MB, and no
 // worse than supabase-js on any figure.
@@ -201,10 +202,73 @@ async function sustained(conv, rx, n) {
   };
 }
 
+/** One row offered per millisecond for FAN_SECONDS to `rx`'s subscribers (the rows due since
+ *  the last tick in one INSERT, so the offered rate holds when one takes longer than 1 ms);
+ *  every subscriber's frames per second and latency. The rows have no sender, so no
+ *  subscriber takes them for its own. */
+async function fanout(conv, rx) {
+  const offered = FAN_SECONDS * 1000;
+  const lats = new Float64Array(FAN_SUBS * offered);
+  let frames = 0;
+  let last = 0;
+  rx.onRow = (r, at) => {
+    if (r.conversation_id !== conv) return;
+    lats[frames++] = at - parse(r.content).t;
+    last = at;
+  };
+  await sleep(500);
+  let sent = 0;
+  let inflight = 0;
+  let failed = 0;
+  // The server's own commit → frame-queued latency (the newest change's, sampled), to tell
+  // the cloud's share of the figure from the client's.
+  const server = [];
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      const ms = (await cloud.stats()).realtime?.lastChangeLatencyMs;
+      if (Number.isFinite(ms) && ms > 0) server.push(ms);
+      await sleep(5);
+    }
+  })();
+  const t0 = now();
+  while (now() - t0 < offered) {
+    const due = Math.min(offered, Math.floor(now() - t0) + 1);
+    if (sent < due && inflight < 16) {
+      const rows = [];
+      while (sent < due) rows.push({ ...row(conv, stamp(sent++)), sender_user_id: null });
+      inflight++;
+      insert(rows)
+        .catch(() => (failed += rows.length))
+        .finally(() => inflight--);
+    }
+    await sleep(1);
+  }
+  await until(() => inflight === 0, 30_000);
+  const insertedAt = now();
+  sampling = false;
+  await sampler;
+  await until(() => frames >= sent * FAN_SUBS, 60_000);
+  rx.onRow = () => {};
+  const xs = lats.subarray(0, frames);
+  return {
+    sent,
+    failed,
+    changeRate: sent / ((insertedAt - t0) / 1000),
+    frames,
+    expected: sent * FAN_SUBS,
+    rate: frames / ((last - t0) / 1000),
+    p50: pct(xs, 50),
+    p99: pct(xs, 99),
+    serverP50: pct(server, 50),
+    serverP99: pct(server, 99),
+  };
+}
+
 async function main() {
   const [alice, bob] = [await tokenOf('alice'), await tokenOf('bob')];
   const conv = {};
-  for (const k of ['addonLat', 'addonSus', 'sbLat', 'sbSus', 'fan']) conv[k] = await newConversation(cloud, `bench-rt-${k}`);
+  for (const k of ['addonLat', 'addonSus', 'sbLat', 'sbSus', 'fanAddon', 'fanSb']) conv[k] = await newConversation(cloud, `bench-rt-${k}`);
   const results = {};
 
   // ---- the addon: alice's CloudSync, linked ----
@@ -260,71 +324,40 @@ async function main() {
     await sus.removeAllChannels();
   }
 
-  // ---- fan-out: supabase-js subscribers on one conversation, one INSERT per millisecond ----
+  // ---- fan-out: 100 subscribers of one conversation, one INSERT per millisecond; the
+  // addon's CloudSync instances, then supabase-js clients, each on a conversation of its own ----
   if (FANOUT) {
-    const offered = FAN_SECONDS * 1000;
-    const lats = new Float64Array(FAN_SUBS * offered);
-    let frames = 0;
-    let last = 0;
-    const onRow = (r) => {
-      const at = now();
-      if (r.conversation_id !== conv.fan) return;
-      lats[frames++] = at - parse(r.content).t;
-      last = at;
-    };
-    const subs = [];
-    for (let i = 0; i < FAN_SUBS; i++) subs.push(await subscribe(i % 2 ? bob : alice, conv.fan, onRow));
-    await sleep(500);
-    let sent = 0;
-    let inflight = 0;
-    let failed = 0;
-    // The server's own commit → frame-queued latency (the newest change's, sampled), to tell
-    // the cloud's share of the figure from the JS thread's: 100 supabase-js clients in this
-    // one process parse every frame on it.
-    const server = [];
-    let sampling = true;
-    const sampler = (async () => {
-      while (sampling) {
-        const ms = (await cloud.stats()).realtime?.lastChangeLatencyMs;
-        if (Number.isFinite(ms) && ms > 0) server.push(ms);
-        await sleep(5);
+    results.fan = {};
+    {
+      const rx = receiver();
+      const instances = [];
+      let connected = 0;
+      cleanups.push(async () => {
+        for (const cs of instances) await cs.destroy();
+      });
+      const bus = {
+        emitTyped: (name, p) => {
+          if (name === 'cloud:realtime:connected') connected++;
+          else if (name === 'cloud:message:received') rx.deliver(p);
+        },
+      };
+      for (let i = 0; i < FAN_SUBS; i++) {
+        const { cs } = await loggedIn(cloud, i % 2 ? 'bob' : 'alice', { dir: workdir('oboto-bench-fan-'), bus, syncInterval: 3_600_000 });
+        instances.push(cs);
+        await cs.linkWorkspace(WS);
       }
-    })();
-    const t0 = now();
-    while (now() - t0 < offered) {
-      const due = Math.min(offered, Math.floor(now() - t0) + 1);
-      // The rows due since the last tick go in one request, so the offered rate holds even
-      // when one INSERT takes longer than a millisecond.
-      if (sent < due && inflight < 16) {
-        const rows = [];
-        while (sent < due) rows.push(row(conv.fan, stamp(sent++)));
-        inflight++;
-        insert(rows)
-          .catch(() => (failed += rows.length))
-          .finally(() => inflight--);
-      }
-      await sleep(1);
+      if (!(await until(() => connected >= FAN_SUBS, 60_000))) throw new Error(`only ${connected} of ${FAN_SUBS} addon sockets connected`);
+      results.fan.addon = await fanout(conv.fanAddon, rx);
+      for (const cs of instances.splice(0)) await cs.destroy();
+      cleanups.pop();
     }
-    await until(() => inflight === 0, 30_000);
-    const insertedAt = now();
-    sampling = false;
-    await sampler;
-    await until(() => frames >= sent * FAN_SUBS, 60_000);
-    const xs = lats.subarray(0, frames);
-    results.fan = {
-      subs: FAN_SUBS,
-      sent,
-      failed,
-      changeRate: sent / ((insertedAt - t0) / 1000),
-      frames,
-      expected: sent * FAN_SUBS,
-      rate: frames / ((last - t0) / 1000),
-      p50: pct(xs, 50),
-      p99: pct(xs, 99),
-      serverP50: pct(server, 50),
-      serverP99: pct(server, 99),
-    };
-    for (const sb of subs) await sb.removeAllChannels();
+    {
+      const rx = receiver();
+      const subs = [];
+      for (let i = 0; i < FAN_SUBS; i++) subs.push(await subscribe(i % 2 ? bob : alice, conv.fanSb, rx.deliver));
+      results.fan.sb = await fanout(conv.fanSb, rx);
+      for (const sb of subs) await sb.removeAllChannels();
+    }
   }
   report(results);
 }
@@ -365,12 +398,14 @@ function report({ addon, sb, fan }) {
   console.log(`${'sustained: delivered'.padEnd(w)}${k(addon.sus.count).padStart(12)}${k(sb.sus.count).padStart(14)}`);
   console.log('ratios: > 1× means the addon does better (lower latency and RSS growth, more events/s).');
   if (fan) {
-    console.log(
-      `fan-out: ${fan.subs} supabase-js subscribers (RLS per subscriber), ${k(fan.sent)} rows inserted at 1/ms offered ` +
-        `(${k(fan.changeRate)}/s achieved, ${fan.failed} failed): ${k(fan.frames)}/${k(fan.expected)} frames, ` +
-        `${k(fan.rate)} frames/s, latency p50 ${f(fan.p50)} ms, p99 ${f(fan.p99)} ms; ` +
-        `server commit → frame queued (sampled) p50 ${f(fan.serverP50)} ms, p99 ${f(fan.serverP99)} ms`,
-    );
+    for (const [who, x] of [['addon', fan.addon], ['supabase-js', fan.sb]]) {
+      console.log(
+        `fan-out, ${FAN_SUBS} ${who} subscribers (RLS per subscriber), ${k(x.sent)} rows at 1/ms offered ` +
+          `(${k(x.changeRate)}/s achieved, ${x.failed} failed): ${k(x.frames)}/${k(x.expected)} frames, ` +
+          `${k(x.rate)} frames/s, latency p50 ${f(x.p50)} ms, p99 ${f(x.p99)} ms; ` +
+          `server commit → frame queued (sampled) p50 ${f(x.serverP50)} ms, p99 ${f(x.serverP99)} ms`,
+      );
+    }
   }
   console.log('targets: p50 ≤ 3 ms, p99 ≤ 15 ms, ≥ 20,000 events/s, RSS growth ≤ 20 MB over 100,000 events');
 }
