@@ -17,7 +17,8 @@
 //    inserts: events per second from a burst's first callback to its last (the median burst),
 //    and the RSS growth of this process over all of them (--sustained events; after a GC,
 //    before and after).
-// 3. Fan-out: 100 subscribers (alice and bob alternately, so RLS is evaluated per subscriber)
+// 3. Fan-out: 100 subscribers (alice and bob alternately, a session each, so RLS is evaluated
+//    per subscriber)
 //    of one conversation, one row offered per millisecond (the rows due since the last tick in
 //    one INSERT); frames per second and latency p99: the addon's CloudSync instances (their
 //    sockets share the addon's runtime), then supabase-js clients, on conversations of their own.
@@ -354,7 +355,9 @@ async function main() {
     {
       const rx = receiver();
       const subs = [];
-      for (let i = 0; i < FAN_SUBS; i++) subs.push(await subscribe(i % 2 ? bob : alice, conv.fanSb, rx.deliver));
+      // A session each, as the addon's instances have: the server checks RLS once per
+      // distinct identity (role and claims), and two shared tokens would make that 2, not 100.
+      for (let i = 0; i < FAN_SUBS; i++) subs.push(await subscribe(await tokenOf(i % 2 ? 'bob' : 'alice'), conv.fanSb, rx.deliver));
       results.fan.sb = await fanout(conv.fanSb, rx);
       for (const sb of subs) await sb.removeAllChannels();
     }
