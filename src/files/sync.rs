@@ -216,14 +216,13 @@ pub async fn sync_files(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Value> {
     let _guard = lock.lock().await;
     clean_temp(dir);
     let delta = compute_delta(ctx, ws, dir).await?;
-    let mut manifest = delta.manifest;
     let mut saved_at = Instant::now();
-    let mut report = Report::default();
-    // Downloads written but not yet flushed to disk: flushed together before the manifest
-    // records them as the synced base (one journal commit instead of one per file), so a
-    // power cut never leaves a torn file that the manifest calls synced, which the next run
-    // would take for a local edit and upload.
-    let mut unflushed: Vec<PathBuf> = Vec::new();
+    let mut tally = Tally {
+        dir,
+        report: Report::default(),
+        manifest: delta.manifest,
+        unflushed: Vec::new(),
+    };
     let taken: Mutex<BTreeSet<RelPath>> = Mutex::new(
         delta
             .entries
@@ -243,7 +242,7 @@ pub async fn sync_files(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Value> {
     for e in &delta.entries {
         let writes_local = matches!(e.class, Class::Download | Class::Conflict);
         match clashes.get(e.path.as_str()) {
-            Some(other) if writes_local => report.failed.push(json!({
+            Some(other) if writes_local => tally.report.failed.push(json!({
                 "filePath": e.path.as_str(),
                 "code": "CASE_CONFLICT",
                 "error": case_message(e.path.as_str(), other),
@@ -263,12 +262,6 @@ pub async fn sync_files(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Value> {
         if let Some(e) = pending.next() {
             results.push(apply_entry(ctx, ws, dir, e, &taken));
         }
-        let mut tally = Tally {
-            dir,
-            report: &mut report,
-            manifest: &mut manifest,
-            unflushed: &mut unflushed,
-        };
         match outcome {
             Ok(Outcome::Sent(sent)) => staged.push(sent),
             outcome => tally.add(entry.class, entry.path.as_str(), outcome),
@@ -277,24 +270,16 @@ pub async fn sync_files(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Value> {
             record_new(ctx, ws, std::mem::take(&mut staged), &mut tally).await;
         }
         if saved_at.elapsed() >= SAVE_EVERY {
-            flush(std::mem::take(&mut unflushed)).await;
-            if let Err(e) = manifest.save(dir) {
+            if let Err(e) = tally.save().await {
                 tracing::warn!(error = %e, "manifest not saved");
             }
             saved_at = Instant::now();
         }
     }
-    let mut tally = Tally {
-        dir,
-        report: &mut report,
-        manifest: &mut manifest,
-        unflushed: &mut unflushed,
-    };
     record_new(ctx, ws, staged, &mut tally).await;
-    flush(unflushed).await;
-    manifest.save(dir)?;
+    tally.save().await?;
     clean_temp(dir);
-    let r = report;
+    let r = tally.report;
     Ok(json!({
         "uploaded": r.uploaded,
         "downloaded": r.downloaded,
@@ -307,18 +292,27 @@ pub async fn sync_files(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Value> {
     }))
 }
 
-/// Where each finished action is written down: the run's report, the manifest, and the
-/// downloads still to be flushed to disk.
+/// Where each finished action of a run is written down: its report and the manifest.
 struct Tally<'a> {
     dir: &'a Path,
-    report: &'a mut Report,
-    manifest: &'a mut Manifest,
-    unflushed: &'a mut Vec<PathBuf>,
+    report: Report,
+    manifest: Manifest,
+    /// Downloads written but not yet flushed to disk: flushed together before the manifest
+    /// records them as the synced base (one journal commit instead of one per file), so a
+    /// power cut never leaves a torn file that the manifest calls synced, which the next run
+    /// would take for a local edit and upload.
+    unflushed: Vec<PathBuf>,
 }
 
 impl Tally<'_> {
+    /// Flushes the downloads written so far, then writes the manifest that records them.
+    async fn save(&mut self) -> Result<()> {
+        flush(std::mem::take(&mut self.unflushed)).await;
+        self.manifest.save(self.dir)
+    }
+
     fn add(&mut self, class: Class, path: &str, outcome: Result<Outcome>) {
-        let (r, m, p) = (&mut *self.report, &mut *self.manifest, path.to_string());
+        let (r, m, p) = (&mut self.report, &mut self.manifest, path.to_string());
         match outcome {
             Ok(Outcome::Synced(states)) => {
                 match class {
@@ -387,7 +381,7 @@ async fn record_new(ctx: &Ctx<'_>, ws: &Uuid, staged: Vec<transfer::Sent>, tally
             Some(row) => Ok(Some(transfer::recorded(ctx, ws, sent, row))),
             None => transfer::record(ctx, ws, sent, None, Expect::Seen(None)).await,
         };
-        let outcome = outcome.map(|up| synced_upload(tally.dir, &sent.rel, up));
+        let outcome = outcome.map(|up| synced_upload(&sent.rel, up));
         tally.add(Class::Upload, sent.rel.as_str(), outcome);
     }
 }
@@ -490,9 +484,9 @@ async fn apply(
         }
         // A new file's row waits for the batch; a changed one is a compare-and-set now.
         Class::Upload if e.remote.is_none() => {
-            let (abs, len) = transfer::local_file(dir, &e.path)?;
+            let (abs, stat) = transfer::local_file(dir, &e.path)?;
             Ok(Outcome::Sent(
-                transfer::send_object(ctx, ws, &e.path, &abs, len).await?,
+                transfer::send_object(ctx, ws, &e.path, &abs, stat).await?,
             ))
         }
         Class::Upload => upload(ctx, ws, dir, &e.path, e.remote.as_ref()).await,
@@ -587,24 +581,22 @@ async fn upload(
 ) -> Result<Outcome> {
     let seen = seen.map(row_state);
     let up = transfer::upload(ctx, ws, dir, path, Expect::Seen(seen.as_ref())).await?;
-    Ok(synced_upload(dir, path, up))
+    Ok(synced_upload(path, up))
 }
 
-/// An upload's manifest state (`Skipped` when the row moved meanwhile); the hash cache entry
-/// only if the file is still the size that was sent.
-fn synced_upload(dir: &Path, path: &RelPath, up: Option<transfer::Uploaded>) -> Outcome {
+/// An upload's manifest state (`Skipped` when the row moved meanwhile). The hash cache entry
+/// is the file as it was before it was read (only if that is the size sent): an edit made
+/// since then changes its mtime, so the next scan hashes it again instead of trusting it.
+fn synced_upload(path: &RelPath, up: Option<transfer::Uploaded>) -> Outcome {
     let Some(up) = up else {
         return Outcome::Skipped;
     };
     let checksum = up.row.checksum.clone().unwrap_or_default();
-    let hash = std::fs::metadata(dir.join(path.as_str()))
-        .ok()
-        .filter(|m| m.len() == up.row.file_size as u64)
-        .map(|m| Hashed {
-            size: m.len(),
-            mtime: scan::mtime_of(&m),
-            checksum: checksum.clone(),
-        });
+    let hash = (i64::try_from(up.stat.len).ok() == Some(up.row.file_size)).then(|| Hashed {
+        size: up.stat.len,
+        mtime: up.stat.mtime,
+        checksum: checksum.clone(),
+    });
     Outcome::Synced(vec![(
         path.clone(),
         Synced {
@@ -658,6 +650,47 @@ mod tests {
         assert!(!c.contains_key("c/a.txt"));
         let m = case_message("A.txt", "a.txt");
         assert!(m.contains("\"A.txt\"") && m.contains("\"a.txt\""), "{m}");
+    }
+
+    fn uploaded(len: u64, mtime: i64, row_size: i64) -> transfer::Uploaded {
+        transfer::Uploaded {
+            row: FileRow {
+                id: Uuid::new_v4(),
+                file_path: "a.txt".into(),
+                file_size: row_size,
+                checksum: Some("c".into()),
+                mime_type: None,
+                file_type: None,
+                version: 1,
+                updated_at: None,
+            },
+            storage_path: String::new(),
+            stat: transfer::LocalStat { len, mtime },
+        }
+    }
+
+    /// The hash cache is fed the file as it was before it was read, never as it is once the
+    /// row is written (by then, with rows written in batches, it may hold an edit that a
+    /// cache entry would hide from the next scan).
+    #[test]
+    fn an_upload_caches_the_file_as_it_was_read() {
+        let p = RelPath::parse("a.txt").unwrap();
+        let Outcome::Synced(states) = synced_upload(&p, Some(uploaded(3, 42, 3))) else {
+            panic!("not synced");
+        };
+        let (_, synced, hash) = &states[0];
+        assert_eq!((synced.checksum.as_str(), synced.version), ("c", 1));
+        let hash = hash.as_ref().expect("a cache entry");
+        assert_eq!(
+            (hash.size, hash.mtime, hash.checksum.as_str()),
+            (3, 42, "c")
+        );
+        // Sent bytes that are not the size seen before: no entry, the next scan hashes it.
+        let Outcome::Synced(states) = synced_upload(&p, Some(uploaded(3, 42, 4))) else {
+            panic!("not synced");
+        };
+        assert!(states[0].2.is_none());
+        assert!(matches!(synced_upload(&p, None), Outcome::Skipped));
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub enum Expect<'a> {
 pub struct Uploaded {
     pub row: FileRow,
     pub storage_path: String,
+    /// The local file as it was before its bytes were read.
+    pub stat: LocalStat,
 }
 
 /// `uploadFile`'s and `downloadFile`'s result: the legacy `{storagePath, size, checksum}`
@@ -67,11 +69,21 @@ impl Uploaded {
     }
 }
 
+/// A local file's length and modification time, taken before its bytes are read: a hash
+/// cache entry made from them is stale, and re-hashed, if the file changes during or after
+/// the upload.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalStat {
+    pub len: u64,
+    pub mtime: i64,
+}
+
 /// An object sent whose row is still to be written.
 pub struct Sent {
     pub rel: RelPath,
     pub size: u64,
     pub sha256: String,
+    pub stat: LocalStat,
 }
 
 /// Uploads `root/rel`. `Ok(None)` only with [`Expect::Seen`] when the row moved meanwhile.
@@ -82,17 +94,17 @@ pub async fn upload(
     rel: &RelPath,
     expect: Expect<'_>,
 ) -> Result<Option<Uploaded>> {
-    let (abs, len) = local_file(root, rel)?;
+    let (abs, stat) = local_file(root, rel)?;
     let current = match expect {
         Expect::Latest => metadata::state(ctx.client, ws, rel).await?,
         Expect::Seen(row) => row.cloned(),
     };
-    let sent = send_object(ctx, ws, rel, &abs, len).await?;
+    let sent = send_object(ctx, ws, rel, &abs, stat).await?;
     record(ctx, ws, &sent, current, expect).await
 }
 
-/// The file to upload, checked: inside the root and a regular file; with its length.
-pub fn local_file(root: &Path, rel: &RelPath) -> Result<(PathBuf, u64)> {
+/// The file to upload, checked: inside the root and a regular file.
+pub fn local_file(root: &Path, rel: &RelPath) -> Result<(PathBuf, LocalStat)> {
     let abs = paths::resolve(root, rel)?;
     let meta = std::fs::metadata(&abs)
         .map_err(|e| Error::Io(format!("cannot read {}: {e}", abs.display())))?;
@@ -102,7 +114,11 @@ pub fn local_file(root: &Path, rel: &RelPath) -> Result<(PathBuf, u64)> {
             rel.as_str()
         )));
     }
-    Ok((abs, meta.len()))
+    let stat = LocalStat {
+        len: meta.len(),
+        mtime: scan::mtime_of(&meta),
+    };
+    Ok((abs, stat))
 }
 
 /// Streams `abs` to the object of `rel`; its row is not touched.
@@ -111,7 +127,7 @@ pub async fn send_object(
     ws: &Uuid,
     rel: &RelPath,
     abs: &Path,
-    len: u64,
+    stat: LocalStat,
 ) -> Result<Sent> {
     let headers = vec![
         ("x-upsert".to_string(), "true".to_string()),
@@ -126,13 +142,14 @@ pub async fn send_object(
         &object_path(ws, rel),
         abs,
         &headers,
-        progress(&ctx.events, rel.as_str(), len),
+        progress(&ctx.events, rel.as_str(), stat.len),
     )
     .await?;
     Ok(Sent {
         rel: rel.clone(),
         size: sent.size,
         sha256: sent.sha256,
+        stat,
     })
 }
 
@@ -186,6 +203,7 @@ pub fn recorded(ctx: &Ctx<'_>, ws: &Uuid, sent: &Sent, row: FileRow) -> Uploaded
     Uploaded {
         row,
         storage_path: sent.rel.storage_key(ws),
+        stat: sent.stat,
     }
 }
 
