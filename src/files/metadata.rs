@@ -106,6 +106,7 @@ pub async fn state(client: &Client, ws: &Uuid, rel: &RelPath) -> Result<Option<R
 }
 
 /// What an upload recorded.
+#[derive(Clone, Copy)]
 pub struct NewContent<'a> {
     pub size: u64,
     pub checksum: &'a str,
@@ -128,6 +129,15 @@ fn content_body(ws: &Uuid, rel: &RelPath, content: &NewContent<'_>) -> Value {
     body
 }
 
+/// A new path's row: its content at version 1.
+fn new_row(ws: &Uuid, rel: &RelPath, content: &NewContent<'_>) -> Value {
+    let mut row = content_body(ws, rel, content);
+    row["workspace_id"] = json!(ws);
+    row["file_path"] = json!(rel.as_str());
+    row["version"] = json!(1);
+    row
+}
+
 /// Records new content for `rel`: inserts version 1 when there is no row (`expected` None),
 /// else moves the row from `expected` to `expected + 1`. `Ok(None)` when someone else got
 /// there first (the row exists, or its version moved).
@@ -138,41 +148,28 @@ pub async fn record(
     expected: Option<&RowState>,
     content: &NewContent<'_>,
 ) -> Result<Option<FileRow>> {
-    let mut body = content_body(ws, rel, content);
-    let (req, path) = match expected {
-        None => {
-            body["workspace_id"] = json!(ws);
-            body["file_path"] = json!(rel.as_str());
-            body["version"] = json!(1);
-            // `ignore-duplicates`, not `merge-duplicates`: a row created meanwhile by another
-            // machine must not be overwritten with version 1.
-            let path = format!("{TABLE}?on_conflict=workspace_id,file_path&select={COLUMNS}");
-            let req = Request::new(Method::POST, &path).json(body).header(
-                "Prefer",
-                "return=representation,resolution=ignore-duplicates",
-            );
-            (req, path)
-        }
-        Some(row) => {
-            body["version"] = json!(row.version + 1);
-            let path = format!(
-                "{TABLE}?id={}&version={}&select={COLUMNS}",
-                query::eq(&row.id.to_string()),
-                query::eq(&row.version.to_string())
-            );
-            let req = Request::new(Method::PATCH, &path)
-                .json(body)
-                .header("Prefer", "return=representation");
-            (req, path)
-        }
+    let Some(row) = expected else {
+        let mut rows = record_new(client, ws, &[(rel, *content)]).await?;
+        return Ok(rows.remove(rel));
     };
+    let mut body = content_body(ws, rel, content);
+    body["version"] = json!(row.version + 1);
+    let path = format!(
+        "{TABLE}?id={}&version={}&select={COLUMNS}",
+        query::eq(&row.id.to_string()),
+        query::eq(&row.version.to_string())
+    );
+    let req = Request::new(Method::PATCH, &path)
+        .json(body)
+        .header("Prefer", "return=representation");
     let reply = client.send(&req).await?;
     let rows: Vec<FileRow> = parse(&path, reply.body)?;
     Ok(rows.into_iter().next())
 }
 
 /// Inserts version 1 of each new file in one request. A path that already has a row
-/// (deleted, or created meanwhile by another machine) is left alone: it is absent from the
+/// (deleted, or created meanwhile by another machine) is left alone (`ignore-duplicates`,
+/// never `merge-duplicates`, which would set it back to version 1): it is absent from the
 /// result, and its caller goes through [`record`]'s compare-and-set instead.
 pub async fn record_new(
     client: &Client,
@@ -184,13 +181,7 @@ pub async fn record_new(
     }
     let body: Vec<Value> = files
         .iter()
-        .map(|(rel, content)| {
-            let mut row = content_body(ws, rel, content);
-            row["workspace_id"] = json!(ws);
-            row["file_path"] = json!(rel.as_str());
-            row["version"] = json!(1);
-            row
-        })
+        .map(|(rel, content)| new_row(ws, rel, content))
         .collect();
     let path = format!("{TABLE}?on_conflict=workspace_id,file_path&select={COLUMNS}");
     let req = Request::new(Method::POST, &path)
@@ -209,11 +200,13 @@ fn match_inserted(
     files: &[(&RelPath, NewContent<'_>)],
     rows: Vec<FileRow>,
 ) -> std::result::Result<HashMap<RelPath, FileRow>, String> {
-    let sent: HashMap<&str, &NewContent<'_>> =
-        files.iter().map(|(rel, c)| (rel.as_str(), c)).collect();
+    let sent: HashMap<&str, (&RelPath, &NewContent<'_>)> = files
+        .iter()
+        .map(|(rel, c)| (rel.as_str(), (*rel, c)))
+        .collect();
     let mut out = HashMap::with_capacity(rows.len());
     for row in rows {
-        let Some(content) = sent.get(row.file_path.as_str()) else {
+        let Some(&(rel, content)) = sent.get(row.file_path.as_str()) else {
             return Err(format!("a row for {:?}, which was not sent", row.file_path));
         };
         if row.version != 1
@@ -225,8 +218,7 @@ fn match_inserted(
                 row.file_path
             ));
         }
-        let rel = RelPath::parse(&row.file_path).map_err(|e| e.to_string())?;
-        if out.insert(rel, row).is_some() {
+        if out.insert(rel.clone(), row).is_some() {
             return Err("the same row twice".into());
         }
     }
