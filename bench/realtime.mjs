@@ -17,8 +17,8 @@
 //    inserts: events per second from a burst's first callback to its last (the median burst),
 //    and the RSS growth of this process over all of them (--sustained events; after a GC,
 //    before and after).
-// 3. Fan-out: 100 subscribers (alice and bob alternately, a session each, so RLS is evaluated
-//    per subscriber)
+// 3. Fan-out: 100 subscribers (alice and bob alternately, a session each; the cloud evaluates
+//    RLS once per batch for each distinct identity, here two)
 //    of one conversation, one row offered per millisecond (the rows due since the last tick in
 //    one INSERT); frames per second and latency p99: the addon's CloudSync instances (their
 //    sockets share the addon's runtime), then supabase-js clients, on conversations of their own.
@@ -403,7 +403,7 @@ function report({ addon, sb, fan }) {
   if (fan) {
     for (const [who, x] of [['addon', fan.addon], ['supabase-js', fan.sb]]) {
       console.log(
-        `fan-out, ${FAN_SUBS} ${who} subscribers (RLS per subscriber), ${k(x.sent)} rows at 1/ms offered ` +
+        `fan-out, ${FAN_SUBS} ${who} subscribers (RLS on, a session each), ${k(x.sent)} rows at 1/ms offered ` +
           `(${k(x.changeRate)}/s achieved, ${x.failed} failed): ${k(x.frames)}/${k(x.expected)} frames, ` +
           `${k(x.rate)} frames/s, latency p50 ${f(x.p50)} ms, p99 ${f(x.p99)} ms; ` +
           `server commit → frame queued (sampled) p50 ${f(x.serverP50)} ms, p99 ${f(x.serverP99)} ms`,

@@ -531,3 +531,37 @@ describe('realtime tokens', () => {
     raw.close();
   });
 });
+
+describe('realtime RLS identities', () => {
+  let cloud;
+  const clients = [];
+  before(async () => {
+    cloud = await startDevcloud();
+  });
+  after(async () => {
+    for (const sb of clients) await sb.removeAllChannels();
+    await cloud?.stop();
+  });
+
+  // The policies read only `role`, `sub` and `email` (through auth.uid(), auth.role() and
+  // auth.email()), so sessions of one user differ only in claims no policy can see.
+  test('sessions of one user share one RLS check per batch; other users keep their own', async () => {
+    const sessions = { alice: 3, bob: 2, carol: 1 };
+    const got = {};
+    for (const [who, n] of Object.entries(sessions)) {
+      for (let i = 0; i < n; i++) {
+        const { sb } = await signedIn(cloud, users[who].email);
+        clients.push(sb);
+        const seen = (got[`${who}${i}`] = []);
+        await subscribed(sb.channel(`ids-${who}-${i}`).on('postgres_changes', { event: 'INSERT', schema: 'public', table: 'messages' },
+          (p) => seen.push(p.new.id)));
+      }
+    }
+    const before = (await cloud.stats()).realtime.rlsChecks;
+    const row = await insertMessage(cloud, convs.acmeChat, 'one batch');
+    await until(() => Object.entries(got).filter(([k, v]) => !k.startsWith('carol') && v.length).length === 5, 5000, 'five deliveries');
+    await sleep(300);
+    for (const [k, v] of Object.entries(got)) assert.deepEqual(v, k.startsWith('carol') ? [] : [row.id], k);
+    assert.equal((await cloud.stats()).realtime.rlsChecks - before, 3);
+  });
+});

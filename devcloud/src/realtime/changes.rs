@@ -175,6 +175,9 @@ pub async fn start(state: SharedState, conn: String) -> Result<(), DbError> {
     state
         .realtime
         .set_captured(tables.keys().cloned().collect::<BTreeSet<_>>());
+    let read = super::claims::load(&state.db).await?;
+    tracing::info!(?read, "realtime: the claims RLS can read");
+    state.realtime.set_claims_read(read);
     // Start after the newest change: a (re)started server replays nothing older, and what was
     // left behind is pruned.
     let client = state.db.get().await?;
@@ -344,19 +347,18 @@ async fn dispatch(state: &SharedState, tables: &Tables, batch: &[Change]) -> Res
     if candidates.is_empty() {
         return Ok(());
     }
-    // Each subscriber's identity group, found once per batch (not once per candidate).
-    let mut group_of: HashMap<(&str, &str), usize> = HashMap::new();
+    // Each subscriber's identity group, found once per batch (not once per candidate). Any
+    // member's claims stand for the group: they agree on every claim the policies can read.
+    let mut group_of: HashMap<&str, usize> = HashMap::new();
     let mut groups: Vec<Group> = Vec::new();
     let sub_group: Vec<Option<usize>> = subs
         .iter()
         .map(|s| {
             (!s.auth.bypasses_rls()).then(|| {
-                *group_of
-                    .entry((s.auth.role.as_str(), s.auth.claims.as_str()))
-                    .or_insert_with(|| {
-                        groups.push(Group::new(&s.auth.role, &s.auth.claims));
-                        groups.len() - 1
-                    })
+                *group_of.entry(&s.identity).or_insert_with(|| {
+                    groups.push(Group::new(&s.auth.role, &s.auth.claims));
+                    groups.len() - 1
+                })
             })
         })
         .collect();
@@ -380,6 +382,12 @@ async fn dispatch(state: &SharedState, tables: &Tables, batch: &[Change]) -> Res
         }
     }
     if !groups.is_empty() {
+        let probes = groups.iter().map(|g| g.wanted.len() as u64).sum();
+        state
+            .realtime
+            .metrics
+            .rls_checks
+            .fetch_add(probes, std::sync::atomic::Ordering::Relaxed);
         rls::check(&state.db, tables, &mut groups).await?;
     }
     // One payload per change and binding-id list: subscribers with the same bindings (the

@@ -8,8 +8,9 @@
 //! - `presence`, `broadcast`: per-topic state and fan-out, and the REST broadcast endpoint.
 //! - `changes`: change capture (triggers → `realtime.changes`, LISTEN/NOTIFY as the wake-up)
 //!   and dispatch; `rls`: which subscriber may see which row, one query per table per
-//!   subscriber per batch.
-//! - `token`: the tokens of sockets and channels.
+//!   identity per batch.
+//! - `token`: the tokens of sockets and channels; `claims`: which of their claims the
+//!   database's policies can read, so that sessions alike share one RLS evaluation.
 //!
 //! The [`Realtime`] hub is the registry every socket task and the dispatcher share: who is
 //! joined to which topic, their presence, and a bounded queue into each socket task.
@@ -17,6 +18,7 @@
 pub mod broadcast;
 pub mod changes;
 pub mod channel;
+pub mod claims;
 pub mod filter;
 pub mod presence;
 pub mod rls;
@@ -39,7 +41,9 @@ use axum::{
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, Notify};
 
-use self::{channel::Binding, presence::Presence, serializer::Body, token::Auth};
+use self::{
+    channel::Binding, claims::ClaimsRead, presence::Presence, serializer::Body, token::Auth,
+};
 use crate::state::SharedState;
 
 pub fn router() -> Router<SharedState> {
@@ -133,6 +137,8 @@ pub struct Member {
     pub socket: SocketHandle,
     pub self_broadcast: bool,
     pub auth: Arc<Auth>,
+    /// What RLS decisions for this member depend on ([`Realtime::identity`]).
+    pub identity: Arc<str>,
     pub bindings: Arc<Vec<Binding>>,
 }
 
@@ -148,6 +154,7 @@ pub struct Subscriber {
     pub topic: String,
     pub socket: SocketHandle,
     pub auth: Arc<Auth>,
+    pub identity: Arc<str>,
     pub bindings: Arc<Vec<Binding>>,
 }
 
@@ -158,6 +165,8 @@ pub struct Metrics {
     pub frames_in: AtomicU64,
     pub frames_out: AtomicU64,
     pub changes: AtomicU64,
+    /// RLS probes run: one per identity and table per batch.
+    pub rls_checks: AtomicU64,
     /// Commit to the socket's write, of the latest change sent, in microseconds.
     pub latency_us: AtomicU64,
 }
@@ -169,6 +178,7 @@ pub struct Realtime {
     pub metrics: Metrics,
     /// `(schema, table)` of every table with change capture.
     captured: RwLock<BTreeSet<(String, String)>>,
+    claims_read: RwLock<ClaimsRead>,
 }
 
 /// The registry key: public and private channels of one name are different topics.
@@ -257,13 +267,26 @@ impl Realtime {
 
     /// A channel's new token: its claims decide RLS from the next change on.
     pub fn set_auth(&self, key: &str, member: MemberId, auth: Arc<Auth>) {
+        let identity = self.identity(&auth);
         if let Some(m) = self
             .topics()
             .get_mut(key)
             .and_then(|t| t.members.get_mut(&member))
         {
             m.auth = auth;
+            m.identity = identity;
         }
+    }
+
+    /// The role and the claims the database's policies can read: members with the same
+    /// identity see the same rows.
+    pub fn identity(&self, auth: &Auth) -> Arc<str> {
+        let read = self.claims_read.read().unwrap_or_else(|p| p.into_inner());
+        format!("{}\n{}", auth.role, read.identity(&auth.claims)).into()
+    }
+
+    pub fn set_claims_read(&self, read: ClaimsRead) {
+        *self.claims_read.write().unwrap_or_else(|p| p.into_inner()) = read;
     }
 
     /// Every member with postgres_changes bindings, for one dispatch batch.
@@ -280,6 +303,7 @@ impl Realtime {
                     topic: key.clone(),
                     socket: m.socket.clone(),
                     auth: m.auth.clone(),
+                    identity: m.identity.clone(),
                     bindings: m.bindings.clone(),
                 });
             }
@@ -309,13 +333,20 @@ impl Realtime {
             "framesIn": get(&m.frames_in),
             "framesOut": get(&m.frames_out),
             "changes": get(&m.changes),
+            "rlsChecks": get(&m.rls_checks),
             "lastChangeLatencyMs": get(&m.latency_us) as f64 / 1000.0,
         })
     }
 
     pub fn reset_stats(&self) {
         let m = &self.metrics;
-        for a in [&m.frames_in, &m.frames_out, &m.changes, &m.latency_us] {
+        for a in [
+            &m.frames_in,
+            &m.frames_out,
+            &m.changes,
+            &m.rls_checks,
+            &m.latency_us,
+        ] {
             a.store(0, Ordering::Relaxed);
         }
     }

@@ -1,5 +1,6 @@
 //! Row-level security per subscriber, in batches: for one batch of changes, each distinct
-//! identity (role + claims) runs one query per table over all of the batch's candidate rows,
+//! identity (role + the claims the policies can read, see [`claims`](super::claims)) runs one
+//! query per table over all of the batch's candidate rows,
 //! as that identity (`role` and `request.jwt.claims` set locally, as `/rest/v1` does), in one
 //! read-only transaction.
 //!

@@ -340,6 +340,7 @@ impl Conn {
             Member {
                 socket: self.handle.clone(),
                 self_broadcast: config.broadcast_self,
+                identity: self.state.realtime.identity(&auth),
                 auth: Arc::new(auth.clone()),
                 bindings: Arc::new(bindings),
             },
