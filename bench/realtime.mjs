@@ -355,8 +355,7 @@ async function main() {
     {
       const rx = receiver();
       const subs = [];
-      // A session each, as the addon's instances have: the server checks RLS once per
-      // distinct identity (role and claims), and two shared tokens would make that 2, not 100.
+      // A session each, as the addon's instances have.
       for (let i = 0; i < FAN_SUBS; i++) subs.push(await subscribe(await tokenOf(i % 2 ? 'bob' : 'alice'), conv.fanSb, rx.deliver));
       results.fan.sb = await fanout(conv.fanSb, rx);
       for (const sb of subs) await sb.removeAllChannels();

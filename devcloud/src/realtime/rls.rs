@@ -102,8 +102,9 @@ pub async fn check(
     results.into_iter().collect()
 }
 
-/// All of a chunk's queries pipelined in one transaction (one round trip), or, when one of
-/// them fails, [`check_each`].
+/// All of a chunk's queries pipelined in one transaction, BEGIN and ROLLBACK included (one
+/// round trip: this sits between a commit and its frames), or, when one of them fails,
+/// [`check_each`].
 async fn check_chunk(
     pool: &Pool,
     tables: &HashMap<(String, String), TableMeta>,
@@ -111,13 +112,12 @@ async fn check_chunk(
 ) -> Result<(), crate::db::DbError> {
     let mut client = pool.get().await?;
     let pipelined = {
-        let tx = client.build_transaction().read_only(true).start().await?;
-        let set = tx.prepare_cached(SET_IDENTITY).await?;
+        let set = client.prepare_cached(SET_IDENTITY).await?;
         let mut probes = HashMap::new();
         for g in groups.iter() {
             for key in g.wanted.keys() {
                 if let (false, Some(meta)) = (probes.contains_key(key), tables.get(key)) {
-                    probes.insert(key.clone(), tx.prepare_cached(&probe_sql(meta)).await?);
+                    probes.insert(key.clone(), client.prepare_cached(&probe_sql(meta)).await?);
                 }
             }
         }
@@ -136,7 +136,8 @@ async fn check_chunk(
             args.push(mine);
         }
         // tokio-postgres sends requests in the order their futures are first polled, and
-        // join_all polls in order: each identity is set before its probes run.
+        // join_all polls in order: BEGIN, then each identity set before its probes, then
+        // ROLLBACK, which also ends a transaction that a failed statement aborted.
         type Answer<'a> = (
             Option<(usize, &'a (String, String))>,
             Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>,
@@ -144,19 +145,31 @@ async fn check_chunk(
         let mut calls: Vec<
             std::pin::Pin<Box<dyn std::future::Future<Output = Answer<'_>> + Send + '_>>,
         > = Vec::new();
+        let db: &tokio_postgres::Client = &client;
+        calls.push(Box::pin(async move {
+            (
+                None,
+                db.batch_execute("BEGIN READ ONLY")
+                    .await
+                    .map(|_| Vec::new()),
+            )
+        }));
         for (gi, g) in groups.iter().enumerate() {
-            let (tx, set) = (&tx, &set);
+            let set = &set;
             calls.push(Box::pin(async move {
-                (None, tx.query(set, &[&g.role, &g.claims]).await)
+                (None, db.query(set, &[&g.role, &g.claims]).await)
             }));
             for (key, arg) in &args[gi] {
                 let stmt = &probes[*key];
                 calls.push(Box::pin(async move {
                     let text: &str = arg.as_str();
-                    (Some((gi, *key)), tx.query(stmt, &[&text]).await)
+                    (Some((gi, *key)), db.query(stmt, &[&text]).await)
                 }));
             }
         }
+        calls.push(Box::pin(async move {
+            (None, db.batch_execute("ROLLBACK").await.map(|_| Vec::new()))
+        }));
         let answers = futures_util::future::join_all(calls).await;
         let mut found: Vec<(usize, usize)> = Vec::new();
         let mut ok = true;
@@ -181,7 +194,6 @@ async fn check_chunk(
                 }
             }
         }
-        let _ = tx.rollback().await;
         ok.then_some(found)
     };
     match pipelined {
