@@ -99,7 +99,9 @@ fn literal_keys(text: &str, reader: &str) -> Option<Vec<String>> {
         if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
             continue;
         }
-        let rest = lower[at..].trim_start();
+        // A quoted name (`auth."jwt"()`) is the same call.
+        let rest = lower[at..].strip_prefix('"').unwrap_or(&lower[at..]);
+        let rest = rest.trim_start();
         let Some(rest) = rest.strip_prefix('(') else {
             // The name, not a call (say, a column called `jwt`): harmless only if it is not
             // followed by `(` at all.
@@ -222,6 +224,14 @@ mod tests {
         );
         assert_eq!(
             all(function("f", "SELECT jsonb_each(jwt())")),
+            ClaimsRead::All
+        );
+        assert_eq!(
+            all(function("f", "RETURN auth.\"jwt\"() #>> '{a,b}'")),
+            ClaimsRead::All
+        );
+        assert_eq!(
+            all(function("f", "c := auth.jwt(); RETURN c->>'sid';")),
             ClaimsRead::All
         );
         // The setting read anywhere but a whole-claims function.
