@@ -126,15 +126,26 @@ const insertMessage = (cloud, conversation, content) =>
     body: { id: uuid(), conversation_id: conversation, role: 'user', content },
   }).then((rows) => rows[0]);
 
-describe('realtime', () => {
-  let cloud;
-  const clients = [];
+/** A local cloud for the enclosing describe (`suite.cloud` once started); the channels of
+ *  `suite.clients` are removed before it stops. */
+function suiteCloud(args) {
+  const suite = { cloud: null, clients: [] };
   before(async () => {
-    cloud = await startDevcloud();
+    suite.cloud = await startDevcloud(args);
   });
   after(async () => {
-    for (const sb of clients) await sb.removeAllChannels();
-    await cloud?.stop();
+    for (const sb of suite.clients) await sb.removeAllChannels();
+    await suite.cloud?.stop();
+  });
+  return suite;
+}
+
+describe('realtime', () => {
+  const suite = suiteCloud();
+  const clients = suite.clients;
+  let cloud;
+  before(() => {
+    cloud = suite.cloud;
   });
   const track = (x) => {
     clients.push(x.sb ?? x);
@@ -533,15 +544,7 @@ describe('realtime tokens', () => {
 });
 
 describe('realtime RLS identities', () => {
-  let cloud;
-  const clients = [];
-  before(async () => {
-    cloud = await startDevcloud();
-  });
-  after(async () => {
-    for (const sb of clients) await sb.removeAllChannels();
-    await cloud?.stop();
-  });
+  const suite = suiteCloud();
 
   // The policies read only `role`, `sub` and `email` (through auth.uid(), auth.role() and
   // auth.email()), so sessions of one user differ only in claims no policy can see.
@@ -550,18 +553,18 @@ describe('realtime RLS identities', () => {
     const got = {};
     for (const [who, n] of Object.entries(sessions)) {
       for (let i = 0; i < n; i++) {
-        const { sb } = await signedIn(cloud, users[who].email);
-        clients.push(sb);
+        const { sb } = await signedIn(suite.cloud, users[who].email);
+        suite.clients.push(sb);
         const seen = (got[`${who}${i}`] = []);
         await subscribed(sb.channel(`ids-${who}-${i}`).on('postgres_changes', { event: 'INSERT', schema: 'public', table: 'messages' },
           (p) => seen.push(p.new.id)));
       }
     }
-    const before = (await cloud.stats()).realtime.rlsChecks;
-    const row = await insertMessage(cloud, convs.acmeChat, 'one batch');
+    const before = (await suite.cloud.stats()).realtime.rlsChecks;
+    const row = await insertMessage(suite.cloud, convs.acmeChat, 'one batch');
     await until(() => Object.entries(got).filter(([k, v]) => !k.startsWith('carol') && v.length).length === 5, 5000, 'five deliveries');
     await sleep(300);
     for (const [k, v] of Object.entries(got)) assert.deepEqual(v, k.startsWith('carol') ? [] : [row.id], k);
-    assert.equal((await cloud.stats()).realtime.rlsChecks - before, 3);
+    assert.equal((await suite.cloud.stats()).realtime.rlsChecks - before, 3);
   });
 });
