@@ -143,6 +143,10 @@ pub struct RequestInfo<'a> {
     pub path: &'a str,
 }
 
+const SET_CALLER: &str =
+    "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), \
+     set_config('request.method', $3, true), set_config('request.path', $4, true)";
+
 /// Opens a transaction that runs as the caller's role with `request.jwt.claims` set, so that
 /// `auth.uid()` and the RLS policies see the caller. `read_only` for GET/HEAD.
 pub async fn begin_as<'a>(
@@ -156,12 +160,7 @@ pub async fn begin_as<'a>(
         .read_only(read_only)
         .start()
         .await?;
-    let stmt = tx
-        .prepare_cached(
-            "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true), \
-             set_config('request.method', $3, true), set_config('request.path', $4, true)",
-        )
-        .await?;
+    let stmt = tx.prepare_cached(SET_CALLER).await?;
     let claims = caller.claims.to_string();
     tx.query_one(
         &stmt,
@@ -169,4 +168,62 @@ pub async fn begin_as<'a>(
     )
     .await?;
     Ok(tx)
+}
+
+/// How a [`pipeline_as`] transaction ends.
+#[derive(Clone, Copy)]
+pub enum End {
+    Commit,
+    /// A dry run: the statements' effects are discarded.
+    Rollback,
+}
+
+pub type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+
+/// Statements run as the caller (as [`begin_as`] sets it up) in one round trip: BEGIN, the
+/// caller, the statements and the end are pipelined, where a transaction opened step by step
+/// costs a round trip each. A failed statement aborts the transaction, so the end rolls it
+/// back and the connection goes back to the pool clean; even a dropped future has already
+/// sent the end. Each statement's result is returned, and only if BEGIN, the identity and the
+/// end succeeded (never rows read without the caller's identity); after a failed statement
+/// the later ones fail too, as the transaction is aborted.
+pub async fn pipeline_as(
+    client: &Object,
+    caller: &Caller,
+    read_only: bool,
+    req: &RequestInfo<'_>,
+    end: End,
+    statements: &[(&tokio_postgres::Statement, &[Param<'_>])],
+) -> Result<Vec<Result<Vec<tokio_postgres::Row>, PgError>>, PgError> {
+    let set = client.prepare_cached(SET_CALLER).await?;
+    let claims = caller.claims.to_string();
+    let role = caller.role.as_str();
+    let identity: [Param<'_>; 4] = [&role, &claims, &req.method, &req.path];
+    let db: &tokio_postgres::Client = client;
+    let begin = if read_only {
+        "BEGIN READ ONLY"
+    } else {
+        "BEGIN"
+    };
+    let end = match end {
+        End::Commit => "COMMIT",
+        End::Rollback => "ROLLBACK",
+    };
+    // join4 and join_all poll in order, and tokio-postgres sends each request when it is
+    // first polled.
+    let (begin, identity, rows, end) = futures_util::future::join4(
+        db.batch_execute(begin),
+        db.query_one(&set, &identity),
+        futures_util::future::join_all(
+            statements
+                .iter()
+                .map(|(stmt, params)| db.query(*stmt, params)),
+        ),
+        db.batch_execute(end),
+    )
+    .await;
+    begin?;
+    identity?;
+    end?;
+    Ok(rows)
 }

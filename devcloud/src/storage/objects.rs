@@ -25,7 +25,10 @@ use super::{
     list::{list_level, ListBody, ListOptions, ObjectRow},
     request_info, respond,
 };
-use crate::{db::begin_as, state::SharedState};
+use crate::{
+    db::{begin_as, pipeline_as, End, Param},
+    state::SharedState,
+};
 
 /// The `{bucket}/{*path}` of a route, checked.
 pub(super) fn bucket_and_key(
@@ -97,21 +100,27 @@ async fn find(
     key: &str,
 ) -> StorageResult<Object> {
     let caller = caller_of(state, headers)?;
-    let mut conn = connection(state).await?;
-    let tx = begin_as(&mut conn, &caller, true, &request_info(method, uri)).await?;
-    // Prepared once per connection: every download asks this, and parsing and planning it
-    // each time was a round trip and a plan per file.
-    let stmt = tx
+    let conn = connection(state).await?;
+    // Prepared once per connection and read in one round trip: every download asks this.
+    let stmt = conn
         .prepare_cached(&format!(
             "SELECT {OBJECT_COLUMNS} FROM storage.objects WHERE bucket_id = $1 AND name = $2"
         ))
         .await?;
-    let row = tx
-        .query_opt(&stmt, &[&bucket, &key])
-        .await?
-        .ok_or_else(StorageError::no_such_key)?;
-    tx.commit().await?;
-    Ok(Object::from_row(&row)?)
+    let info = request_info(method, uri);
+    let params: [Param<'_>; 2] = [&bucket, &key];
+    let mut results = pipeline_as(
+        &conn,
+        &caller,
+        true,
+        &info,
+        End::Commit,
+        &[(&stmt, &params)],
+    )
+    .await?;
+    let rows = results.pop().ok_or_else(StorageError::internal)??;
+    let row = rows.first().ok_or_else(StorageError::no_such_key)?;
+    Ok(Object::from_row(row)?)
 }
 
 #[derive(Deserialize)]

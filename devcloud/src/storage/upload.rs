@@ -28,7 +28,7 @@ use super::{
 };
 use crate::{
     caller::Caller,
-    db::{begin_as, RequestInfo},
+    db::{pipeline_as, End, Param, RequestInfo},
     state::SharedState,
 };
 
@@ -106,31 +106,48 @@ async fn upload_inner(
 }
 
 /// Tries the row write and rolls it back: refuses early what the real write would refuse.
+/// One round trip (see [`pipeline_as`]); its statements are prepared once per connection.
 async fn dry_run(
     state: &SharedState,
     caller: &Caller,
     info: &RequestInfo<'_>,
     t: &Target<'_>,
 ) -> StorageResult<()> {
-    let mut conn = connection(state).await?;
-    let tx = begin_as(&mut conn, caller, false, info).await?;
-    let bucket = tx
-        .query_opt("SELECT 1 FROM storage.buckets WHERE id = $1", &[&t.bucket])
+    let conn = connection(state).await?;
+    let exists = conn
+        .prepare_cached("SELECT 1 FROM storage.buckets WHERE id = $1")
         .await?;
-    if bucket.is_none() {
-        return Err(StorageError::no_such_bucket());
-    }
     let conflict = if t.upsert {
         "ON CONFLICT (bucket_id, name) DO UPDATE SET updated_at = now()"
     } else {
         ""
     };
-    let sql = format!(
-        "INSERT INTO storage.objects (bucket_id, name, owner) VALUES ($1, $2, $3) {conflict}"
-    );
-    tx.execute(&sql, &[&t.bucket, &t.key, &caller.user_id()])
+    let insert = conn
+        .prepare_cached(&format!(
+            "INSERT INTO storage.objects (bucket_id, name, owner) VALUES ($1, $2, $3) {conflict}"
+        ))
         .await?;
-    tx.rollback().await?;
+    let owner = caller.user_id();
+    let bucket: [Param<'_>; 1] = [&t.bucket];
+    let row: [Param<'_>; 3] = [&t.bucket, &t.key, &owner];
+    let mut results = pipeline_as(
+        &conn,
+        caller,
+        false,
+        info,
+        End::Rollback,
+        &[(&exists, &bucket), (&insert, &row)],
+    )
+    .await?
+    .into_iter();
+    // A missing bucket first: the insert then fails on its foreign key.
+    let (Some(found), Some(inserted)) = (results.next(), results.next()) else {
+        return Err(StorageError::internal());
+    };
+    if found?.is_empty() {
+        return Err(StorageError::no_such_bucket());
+    }
+    inserted?;
     Ok(())
 }
 
@@ -144,69 +161,59 @@ pub(super) async fn save_row(
     metadata: &Value,
     version: &str,
 ) -> StorageResult<Uuid> {
-    let mut conn = connection(state).await?;
-    let tx = begin_as(&mut conn, caller, false, info).await?;
+    let conn = connection(state).await?;
     let owner = caller.user_id();
-    let insert = "INSERT INTO storage.objects (bucket_id, name, owner, metadata, version) VALUES ($1, $2, $3, $4, $5)";
-    let (id, replaced) = if !t.upsert {
-        let row = tx
-            .query_one(
-                &format!("{insert} RETURNING id"),
-                &[&t.bucket, &t.key, &owner, metadata, &version],
-            )
-            .await?;
-        (row.try_get::<_, Uuid>(0)?, None)
-    } else {
-        // Update-then-insert instead of `ON CONFLICT DO UPDATE`, because only the locked old
-        // row tells which bytes the new version replaces. A concurrent first insert makes
-        // both miss; the retry then finds the row.
-        //
-        // The updated row is found by its key, not only by the join on `id`: with a generic
-        // plan the join alone let PostgreSQL scan every object and run the update policy's
-        // functions on each (15 ms with a few hundred objects, growing with the bucket).
-        let mut attempt = 0;
-        loop {
-            let updated = tx
-                .query_opt(
-                    "WITH old AS (SELECT id, version FROM storage.objects \
-                                  WHERE bucket_id = $1 AND name = $2 FOR UPDATE) \
-                     UPDATE storage.objects o SET owner = $3, metadata = $4, version = $5, \
-                            updated_at = now(), last_accessed_at = now() \
-                     FROM old WHERE o.bucket_id = $1 AND o.name = $2 AND o.id = old.id \
-                     RETURNING o.id, old.version",
-                    &[&t.bucket, &t.key, &owner, metadata, &version],
-                )
-                .await?;
-            if let Some(row) = updated {
-                break (
-                    row.try_get::<_, Uuid>(0)?,
-                    row.try_get::<_, Option<String>>(1)?,
-                );
-            }
-            let inserted = tx
-                .query_opt(
-                    &format!("{insert} ON CONFLICT (bucket_id, name) DO NOTHING RETURNING id"),
-                    &[&t.bucket, &t.key, &owner, metadata, &version],
-                )
-                .await?;
-            if let Some(row) = inserted {
-                break (row.try_get::<_, Uuid>(0)?, None);
-            }
-            attempt += 1;
-            if attempt == 3 {
-                // The row exists but this caller cannot update it.
-                return Err(StorageError::access_denied(
-                    "new row violates row-level security policy",
-                ));
-            }
+    let params: [Param<'_>; 5] = [&t.bucket, &t.key, &owner, metadata, &version];
+    let stmt = conn
+        .prepare_cached(if t.upsert { UPSERT } else { INSERT })
+        .await?;
+    // One round trip per attempt (see `pipeline_as`). Update-then-insert instead of
+    // `ON CONFLICT DO UPDATE`, because only the locked old row tells which bytes the new
+    // version replaces. A concurrent first insert makes both miss; the retry then finds the
+    // row.
+    let mut attempt = 0;
+    let (id, replaced) = loop {
+        let mut results =
+            pipeline_as(&conn, caller, false, info, End::Commit, &[(&stmt, &params)]).await?;
+        let rows = results.pop().ok_or_else(StorageError::internal)??;
+        if let Some(row) = rows.first() {
+            break (
+                row.try_get::<_, Uuid>(0)?,
+                row.try_get::<_, Option<String>>(1)?,
+            );
+        }
+        attempt += 1;
+        if !t.upsert || attempt == 3 {
+            // The row exists but this caller cannot update it.
+            return Err(StorageError::access_denied(
+                "new row violates row-level security policy",
+            ));
         }
     };
-    tx.commit().await?;
     if let Some(old) = replaced.filter(|old| old != version) {
         disk::remove(&state.settings.storage_dir, t.bucket, &old).await;
     }
     Ok(id)
 }
+
+const INSERT: &str = "INSERT INTO storage.objects (bucket_id, name, owner, metadata, version) \
+                      VALUES ($1, $2, $3, $4, $5) RETURNING id, NULL::text";
+
+/// The update of the locked old row, else the insert of a new one. The updated row is found
+/// by its key, not only by the join on `id`: with a generic plan the join alone let
+/// PostgreSQL scan every object and run the update policy's functions on each (15 ms with a
+/// few hundred objects, growing with the bucket).
+const UPSERT: &str = "WITH old AS (SELECT id, version FROM storage.objects \
+                                   WHERE bucket_id = $1 AND name = $2 FOR UPDATE), \
+     updated AS (UPDATE storage.objects o SET owner = $3, metadata = $4, version = $5, \
+                        updated_at = now(), last_accessed_at = now() \
+                 FROM old WHERE o.bucket_id = $1 AND o.name = $2 AND o.id = old.id \
+                 RETURNING o.id, old.version), \
+     inserted AS (INSERT INTO storage.objects (bucket_id, name, owner, metadata, version) \
+                  SELECT $1, $2, $3::uuid, $4::jsonb, $5::text \
+                  WHERE NOT EXISTS (SELECT 1 FROM old) \
+                  ON CONFLICT (bucket_id, name) DO NOTHING RETURNING id) \
+     SELECT id, version FROM updated UNION ALL SELECT id, NULL::text FROM inserted";
 
 struct Received {
     written: Written,
