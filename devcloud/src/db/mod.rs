@@ -182,19 +182,22 @@ pub type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
 
 /// Statements run as the caller (as [`begin_as`] sets it up) in one round trip: BEGIN, the
 /// caller, the statements and the end are pipelined, where a transaction opened step by step
-/// costs a round trip each. A failed statement aborts the transaction, so the end rolls it
-/// back and the connection goes back to the pool clean; even a dropped future has already
-/// sent the end. Each statement's result is returned, and only if BEGIN, the identity and the
-/// end succeeded (never rows read without the caller's identity); after a failed statement
-/// the later ones fail too, as the transaction is aborted.
-pub async fn pipeline_as(
-    client: &Object,
+/// costs a round trip each. `statements` must send its requests when first polled (as
+/// tokio-postgres's queries, joined, do). A failed statement aborts the transaction, so the
+/// end rolls it back and the connection goes back to the pool clean; even a dropped future
+/// has already sent the end. The statements' result is returned only if BEGIN, the identity
+/// and the end succeeded (never rows read without the caller's identity).
+pub async fn pipeline_as<'c, T, F>(
+    client: &'c Object,
     caller: &Caller,
     read_only: bool,
     req: &RequestInfo<'_>,
     end: End,
-    statements: &[(&tokio_postgres::Statement, &[Param<'_>])],
-) -> Result<Vec<Result<Vec<tokio_postgres::Row>, PgError>>, PgError> {
+    statements: impl FnOnce(&'c tokio_postgres::Client) -> F,
+) -> Result<T, PgError>
+where
+    F: std::future::Future<Output = Result<T, PgError>>,
+{
     let set = client.prepare_cached(SET_CALLER).await?;
     let claims = caller.claims.to_string();
     let role = caller.role.as_str();
@@ -209,21 +212,16 @@ pub async fn pipeline_as(
         End::Commit => "COMMIT",
         End::Rollback => "ROLLBACK",
     };
-    // join4 and join_all poll in order, and tokio-postgres sends each request when it is
-    // first polled.
-    let (begin, identity, rows, end) = futures_util::future::join4(
+    // join4 polls in order, and tokio-postgres sends each request when it is first polled.
+    let (begin, identity, result, end) = futures_util::future::join4(
         db.batch_execute(begin),
         db.query_one(&set, &identity),
-        futures_util::future::join_all(
-            statements
-                .iter()
-                .map(|(stmt, params)| db.query(*stmt, params)),
-        ),
+        statements(db),
         db.batch_execute(end),
     )
     .await;
     begin?;
     identity?;
     end?;
-    Ok(rows)
+    result
 }

@@ -314,24 +314,36 @@ async fn run(ctx: &Ctx<'_>, read_only: bool, stmt: &Statement) -> Result<Outcome
         tracing::error!(error = %e, "rest: no database connection");
         ApiError::Unavailable
     })?;
-    let tx = db::begin_as(&mut client, ctx.caller, read_only, &ctx.info)
-        .await
-        .map_err(pg)?;
     let headers_json = request_headers_json(ctx.headers);
     let set_headers = [(
         &headers_json as &(dyn postgres_types::ToSql + Sync),
         postgres_types::Type::TEXT,
     )];
     let params = stmt.param_refs();
-    // Pipelined: both go out before either answer is awaited, in this order.
-    let (_, row) = tokio::try_join!(
-        tx.query_typed(
-            "SELECT set_config('request.headers', $1, true)",
-            &set_headers
-        ),
-        tx.query_typed_one(&stmt.sql, &params),
-    )
-    .map_err(pg)?;
+    let sql = stmt.sql.as_str();
+    // A read is one round trip, its transaction opened and committed in the same pipeline;
+    // a write commits only once `.single()` has been checked.
+    let (row, tx) = if read_only {
+        let row = db::pipeline_as(
+            &client,
+            ctx.caller,
+            true,
+            &ctx.info,
+            db::End::Commit,
+            |db| statement(db, &set_headers, sql, &params),
+        )
+        .await
+        .map_err(pg)?;
+        (row, None)
+    } else {
+        let tx = db::begin_as(&mut client, ctx.caller, false, &ctx.info)
+            .await
+            .map_err(pg)?;
+        let row = statement(tx.client(), &set_headers, sql, &params)
+            .await
+            .map_err(pg)?;
+        (row, Some(tx))
+    };
     let outcome = Outcome {
         total: row.try_get(0).map_err(pg)?,
         page: row.try_get(1).map_err(pg)?,
@@ -341,8 +353,28 @@ async fn run(ctx: &Ctx<'_>, read_only: bool, stmt: &Statement) -> Result<Outcome
     if ctx.accept.single && outcome.page != 1 {
         return Err(ApiError::Singularity(outcome.page));
     }
-    tx.commit().await.map_err(pg)?;
+    if let Some(tx) = tx {
+        tx.commit().await.map_err(pg)?;
+    }
     Ok(outcome)
+}
+
+type Typed<'a> = (&'a (dyn postgres_types::ToSql + Sync), postgres_types::Type);
+
+/// `request.headers`, then the statement: pipelined, both go out before either answer is
+/// awaited, in this order.
+async fn statement(
+    db: &tokio_postgres::Client,
+    headers: &[Typed<'_>],
+    sql: &str,
+    params: &[Typed<'_>],
+) -> Result<tokio_postgres::Row, tokio_postgres::Error> {
+    let (_, row) = futures_util::future::try_join(
+        db.query_typed("SELECT set_config('request.headers', $1, true)", headers),
+        db.query_typed_one(sql, params),
+    )
+    .await?;
+    Ok(row)
 }
 
 /// `request.headers` as PostgREST sets it: lower-case names, one value each.

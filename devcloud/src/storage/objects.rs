@@ -109,18 +109,12 @@ async fn find(
         .await?;
     let info = request_info(method, uri);
     let params: [Param<'_>; 2] = [&bucket, &key];
-    let mut results = pipeline_as(
-        &conn,
-        &caller,
-        true,
-        &info,
-        End::Commit,
-        &[(&stmt, &params)],
-    )
-    .await?;
-    let rows = results.pop().ok_or_else(StorageError::internal)??;
-    let row = rows.first().ok_or_else(StorageError::no_such_key)?;
-    Ok(Object::from_row(row)?)
+    let row = pipeline_as(&conn, &caller, true, &info, End::Commit, |db| {
+        db.query_opt(&stmt, &params)
+    })
+    .await?
+    .ok_or_else(StorageError::no_such_key)?;
+    Ok(Object::from_row(&row)?)
 }
 
 #[derive(Deserialize)]

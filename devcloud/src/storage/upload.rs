@@ -14,7 +14,7 @@ use axum::{
     response::Response,
     Json,
 };
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -130,20 +130,11 @@ async fn dry_run(
     let owner = caller.user_id();
     let bucket: [Param<'_>; 1] = [&t.bucket];
     let row: [Param<'_>; 3] = [&t.bucket, &t.key, &owner];
-    let mut results = pipeline_as(
-        &conn,
-        caller,
-        false,
-        info,
-        End::Rollback,
-        &[(&exists, &bucket), (&insert, &row)],
-    )
-    .await?
-    .into_iter();
     // A missing bucket first: the insert then fails on its foreign key.
-    let (Some(found), Some(inserted)) = (results.next(), results.next()) else {
-        return Err(StorageError::internal());
-    };
+    let (found, inserted) = pipeline_as(&conn, caller, false, info, End::Rollback, |db| {
+        futures_util::future::join(db.query(&exists, &bucket), db.execute(&insert, &row)).map(Ok)
+    })
+    .await?;
     if found?.is_empty() {
         return Err(StorageError::no_such_bucket());
     }
@@ -173,10 +164,11 @@ pub(super) async fn save_row(
     // row.
     let mut attempt = 0;
     let (id, replaced) = loop {
-        let mut results =
-            pipeline_as(&conn, caller, false, info, End::Commit, &[(&stmt, &params)]).await?;
-        let rows = results.pop().ok_or_else(StorageError::internal)??;
-        if let Some(row) = rows.first() {
+        let row = pipeline_as(&conn, caller, false, info, End::Commit, |db| {
+            db.query_opt(&stmt, &params)
+        })
+        .await?;
+        if let Some(row) = row {
             break (
                 row.try_get::<_, Uuid>(0)?,
                 row.try_get::<_, Option<String>>(1)?,
