@@ -52,32 +52,38 @@ pub struct Source {
 
 const SETTING: &str = "request.jwt.claims";
 
-/// The analysis itself, over every non-catalog function and every policy.
+/// The analysis itself, over every non-catalog function and every policy. SQL keywords,
+/// unquoted names and setting names are case-insensitive, so everything but a key is matched
+/// on a lowercase copy (ASCII lowering keeps byte offsets, so keys are cut from the original).
 pub fn analyze(sources: &[Source]) -> ClaimsRead {
+    let lowered: Vec<String> = sources
+        .iter()
+        .map(|s| s.text.to_ascii_lowercase())
+        .collect();
     // Functions that hand out the whole claims object (auth.jwt()).
     let mut readers = Vec::new();
-    for s in sources {
-        if has_dynamic_setting(&s.text) {
+    for (s, lower) in sources.iter().zip(&lowered) {
+        if has_dynamic_setting(lower) {
             return ClaimsRead::All;
         }
-        if !s.text.contains("request.jwt") {
+        if !lower.contains("request.jwt") {
             continue;
         }
-        let whole = s.text.contains(&format!("'{SETTING}'"))
-            && !s.text.contains("->")
-            && s.text.matches("request.jwt").count() == 1;
+        let whole = lower.contains(&format!("'{SETTING}'"))
+            && !lower.contains("->")
+            && lower.matches("request.jwt").count() == 1;
         if !(s.is_function && whole && !s.name.is_empty()) {
             return ClaimsRead::All;
         }
         readers.push(s.name.to_ascii_lowercase());
     }
     let mut keys = BTreeSet::from(["role".to_string()]);
-    for s in sources {
-        if s.text.contains("request.jwt") {
+    for (s, lower) in sources.iter().zip(&lowered) {
+        if lower.contains("request.jwt") {
             continue;
         }
         for reader in &readers {
-            match literal_keys(&s.text, reader) {
+            match literal_keys(&s.text, lower, reader) {
                 Some(found) => keys.extend(found),
                 None => return ClaimsRead::All,
             }
@@ -86,10 +92,9 @@ pub fn analyze(sources: &[Source]) -> ClaimsRead {
     ClaimsRead::Keys(keys)
 }
 
-/// The literal keys picked from every call of `reader()` in `text`, or `None` when a call is
-/// used otherwise.
-fn literal_keys(text: &str, reader: &str) -> Option<Vec<String>> {
-    let lower = text.to_ascii_lowercase();
+/// The literal keys picked from every call of `reader()` in `text` (`lower` is its lowercase
+/// copy), or `None` when a call is used otherwise.
+fn literal_keys(text: &str, lower: &str, reader: &str) -> Option<Vec<String>> {
     let mut keys = Vec::new();
     let mut at = 0;
     while let Some(found) = lower[at..].find(reader) {
@@ -114,17 +119,14 @@ fn literal_keys(text: &str, reader: &str) -> Option<Vec<String>> {
             .trim_start();
         let rest = rest.strip_prefix('\'')?;
         let end = rest.find('\'')?;
-        // Keys are read from the original text: the lowercase copy has the same byte offsets
-        // (ASCII lowering only), but a key's case matters.
         let offset = text.len() - rest.len();
         keys.push(text[offset..offset + end].to_string());
     }
     Some(keys)
 }
 
-/// `current_setting(` with anything but one string literal as the name.
-fn has_dynamic_setting(text: &str) -> bool {
-    let lower = text.to_ascii_lowercase();
+/// `current_setting(` with anything but one string literal as the name (`lower`: lowercase).
+fn has_dynamic_setting(lower: &str) -> bool {
     lower.match_indices("current_setting").any(|(i, m)| {
         let rest = lower[i + m.len()..].trim_start();
         let Some(arg) = rest.strip_prefix('(') else {
@@ -245,6 +247,13 @@ mod tests {
             all(function(
                 "f",
                 "SELECT current_setting('request.jwt.claims')::jsonb -> 'a'"
+            )),
+            ClaimsRead::All
+        );
+        // Setting names are case-insensitive in PostgreSQL.
+        assert_eq!(
+            all(policy(
+                "current_setting('Request.JWT.Claims', true)::jsonb ->> 'sid' = 'x'"
             )),
             ClaimsRead::All
         );
