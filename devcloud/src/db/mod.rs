@@ -40,6 +40,10 @@ static MIGRATIONS: &[(&str, &str)] = &[
         "0008_file_policies_fast",
         include_str!("../../migrations/0008_file_policies_fast.sql"),
     ),
+    (
+        "0009_policy_helpers_plpgsql",
+        include_str!("../../migrations/0009_policy_helpers_plpgsql.sql"),
+    ),
 ];
 
 static DEMO_SEED: &str = include_str!("../../seed/demo.sql");
