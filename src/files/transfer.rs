@@ -238,11 +238,10 @@ pub async fn download(
     durable: bool,
 ) -> Result<Downloaded> {
     let target = paths::resolve(root, dest)?;
-    let tmp_dir = root.join(TEMP_DIR);
-    tokio::fs::create_dir_all(&tmp_dir)
-        .await
-        .map_err(|e| Error::Io(format!("cannot create {}: {e}", tmp_dir.display())))?;
-    let tmp = TempFile(Some(tmp_dir.join(format!("{}.part", Uuid::new_v4()))));
+    // The download creates the temporary directory if it is missing.
+    let tmp = TempFile(Some(
+        root.join(TEMP_DIR).join(format!("{}.part", Uuid::new_v4())),
+    ));
     let tmp_path = tmp.0.clone().unwrap_or_default();
     let total = u64::try_from(row.file_size).unwrap_or(0);
     let path = object_path(ws, rel);
@@ -269,21 +268,11 @@ pub async fn download(
     if row.checksum.as_deref().is_some_and(|c| c != got.sha256) {
         return Err(mismatch("checksum"));
     }
-    if let Some(parent) = target.parent() {
-        tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(|e| Error::Io(format!("cannot create {}: {e}", parent.display())))?;
-    }
-    // Directories just created are real ones, but check the chain again before the rename.
-    paths::resolve(root, dest)?;
-    tokio::fs::rename(&tmp_path, &target)
+    // Into place in one trip to the blocking pool.
+    let (root_owned, dest_owned) = (root.to_path_buf(), dest.clone());
+    let mtime = tokio::task::spawn_blocking(move || place(&root_owned, &dest_owned, tmp))
         .await
-        .map_err(|e| Error::Io(format!("cannot write {}: {e}", target.display())))?;
-    let mut tmp = tmp;
-    tmp.0 = None;
-    let mtime = std::fs::metadata(&target)
-        .map(|m| scan::mtime_of(&m))
-        .unwrap_or(0);
+        .map_err(|e| Error::Io(format!("cannot write {}: {e}", target.display())))??;
     ctx.events.emit(Event::FileDownloaded {
         file_path: dest.as_str().to_string(),
         cloud_path: rel.storage_key(ws),
@@ -295,6 +284,26 @@ pub async fn download(
         version: row.version,
         mtime,
     })
+}
+
+/// Renames the downloaded `tmp` to `root/dest` and returns its mtime; `tmp` is removed if
+/// it cannot be.
+fn place(root: &Path, dest: &RelPath, mut tmp: TempFile) -> Result<i64> {
+    let target = paths::resolve(root, dest)?;
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::Io(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    // Directories just created are real ones, but check the chain again before the rename.
+    paths::resolve(root, dest)?;
+    if let Some(from) = &tmp.0 {
+        std::fs::rename(from, &target)
+            .map_err(|e| Error::Io(format!("cannot write {}: {e}", target.display())))?;
+    }
+    tmp.0 = None;
+    Ok(std::fs::metadata(&target)
+        .map(|m| scan::mtime_of(&m))
+        .unwrap_or(0))
 }
 
 /// `downloadFile`: the live row of `rel` is the truth; no row, nothing to download.

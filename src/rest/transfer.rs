@@ -7,7 +7,11 @@
 //! same credentials (a token rejected as expired is renewed once, and the upload replayed
 //! from the start of the file) as every other call.
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use bytes::BytesMut;
 use futures_util::stream;
@@ -87,18 +91,35 @@ async fn upload_once(
     progress: &Progress,
 ) -> Result<Sent> {
     let url = client.http().url(path)?;
-    let f = tokio::fs::File::open(file)
-        .await
-        .map_err(|e| io_err("read", file, e))?;
-    let size = f
-        .metadata()
-        .await
-        .map_err(|e| io_err("read", file, e))?
-        .len();
+    let (size, source) = open_source(file).await?;
     let tally = Arc::new(std::sync::Mutex::new(Tally {
         hasher: Sha256::new(),
         sent: 0,
     }));
+    let f = match source {
+        Source::Whole(bytes) => {
+            {
+                let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+                t.hasher.update(&bytes);
+                t.sent = bytes.len() as u64;
+            }
+            progress(bytes.len() as u64);
+            return send(
+                client,
+                method,
+                path,
+                &url,
+                headers,
+                bearer,
+                size,
+                bytes.into(),
+                &tally,
+                file,
+            )
+            .await;
+        }
+        Source::File(f) => f,
+    };
     // Exactly `size` bytes go out (the declared Content-Length): a file that grows meanwhile
     // is cut there, one that shrinks fails the request instead of sending a short body.
     let body = stream::unfold(
@@ -121,6 +142,59 @@ async fn upload_once(
             }
         },
     );
+    send(
+        client,
+        method,
+        path,
+        &url,
+        headers,
+        bearer,
+        size,
+        reqwest::Body::wrap_stream(body),
+        &tally,
+        file,
+    )
+    .await
+}
+
+/// What an upload reads: a small file whole (one trip to the blocking pool for open, size
+/// and read, instead of one for each and one per chunk), a larger one as an open file.
+enum Source {
+    Whole(bytes::Bytes),
+    File(tokio::fs::File),
+}
+
+async fn open_source(file: &Path) -> Result<(u64, Source)> {
+    let path = file.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let f = std::fs::File::open(&path)?;
+        let size = f.metadata()?.len();
+        if size > CHUNK as u64 {
+            return Ok((size, Source::File(tokio::fs::File::from_std(f))));
+        }
+        let mut buf = Vec::with_capacity(size as usize);
+        f.take(size).read_to_end(&mut buf)?;
+        Ok((size, Source::Whole(buf.into())))
+    })
+    .await
+    .map_err(|e| Error::Io(format!("cannot read {}: {e}", file.display())))?
+    .map_err(|e| io_err("read", file, e))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send(
+    client: &Client,
+    method: &Method,
+    path: &str,
+    url: &str,
+    headers: &[(String, String)],
+    bearer: Option<&str>,
+    size: u64,
+    body: reqwest::Body,
+    tally: &std::sync::Mutex<Tally>,
+    file: &Path,
+) -> Result<Sent> {
     let call = Call {
         method: method.clone(),
         path,
@@ -133,11 +207,11 @@ async fn upload_once(
         .http()
         .builder(&call)?
         .header(CONTENT_LENGTH, size)
-        .body(reqwest::Body::wrap_stream(body))
+        .body(body)
         .send()
         .await
-        .map_err(|e| network_error(&url, e))?;
-    let reply = read_reply(method, &url, resp, MAX_REPLY_BODY).await?;
+        .map_err(|e| network_error(url, e))?;
+    let reply = read_reply(method, url, resp, MAX_REPLY_BODY).await?;
     let t = std::mem::replace(
         &mut *tally.lock().unwrap_or_else(|p| p.into_inner()),
         Tally {
@@ -181,20 +255,12 @@ pub async fn download(
     if resp.content_length().is_some_and(|n| n > max) {
         return Err(too_large());
     }
-    let file = match tokio::fs::File::create(dest).await {
-        // Its directory may have been tidied away by a transfer that just finished.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(parent) = dest.parent() {
-                let _ = tokio::fs::create_dir_all(parent).await;
-            }
-            tokio::fs::File::create(dest).await
-        }
-        other => other,
-    }
-    .map_err(|e| io_err("write", dest, e))?;
-    let mut out = tokio::io::BufWriter::with_capacity(CHUNK, file);
     let mut hasher = Sha256::new();
     let mut size = 0u64;
+    // A small body is kept until it ends and written with one trip to the blocking pool
+    // (create, write, flush); past one chunk the file is opened and written as it arrives.
+    let mut head = BytesMut::new();
+    let mut out: Option<tokio::io::BufWriter<tokio::fs::File>> = None;
     loop {
         let chunk = tokio::time::timeout(IDLE, resp.chunk())
             .await
@@ -210,22 +276,68 @@ pub async fn download(
             return Err(too_large());
         }
         hasher.update(&chunk);
-        out.write_all(&chunk)
-            .await
-            .map_err(|e| io_err("write", dest, e))?;
+        match &mut out {
+            Some(out) => out.write_all(&chunk).await,
+            None if head.len() + chunk.len() <= CHUNK => {
+                head.extend_from_slice(&chunk);
+                Ok(())
+            }
+            None => {
+                let file = create_file(dest.to_path_buf(), head.split().freeze(), false).await?;
+                let w = out.insert(tokio::io::BufWriter::with_capacity(
+                    CHUNK,
+                    tokio::fs::File::from_std(file),
+                ));
+                w.write_all(&chunk).await
+            }
+        }
+        .map_err(|e| io_err("write", dest, e))?;
         progress(size);
     }
-    out.flush().await.map_err(|e| io_err("write", dest, e))?;
-    if durable {
-        out.into_inner()
-            .sync_all()
-            .await
-            .map_err(|e| io_err("write", dest, e))?;
+    match out {
+        None => {
+            create_file(dest.to_path_buf(), head.freeze(), durable).await?;
+        }
+        Some(mut out) => {
+            out.flush().await.map_err(|e| io_err("write", dest, e))?;
+            if durable {
+                out.into_inner()
+                    .sync_all()
+                    .await
+                    .map_err(|e| io_err("write", dest, e))?;
+            }
+        }
     }
     Ok(Received {
         size,
         sha256: hex::encode(hasher.finalize()),
     })
+}
+
+/// Creates `dest` holding `bytes`, flushed to disk when `durable`.
+async fn create_file(dest: PathBuf, bytes: bytes::Bytes, durable: bool) -> Result<std::fs::File> {
+    let shown = dest.clone();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut file = match std::fs::File::create(&dest) {
+            // Its directory may have been tidied away by a transfer that just finished.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(parent) = dest.parent() {
+                    let _ = std::fs::create_dir_all(parent);
+                }
+                std::fs::File::create(&dest)
+            }
+            other => other,
+        }?;
+        file.write_all(&bytes)?;
+        if durable {
+            file.sync_all()?;
+        }
+        Ok(file)
+    })
+    .await
+    .map_err(|e| Error::Io(format!("cannot write {}: {e}", shown.display())))?
+    .map_err(|e| io_err("write", &shown, e))
 }
 
 #[cfg(test)]
