@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+use std::io::Write as _;
 use tempfile::TempPath;
+
 use tokio::{fs::File, io::AsyncWriteExt};
 use uuid::Uuid;
 
@@ -16,41 +18,42 @@ pub fn object_path(root: &Path, bucket: &str, version: &str) -> PathBuf {
     root.join(bucket).join(version)
 }
 
-/// Streams one upload into a temp file, hashing it and enforcing the size limit as it goes.
+/// Bodies up to this size are kept in memory and written once, in place: each file
+/// operation is a trip to the blocking pool, and a small upload made six of them.
+const IN_MEMORY: usize = 64 * 1024;
+
+/// Streams one upload into a temp file (or memory, while small), hashing it and enforcing the
+/// size limit as it goes.
 pub struct ObjectWriter {
-    file: File,
-    path: TempPath,
+    root: PathBuf,
+    bytes: Held,
     hasher: Sha256,
     size: u64,
     max: u64,
 }
 
+/// Where an upload's bytes are while it is received.
+enum Held {
+    Memory(Vec<u8>),
+    File(File, TempPath),
+}
+
 /// A fully written upload, not yet in place. Dropping it removes the temp file.
 pub struct Written {
-    path: TempPath,
+    bytes: Held,
     pub size: u64,
     pub sha256: String,
 }
 
 impl ObjectWriter {
-    pub async fn create(root: &Path, max: u64) -> Result<ObjectWriter, StorageError> {
-        let tmp = root.join(".tmp");
-        tokio::fs::create_dir_all(&tmp).await.map_err(io_error)?;
-        let named = tokio::task::spawn_blocking(move || tempfile::NamedTempFile::new_in(tmp))
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "storage: temp file task failed");
-                StorageError::internal()
-            })?
-            .map_err(io_error)?;
-        let (file, path) = named.into_parts();
-        Ok(ObjectWriter {
-            file: File::from_std(file),
-            path,
+    pub fn new(root: &Path, max: u64) -> ObjectWriter {
+        ObjectWriter {
+            root: root.to_path_buf(),
+            bytes: Held::Memory(Vec::new()),
             hasher: Sha256::new(),
             size: 0,
             max,
-        })
+        }
     }
 
     pub async fn write(&mut self, chunk: &[u8]) -> Result<(), StorageError> {
@@ -59,14 +62,36 @@ impl ObjectWriter {
             return Err(StorageError::entity_too_large());
         }
         self.hasher.update(chunk);
-        self.file.write_all(chunk).await.map_err(io_error)
+        match &mut self.bytes {
+            Held::Memory(buf) if buf.len() + chunk.len() <= IN_MEMORY => {
+                buf.extend_from_slice(chunk);
+                Ok(())
+            }
+            Held::Memory(buf) => {
+                let head = std::mem::take(buf);
+                let tmp = self.root.join(".tmp");
+                let (file, path) = blocking(move || {
+                    std::fs::create_dir_all(&tmp)?;
+                    let mut named = tempfile::NamedTempFile::new_in(tmp)?;
+                    named.write_all(&head)?;
+                    Ok(named.into_parts())
+                })
+                .await?;
+                let mut file = File::from_std(file);
+                file.write_all(chunk).await.map_err(io_error)?;
+                self.bytes = Held::File(file, path);
+                Ok(())
+            }
+            Held::File(file, _) => file.write_all(chunk).await.map_err(io_error),
+        }
     }
 
     pub async fn finish(mut self) -> Result<Written, StorageError> {
-        self.file.flush().await.map_err(io_error)?;
-        drop(self.file);
+        if let Held::File(file, _) = &mut self.bytes {
+            file.flush().await.map_err(io_error)?;
+        }
         Ok(Written {
-            path: self.path,
+            bytes: self.bytes,
             size: self.size,
             sha256: hex::encode(self.hasher.finalize()),
         })
@@ -74,23 +99,76 @@ impl ObjectWriter {
 }
 
 impl Written {
-    /// Moves the bytes to their final place and returns the new version id.
+    /// Moves the bytes to their final place and returns the new version id. No row names the
+    /// version yet, so bytes from memory are written straight there.
     pub async fn persist(self, root: &Path, bucket: &str) -> Result<String, StorageError> {
         let version = Uuid::new_v4().to_string();
         let dest = object_path(root, bucket, &version);
-        if let Some(dir) = dest.parent() {
-            tokio::fs::create_dir_all(dir).await.map_err(io_error)?;
-        }
-        let path = self.path;
-        tokio::task::spawn_blocking(move || path.persist(dest))
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "storage: persist task failed");
-                StorageError::internal()
-            })?
-            .map_err(|e| io_error(e.error))?;
+        let bytes = self.bytes;
+        blocking(move || {
+            if let Some(dir) = dest.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            match bytes {
+                Held::Memory(buf) => {
+                    let written = std::fs::write(&dest, &buf);
+                    if written.is_err() {
+                        let _ = std::fs::remove_file(&dest);
+                    }
+                    written
+                }
+                Held::File(file, path) => {
+                    drop(file);
+                    path.persist(&dest).map_err(|e| e.error)
+                }
+            }
+        })
+        .await?;
         Ok(version)
     }
+}
+
+/// Runs file operations on the blocking pool, in one trip.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "storage: disk task failed");
+            StorageError::internal()
+        })?
+        .map_err(io_error)
+}
+
+/// What a download sends: a small object read whole, a larger one as an open file, or
+/// nothing (HEAD).
+pub enum Content {
+    Whole(Vec<u8>),
+    File(File),
+    None,
+}
+
+/// Opens stored bytes and returns their length and content, in one trip to the blocking pool
+/// (open, stat and read were one trip each, and the end of file another).
+pub async fn open(path: PathBuf, read: bool) -> std::io::Result<(u64, Content)> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len();
+        if !read {
+            return Ok((len, Content::None));
+        }
+        if len > IN_MEMORY as u64 {
+            return Ok((len, Content::File(File::from_std(file))));
+        }
+        // The length sent is the length read: a file is never rewritten in place.
+        let mut buf = Vec::with_capacity(len as usize);
+        file.take(len).read_to_end(&mut buf)?;
+        Ok((buf.len() as u64, Content::Whole(buf)))
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// Copies stored bytes to a new version (server-side copy).
@@ -138,11 +216,11 @@ mod tests {
     #[tokio::test]
     async fn writes_hashes_and_limits() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = ObjectWriter::create(dir.path(), 10).await.unwrap();
+        let mut w = ObjectWriter::new(dir.path(), 10);
         w.write(b"hello ").await.unwrap();
         w.write(b"world").await.unwrap_err();
         drop(w);
-        let mut w = ObjectWriter::create(dir.path(), 10).await.unwrap();
+        let mut w = ObjectWriter::new(dir.path(), 10);
         w.write(b"abc").await.unwrap();
         let written = w.finish().await.unwrap();
         assert_eq!(written.size, 3);
@@ -155,7 +233,36 @@ mod tests {
             std::fs::read(object_path(dir.path(), "b", &version)).unwrap(),
             b"abc"
         );
-        // The rejected temp file was removed when its writer was dropped.
+    }
+
+    #[tokio::test]
+    async fn large_bodies_go_through_a_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let chunk = vec![7u8; IN_MEMORY / 2 + 1];
+        let mut w = ObjectWriter::new(dir.path(), u64::MAX);
+        for _ in 0..3 {
+            w.write(&chunk).await.unwrap();
+        }
+        assert_eq!(
+            std::fs::read_dir(dir.path().join(".tmp")).unwrap().count(),
+            1
+        );
+        let written = w.finish().await.unwrap();
+        assert_eq!(written.size, 3 * chunk.len() as u64);
+        let version = written.persist(dir.path(), "b").await.unwrap();
+        let stored = std::fs::read(object_path(dir.path(), "b", &version)).unwrap();
+        assert_eq!(stored, chunk.repeat(3));
+        assert_eq!(
+            std::fs::read_dir(dir.path().join(".tmp")).unwrap().count(),
+            0
+        );
+
+        // A rejected one leaves no temp file behind.
+        let mut w = ObjectWriter::new(dir.path(), 2 * chunk.len() as u64);
+        w.write(&chunk).await.unwrap();
+        w.write(&chunk).await.unwrap();
+        w.write(&chunk).await.unwrap_err();
+        drop(w);
         assert_eq!(
             std::fs::read_dir(dir.path().join(".tmp")).unwrap().count(),
             0

@@ -149,14 +149,9 @@ async fn download_inner(
         .version
         .as_deref()
         .ok_or_else(StorageError::no_such_key)?;
-    let file = match tokio::fs::File::open(disk::object_path(
-        &state.settings.storage_dir,
-        &bucket,
-        version,
-    ))
-    .await
-    {
-        Ok(f) => f,
+    let path = disk::object_path(&state.settings.storage_dir, &bucket, version);
+    let (len, content) = match disk::open(path, method != Method::HEAD).await {
+        Ok(opened) => opened,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             // Overwritten (and the old bytes removed) between the lookup and the open.
             tracing::warn!(bucket, "storage: object bytes missing");
@@ -167,11 +162,6 @@ async fn download_inner(
             return Err(StorageError::internal());
         }
     };
-    let len = file.metadata().await.map(|m| m.len()).map_err(|e| {
-        tracing::error!(error = %e, "storage: stat failed");
-        StorageError::internal()
-    })?;
-
     let mut out = HeaderMap::new();
     let mut set = |name: header::HeaderName, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
@@ -221,10 +211,12 @@ async fn download_inner(
         return Ok((StatusCode::NOT_MODIFIED, out).into_response());
     }
     out.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    let body = if method == Method::HEAD {
-        Body::empty()
-    } else {
-        Body::from_stream(ReaderStream::with_capacity(file, 64 * 1024))
+    let body = match content {
+        disk::Content::Whole(bytes) => Body::from(bytes),
+        disk::Content::File(file) => {
+            Body::from_stream(ReaderStream::with_capacity(file, 64 * 1024))
+        }
+        disk::Content::None => Body::empty(),
     };
     Ok((StatusCode::OK, out, body).into_response())
 }

@@ -246,7 +246,7 @@ async fn receive(
                 continue;
             }
             let part_type = field.content_type().map(str::to_string);
-            let mut writer = ObjectWriter::create(root, max).await?;
+            let mut writer = ObjectWriter::new(root, max);
             while let Some(chunk) = field.chunk().await.map_err(body_error)? {
                 writer.write(&chunk).await?;
             }
@@ -258,7 +258,7 @@ async fn receive(
         }
         return Err(StorageError::invalid_request("No content provided"));
     }
-    let mut writer = ObjectWriter::create(root, max).await?;
+    let mut writer = ObjectWriter::new(root, max);
     let mut stream = req.into_body().into_data_stream();
     while let Some(chunk) = stream.next().await {
         writer.write(&chunk.map_err(body_error)?).await?;
