@@ -92,34 +92,40 @@ async fn upload_once(
 ) -> Result<Sent> {
     let url = client.http().url(path)?;
     let (size, source) = open_source(file).await?;
+    let call = Call {
+        method: method.clone(),
+        path,
+        body: None,
+        headers,
+        bearer,
+        timeout: Some(transfer_timeout(size)),
+    };
+    let short = |read: u64| {
+        Error::Io(format!(
+            "{} changed while it was uploaded ({read} of {size} bytes read)",
+            file.display()
+        ))
+    };
+    let f = match source {
+        Source::Whole(bytes) => {
+            if bytes.len() as u64 != size {
+                return Err(short(bytes.len() as u64));
+            }
+            let sha256 = hex::encode(Sha256::digest(&bytes));
+            progress(size);
+            let reply = send(client, &call, &url, size, bytes.into()).await?;
+            return Ok(Sent {
+                reply,
+                size,
+                sha256,
+            });
+        }
+        Source::File(f) => f,
+    };
     let tally = Arc::new(std::sync::Mutex::new(Tally {
         hasher: Sha256::new(),
         sent: 0,
     }));
-    let f = match source {
-        Source::Whole(bytes) => {
-            {
-                let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
-                t.hasher.update(&bytes);
-                t.sent = bytes.len() as u64;
-            }
-            progress(bytes.len() as u64);
-            return send(
-                client,
-                method,
-                path,
-                &url,
-                headers,
-                bearer,
-                size,
-                bytes.into(),
-                &tally,
-                file,
-            )
-            .await;
-        }
-        Source::File(f) => f,
-    };
     // Exactly `size` bytes go out (the declared Content-Length): a file that grows meanwhile
     // is cut there, one that shrinks fails the request instead of sending a short body.
     let body = stream::unfold(
@@ -142,19 +148,22 @@ async fn upload_once(
             }
         },
     );
-    send(
-        client,
-        method,
-        path,
-        &url,
-        headers,
-        bearer,
+    let reply = send(client, &call, &url, size, reqwest::Body::wrap_stream(body)).await?;
+    let t = std::mem::replace(
+        &mut *tally.lock().unwrap_or_else(|p| p.into_inner()),
+        Tally {
+            hasher: Sha256::new(),
+            sent: 0,
+        },
+    );
+    if t.sent != size {
+        return Err(short(t.sent));
+    }
+    Ok(Sent {
+        reply,
         size,
-        reqwest::Body::wrap_stream(body),
-        &tally,
-        file,
-    )
-    .await
+        sha256: hex::encode(t.hasher.finalize()),
+    })
 }
 
 /// What an upload reads: a small file whole (one trip to the blocking pool for open, size
@@ -182,55 +191,23 @@ async fn open_source(file: &Path) -> Result<(u64, Source)> {
     .map_err(|e| io_err("read", file, e))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Sends `size` bytes of `body` as the request `call` and reads the reply.
 async fn send(
     client: &Client,
-    method: &Method,
-    path: &str,
+    call: &Call<'_>,
     url: &str,
-    headers: &[(String, String)],
-    bearer: Option<&str>,
     size: u64,
     body: reqwest::Body,
-    tally: &std::sync::Mutex<Tally>,
-    file: &Path,
-) -> Result<Sent> {
-    let call = Call {
-        method: method.clone(),
-        path,
-        body: None,
-        headers,
-        bearer,
-        timeout: Some(transfer_timeout(size)),
-    };
+) -> Result<Reply> {
     let resp = client
         .http()
-        .builder(&call)?
+        .builder(call)?
         .header(CONTENT_LENGTH, size)
         .body(body)
         .send()
         .await
         .map_err(|e| network_error(url, e))?;
-    let reply = read_reply(method, url, resp, MAX_REPLY_BODY).await?;
-    let t = std::mem::replace(
-        &mut *tally.lock().unwrap_or_else(|p| p.into_inner()),
-        Tally {
-            hasher: Sha256::new(),
-            sent: 0,
-        },
-    );
-    if t.sent != size {
-        return Err(Error::Io(format!(
-            "{} changed while it was uploaded ({} of {size} bytes read)",
-            file.display(),
-            t.sent
-        )));
-    }
-    Ok(Sent {
-        reply,
-        size,
-        sha256: hex::encode(t.hasher.finalize()),
-    })
+    read_reply(&call.method, url, resp, MAX_REPLY_BODY).await
 }
 
 /// Writes the body of `GET path` to a new file at `dest` (which the caller later renames or
