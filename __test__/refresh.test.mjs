@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startDevcloud, DEMO_PASSWORD } from './helpers/devcloud.mjs';
 import { secretsManager } from './helpers/host.mjs';
 import { cloudSyncFor } from './helpers/client.mjs';
+import { startProxy } from './helpers/proxy.mjs';
 
 let cloud;
 before(async () => {
@@ -90,7 +91,13 @@ test('refresh-token reuse revokes the session and the client reports it', async 
 });
 
 test('concurrent explicit refreshes share one request', async () => {
-  const { cs } = await cloudSyncFor(cloud, { autoRefresh: false });
+  // The refresh is held on its way to the cloud, so the five calls overlap however busy the
+  // machine is (without it, a first refresh could finish before a descheduled test issued
+  // the fifth, which rightly makes a second request).
+  const proxy = await startProxy(cloud.url, {
+    delayMs: (req) => (req.url.includes('grant_type=refresh_token') ? 300 : 0),
+  });
+  const { cs } = await cloudSyncFor({ ...cloud, url: proxy.url }, { autoRefresh: false });
   await cs.login('bob@acme.test', DEMO_PASSWORD);
   await cloud.resetStats();
   await Promise.all(Array.from({ length: 5 }, () => cs.auth.refresh()));
@@ -99,4 +106,5 @@ test('concurrent explicit refreshes share one request', async () => {
   assert.equal(await refreshes(), 2, 'a later refresh is a new request');
   assert.equal(cs.isLoggedIn(), true);
   await cs.destroy();
+  await proxy.close();
 });

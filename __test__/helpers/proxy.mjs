@@ -1,14 +1,16 @@
 // An HTTP proxy in front of the local cloud, for what a real server rarely does on demand:
-// answering one route differently, or delivering a response body one byte at a time.
+// answering one route differently, delaying it, or delivering a response body one byte at a
+// time.
 import { createServer, request } from 'node:http';
-import { setImmediate as tick } from 'node:timers/promises';
+import { setImmediate as tick, setTimeout as sleep } from 'node:timers/promises';
 
 /**
  * @param {string} target the cloud's URL
- * @param {{ intercept?: (req) => ({status, headers, body} | null), interceptBody?: (req, body: string) => ({status, headers, body} | null), byteByByte?: boolean }} options
- *   `interceptBody` reads the request body first and may answer from it.
+ * @param {{ intercept?: (req) => ({status, headers, body} | null), interceptBody?: (req, body: string) => ({status, headers, body} | null), delayMs?: (req) => number, byteByByte?: boolean }} options
+ *   `interceptBody` reads the request body first and may answer from it; `delayMs` holds a
+ *   request that many milliseconds before it is forwarded.
  */
-export async function startProxy(target, { intercept = () => null, interceptBody = null, byteByByte = false } = {}) {
+export async function startProxy(target, { intercept = () => null, interceptBody = null, delayMs = () => 0, byteByByte = false } = {}) {
   const upstream = new URL(target);
   // bytes: response bytes taken from the cloud, which a client's backpressure holds back.
   const stats = { requests: 0, closedEarly: 0, bytes: 0 };
@@ -20,6 +22,8 @@ export async function startProxy(target, { intercept = () => null, interceptBody
       res.writeHead(canned.status, canned.headers ?? {});
       return res.end(canned.body ?? '');
     }
+    const delay = delayMs(req);
+    if (delay > 0) await sleep(delay);
     let buffered = null;
     if (interceptBody) {
       const chunks = [];
