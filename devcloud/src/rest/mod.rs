@@ -321,13 +321,13 @@ async fn run(ctx: &Ctx<'_>, read_only: bool, stmt: &Statement) -> Result<Outcome
     )];
     let params = stmt.param_refs();
     let sql = stmt.sql.as_str();
-    // A read is one round trip, its transaction opened and committed in the same pipeline;
-    // a write commits only once `.single()` has been checked.
-    let (row, tx) = if read_only {
+    // One round trip, the transaction opened and committed in the same pipeline, unless a
+    // write must first pass the `.single()` check: then it commits only after it.
+    let (row, tx) = if read_only || !ctx.accept.single {
         let row = db::pipeline_as(
             &client,
             ctx.caller,
-            true,
+            read_only,
             &ctx.info,
             db::End::Commit,
             |db| statement(db, &set_headers, sql, &params),
