@@ -2,7 +2,7 @@
 // realtime client (the `ws` transport), in one run against the same local cloud.
 //
 //   node bench/realtime.mjs [--latency 1000] [--sustained 20000] [--fanout-subs 100]
-//                           [--fanout-seconds 2] [--no-fanout]
+//                           [--fanout-seconds 2] [--no-fanout] [--sb-first]
 //   (or REALTIME_BENCH_LATENCY, _SUSTAINED, _FANOUT_SUBS, _FANOUT_SECONDS; _FANOUT=0)
 //
 // 1. Latency: single-row INSERTs into `messages` (by bob, with the service key), one at a time;
@@ -12,6 +12,8 @@
 //    INSERT's HTTP response (the commit is done by then) to the callback.
 //    The addon is alice's CloudSync linked to Website Revamp (`cloud:message:received`);
 //    supabase-js is alice on `postgres_changes` INSERT with `conversation_id=eq.X`.
+//    CPU per event: this process's CPU time (all threads) over the phase, less what the same
+//    INSERTs cost with nobody listening, per event: each client's cost at a real pace.
 // 2. Sustained: bursts of rows committed in one transaction each (one INSERT of --burst rows),
 //    so the changes reach JS as fast as the server emits them, not as fast as this machine
 //    inserts: events per second from a burst's first callback to its last (the median burst),
@@ -25,6 +27,7 @@
 // Each client is measured in its own phase (never both at once), on conversations of its own.
 // Targets (issue #11): p50 ≤ 3 ms, p99 ≤ 15 ms, ≥ 20,000 events/s, RSS growth ≤ 20 MB, and no
 // worse than supabase-js on any figure.
+import { fork } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import v8 from 'node:v8';
@@ -45,6 +48,7 @@ const BURST = arg('--burst', 'REALTIME_BENCH_BURST', 20_000);
 const FAN_SUBS = arg('--fanout-subs', 'REALTIME_BENCH_FANOUT_SUBS', 100);
 const FAN_SECONDS = arg('--fanout-seconds', 'REALTIME_BENCH_FANOUT_SECONDS', 2);
 const FANOUT = !argv.includes('--no-fanout') && process.env.REALTIME_BENCH_FANOUT !== '0';
+const SB_FIRST = argv.includes('--sb-first');
 const WS = SEED.workspaces.websiteRevamp;
 const BOB = SEED.users.bob.id;
 
@@ -102,15 +106,36 @@ async function tokenOf(who) {
   return (await r.json()).access_token;
 }
 
-async function insert(rows) {
-  const service = { apikey: cloud.serviceRoleKey, Authorization: `Bearer ${cloud.serviceRoleKey}` };
-  const r = await fetch(`${cloud.url}/rest/v1/messages`, {
-    method: 'POST',
-    headers: { ...service, 'content-type': 'application/json', Prefer: 'return=minimal' },
-    body: JSON.stringify(rows),
+// INSERTs go through a child process (see inserter.mjs), so that this process's CPU is spent
+// on receiving only.
+const inserter = fork(new URL('./inserter.mjs', import.meta.url));
+inserter.on('error', () => {});
+const pending = new Map();
+let nextId = 0;
+inserter.on('message', ({ id, error }) => {
+  const p = pending.get(id);
+  pending.delete(id);
+  if (error) p?.reject(new Error(error));
+  else p?.resolve();
+});
+/** `rows`: the rows, or `{conv, role, sender, from, count}` for rows `sus <from + i>` that the
+ *  child builds itself. */
+function insert(rows) {
+  const id = nextId++;
+  return new Promise((resolve, reject) => {
+    pending.set(id, { resolve, reject });
+    inserter.send({
+      id,
+      url: `${cloud.url}/rest/v1/messages`,
+      headers: {
+        apikey: cloud.serviceRoleKey,
+        Authorization: `Bearer ${cloud.serviceRoleKey}`,
+        'content-type': 'application/json',
+        Prefer: 'return=minimal',
+      },
+      ...(Array.isArray(rows) ? { body: JSON.stringify(rows) } : { burst: rows }),
+    });
   });
-  if (!r.ok) throw new Error(`insert: ${r.status} ${await r.text()}`);
-  await r.arrayBuffer();
 }
 const row = (conv, content) => ({ conversation_id: conv, role: 'user', content, sender_user_id: BOB });
 /** The content carries the send stamp: `rt <seq> <performance.now()>`. */
@@ -136,13 +161,16 @@ function epochUs(iso) {
 /** `performance.now()` as wall-clock microseconds (the clock PostgreSQL stamps rows with). */
 const wallUs = (at) => (performance.timeOrigin + at) * 1000;
 
-/** N sequential single-row INSERTs; each waits for its callback (or 2 s). */
+/** N sequential single-row INSERTs; each waits for its callback (or 2 s). The process's CPU
+ *  time over them (every thread: the addon's runtime too) is measured with the waits driven
+ *  by the callbacks themselves, so that no polling adds to it. */
 async function latency(conv, rx, n, warm = 20) {
   const fromSend = [];
   const fromCommit = [];
   const fromResp = [];
   let resp = 0;
   let got = -1;
+  let arrived = () => {};
   rx.onRow = (r, at) => {
     const { seq, t } = parse(r.content);
     if (r.conversation_id !== conv || !Number.isFinite(seq)) return;
@@ -152,15 +180,42 @@ async function latency(conv, rx, n, warm = 20) {
       fromCommit.push((wallUs(at) - epochUs(r.created_at)) / 1000);
       fromResp.push(at - resp);
     }
+    arrived();
   };
+  const arrival = (seq) =>
+    new Promise((resolve) => {
+      if (got >= seq) return resolve(true);
+      const timer = setTimeout(() => resolve(false), 2_000);
+      arrived = () => {
+        if (got < seq) return;
+        clearTimeout(timer);
+        resolve(true);
+      };
+    });
   let lost = 0;
+  let cpu = 0;
   for (let seq = 0; seq < n + warm; seq++) {
+    const before = seq === warm ? process.cpuUsage() : null;
+    if (before) cpu = before;
     await insert([row(conv, stamp(seq))]);
     resp = now();
-    if (!(await until(() => got >= seq, 2_000))) lost++;
+    if (!(await arrival(seq))) lost++;
   }
+  const used = process.cpuUsage(cpu);
   rx.onRow = () => {};
-  return { fromSend, fromCommit, fromResp, lost };
+  return { fromSend, fromCommit, fromResp, lost, cpuUs: (used.user + used.system) / n };
+}
+
+/** The same INSERTs with nobody listening: the CPU this process spends sending them, which
+ *  the latency phases subtract to leave each client's CPU per event. */
+async function insertsAlone(conv, n) {
+  const before = process.cpuUsage();
+  for (let seq = 0; seq < n; seq++) {
+    await insert([row(conv, stamp(seq))]);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  const used = process.cpuUsage(before);
+  return (used.user + used.system) / n;
 }
 
 /** `n` rows in bursts of `BURST`, each one INSERT (one commit), the next once the last burst
@@ -182,9 +237,9 @@ async function sustained(conv, rx, n) {
   let delivered = 0;
   for (let done = 0; done < n; done += BURST) {
     const size = Math.min(BURST, n - done);
-    const rows = Array.from({ length: size }, (_, i) => row(conv, `sus ${done + i}`));
     count = 0;
-    await insert(rows);
+    // The child builds the burst itself: its 20,000 rows never pass through this process.
+    await insert({ conv, role: 'user', sender: BOB, from: done, count: size });
     const committed = now();
     await until(() => count >= size, 60_000 + size);
     delivered += count;
@@ -269,26 +324,11 @@ async function fanout(conv, rx) {
 async function main() {
   const [alice, bob] = [await tokenOf('alice'), await tokenOf('bob')];
   const conv = {};
-  for (const k of ['addonLat', 'addonSus', 'sbLat', 'sbSus', 'fanAddon', 'fanSb']) conv[k] = await newConversation(cloud, `bench-rt-${k}`);
+  for (const k of ['alone', 'addonLat', 'addonSus', 'sbLat', 'sbSus', 'fanAddon', 'fanSb']) conv[k] = await newConversation(cloud, `bench-rt-${k}`);
   const results = {};
-
-  // ---- the addon: alice's CloudSync, linked ----
-  {
-    const rx = receiver();
-    // A bus that keeps nothing, so the RSS figure is the addon's, not a recorder's.
-    const bus = { emitTyped: (name, payload) => name === 'cloud:message:received' && rx.deliver(payload) };
-    let connected = false;
-    const watch = { emitTyped: (name, p) => ((connected ||= name === 'cloud:realtime:connected'), bus.emitTyped(name, p)) };
-    const { cs } = await loggedIn(cloud, 'alice', { dir: workdir('oboto-bench-rt-'), bus: watch, syncInterval: 3_600_000 });
-    cleanups.push(() => cs.destroy());
-    await cs.linkWorkspace(WS);
-    if (!(await until(() => connected, 20_000))) throw new Error('the addon never connected its realtime socket');
-    await sleep(500);
-    results.addon = { lat: await latency(conv.addonLat, rx, N_LAT), sus: await sustained(conv.addonSus, rx, N_SUS) };
-    await cs.unlinkWorkspace();
-    await cs.destroy();
-    cleanups.pop();
-  }
+  // Warmed as long as a measured phase, so that JIT compilation is not counted against it.
+  await insertsAlone(conv.alone, N_LAT);
+  const alone = [await insertsAlone(conv.alone, N_LAT)];
 
   // ---- supabase-js: alice on postgres_changes, filtered on one conversation ----
   const clients = [];
@@ -316,13 +356,40 @@ async function main() {
     });
     return sb;
   };
-  {
+  // ---- the addon: alice's CloudSync, linked ----
+  const runAddon = async () => {
+    const rx = receiver();
+    // A bus that keeps nothing, so the RSS figure is the addon's, not a recorder's.
+    const bus = { emitTyped: (name, payload) => name === 'cloud:message:received' && rx.deliver(payload) };
+    let connected = false;
+    const watch = { emitTyped: (name, p) => ((connected ||= name === 'cloud:realtime:connected'), bus.emitTyped(name, p)) };
+    const { cs } = await loggedIn(cloud, 'alice', { dir: workdir('oboto-bench-rt-'), bus: watch, syncInterval: 3_600_000 });
+    cleanups.push(() => cs.destroy());
+    await cs.linkWorkspace(WS);
+    if (!(await until(() => connected, 20_000))) throw new Error('the addon never connected its realtime socket');
+    await sleep(500);
+    results.addon = { lat: await latency(conv.addonLat, rx, N_LAT), sus: await sustained(conv.addonSus, rx, N_SUS) };
+    await cs.unlinkWorkspace();
+    await cs.destroy();
+    cleanups.pop();
+  };
+
+  const runSb = async () => {
     const rx = receiver();
     const lat = await subscribe(alice, conv.sbLat, rx.deliver);
     const sus = await subscribe(alice, conv.sbSus, rx.deliver);
     results.sb = { lat: await latency(conv.sbLat, rx, N_LAT), sus: await sustained(conv.sbSus, rx, N_SUS) };
     await lat.removeAllChannels();
     await sus.removeAllChannels();
+  };
+  // Whichever client goes first pays for this process's own warm-up (heap growth): the order
+  // can be swapped to tell that from the client's share.
+  if (SB_FIRST) {
+    await runSb();
+    await runAddon();
+  } else {
+    await runAddon();
+    await runSb();
   }
 
   // ---- fan-out: 100 subscribers of one conversation, one INSERT per millisecond; the
@@ -361,10 +428,12 @@ async function main() {
       for (const sb of subs) await sb.removeAllChannels();
     }
   }
+  alone.push(await insertsAlone(conv.alone, N_LAT));
+  results.insertCpuUs = Math.min(...alone);
   report(results);
 }
 
-function report({ addon, sb, fan }) {
+function report({ addon, sb, fan, insertCpuUs }) {
   const f = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
   const k = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : 'n/a');
   const ratio = (a, b) => f(a / b, 2) + '×';
@@ -386,6 +455,8 @@ function report({ addon, sb, fan }) {
     const [x, y] = [pct(a, p), pct(b, p)];
     console.log(`${label.padEnd(w)}${f(x).padStart(12)}${f(y).padStart(14)}   ${ratio(y, x)}`);
   }
+  const own = (x) => x.lat.cpuUs - insertCpuUs;
+  console.log(`${'CPU per event, one at a time (µs)'.padEnd(w)}${f(own(addon), 1).padStart(12)}${f(own(sb), 1).padStart(14)}   ${ratio(own(sb), own(addon))}`);
   console.log(`${'lost (no callback in 2 s)'.padEnd(w)}${String(addon.lat.lost).padStart(12)}${String(sb.lat.lost).padStart(14)}`);
   const sus = [
     ['sustained: events/s into JS (burst)', addon.sus.rate, sb.sus.rate, true],
@@ -398,7 +469,7 @@ function report({ addon, sb, fan }) {
     console.log(`${label.padEnd(w)}${cell(a).padStart(12)}${cell(b).padStart(14)}   ${higher ? ratio(a, b) : ratio(b, a)}`);
   }
   console.log(`${'sustained: delivered'.padEnd(w)}${k(addon.sus.count).padStart(12)}${k(sb.sus.count).padStart(14)}`);
-  console.log('ratios: > 1× means the addon does better (lower latency and RSS growth, more events/s).');
+  console.log('ratios: > 1× means the addon does better (lower latency, CPU and RSS growth, more events/s).');
   if (fan) {
     for (const [who, x] of [['addon', fan.addon], ['supabase-js', fan.sb]]) {
       console.log(
@@ -423,5 +494,6 @@ try {
   process.exitCode = 1;
 } finally {
   await shutdown();
+  inserter.disconnect();
   clearTimeout(watchdog);
 }
