@@ -4,15 +4,43 @@
 
 use std::{
     borrow::Cow,
-    sync::{Arc, RwLock},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, RwLock,
+    },
 };
 
 use serde::Serialize;
 use serde_json::Value;
+use tokio::sync::Notify;
 
 pub trait EventSink: Send + Sync {
     /// `payload` is always a JSON object (the host spreads it into `{...payload, timestamp}`).
-    fn emit(&self, name: &str, payload: Value);
+    /// `handled` is dropped once the host has handled the event (or could not be given it).
+    fn emit(&self, name: &str, payload: Value, handled: Pending);
+}
+
+/// How many events may wait for the host before a producer that can wait (the realtime
+/// socket) stops reading: the rest wait in the kernel and at the server, as they do for a
+/// JS client, instead of in this process's memory.
+pub const HOST_BACKLOG: usize = 1024;
+
+#[derive(Default)]
+struct Backlog {
+    waiting: AtomicUsize,
+    drained: Notify,
+}
+
+/// An event given to the sink and not yet handled by the host.
+pub struct Pending(Arc<Backlog>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        // Waiters resume once half the backlog is handled, not at every event.
+        if self.0.waiting.fetch_sub(1, Ordering::AcqRel) == HOST_BACKLOG / 2 {
+            self.0.drained.notify_waiters();
+        }
+    }
 }
 
 /// One event. A variant's fields are its payload's keys (camelCase); a newtype variant's
@@ -197,6 +225,7 @@ impl Event {
 #[derive(Default)]
 pub struct Events {
     sink: RwLock<Option<Arc<dyn EventSink>>>,
+    backlog: Arc<Backlog>,
 }
 
 impl Events {
@@ -209,7 +238,26 @@ impl Events {
         let name = event.name();
         tracing::debug!(event = %name, "emit");
         if let Some(sink) = sink {
-            sink.emit(&name, event.into_payload());
+            self.backlog.waiting.fetch_add(1, Ordering::AcqRel);
+            sink.emit(&name, event.into_payload(), Pending(self.backlog.clone()));
+        }
+    }
+
+    /// Whether fewer than [`HOST_BACKLOG`] events wait for the host.
+    pub fn has_room(&self) -> bool {
+        self.backlog.waiting.load(Ordering::Acquire) < HOST_BACKLOG
+    }
+
+    /// Resolves once the host has handled enough of its backlog.
+    pub async fn room(&self) {
+        loop {
+            let drained = self.backlog.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if self.has_room() {
+                return;
+            }
+            drained.await;
         }
     }
 }

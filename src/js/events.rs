@@ -13,7 +13,7 @@ use napi::{
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::events::EventSink;
+use crate::events::{EventSink, Pending};
 
 /// `(event: string) => void` (the JSON of a `CloudEvent`), weak.
 pub type EventCallback =
@@ -28,7 +28,7 @@ struct Wire<'a> {
 }
 
 impl EventSink for JsEventSink {
-    fn emit(&self, name: &str, payload: Value) {
+    fn emit(&self, name: &str, payload: Value, handled: Pending) {
         let text = match serde_json::to_string(&Wire {
             r#type: name,
             payload: &payload,
@@ -39,7 +39,15 @@ impl EventSink for JsEventSink {
                 return;
             }
         };
-        let status = self.0.call(text, ThreadsafeFunctionCallMode::NonBlocking);
+        // `handled` lives until the JS callback has returned (or the call is refused).
+        let status = self.0.call_with_return_value(
+            text,
+            ThreadsafeFunctionCallMode::NonBlocking,
+            move |_, _| {
+                drop(handled);
+                Ok(())
+            },
+        );
         if status != Status::Ok {
             tracing::debug!(event = name, ?status, "event not delivered");
         }

@@ -221,10 +221,13 @@ impl Task {
         if let Err(e) = self.maybe_join(&mut ws).await {
             return Exit::Lost(e);
         }
+        // A host that falls behind holds the socket back (see `HOST_BACKLOG`).
+        let events = self.p.events.clone();
         loop {
             let deadline = earliest(self.channel.deadline(), self.token_check);
             let step = tokio::select! {
-                msg = ws.next() => match msg {
+                _ = events.room(), if !events.has_room() => Ok(()),
+                msg = ws.next(), if events.has_room() => match msg {
                     Some(Ok(Message::Text(text))) => self.on_text(&mut ws, text.as_str()).await,
                     Some(Ok(Message::Binary(b))) => {
                         tracing::warn!(bytes = b.len(), "dropping a binary realtime frame (vsn 1.0.0 has none)");

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::*;
 use crate::{
     error::Result,
-    events::EventSink,
+    events::{EventSink, Pending, HOST_BACKLOG},
     rest::{Http, Timeouts},
 };
 
@@ -45,10 +45,17 @@ impl Credentials for Tokens {
     }
 }
 
-struct Recorder(mpsc::UnboundedSender<(String, Value)>);
+/// Records events; while `held` is `Some`, the host "has not handled" them yet.
+struct Recorder {
+    tx: mpsc::UnboundedSender<(String, Value)>,
+    held: Arc<Mutex<Option<Vec<Pending>>>>,
+}
 impl EventSink for Recorder {
-    fn emit(&self, name: &str, payload: Value) {
-        let _ = self.0.send((name.to_string(), payload));
+    fn emit(&self, name: &str, payload: Value, handled: Pending) {
+        let _ = self.tx.send((name.to_string(), payload));
+        if let Some(held) = self.held.lock().unwrap().as_mut() {
+            held.push(handled);
+        }
     }
 }
 
@@ -166,6 +173,7 @@ impl Server {
 struct Client {
     rt: Option<Realtime>,
     events: mpsc::UnboundedReceiver<(String, Value)>,
+    held: Arc<Mutex<Option<Vec<Pending>>>>,
     tokens: Arc<Tokens>,
     hooks: Arc<NoHooks>,
 }
@@ -174,7 +182,11 @@ impl Client {
     fn start(server: &Server, heartbeat: Duration) -> Client {
         let (tx, events) = mpsc::unbounded_channel();
         let ev = Arc::new(Events::default());
-        ev.set_sink(Some(Arc::new(Recorder(tx))));
+        let held = Arc::default();
+        ev.set_sink(Some(Arc::new(Recorder {
+            tx,
+            held: Arc::clone(&held),
+        })));
         let tokens = Arc::new(Tokens {
             n: AtomicUsize::new(1),
             renewed: AtomicUsize::new(0),
@@ -201,6 +213,7 @@ impl Client {
         Client {
             rt: Some(Realtime::start(params, &tokio::runtime::Handle::current())),
             events,
+            held,
             tokens,
             hooks,
         }
@@ -412,4 +425,49 @@ async fn an_expired_token_close_renews_and_rejoins() {
     server.push(json!({"topic": topic(), "event": "broadcast", "ref": null, "payload": {"event": "still", "payload": {}}}));
     client.event("cloud:broadcast:still").await;
     assert_eq!(client.rt().status(), Status::Live);
+}
+
+#[tokio::test]
+async fn a_host_that_falls_behind_holds_the_socket_back() {
+    let mut server = Server::start().await;
+    let mut client = Client::start(&server, Duration::from_secs(25));
+    joined_with_messages(&mut server, &mut client).await;
+    client.drain();
+    // From here the host handles nothing until released.
+    *client.held.lock().unwrap() = Some(Vec::new());
+    let sent = HOST_BACKLOG * 3;
+    for i in 0..sent {
+        server.push(message(10_000 + i as u128, BOB));
+    }
+    let mut got = 0;
+    while got < HOST_BACKLOG {
+        let (name, _) = tokio::time::timeout(Duration::from_secs(10), client.events.recv())
+            .await
+            .expect("the first events arrive")
+            .unwrap();
+        got += usize::from(name == "cloud:message:received");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let more = client.drain();
+    assert!(
+        more.is_empty(),
+        "{} events beyond a backlog of {HOST_BACKLOG}",
+        more.len()
+    );
+
+    // Handled: the socket reads again and everything arrives, once.
+    let held = client.held.lock().unwrap().take().unwrap();
+    drop(held);
+    while got < sent {
+        let (name, _) = tokio::time::timeout(Duration::from_secs(10), client.events.recv())
+            .await
+            .expect("the rest arrive")
+            .unwrap();
+        got += usize::from(name == "cloud:message:received");
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(client
+        .drain()
+        .iter()
+        .all(|(n, _)| n != "cloud:message:received"));
 }
