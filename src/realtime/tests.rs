@@ -427,6 +427,18 @@ async fn an_expired_token_close_renews_and_rejoins() {
     assert_eq!(client.rt().status(), Status::Live);
 }
 
+/// Counts `cloud:message:received` events from `got` until there are `until`.
+async fn messages_until(client: &mut Client, mut got: usize, until: usize) -> usize {
+    while got < until {
+        let (name, _) = tokio::time::timeout(Duration::from_secs(10), client.events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{got} of {until} messages within 10 s"))
+            .unwrap();
+        got += usize::from(name == "cloud:message:received");
+    }
+    got
+}
+
 #[tokio::test]
 async fn a_host_that_falls_behind_holds_the_socket_back() {
     let mut server = Server::start().await;
@@ -439,14 +451,7 @@ async fn a_host_that_falls_behind_holds_the_socket_back() {
     for i in 0..sent {
         server.push(message(10_000 + i as u128, BOB));
     }
-    let mut got = 0;
-    while got < HOST_BACKLOG {
-        let (name, _) = tokio::time::timeout(Duration::from_secs(10), client.events.recv())
-            .await
-            .expect("the first events arrive")
-            .unwrap();
-        got += usize::from(name == "cloud:message:received");
-    }
+    let got = messages_until(&mut client, 0, HOST_BACKLOG).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let more = client.drain();
     assert!(
@@ -458,13 +463,7 @@ async fn a_host_that_falls_behind_holds_the_socket_back() {
     // Handled: the socket reads again and everything arrives, once.
     let held = client.held.lock().unwrap().take().unwrap();
     drop(held);
-    while got < sent {
-        let (name, _) = tokio::time::timeout(Duration::from_secs(10), client.events.recv())
-            .await
-            .expect("the rest arrive")
-            .unwrap();
-        got += usize::from(name == "cloud:message:received");
-    }
+    assert_eq!(messages_until(&mut client, got, sent).await, sent);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(client
         .drain()
