@@ -4,6 +4,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createClient } from '@supabase/supabase-js';
 
 import { DEMO_PASSWORD, SEED, startDevcloud } from '../../__test__/helpers/devcloud.mjs';
@@ -566,5 +570,32 @@ describe('realtime RLS identities', () => {
     await sleep(300);
     for (const [k, v] of Object.entries(got)) assert.deepEqual(v, k.startsWith('carol') ? [] : [row.id], k);
     assert.equal((await suite.cloud.stats()).realtime.rlsChecks - before, 3);
+  });
+});
+
+describe('realtime after DDL', () => {
+  // A kept data dir, so that psql can reach the cloud's private cluster (its socket is in `run/`).
+  const dataDir = mkdtempSync(join(tmpdir(), 'oboto-ddl-'));
+  const suite = suiteCloud(['--data-dir', dataDir]);
+  after(() => rmSync(dataDir, { recursive: true, force: true }));
+  const psql = spawnSync('psql', ['--version']).status === 0;
+  const sql = (query) =>
+    execFileSync('psql', ['-h', join(dataDir, 'run'), '-U', 'postgres', '-d', 'postgres', '-v', 'ON_ERROR_STOP=1', '-c', query], { stdio: 'pipe' });
+
+  test('a policy created or dropped on the running cloud applies from the next change', { skip: !psql && 'psql is not installed' }, async () => {
+    const { sb } = await signedIn(suite.cloud, users.alice.email);
+    suite.clients.push(sb);
+    const seen = [];
+    await subscribed(sb.channel('ddl').on('postgres_changes', { event: 'INSERT', schema: 'public', table: 'messages', filter: `conversation_id=eq.${convs.acmeChat}` },
+      (p) => seen.push(p.new.content)));
+    await insertMessage(suite.cloud, convs.acmeChat, 'before');
+    await until(() => seen.includes('before'), 5000, 'the first row');
+    sql('CREATE POLICY ddl_deny ON public.messages AS RESTRICTIVE FOR SELECT USING (false)');
+    await insertMessage(suite.cloud, convs.acmeChat, 'denied');
+    sql('DROP POLICY ddl_deny ON public.messages');
+    await insertMessage(suite.cloud, convs.acmeChat, 'after');
+    // Changes go out in commit order: once the last row is here, the denied one never comes.
+    await until(() => seen.includes('after'), 5000, 'the row after the policy was dropped');
+    assert.deepEqual(seen, ['before', 'after']);
   });
 });

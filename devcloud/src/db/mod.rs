@@ -44,6 +44,10 @@ static MIGRATIONS: &[(&str, &str)] = &[
         "0009_policy_helpers_plpgsql",
         include_str!("../../migrations/0009_policy_helpers_plpgsql.sql"),
     ),
+    (
+        "0010_realtime_catalog",
+        include_str!("../../migrations/0010_realtime_catalog.sql"),
+    ),
 ];
 
 static DEMO_SEED: &str = include_str!("../../seed/demo.sql");

@@ -23,6 +23,8 @@ use super::{
 use crate::{db::DbError, state::SharedState};
 
 const BATCH: i64 = 1000;
+/// The `type` of the marker that DDL leaves in `realtime.changes` (migration 0010).
+const CATALOG: &str = "CATALOG";
 const POLL: Duration = Duration::from_secs(5);
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
 /// Realtime's `max_record_bytes`: larger records go out trimmed, with an error.
@@ -171,13 +173,7 @@ pub fn policy_expr(policies: &[Policy]) -> String {
 }
 
 pub async fn start(state: SharedState, conn: String) -> Result<(), DbError> {
-    let tables = load_tables(&state.db).await?;
-    state
-        .realtime
-        .set_captured(tables.keys().cloned().collect::<BTreeSet<_>>());
-    let read = super::claims::load(&state.db).await?;
-    tracing::info!(?read, "realtime: the claims RLS can read");
-    state.realtime.set_claims_read(read);
+    let tables = load_catalog(&state).await?;
     // Start after the newest change: a (re)started server replays nothing older, and what was
     // left behind is pruned.
     let client = state.db.get().await?;
@@ -191,8 +187,21 @@ pub async fn start(state: SharedState, conn: String) -> Result<(), DbError> {
     drop(client);
     let wake = Arc::new(Notify::new());
     tokio::spawn(listen(conn, wake.clone()));
-    tokio::spawn(dispatch_loop(state, Arc::new(tables), last, wake));
+    tokio::spawn(dispatch_loop(state, tables, last, wake));
     Ok(())
+}
+
+/// Reads what dispatching depends on from the catalog: the captured tables with their
+/// policies, and the claims the policies can read.
+async fn load_catalog(state: &SharedState) -> Result<Tables, DbError> {
+    let tables = load_tables(&state.db).await?;
+    state
+        .realtime
+        .set_captured(tables.keys().cloned().collect::<BTreeSet<_>>());
+    let read = super::claims::load(&state.db).await?;
+    tracing::info!(?read, "realtime: the claims RLS can read");
+    state.realtime.set_claims_read(read);
+    Ok(tables)
 }
 
 /// Holds a connection that LISTENs, and reconnects when it drops.
@@ -242,7 +251,7 @@ struct Change {
     commit_ms: i64,
 }
 
-async fn dispatch_loop(state: SharedState, tables: Arc<Tables>, mut last: i64, wake: Arc<Notify>) {
+async fn dispatch_loop(state: SharedState, mut tables: Tables, mut last: i64, wake: Arc<Notify>) {
     let mut pruned = last;
     let mut pruned_at = Instant::now();
     loop {
@@ -262,8 +271,19 @@ async fn dispatch_loop(state: SharedState, tables: Arc<Tables>, mut last: i64, w
             let Some(end) = batch.last().map(|c| c.seq) else {
                 break;
             };
-            if let Err(e) = dispatch(&state, &tables, &batch).await {
-                tracing::warn!(error = %e, "realtime: dispatching changes failed");
+            // Cut at each catalog marker: the changes before it go out under the catalog as
+            // it was, and it is re-read before those after it.
+            for part in batch.split_inclusive(|c| c.kind == CATALOG) {
+                let (changes, reload) = match part.split_last() {
+                    Some((marker, before)) if marker.kind == CATALOG => (before, true),
+                    _ => (part, false),
+                };
+                if let Err(e) = dispatch(&state, &tables, changes).await {
+                    tracing::warn!(error = %e, "realtime: dispatching changes failed");
+                }
+                if reload {
+                    tables = reload_catalog(&state).await;
+                }
             }
             last = end;
             if (batch.len() as i64) < BATCH {
@@ -280,6 +300,23 @@ async fn dispatch_loop(state: SharedState, tables: Arc<Tables>, mut last: i64, w
                     pruned = last;
                     pruned_at = Instant::now();
                 }
+            }
+        }
+    }
+}
+
+/// Re-reads the catalog after DDL; until it can, nothing more is dispatched (never a change
+/// checked against policies that may be gone).
+async fn reload_catalog(state: &SharedState) -> Tables {
+    loop {
+        match load_catalog(state).await {
+            Ok(tables) => {
+                tracing::info!("realtime: catalog re-read after DDL");
+                return tables;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "realtime: re-reading the catalog failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
     }
@@ -485,6 +522,79 @@ fn bounded(record: Value, errors: &mut Vec<&'static str>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::{
+        self,
+        cluster::{Cluster, ClusterError},
+    };
+
+    async fn last_seq(c: &tokio_postgres::Client) -> i64 {
+        c.query_one("SELECT last_seq FROM realtime.commit_counter", &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// The types of the changes numbered after `after`, in commit order.
+    async fn types_after(c: &tokio_postgres::Client, after: i64) -> Vec<String> {
+        c.query(
+            "SELECT type FROM realtime.changes WHERE seq > $1 ORDER BY seq",
+            &[&after],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    }
+
+    /// Migration 0010 on a real cluster: DDL leaves a marker numbered at commit, between the
+    /// changes committed before it and those after it, even inside one transaction.
+    #[test]
+    fn ddl_leaves_a_catalog_marker_in_commit_order() {
+        let cluster = match Cluster::start(None) {
+            Ok(c) => c,
+            Err(ClusterError::NotFound(why)) => {
+                eprintln!("skipped: {why}");
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let pool = db::pool(&cluster.connection_string(), 2).unwrap();
+            db::migrate(&pool).await.unwrap();
+            let c = pool.get().await.unwrap();
+            let start = last_seq(&c).await;
+            c.batch_execute(
+                "INSERT INTO public.organizations (id, name, slug)
+                   VALUES ('0a000000-0000-4000-8000-000000000001', 'o', 'o');
+                 CREATE POLICY probe ON public.messages FOR SELECT USING (false);",
+            )
+            .await
+            .unwrap();
+            assert_eq!(types_after(&c, start).await, ["CATALOG"]);
+
+            let start = last_seq(&c).await;
+            c.batch_execute(
+                "BEGIN;
+                 INSERT INTO public.workspaces (org_id, name, slug)
+                   VALUES ('0a000000-0000-4000-8000-000000000001', 'a', 'a');
+                 DROP POLICY probe ON public.messages;
+                 INSERT INTO public.workspaces (org_id, name, slug)
+                   VALUES ('0a000000-0000-4000-8000-000000000001', 'b', 'b');
+                 COMMIT;",
+            )
+            .await
+            .unwrap();
+            assert_eq!(
+                types_after(&c, start).await,
+                ["INSERT", "CATALOG", "INSERT"]
+            );
+        });
+    }
 
     fn meta(rls: bool, full: bool) -> TableMeta {
         TableMeta {

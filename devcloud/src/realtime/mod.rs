@@ -137,7 +137,8 @@ pub struct Member {
     pub socket: SocketHandle,
     pub self_broadcast: bool,
     pub auth: Arc<Auth>,
-    /// What RLS decisions for this member depend on ([`Realtime::identity`]).
+    /// What RLS decisions for this member depend on (the role and the claims the policies
+    /// read); set by [`Realtime::join`].
     pub identity: Arc<str>,
     pub bindings: Arc<Vec<Binding>>,
 }
@@ -195,9 +196,13 @@ impl Realtime {
         self.topics.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn join(&self, key: &str, member: Member) -> MemberId {
+    /// `member.identity` is set here, under the topics' lock, as [`Realtime::set_claims_read`]
+    /// sets every member's: a member never keeps one made from claims read before a reload.
+    pub fn join(&self, key: &str, mut member: Member) -> MemberId {
         let id = self.next_member.fetch_add(1, Ordering::Relaxed) + 1;
-        self.topics()
+        let mut topics = self.topics();
+        member.identity = self.identity(&member.auth);
+        topics
             .entry(key.to_string())
             .or_default()
             .members
@@ -267,26 +272,27 @@ impl Realtime {
 
     /// A channel's new token: its claims decide RLS from the next change on.
     pub fn set_auth(&self, key: &str, member: MemberId, auth: Arc<Auth>) {
-        let identity = self.identity(&auth);
-        if let Some(m) = self
-            .topics()
-            .get_mut(key)
-            .and_then(|t| t.members.get_mut(&member))
-        {
+        let mut topics = self.topics();
+        if let Some(m) = topics.get_mut(key).and_then(|t| t.members.get_mut(&member)) {
+            m.identity = self.identity(&auth);
             m.auth = auth;
-            m.identity = identity;
         }
     }
 
     /// The role and the claims the database's policies can read: members with the same
-    /// identity see the same rows.
-    pub fn identity(&self, auth: &Auth) -> Arc<str> {
+    /// identity see the same rows. Lock order: the topics, then the claims read.
+    fn identity(&self, auth: &Auth) -> Arc<str> {
         let read = self.claims_read.read().unwrap_or_else(|p| p.into_inner());
         format!("{}\n{}", auth.role, read.identity(&auth.claims)).into()
     }
 
+    /// New claims read (at start, and after DDL): every member's identity is made again.
     pub fn set_claims_read(&self, read: ClaimsRead) {
+        let mut topics = self.topics();
         *self.claims_read.write().unwrap_or_else(|p| p.into_inner()) = read;
+        for m in topics.values_mut().flat_map(|t| t.members.values_mut()) {
+            m.identity = self.identity(&m.auth);
+        }
     }
 
     /// Every member with postgres_changes bindings, for one dispatch batch.

@@ -340,7 +340,8 @@ impl Conn {
             Member {
                 socket: self.handle.clone(),
                 self_broadcast: config.broadcast_self,
-                identity: self.state.realtime.identity(&auth),
+                // Made by `join`, under its lock.
+                identity: Arc::default(),
                 auth: Arc::new(auth.clone()),
                 bindings: Arc::new(bindings),
             },
