@@ -215,6 +215,11 @@ struct Received {
 
 /// Longest accepted non-file multipart field (`cacheControl`, `metadata`).
 const MAX_FIELD_BYTES: usize = 64 * 1024;
+/// Of a body refused as too large, this much more is read and thrown away, so that a client
+/// still sending it gets the answer rather than a reset connection; past it (or a pause of
+/// `DRAIN_WAIT`) the connection is closed.
+const DRAIN_MAX: usize = 1024 * 1024;
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn receive(
     state: &SharedState,
@@ -248,7 +253,18 @@ async fn receive(
             let part_type = field.content_type().map(str::to_string);
             let mut writer = ObjectWriter::new(root, max);
             while let Some(chunk) = field.chunk().await.map_err(body_error)? {
-                writer.write(&chunk).await?;
+                if let Err(e) = writer.write(&chunk).await {
+                    let mut read = 0;
+                    while let Ok(Ok(Some(c))) =
+                        tokio::time::timeout(DRAIN_WAIT, field.chunk()).await
+                    {
+                        read += c.len();
+                        if read > DRAIN_MAX {
+                            break;
+                        }
+                    }
+                    return Err(e);
+                }
             }
             return Ok(Received {
                 written: writer.finish().await?,
@@ -261,7 +277,16 @@ async fn receive(
     let mut writer = ObjectWriter::new(root, max);
     let mut stream = req.into_body().into_data_stream();
     while let Some(chunk) = stream.next().await {
-        writer.write(&chunk.map_err(body_error)?).await?;
+        if let Err(e) = writer.write(&chunk.map_err(body_error)?).await {
+            let mut read = 0;
+            while let Ok(Some(Ok(c))) = tokio::time::timeout(DRAIN_WAIT, stream.next()).await {
+                read += c.len();
+                if read > DRAIN_MAX {
+                    break;
+                }
+            }
+            return Err(e);
+        }
     }
     let cache_control = headers
         .get(header::CACHE_CONTROL)
