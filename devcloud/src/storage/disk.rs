@@ -3,12 +3,13 @@
 //! concurrent download is reading; it is written to `{storage_dir}/.tmp` (same filesystem),
 //! then renamed into place.
 
-use std::path::{Path, PathBuf};
+use std::{
+    io::Write as _,
+    path::{Path, PathBuf},
+};
 
 use sha2::{Digest, Sha256};
-use std::io::Write as _;
 use tempfile::TempPath;
-
 use tokio::{fs::File, io::AsyncWriteExt};
 use uuid::Uuid;
 

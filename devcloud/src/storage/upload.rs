@@ -251,35 +251,41 @@ async fn receive(
                 continue;
             }
             let part_type = field.content_type().map(str::to_string);
-            let mut writer = ObjectWriter::new(root, max);
-            while let Some(chunk) = field.chunk().await.map_err(body_error)? {
-                if let Err(e) = writer.write(&chunk).await {
-                    let mut read = 0;
-                    while let Ok(Ok(Some(c))) =
-                        tokio::time::timeout(DRAIN_WAIT, field.chunk()).await
-                    {
-                        read += c.len();
-                        if read > DRAIN_MAX {
-                            break;
-                        }
-                    }
-                    return Err(e);
-                }
-            }
             return Ok(Received {
-                written: writer.finish().await?,
+                written: write_body(ObjectWriter::new(root, max), field).await?,
                 content_type: valid_mime(part_type.as_deref()),
                 cache_control: max_age(cache_control.as_deref()),
             });
         }
         return Err(StorageError::invalid_request("No content provided"));
     }
-    let mut writer = ObjectWriter::new(root, max);
-    let mut stream = req.into_body().into_data_stream();
-    while let Some(chunk) = stream.next().await {
+    let written = write_body(
+        ObjectWriter::new(root, max),
+        req.into_body().into_data_stream(),
+    )
+    .await?;
+    let cache_control = headers
+        .get(header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("no-cache");
+    Ok(Received {
+        written,
+        content_type: valid_mime(Some(content_type)),
+        cache_control: cache_control.to_string(),
+    })
+}
+
+/// Writes a body (raw, or one multipart field) through `writer`. A body refused as too large
+/// is read on to its end (within `DRAIN_MAX` and `DRAIN_WAIT`) and thrown away first.
+async fn write_body<E: std::fmt::Display>(
+    mut writer: ObjectWriter,
+    body: impl futures_util::Stream<Item = Result<bytes::Bytes, E>>,
+) -> StorageResult<Written> {
+    let mut body = std::pin::pin!(body);
+    while let Some(chunk) = body.next().await {
         if let Err(e) = writer.write(&chunk.map_err(body_error)?).await {
             let mut read = 0;
-            while let Ok(Some(Ok(c))) = tokio::time::timeout(DRAIN_WAIT, stream.next()).await {
+            while let Ok(Some(Ok(c))) = tokio::time::timeout(DRAIN_WAIT, body.next()).await {
                 read += c.len();
                 if read > DRAIN_MAX {
                     break;
@@ -288,15 +294,7 @@ async fn receive(
             return Err(e);
         }
     }
-    let cache_control = headers
-        .get(header::CACHE_CONTROL)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("no-cache");
-    Ok(Received {
-        written: writer.finish().await?,
-        content_type: valid_mime(Some(content_type)),
-        cache_control: cache_control.to_string(),
-    })
+    writer.finish().await
 }
 
 async fn small_field(field: &mut Field<'_>) -> StorageResult<String> {
