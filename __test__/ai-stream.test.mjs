@@ -337,27 +337,31 @@ test('a consumer that stops pulling stops the reading: memory stays bounded', as
   const proxy = await startProxy(cloud.url);
   const { cs } = await cloudSyncFor({ ...cloud, url: proxy.url });
   await cs.login('alice@acme.test', DEMO_PASSWORD);
-  // 200,000 chunks are about 40 MB of SSE; the local model writes them as fast as it can.
-  const stream = cs.aiProxyStream(MODEL, ask('a very long answer'), { max_tokens: 200_000 });
-  const first = await stream.next();
-  assert.ok(first.value.choices, 'the stream started');
-  // The buffers along the way fill, then the reading stops.
-  let held = -1;
-  for (let i = 0; i < 25 && proxy.stats.bytes !== held; i++) {
-    held = proxy.stats.bytes;
-    await sleep(300);
+  // Cleaned up even when an assertion fails: a stream left open would hold the test file.
+  try {
+    // 200,000 chunks are about 40 MB of SSE; the local model writes them as fast as it can.
+    const stream = cs.aiProxyStream(MODEL, ask('a very long answer'), { max_tokens: 200_000 });
+    const first = await stream.next();
+    assert.ok(first.value.choices, 'the stream started');
+    // The buffers along the way fill, then the reading stops.
+    let held = -1;
+    for (let i = 0; i < 25 && proxy.stats.bytes !== held; i++) {
+      held = proxy.stats.bytes;
+      await sleep(300);
+    }
+    assert.equal(proxy.stats.bytes, held, 'nothing more is read while the consumer waits');
+    assert.ok(held < 16 * 1024 * 1024, `the addon and the sockets hold a bounded amount (${held} bytes)`);
+    // Pulling again resumes the reading.
+    let n = 1;
+    for await (const c of stream) {
+      assert.ok(c.choices);
+      if (++n % 1000 === 0 && proxy.stats.bytes > held) break;
+    }
+    assert.ok(proxy.stats.bytes > held, 'the reading resumed');
+    await sleep(200);
+    assert.equal(proxy.stats.closedEarly, 1, 'leaving the loop closed the connection');
+  } finally {
+    await cs.destroy();
+    await proxy.close();
   }
-  assert.equal(proxy.stats.bytes, held, 'nothing more is read while the consumer waits');
-  assert.ok(held < 16 * 1024 * 1024, `the addon and the sockets hold a bounded amount (${held} bytes)`);
-  // Pulling again resumes the reading.
-  let n = 1;
-  for await (const c of stream) {
-    assert.ok(c.choices);
-    if (++n % 1000 === 0 && proxy.stats.bytes > held) break;
-  }
-  assert.ok(proxy.stats.bytes > held, 'the reading resumed');
-  await sleep(200);
-  assert.equal(proxy.stats.closedEarly, 1, 'leaving the loop closed the connection');
-  await cs.destroy();
-  await proxy.close();
 });
