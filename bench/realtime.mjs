@@ -22,8 +22,9 @@
 // 3. Fan-out: 100 subscribers (alice and bob alternately, a session each; the cloud evaluates
 //    RLS once per batch for each distinct identity, here two)
 //    of one conversation, one row offered per millisecond (the rows due since the last tick in
-//    one INSERT); frames per second and latency p99: the addon's CloudSync instances (their
-//    sockets share the addon's runtime), then supabase-js clients, on conversations of their own.
+//    one INSERT); frames per second, latency p99 and this process's CPU per frame: the addon's
+//    CloudSync instances (their sockets share the addon's runtime), then supabase-js clients,
+//    on conversations of their own.
 // Each client is measured in its own phase (never both at once), on conversations of its own.
 // Targets (issue #11): p50 ≤ 3 ms, p99 ≤ 15 ms, ≥ 20,000 events/s, RSS growth ≤ 20 MB, and no
 // worse than supabase-js on any figure.
@@ -287,6 +288,7 @@ async function fanout(conv, rx) {
       await sleep(5);
     }
   })();
+  const cpu0 = process.cpuUsage();
   const t0 = now();
   while (now() - t0 < offered) {
     const due = Math.min(offered, Math.floor(now() - t0) + 1);
@@ -305,6 +307,7 @@ async function fanout(conv, rx) {
   sampling = false;
   await sampler;
   await until(() => frames >= sent * FAN_SUBS, 60_000);
+  const cpu = process.cpuUsage(cpu0);
   rx.onRow = () => {};
   const xs = lats.subarray(0, frames);
   return {
@@ -318,6 +321,7 @@ async function fanout(conv, rx) {
     p99: pct(xs, 99),
     serverP50: pct(server, 50),
     serverP99: pct(server, 99),
+    cpuPerFrame: (cpu.user + cpu.system) / frames,
   };
 }
 
@@ -475,7 +479,8 @@ function report({ addon, sb, fan, insertCpuUs }) {
       console.log(
         `fan-out, ${FAN_SUBS} ${who} subscribers (RLS on, a session each), ${k(x.sent)} rows at 1/ms offered ` +
           `(${k(x.changeRate)}/s achieved, ${x.failed} failed): ${k(x.frames)}/${k(x.expected)} frames, ` +
-          `${k(x.rate)} frames/s, latency p50 ${f(x.p50)} ms, p99 ${f(x.p99)} ms; ` +
+          `${k(x.rate)} frames/s, latency p50 ${f(x.p50)} ms, p99 ${f(x.p99)} ms, ` +
+          `this process's CPU per frame ${f(x.cpuPerFrame)} µs; ` +
           `server commit → frame queued (sampled) p50 ${f(x.serverP50)} ms, p99 ${f(x.serverP99)} ms`,
       );
     }

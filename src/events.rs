@@ -11,13 +11,14 @@ use std::{
 };
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{value::RawValue, Value};
 use tokio::sync::Notify;
 
 pub trait EventSink: Send + Sync {
-    /// `payload` is always a JSON object (the host spreads it into `{...payload, timestamp}`).
-    /// `handled` is dropped once the host has handled the event (or could not be given it).
-    fn emit(&self, name: &str, payload: Value, handled: Pending);
+    /// `payload` is always the text of a JSON object (the host spreads it into
+    /// `{...payload, timestamp}`). `handled` is dropped once the host has handled the event
+    /// (or could not be given it).
+    fn emit(&self, name: &str, payload: Box<RawValue>, handled: Pending);
 }
 
 /// How many events may wait for the host before a producer that can wait (the realtime
@@ -137,8 +138,8 @@ pub enum Event {
         bytes: u64,
         total: u64,
     },
-    /// `cloud:message:received`: a message row another sender wrote.
-    MessageReceived(Value),
+    /// `cloud:message:received`: a message row another sender wrote, as the cloud sent it.
+    MessageReceived(Box<RawValue>),
     PresenceUpdated {
         workspace_id: String,
         /// The merged members, one per user (`realtime::Member`).
@@ -191,23 +192,22 @@ impl Event {
         })
     }
 
-    /// The payload object. A row that is not an object (the cloud's reply is untrusted, and
-    /// the host spreads payloads) goes out as `{}` rather than as something else.
-    pub fn into_payload(self) -> Value {
-        let v = match self {
-            // The rows are moved, not copied through the serializer (a message burst is
-            // tens of thousands of these).
+    /// The payload object's text. A row that is not an object (the cloud's reply is
+    /// untrusted, and the host spreads payloads) goes out as `{}` rather than as something
+    /// else.
+    pub fn into_payload(self) -> Box<RawValue> {
+        let raw = match self {
+            // Passed on as it came (a message burst is tens of thousands of these).
+            Event::MessageReceived(row) => Ok(row),
             Event::Broadcast { payload, .. }
             | Event::LoggedIn(payload)
             | Event::WorkspaceRemoteUpdate(payload)
-            | Event::UsageUpdate(payload)
-            | Event::MessageReceived(payload) => payload,
-            other => serde_json::to_value(other).unwrap_or(Value::Null),
+            | Event::UsageUpdate(payload) => serde_json::value::to_raw_value(&payload),
+            other => serde_json::value::to_raw_value(&other),
         };
-        if v.is_object() {
-            v
-        } else {
-            Value::Object(Default::default())
+        match raw {
+            Ok(raw) if raw.get().starts_with('{') => raw,
+            _ => empty_object(),
         }
     }
 
@@ -220,6 +220,10 @@ impl Event {
             detail: Default::default(),
         }
     }
+}
+
+fn empty_object() -> Box<RawValue> {
+    RawValue::from_string("{}".to_string()).unwrap_or_else(|_| unreachable!("{{}} is JSON"))
 }
 
 #[derive(Default)]
@@ -267,6 +271,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn payload(e: Event) -> Value {
+        serde_json::from_str(e.into_payload().get()).unwrap()
+    }
+
     #[test]
     fn payload_keys_are_those_of_interface_md() {
         let e = Event::WorkspaceLinked {
@@ -276,15 +284,15 @@ mod tests {
         };
         assert_eq!(e.name(), "cloud:workspace:linked");
         assert_eq!(
-            e.into_payload(),
+            payload(e),
             json!({"localDir": "/w", "cloudWorkspaceId": "id", "cloudWorkspaceName": "n"})
         );
         let s = Event::SyncStatus {
             state: "synced",
             error: None,
         };
-        assert_eq!(s.into_payload(), json!({"state": "synced"}));
-        assert_eq!(Event::LoggedOut {}.into_payload(), json!({}));
+        assert_eq!(payload(s), json!({"state": "synced"}));
+        assert_eq!(payload(Event::LoggedOut {}), json!({}));
     }
 
     #[test]
@@ -298,7 +306,7 @@ mod tests {
             detail,
         };
         assert_eq!(
-            e.into_payload(),
+            payload(e),
             json!({"type": "outbox", "code": "OUTBOX_FULL", "error": "full", "path": "/o"})
         );
     }
@@ -310,7 +318,10 @@ mod tests {
             payload: json!({"x": 1}),
         };
         assert_eq!(b.name(), "cloud:broadcast:typing");
-        assert_eq!(b.into_payload(), json!({"x": 1}));
-        assert_eq!(Event::MessageReceived(json!([1])).into_payload(), json!({}));
+        assert_eq!(payload(b), json!({"x": 1}));
+        let row = serde_json::value::to_raw_value(&json!([1])).unwrap();
+        assert_eq!(payload(Event::MessageReceived(row)), json!({}));
+        let row = serde_json::value::to_raw_value(&json!({"id": "m"})).unwrap();
+        assert_eq!(payload(Event::MessageReceived(row)), json!({"id": "m"}));
     }
 }

@@ -10,8 +10,7 @@ use napi::{
     threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode, UnknownReturnValue},
     Status,
 };
-use serde::Serialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::events::{EventSink, Pending};
 
@@ -21,24 +20,20 @@ pub type EventCallback =
 
 pub struct JsEventSink(pub EventCallback);
 
-#[derive(Serialize)]
-struct Wire<'a> {
-    r#type: &'a str,
-    payload: &'a Value,
-}
-
 impl EventSink for JsEventSink {
-    fn emit(&self, name: &str, payload: Value, handled: Pending) {
-        let text = match serde_json::to_string(&Wire {
-            r#type: name,
-            payload: &payload,
-        }) {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(event = name, error = %e, "event not serialized");
-                return;
-            }
+    fn emit(&self, name: &str, payload: Box<RawValue>, handled: Pending) {
+        // `{"type": name, "payload": payload}`, the payload as it is.
+        let Ok(name_json) = serde_json::to_string(name) else {
+            tracing::warn!(event = name, "event not serialized");
+            return;
         };
+        let payload = payload.get();
+        let mut text = String::with_capacity(name_json.len() + payload.len() + 24);
+        text.push_str("{\"type\":");
+        text.push_str(&name_json);
+        text.push_str(",\"payload\":");
+        text.push_str(payload);
+        text.push('}');
         // `handled` lives until the JS callback has returned (or the call is refused).
         let status = self.0.call_with_return_value(
             text,

@@ -193,7 +193,7 @@ pub async fn poll_presence(
         .collect())
 }
 
-pub fn row_id(row: &Value) -> Option<Uuid> {
+fn row_id(row: &Value) -> Option<Uuid> {
     row.get("id")
         .and_then(Value::as_str)
         .and_then(|s| Uuid::parse_str(s).ok())

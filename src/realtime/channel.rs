@@ -311,20 +311,7 @@ impl Channel {
             .enumerate()
             .find(|(_, b)| b.table.name() == data.table)?;
         let id = self.ids.get(i)?;
-        if !ids.contains(id) {
-            return None;
-        }
-        if b.table == Table::Messages && b.filter.is_none() {
-            let row = data.record.as_ref()?;
-            let conv = row
-                .get("conversation_id")
-                .and_then(Value::as_str)
-                .and_then(|s| Uuid::parse_str(s).ok())?;
-            if !self.conversations.contains(&conv) {
-                return None;
-            }
-        }
-        Some(b.table)
+        ids.contains(id).then_some(b.table)
     }
 }
 
@@ -429,7 +416,7 @@ mod tests {
             table: table.into(),
             kind: super::super::frame::ChangeType::Update,
             commit_timestamp: None,
-            record: Some(Default::default()),
+            record: None,
             old_record: None,
             errors: None,
         };

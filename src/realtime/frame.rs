@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{value::RawValue, Map, Value};
 
+use super::row::Row;
+
 /// A frame to send.
 #[derive(Debug, Serialize)]
 pub struct Outgoing<'a> {
@@ -101,9 +103,9 @@ pub struct ChangeData {
     #[serde(default)]
     pub commit_timestamp: Option<String>,
     #[serde(default)]
-    pub record: Option<Map<String, Value>>,
+    pub record: Option<Row>,
     #[serde(default)]
-    pub old_record: Option<Map<String, Value>>,
+    pub old_record: Option<Row>,
     #[serde(default)]
     pub errors: Option<Value>,
 }
@@ -270,7 +272,8 @@ mod tests {
         let (_, f) = decode(r#"{"topic":"realtime:room1","event":"postgres_changes","payload":{"ids":[38606455],"data":{"schema":"public","table":"todos","commit_timestamp":"2025-01-01T12:00:00.123Z","type":"UPDATE","columns":[{"name":"id","type":"int8"}],"record":{"id":1,"done":true},"old_record":{"id":1},"errors":null}},"ref":null}"#).unwrap();
         let Incoming::Change(c) = f else { panic!() };
         assert_eq!((c.ids, c.data.kind), (vec![38606455], ChangeType::Update));
-        assert_eq!(c.data.record.unwrap()["done"], json!(true));
+        let record: Value = serde_json::from_str(c.data.record.unwrap().into_raw().get()).unwrap();
+        assert_eq!(record["done"], json!(true));
 
         let (_, f) = decode(r#"{"topic":"t","event":"presence_state","payload":{"user-1":{"metas":[{"phx_ref":"GBm0x","user":"a"}]}},"ref":null}"#).unwrap();
         let Incoming::PresenceState(s) = f else {

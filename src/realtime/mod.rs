@@ -14,6 +14,7 @@ pub mod catchup;
 pub mod channel;
 pub mod frame;
 pub mod presence;
+pub mod row;
 pub mod socket;
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,7 @@ use std::{
 };
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use tokio::{
     net::TcpStream,
     sync::{mpsc, watch},
@@ -33,6 +33,7 @@ use super::{
     channel::{is_token_problem, Channel, Table},
     frame::{self, ChangeData, ChangeType, Incoming, Outgoing},
     presence::Member,
+    row::Row,
     token, Command, Params, Status, MAX_MESSAGE_BYTES,
 };
 use crate::{
@@ -538,32 +539,23 @@ impl Task {
             Table::WorkspaceFiles => self.p.hooks.files_changed(),
             Table::Conversations => {
                 let mut set = self.channel.conversations().clone();
-                let id = |r: &Option<Map<String, Value>>| {
-                    r.as_ref()
-                        .and_then(|r| r.get("id"))
-                        .and_then(Value::as_str)
-                        .and_then(|s| Uuid::parse_str(s).ok())
-                };
-                let ws_id = self.p.workspace_id.to_string();
+                let ws_id = self.p.workspace_id;
                 match data.kind {
                     ChangeType::Insert | ChangeType::Update => {
-                        let Some(conv) = id(&data.record) else {
+                        let Some(record) = &data.record else {
                             return Ok(());
                         };
-                        let here = data
-                            .record
-                            .as_ref()
-                            .and_then(|r| r.get("workspace_id"))
-                            .and_then(Value::as_str)
-                            == Some(ws_id.as_str());
-                        if here {
+                        let Some(conv) = record.uuid("id") else {
+                            return Ok(());
+                        };
+                        if record.uuid("workspace_id") == Some(ws_id) {
                             set.insert(conv);
                         } else {
                             set.remove(&conv);
                         }
                     }
                     ChangeType::Delete => {
-                        if let Some(conv) = id(&data.old_record) {
+                        if let Some(conv) = data.old_record.as_ref().and_then(|r| r.uuid("id")) {
                             set.remove(&conv);
                         }
                     }
@@ -584,7 +576,7 @@ impl Task {
             Table::Messages => {
                 if data.kind == ChangeType::Insert {
                     if let Some(row) = data.record {
-                        self.message(Value::Object(row));
+                        self.message(row);
                     }
                 }
             }
@@ -594,43 +586,34 @@ impl Task {
 
     /// A message row from the socket or a catch-up pull: handed to the host once, unless
     /// this client wrote it.
-    fn message(&mut self, row: Value) {
-        let Some(id) = catchup::row_id(&row) else {
-            tracing::warn!("dropping a message row without a valid id");
+    fn message(&mut self, row: Row) {
+        // The host shows the row as a chat message: it must be one.
+        let Some(m) = row.message() else {
+            tracing::warn!("dropping a message row that is no valid chat message");
             return;
         };
-        // The host shows the row as a chat message: it must be one, of a conversation this
-        // channel watches (a server's filter is not taken on trust).
-        let conv = row
-            .get("conversation_id")
-            .and_then(Value::as_str)
-            .and_then(|s| Uuid::parse_str(s).ok())
-            .filter(|c| self.channel.conversations().contains(c));
-        let Some(conv) = conv else {
-            tracing::warn!(%id, "dropping a message row of no watched conversation");
-            return;
-        };
-        let role = row.get("role").and_then(Value::as_str);
-        if !matches!(role, Some("user" | "assistant" | "system" | "tool"))
-            || !row.get("content").is_some_and(Value::is_string)
-        {
-            tracing::warn!(%id, "dropping a message row without a valid role and content");
+        // Of a conversation this channel watches: a server's filter is not taken on trust,
+        // and an unfiltered binding (many conversations) brings the others too.
+        if !self.channel.conversations().contains(&m.conversation_id) {
+            tracing::debug!(id = %m.id, "dropping a message row of no watched conversation");
             return;
         }
-        if !self.seen.insert(id) {
+        if !self.seen.insert(m.id) {
             return;
         }
-        if let Some(t) = row.get("created_at").and_then(Value::as_str) {
-            let newer = self.cursors.get(&conv).is_none_or(|c| later(t, c));
+        if let Some(t) = m.created_at.as_deref() {
+            let newer = self
+                .cursors
+                .get(&m.conversation_id)
+                .is_none_or(|c| later(t, c));
             if newer {
-                self.cursors.insert(conv, t.to_string());
+                self.cursors.insert(m.conversation_id, t.to_string());
             }
         }
-        let me = self.channel.me.user_id.as_str();
-        let own = row.get("sender_user_id").and_then(Value::as_str) == Some(me)
-            || row.pointer("/metadata/pushedBy").and_then(Value::as_str) == Some(me);
+        let me = Some(self.channel.me.user_id.as_str());
+        let own = m.sender_user_id.as_deref() == me || m.pushed_by.as_deref() == me;
         if !own {
-            self.p.events.emit(Event::MessageReceived(row));
+            self.p.events.emit(Event::MessageReceived(row.into_raw()));
         }
     }
 
@@ -816,7 +799,7 @@ impl Task {
                     return Ok(());
                 }
                 let n = rows.len();
-                for row in rows {
+                for row in rows.iter().filter_map(Row::from_value) {
                     self.message(row);
                 }
                 tracing::debug!(%conversation, rows = n, "caught up");
@@ -853,7 +836,11 @@ async fn connect(
         reason: format!("bad realtime request: {e}"),
         timeout: false,
     })?;
+    // Each read zeroes the unused part of the read buffer first (tungstenite), so its
+    // default 128 KiB cost more per frame than the frame itself; 16 KiB still takes a
+    // burst's frames dozens at a time.
     let config = WebSocketConfig::default()
+        .read_buffer_size(16 * 1024)
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES));
     let open = connect_async_with_config(request, Some(config), true);

@@ -11,7 +11,7 @@ use std::{
 };
 
 use futures_util::{future::BoxFuture, SinkExt, StreamExt};
-use serde_json::{json, Value};
+use serde_json::{json, value::RawValue, Value};
 use tokio::{net::TcpListener, sync::mpsc};
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
@@ -51,7 +51,8 @@ struct Recorder {
     held: Arc<Mutex<Option<Vec<Pending>>>>,
 }
 impl EventSink for Recorder {
-    fn emit(&self, name: &str, payload: Value, handled: Pending) {
+    fn emit(&self, name: &str, payload: Box<RawValue>, handled: Pending) {
+        let payload = serde_json::from_str(payload.get()).expect("a payload is JSON");
         let _ = self.tx.send((name.to_string(), payload));
         if let Some(held) = self.held.lock().unwrap().as_mut() {
             held.push(handled);
