@@ -36,6 +36,11 @@ const AUTH_ERROR_DELAY: Duration = Duration::from_secs(2);
 const QUEUE: usize = 16_384;
 const MAX_CHANNELS: usize = 100;
 const MAX_MESSAGE: usize = 4 * 1024 * 1024;
+/// tungstenite zeroes the free part of its read buffer before every read attempt, and a
+/// socket task attempts one each time it wakes, for a push as well (the default 128 KiB made
+/// that a fifth of the server's CPU in a fan-out). Clients send small frames; a larger one
+/// grows the buffer as it needs.
+const READ_BUFFER: usize = 8 * 1024;
 
 pub async fn upgrade(
     State(state): State<SharedState>,
@@ -71,6 +76,7 @@ pub async fn upgrade(
     };
     let token = key.to_string();
     ws.max_message_size(MAX_MESSAGE)
+        .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| async move {
             let metrics = &state.realtime.metrics;
             metrics.sockets.fetch_add(1, Ordering::Relaxed);
