@@ -18,7 +18,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use super::{
     filter,
     rls::{self, literal, Group},
-    Push, Subscriber,
+    ChangeFrame, Push, Subscriber,
 };
 use crate::{db::DbError, state::SharedState};
 
@@ -427,10 +427,11 @@ async fn dispatch(state: &SharedState, tables: &Tables, batch: &[Change]) -> Res
             .fetch_add(probes, std::sync::atomic::Ordering::Relaxed);
         rls::check(&state.db, tables, &mut groups).await?;
     }
-    // One payload per change and binding-id list: subscribers with the same bindings (the
-    // common case: ids are a hash of the binding) share it instead of formatting their own.
+    // One frame per change, binding-id list and topic: subscribers with the same bindings
+    // (the common case: ids are a hash of the binding) on one topic share its bytes instead
+    // of formatting their own.
     let mut data: HashMap<usize, String> = HashMap::new();
-    let mut payloads: HashMap<(usize, Vec<i64>), Arc<str>> = HashMap::new();
+    let mut frames: HashMap<(usize, Vec<i64>, &str), Arc<ChangeFrame>> = HashMap::new();
     for (ci, si, ids) in candidates {
         let (c, s) = (&batch[ci], &subs[si]);
         let Some(meta) = metas[ci] else {
@@ -441,18 +442,21 @@ async fn dispatch(state: &SharedState, tables: &Tables, batch: &[Change]) -> Res
                 continue;
             }
         }
-        let payload = match payloads.entry((ci, ids)) {
+        let frame = match frames.entry((ci, ids, s.topic.as_str())) {
             Entry::Occupied(o) => o.get().clone(),
             Entry::Vacant(v) => {
                 let data = data.entry(ci).or_insert_with(|| change_data(meta, c));
-                let p = format!("{{\"ids\":{},\"data\":{}}}", json!(v.key().1), data);
-                v.insert(p.into()).clone()
+                let (_, ids, key) = v.key();
+                let payload = format!("{{\"ids\":{},\"data\":{}}}", json!(ids), data);
+                let topic = key.strip_prefix("private:").unwrap_or(key).to_string();
+                v.insert(Arc::new(ChangeFrame::new(topic, payload.into())))
+                    .clone()
             }
         };
         s.socket.push(
             s.member,
             Push::Change {
-                payload,
+                frame,
                 commit_ms: c.commit_ms,
             },
         );

@@ -30,11 +30,12 @@ use std::{
     collections::{BTreeSet, HashMap},
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc, Mutex, RwLock,
+        Arc, Mutex, OnceLock, RwLock,
     },
 };
 
 use axum::{
+    extract::ws::Utf8Bytes,
     routing::{get, post},
     Router,
 };
@@ -42,7 +43,11 @@ use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, Notify};
 
 use self::{
-    channel::Binding, claims::ClaimsRead, presence::Presence, serializer::Body, token::Auth,
+    channel::Binding,
+    claims::ClaimsRead,
+    presence::Presence,
+    serializer::{Body, Vsn},
+    token::Auth,
 };
 use crate::state::SharedState;
 
@@ -96,12 +101,48 @@ pub enum Push {
     Broadcast(Arc<Broadcast>),
     /// Pre-serialized `presence_diff` payload.
     PresenceDiff(Arc<str>),
-    /// Pre-serialized `postgres_changes` payload (with this channel's ids).
+    /// A `postgres_changes` frame (with this channel's ids).
     Change {
-        payload: Arc<str>,
+        frame: Arc<ChangeFrame>,
         /// Unix milliseconds of the commit, for the latency figure.
         commit_ms: i64,
     },
+}
+
+/// One change's `postgres_changes` frame for one topic, encoded once per serializer for
+/// every socket of the topic: a fan-out sends each of them the same bytes.
+#[derive(Debug)]
+pub struct ChangeFrame {
+    /// The wire topic (`realtime:…`).
+    pub topic: String,
+    pub payload: Arc<str>,
+    encoded: [OnceLock<Utf8Bytes>; 2],
+}
+
+impl ChangeFrame {
+    pub fn new(topic: String, payload: Arc<str>) -> ChangeFrame {
+        ChangeFrame {
+            topic,
+            payload,
+            encoded: Default::default(),
+        }
+    }
+
+    pub fn encoded(&self, vsn: Vsn) -> Utf8Bytes {
+        let slot = &self.encoded[usize::from(vsn == Vsn::V2)];
+        slot.get_or_init(|| {
+            let text = serializer::encode_text(
+                vsn,
+                None,
+                None,
+                &self.topic,
+                "postgres_changes",
+                &self.payload,
+            );
+            Utf8Bytes::from(text)
+        })
+        .clone()
+    }
 }
 
 /// A bounded queue into one socket task; a socket that lets it fill up is closed (a slow

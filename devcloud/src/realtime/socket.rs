@@ -608,8 +608,12 @@ impl Conn {
             Push::Frame(_) => {}
             Push::Broadcast(b) => self.deliver_broadcast(&topic, &b),
             Push::PresenceDiff(p) => self.text(None, None, &topic, "presence_diff", &p),
-            Push::Change { payload, commit_ms } => {
-                self.text(None, None, &topic, "postgres_changes", &payload);
+            Push::Change { frame, commit_ms } => {
+                if frame.topic == topic {
+                    self.out.push(Message::Text(frame.encoded(self.vsn)));
+                } else {
+                    self.text(None, None, &topic, "postgres_changes", &frame.payload);
+                }
                 let now_us = chrono::Utc::now().timestamp_micros();
                 let latency = (now_us - commit_ms * 1000).max(0) as u64;
                 let m = &self.state.realtime.metrics;
