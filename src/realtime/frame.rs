@@ -8,7 +8,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{
+    de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor},
+    Deserialize, Deserializer, Serialize,
+};
 use serde_json::{value::RawValue, Map, Value};
 
 use super::row::Row;
@@ -31,32 +34,23 @@ impl Outgoing<'_> {
     }
 }
 
-/// A frame as received, before its payload is read.
-#[derive(Debug, Deserialize)]
-pub struct Raw<'a> {
-    pub topic: String,
-    pub event: String,
-    /// Left as text, so that it is parsed once, into the type its event calls for.
-    #[serde(borrow, default)]
-    pub payload: Option<&'a RawValue>,
-    #[serde(rename = "ref", default, deserialize_with = "reference")]
-    pub reference: Option<String>,
-    #[serde(default, deserialize_with = "reference")]
-    pub join_ref: Option<String>,
-}
+/// A frame's `ref` or `join_ref`: a string; a number is accepted (some servers count with
+/// integers).
+struct Ref(Option<String>);
 
-/// Refs are strings; a number is accepted (some servers count with integers).
-fn reference<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Ref {
-        S(String),
-        N(u64),
+impl<'de> Deserialize<'de> for Ref {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Ref, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            S(String),
+            N(u64),
+        }
+        Ok(Ref(Option::<Either>::deserialize(d)?.map(|r| match r {
+            Either::S(s) => s,
+            Either::N(n) => n.to_string(),
+        })))
     }
-    Ok(Option::<Ref>::deserialize(d)?.map(|r| match r {
-        Ref::S(s) => s,
-        Ref::N(n) => n.to_string(),
-    }))
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -188,43 +182,168 @@ pub enum FrameError {
     Payload { event: String, reason: String },
 }
 
-/// Reads one text message.
+/// Reads one text message, in one pass when `event` comes before `payload` (as Phoenix and
+/// the local cloud send them); otherwise the payload is kept as text and read after.
 pub fn decode(text: &str) -> Result<(String, Incoming), FrameError> {
-    let raw: Raw = serde_json::from_str(text).map_err(|e| FrameError::Shape(e.to_string()))?;
-    let incoming = interpret(&raw)?;
-    Ok((raw.topic, incoming))
-}
-
-fn payload<T: serde::de::DeserializeOwned>(raw: &Raw) -> Result<T, FrameError> {
-    let text = raw.payload.map_or("null", RawValue::get);
-    serde_json::from_str(text).map_err(|e| FrameError::Payload {
-        event: raw.event.chars().take(40).collect(),
-        reason: e.to_string(),
-    })
-}
-
-pub fn interpret(raw: &Raw) -> Result<Incoming, FrameError> {
-    Ok(match raw.event.as_str() {
-        "phx_reply" => Incoming::Reply {
-            reference: raw.reference.clone().ok_or_else(|| FrameError::Payload {
+    let f: Fields = serde_json::from_str(text).map_err(|e| FrameError::Shape(e.to_string()))?;
+    let body = match f.body {
+        Some(Body::Read(b)) => b,
+        Some(Body::Raw(raw)) => {
+            let mut d = serde_json::Deserializer::from_str(raw.get());
+            BodySeed(&f.event)
+                .deserialize(&mut d)
+                .map_err(|e| payload_error(&f.event, e))?
+        }
+        None => {
+            let mut d = serde_json::Deserializer::from_str("null");
+            BodySeed(&f.event)
+                .deserialize(&mut d)
+                .map_err(|e| payload_error(&f.event, e))?
+        }
+    };
+    let incoming = match body {
+        Typed::Reply(reply) => Incoming::Reply {
+            reference: f.reference.ok_or_else(|| FrameError::Payload {
                 event: "phx_reply".into(),
                 reason: "a reply without a ref".into(),
             })?,
-            reply: payload(raw)?,
+            reply,
         },
-        "postgres_changes" => Incoming::Change(payload(raw)?),
-        "presence_state" => Incoming::PresenceState(payload(raw)?),
-        "presence_diff" => Incoming::PresenceDiff(payload(raw)?),
-        "broadcast" => Incoming::Broadcast(payload(raw)?),
-        "system" => Incoming::System(payload(raw)?),
-        "phx_close" => Incoming::Close {
-            join_ref: raw.join_ref.clone().or_else(|| raw.reference.clone()),
+        Typed::Change(c) => Incoming::Change(c),
+        Typed::PresenceState(s) => Incoming::PresenceState(s),
+        Typed::PresenceDiff(d) => Incoming::PresenceDiff(d),
+        Typed::Broadcast(b) => Incoming::Broadcast(b),
+        Typed::System(s) => Incoming::System(s),
+        Typed::Untyped => match f.event.as_str() {
+            "phx_close" => Incoming::Close {
+                join_ref: f.join_ref.or(f.reference),
+            },
+            "phx_error" => Incoming::Error {
+                join_ref: f.join_ref.or(f.reference),
+            },
+            other => return Err(FrameError::UnknownEvent(other.chars().take(40).collect())),
         },
-        "phx_error" => Incoming::Error {
-            join_ref: raw.join_ref.clone().or_else(|| raw.reference.clone()),
-        },
-        other => return Err(FrameError::UnknownEvent(other.chars().take(40).collect())),
-    })
+    };
+    Ok((f.topic, incoming))
+}
+
+fn payload_error(event: &str, e: serde_json::Error) -> FrameError {
+    FrameError::Payload {
+        event: event.chars().take(40).collect(),
+        reason: e.to_string(),
+    }
+}
+
+/// A payload read into the type its event calls for.
+enum Typed {
+    Reply(Reply),
+    Change(Change),
+    PresenceState(PresenceState),
+    PresenceDiff(PresenceDiff),
+    Broadcast(Broadcast),
+    System(System),
+    /// `phx_close`, `phx_error` (whose payload says nothing) and unknown events.
+    Untyped,
+}
+
+struct BodySeed<'e>(&'e str);
+
+impl<'de> DeserializeSeed<'de> for BodySeed<'_> {
+    type Value = Typed;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Typed, D::Error> {
+        Ok(match self.0 {
+            "phx_reply" => Typed::Reply(Reply::deserialize(d)?),
+            "postgres_changes" => Typed::Change(Change::deserialize(d)?),
+            "presence_state" => Typed::PresenceState(PresenceState::deserialize(d)?),
+            "presence_diff" => Typed::PresenceDiff(PresenceDiff::deserialize(d)?),
+            "broadcast" => Typed::Broadcast(Broadcast::deserialize(d)?),
+            "system" => Typed::System(System::deserialize(d)?),
+            _ => {
+                IgnoredAny::deserialize(d)?;
+                Typed::Untyped
+            }
+        })
+    }
+}
+
+enum Body<'a> {
+    Read(Typed),
+    /// The payload came before the event.
+    Raw(&'a RawValue),
+}
+
+/// A frame's fields, its payload read on the way when the event is known by then.
+struct Fields<'a> {
+    topic: String,
+    event: String,
+    body: Option<Body<'a>>,
+    reference: Option<String>,
+    join_ref: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Fields<'de>, D::Error> {
+        d.deserialize_map(FieldsVisitor)
+    }
+}
+
+struct FieldsVisitor;
+
+impl<'de> Visitor<'de> for FieldsVisitor {
+    type Value = Fields<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a Phoenix frame object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+        fn once<T, E: serde::de::Error>(slot: &Option<T>, name: &'static str) -> Result<(), E> {
+            match slot {
+                Some(_) => Err(E::duplicate_field(name)),
+                None => Ok(()),
+            }
+        }
+        let (mut topic, mut event, mut body) = (None, None::<String>, None);
+        let (mut reference, mut join_ref) = (None, None);
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "topic" => {
+                    once(&topic, "topic")?;
+                    topic = Some(map.next_value::<String>()?);
+                }
+                "event" => {
+                    once(&event, "event")?;
+                    event = Some(map.next_value::<String>()?);
+                }
+                "payload" => {
+                    once(&body, "payload")?;
+                    body = Some(match &event {
+                        Some(e) => Body::Read(map.next_value_seed(BodySeed(e))?),
+                        None => Body::Raw(map.next_value::<&'de RawValue>()?),
+                    });
+                }
+                "ref" => {
+                    once(&reference, "ref")?;
+                    reference = Some(map.next_value::<Ref>()?.0);
+                }
+                "join_ref" => {
+                    once(&join_ref, "join_ref")?;
+                    join_ref = Some(map.next_value::<Ref>()?.0);
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Fields {
+            topic: topic.ok_or_else(|| serde::de::Error::missing_field("topic"))?,
+            event: event.ok_or_else(|| serde::de::Error::missing_field("event"))?,
+            body,
+            reference: reference.flatten(),
+            join_ref: join_ref.flatten(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -296,6 +415,24 @@ mod tests {
     }
 
     #[test]
+    fn a_change_is_read_whatever_the_field_order() {
+        let change = r#"{"ids":[1],"data":{"schema":"public","table":"m","type":"INSERT","record":{"id":1}}}"#;
+        let frames = [
+            format!(r#"{{"event":"postgres_changes","payload":{change},"ref":null,"topic":"t"}}"#),
+            format!(r#"{{"payload":{change},"topic":"t","event":"postgres_changes"}}"#),
+        ];
+        for f in &frames {
+            let (topic, incoming) = decode(f).unwrap();
+            assert_eq!(topic, "t");
+            let Incoming::Change(c) = incoming else {
+                panic!("{f}")
+            };
+            assert_eq!(c.ids, vec![1]);
+        }
+        assert!(decode(r#"{"topic":"t","topic":"u","event":"phx_close"}"#).is_err());
+    }
+
+    #[test]
     fn refuses_what_does_not_fit() {
         for bad in [
             "",
@@ -319,6 +456,23 @@ mod tests {
         #[test]
         fn any_text_is_read_or_refused(s in ".{0,200}") {
             let _ = decode(&s);
+        }
+
+        /// The order of a frame's fields changes nothing: a payload before its event is
+        /// read the same as one after it.
+        #[test]
+        fn field_order_does_not_matter(
+            event in prop::sample::select(vec!["phx_reply","postgres_changes","presence_state","presence_diff","broadcast","system","phx_close","phx_error","other"]),
+            payload in arb_json(3),
+            reference in prop::sample::select(vec![json!("1"), json!(7), Value::Null]),
+        ) {
+            let (e, p, r) = (json!(event), payload.to_string(), reference.to_string());
+            let first = decode(&format!(r#"{{"topic":"t","event":{e},"payload":{p},"ref":{r}}}"#));
+            let last = decode(&format!(r#"{{"payload":{p},"ref":{r},"topic":"t","event":{e}}}"#));
+            prop_assert_eq!(first.is_ok(), last.is_ok());
+            if let (Ok(a), Ok(b)) = (first, last) {
+                prop_assert_eq!(a, b);
+            }
         }
 
         /// Arbitrary JSON objects with a known event never panic it either.
