@@ -188,17 +188,18 @@ pub fn decode(text: &str) -> Result<(String, Incoming), FrameError> {
     let f: Fields = serde_json::from_str(text).map_err(|e| FrameError::Shape(e.to_string()))?;
     let body = match f.body {
         Some(Body::Read(b)) => b,
-        Some(Body::Raw(raw)) => {
-            let mut d = serde_json::Deserializer::from_str(raw.get());
+        later => {
+            let text = match later {
+                Some(Body::Raw(raw)) => raw.get(),
+                _ => "null",
+            };
+            let mut d = serde_json::Deserializer::from_str(text);
             BodySeed(&f.event)
                 .deserialize(&mut d)
-                .map_err(|e| payload_error(&f.event, e))?
-        }
-        None => {
-            let mut d = serde_json::Deserializer::from_str("null");
-            BodySeed(&f.event)
-                .deserialize(&mut d)
-                .map_err(|e| payload_error(&f.event, e))?
+                .map_err(|e| FrameError::Payload {
+                    event: f.event.chars().take(40).collect(),
+                    reason: e.to_string(),
+                })?
         }
     };
     let incoming = match body {
@@ -225,13 +226,6 @@ pub fn decode(text: &str) -> Result<(String, Incoming), FrameError> {
         },
     };
     Ok((f.topic, incoming))
-}
-
-fn payload_error(event: &str, e: serde_json::Error) -> FrameError {
-    FrameError::Payload {
-        event: event.chars().take(40).collect(),
-        reason: e.to_string(),
-    }
 }
 
 /// A payload read into the type its event calls for.

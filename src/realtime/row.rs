@@ -43,16 +43,15 @@ impl Row {
         self.0
     }
 
-    /// The string column `name`; `None` when it is missing or not a string.
-    pub fn text(&self, name: &str) -> Option<Cow<'_, str>> {
-        let mut fields: std::collections::HashMap<Cow<'_, str>, &RawValue> =
-            serde_json::from_str(self.0.get()).ok()?;
-        fields.remove(name).and_then(text)
-    }
-
-    /// The uuid column `name`.
-    pub fn uuid(&self, name: &str) -> Option<Uuid> {
-        self.text(name).and_then(|s| Uuid::parse_str(&s).ok())
+    /// The row's `id` and `workspace_id` (a conversation's), each `None` when it is missing
+    /// or no uuid.
+    pub fn ids(&self) -> Ids {
+        let read = serde_json::from_str::<IdColumns>(self.0.get()).ok();
+        let uuid = |raw: Option<&RawValue>| text(raw?).and_then(|s| Uuid::parse_str(&s).ok());
+        Ids {
+            id: read.as_ref().and_then(|r| uuid(r.id)),
+            workspace_id: read.as_ref().and_then(|r| uuid(r.workspace_id)),
+        }
     }
 
     /// The fields a message row must have to be shown as a chat message, or `None` if it
@@ -81,6 +80,20 @@ impl Row {
             pushed_by,
         })
     }
+}
+
+#[derive(Debug, PartialEq)]
+pub struct Ids {
+    pub id: Option<Uuid>,
+    pub workspace_id: Option<Uuid>,
+}
+
+#[derive(Deserialize)]
+struct IdColumns<'a> {
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    workspace_id: Option<&'a RawValue>,
 }
 
 /// What the client checks of a message row before the host gets it.
@@ -175,11 +188,22 @@ mod tests {
         assert_eq!(m.created_at.as_deref(), Some("2026-01-01T00:00:00Z"));
         assert_eq!(m.sender_user_id, None);
         assert_eq!(m.pushed_by.as_deref(), Some("u\u{e9}"));
-        assert_eq!(r.text("role").as_deref(), Some("user"));
         assert_eq!(
-            r.uuid("conversation_id"),
-            Some(Uuid::parse_str(CONV).unwrap())
+            r.ids(),
+            Ids {
+                id: Some(Uuid::parse_str(ID).unwrap()),
+                workspace_id: None
+            }
         );
+        let conversation = row(json!({"id": CONV, "workspace_id": ID, "title": "t"}));
+        assert_eq!(
+            conversation.ids(),
+            Ids {
+                id: Some(Uuid::parse_str(CONV).unwrap()),
+                workspace_id: Some(Uuid::parse_str(ID).unwrap())
+            }
+        );
+        assert_eq!(row(json!({"id": 7, "workspace_id": "x"})).ids().id, None);
     }
 
     #[test]

@@ -542,20 +542,20 @@ impl Task {
                 let ws_id = self.p.workspace_id;
                 match data.kind {
                     ChangeType::Insert | ChangeType::Update => {
-                        let Some(record) = &data.record else {
+                        let Some(row) = data.record.as_ref().map(Row::ids) else {
                             return Ok(());
                         };
-                        let Some(conv) = record.uuid("id") else {
+                        let Some(conv) = row.id else {
                             return Ok(());
                         };
-                        if record.uuid("workspace_id") == Some(ws_id) {
+                        if row.workspace_id == Some(ws_id) {
                             set.insert(conv);
                         } else {
                             set.remove(&conv);
                         }
                     }
                     ChangeType::Delete => {
-                        if let Some(conv) = data.old_record.as_ref().and_then(|r| r.uuid("id")) {
+                        if let Some(conv) = data.old_record.as_ref().and_then(|r| r.ids().id) {
                             set.remove(&conv);
                         }
                     }
