@@ -18,7 +18,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use super::{
     filter,
     rls::{self, literal, Group},
-    ChangeFrame, Push, Subscriber,
+    wire_topic, ChangeFrame, Push, Subscriber,
 };
 use crate::{db::DbError, state::SharedState};
 
@@ -448,7 +448,7 @@ async fn dispatch(state: &SharedState, tables: &Tables, batch: &[Change]) -> Res
                 let data = data.entry(ci).or_insert_with(|| change_data(meta, c));
                 let (_, ids, key) = v.key();
                 let payload = format!("{{\"ids\":{},\"data\":{}}}", json!(ids), data);
-                let topic = key.strip_prefix("private:").unwrap_or(key).to_string();
+                let topic = wire_topic(key).to_string();
                 v.insert(Arc::new(ChangeFrame::new(topic, payload.into())))
                     .clone()
             }

@@ -232,6 +232,11 @@ pub fn topic_key(topic: &str, private: bool) -> String {
     }
 }
 
+/// The wire topic of a [`topic_key`].
+pub fn wire_topic(key: &str) -> &str {
+    key.strip_prefix("private:").unwrap_or(key)
+}
+
 impl Realtime {
     fn topics(&self) -> std::sync::MutexGuard<'_, HashMap<String, Topic>> {
         self.topics.lock().unwrap_or_else(|p| p.into_inner())
