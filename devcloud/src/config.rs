@@ -32,6 +32,10 @@ pub struct Args {
     /// Largest accepted request body for JSON endpoints, in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// At most this many rows per REST response (PostgREST's `db-max-rows`; Supabase lets a
+    /// project lower it), whatever `limit` a request asks for.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub db_max_rows: u64,
     /// Largest accepted storage upload, in bytes.
     #[arg(long, default_value_t = 1024 * 1024 * 1024)]
     pub max_upload_bytes: u64,

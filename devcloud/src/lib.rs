@@ -160,6 +160,7 @@ async fn serve(
         refresh_reuse_interval: Duration::from_secs(args.refresh_reuse_interval),
         max_body_bytes: args.max_body_bytes,
         max_upload_bytes: args.max_upload_bytes,
+        db_max_rows: args.db_max_rows,
         realtime_timeout: Duration::from_millis(args.realtime_timeout_ms),
         storage_dir,
         ai_upstream: std::env::var("DEVCLOUD_AI_UPSTREAM")

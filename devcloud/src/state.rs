@@ -26,6 +26,8 @@ pub struct Settings {
     pub refresh_reuse_interval: Duration,
     pub max_body_bytes: usize,
     pub max_upload_bytes: u64,
+    /// At most this many rows per REST response.
+    pub db_max_rows: u64,
     /// A realtime socket silent this long is closed.
     pub realtime_timeout: Duration,
     /// Where storage objects are kept.

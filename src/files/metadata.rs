@@ -5,7 +5,7 @@
 //! (`PATCH …&version=eq.N` setting `N+1`), so two machines writing the same path can never
 //! both believe they won: the loser sees zero rows updated.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
@@ -65,6 +65,7 @@ fn parse<T: serde::de::DeserializeOwned>(path: &str, body: Value) -> Result<T> {
 /// leaves it out.
 pub async fn list(client: &Client, ws: &Uuid) -> Result<Vec<FileRow>> {
     let mut all: Vec<FileRow> = Vec::new();
+    let mut seen = HashSet::new();
     loop {
         // Keyset pages (`file_path > last`, on the unique index) rather than offsets: each
         // page then reads only its own rows, where an offset re-reads (and re-checks the
@@ -79,11 +80,18 @@ pub async fn list(client: &Client, ws: &Uuid) -> Result<Vec<FileRow>> {
         );
         let reply = client.send(&Request::new(Method::GET, &path)).await?;
         let page: Vec<FileRow> = parse(&path, reply.body)?;
-        let n = page.len();
-        all.extend(page);
-        if n < PAGE {
+        // Only an empty page ends the listing: a server may return fewer rows than asked for
+        // (PostgREST's `db-max-rows` below `limit`), and a listing cut short would make every
+        // file past the cut look deleted in the cloud.
+        if page.is_empty() {
             return Ok(all);
         }
+        // The order is the database's collation, not ours to check; a repeated path would
+        // mean the keyset does not move.
+        if !page.iter().all(|r| seen.insert(r.file_path.clone())) {
+            return Err(invalid(&path, "a path listed twice".into()));
+        }
+        all.extend(page);
         if all.len() >= MAX_FILES {
             return Err(invalid(&path, format!("more than {MAX_FILES} files")));
         }

@@ -229,7 +229,7 @@ async fn read(
 ) -> Result<Res, ApiError> {
     let range_header = header_str(ctx.headers, "range").and_then(request::parse_range_header);
     let root_window = q.windows.get(&Vec::new()).copied().unwrap_or_default();
-    let window = plan::top_window(root_window, range_header)?;
+    let window = plan::top_window(root_window, range_header, ctx.state.settings.db_max_rows)?;
     let mut planner = Planner::new(&ctx.state.rest.schema);
     let table = planner.table(table_name)?;
     let node = planner.read(table, q, window)?;

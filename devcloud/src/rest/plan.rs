@@ -12,9 +12,6 @@ use super::{
     schema::{Ident, RelError, Relationship, SchemaCache, Table},
 };
 
-/// At most this many rows per response (PostgREST's `db-max-rows` on Supabase).
-pub const MAX_ROWS: u64 = 1000;
-
 /// A column reference with an optional JSON path (whose keys are bound values).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColExpr<'a> {
@@ -513,8 +510,12 @@ fn find_node<'n, 'a>(
 }
 
 /// The root window: `limit`/`offset` intersected with the `Range` header, then capped at
-/// [`MAX_ROWS`]. A limit of zero is allowed; any other empty range is a 416.
-pub fn top_window(query: Window, header: Option<(u64, Option<u64>)>) -> Result<Window, ApiError> {
+/// `max_rows` (`db-max-rows`). A limit of zero is allowed; any other empty range is a 416.
+pub fn top_window(
+    query: Window,
+    header: Option<(u64, Option<u64>)>,
+    max_rows: u64,
+) -> Result<Window, ApiError> {
     let mut lower = query.offset.unwrap_or(0);
     if query.limit == Some(0) {
         return Ok(Window {
@@ -541,8 +542,8 @@ pub fn top_window(query: Window, header: Option<(u64, Option<u64>)>) -> Result<W
                 "The lower boundary must be lower than or equal to the upper boundary in the Range header.".into(),
             ))
         }
-        Some(u) => (u - lower).saturating_add(1).min(MAX_ROWS),
-        None => MAX_ROWS,
+        Some(u) => (u - lower).saturating_add(1).min(max_rows),
+        None => max_rows,
     };
     Ok(Window {
         offset: Some(lower),
@@ -743,6 +744,8 @@ mod tests {
 
     #[test]
     fn windows() {
+        const MAX_ROWS: u64 = 1000;
+        let top_window = |q, h| top_window(q, h, MAX_ROWS);
         let w = |o, l| Window {
             offset: o,
             limit: l,
