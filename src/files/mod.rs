@@ -5,7 +5,8 @@
 //! - [`paths`]: every path is checked and normalized before any I/O;
 //! - [`transfer`]: one file up or down, streamed from and to disk;
 //! - [`metadata`]: the rows, changed by compare-and-set on `version`;
-//! - [`scan`], [`manifest`], [`delta`]: what changed where since the last sync;
+//! - [`scan`], [`manifest`], [`delta`]: what changed where since the last sync, and
+//!   [`unsynced`]: which paths the scan did not see are still not this machine's to touch;
 //! - [`sync`]: applying a delta.
 //!
 //! Operations take what they need in a [`Ctx`]; this module never sees `Cloud`.
@@ -17,6 +18,7 @@ pub mod paths;
 pub mod scan;
 pub mod sync;
 pub mod transfer;
+pub mod unsynced;
 
 use std::{
     sync::{Arc, Mutex},

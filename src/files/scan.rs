@@ -24,9 +24,9 @@ use crate::{
 };
 
 /// Names never walked into or synced, at any depth.
-const SKIPPED: &[&str] = &[".git", "node_modules", TEMP_DIR];
+pub(super) const SKIPPED: &[&str] = &[".git", "node_modules", TEMP_DIR];
 /// Sync's own files beside the link file.
-fn is_own_file(name: &str) -> bool {
+pub(super) fn is_own_file(name: &str) -> bool {
     name == link_file::FILE_NAME
         || name.starts_with(".cloud-link.json.")
         || name.starts_with(".cloud-outbox.jsonl")

@@ -24,6 +24,7 @@ use super::{
     paths::{self, RelPath},
     scan::{self, LocalFile},
     transfer::{self, Expect},
+    unsynced::Rules,
     Ctx, TEMP_DIR,
 };
 use crate::{
@@ -98,17 +99,6 @@ pub async fn compute_delta(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Delta
     check_dir(dir)?;
     let rows = metadata::list(ctx.client, ws).await?;
     let mut manifest = Manifest::load(dir, &ws.to_string());
-    let cache = std::mem::take(&mut manifest.hashes);
-    let root = dir.to_path_buf();
-    let scan = tokio::task::spawn_blocking(move || scan::scan(&root, &cache))
-        .await
-        .map_err(|e| Error::Io(format!("the scan failed: {e}")))??;
-    // The cache keeps only files that still exist, as they are now.
-    manifest.hashes = scan
-        .files
-        .iter()
-        .map(|(p, f)| (p.as_str().to_string(), hashed(f)))
-        .collect();
     let mut remote: BTreeMap<RelPath, FileRow> = BTreeMap::new();
     for row in rows {
         // Only canonical paths: anything else could not be written here, or would be written
@@ -122,9 +112,33 @@ pub async fn compute_delta(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Delta
             }
         }
     }
-    let mut all: BTreeSet<RelPath> = scan.files.keys().cloned().collect();
-    all.extend(remote.keys().cloned());
-    all.extend(manifest.files.keys().filter_map(|k| RelPath::parse(k).ok()));
+    let mut known: BTreeSet<RelPath> = remote.keys().cloned().collect();
+    known.extend(manifest.files.keys().filter_map(|k| RelPath::parse(k).ok()));
+    let cache = std::mem::take(&mut manifest.hashes);
+    let root = dir.to_path_buf();
+    // Every path either side knows, less those that are not this machine's to touch.
+    let (scan, all) = tokio::task::spawn_blocking(move || {
+        let scan = scan::scan(&root, &cache)?;
+        let unseen = known.iter().filter(|p| !scan.files.contains_key(*p));
+        let unsynced = Rules::new(&root).unsynced(unseen);
+        for p in &unsynced {
+            tracing::debug!(
+                path = p.as_str(),
+                "not synced on this machine; left as it is"
+            );
+        }
+        known.extend(scan.files.keys().cloned());
+        known.retain(|p| !unsynced.contains(p));
+        Ok::<_, Error>((scan, known))
+    })
+    .await
+    .map_err(|e| Error::Io(format!("the scan failed: {e}")))??;
+    // The cache keeps only files that still exist, as they are now.
+    manifest.hashes = scan
+        .files
+        .iter()
+        .map(|(p, f)| (p.as_str().to_string(), hashed(f)))
+        .collect();
     let mut entries = Vec::new();
     for path in all {
         let local = scan.files.get(&path).cloned();

@@ -1,0 +1,141 @@
+// File sync against a cloud whose listing or rows could make a sync destroy local data: a
+// server that pages below the requested limit, rows for paths this machine never syncs, and
+// local files the scan cannot read. Nothing local is overwritten, nothing is taken for
+// deleted, and the cloud keeps its files.
+import { before, after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID, createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { startDevcloud, SEED } from './helpers/devcloud.mjs';
+import { loggedIn, workdir } from './helpers/sync.mjs';
+
+// PostgREST's `db-max-rows` below the 1,000 rows a client asks for, as a Supabase project
+// may set it.
+const MAX_ROWS = 500;
+let cloud;
+const instances = [];
+before(async () => {
+  cloud = await startDevcloud(['--db-max-rows', String(MAX_ROWS)]);
+});
+after(async () => {
+  for (const cs of instances) await cs.destroy();
+  await cloud?.stop();
+});
+
+async function user(who = 'alice') {
+  const r = await loggedIn(cloud, who, { syncDebounceMs: 0, syncInterval: 3_600_000 });
+  instances.push(r.cs);
+  return r;
+}
+
+async function newWorkspace() {
+  const [row] = await cloud.serviceRest('workspaces', {
+    method: 'POST',
+    body: { name: `files-${randomUUID().slice(0, 8)}`, slug: `files-${randomUUID()}`, org_id: SEED.orgs.acme, status: 'active' },
+  });
+  return row.id;
+}
+
+const put = (dir, rel, data) => {
+  const p = join(dir, rel);
+  mkdirSync(dirname(p), { recursive: true });
+  writeFileSync(p, data);
+};
+const sha = (b) => createHash('sha256').update(b).digest('hex');
+
+test('a cloud that returns fewer rows than asked for is paged to the end: nothing is taken for deleted', async () => {
+  const ws = await newWorkspace();
+  const { cs } = await user();
+  const dir = workdir();
+  const n = MAX_ROWS + 100;
+  const name = (i) => `f${String(i).padStart(4, '0')}.txt`;
+  for (let i = 0; i < n; i++) put(dir, name(i), `file ${i}`);
+  const first = await cs.fileSync.syncFiles(ws, dir);
+  assert.equal(first.uploaded.length, n);
+  assert.equal((await cs.fileSync.listFiles(ws)).length, n);
+  const again = await cs.fileSync.syncFiles(ws, dir);
+  assert.deepEqual([again.deletedLocal, again.uploaded, again.failed], [[], [], []]);
+  assert.equal(again.inSync, n);
+  assert.equal(readFileSync(join(dir, name(n - 1)), 'utf8'), `file ${n - 1}`);
+});
+
+test('cloud rows for paths this machine does not sync never overwrite local files, and are not deleted', async () => {
+  const ws = await newWorkspace();
+  const { cs } = await user();
+  // Another machine, where none of these paths is ignored, uploads them.
+  const other = workdir();
+  const excluded = {
+    '.git/config': '[core]\n\tfsmonitor = touch /tmp/pwned\n',
+    'node_modules/pkg/index.js': 'evil()',
+    '.cloud-outbox.jsonl': '',
+    '.cloud-link.json': '{"workspaceId":"x"}',
+    '.env': 'SECRET=cloud',
+    'build/out.js': 'cloud build',
+    'linked/notes.md': 'through the link',
+  };
+  for (const [rel, data] of Object.entries(excluded)) {
+    put(other, rel, data);
+    await cs.fileSync.uploadFile(ws, other, rel);
+  }
+  put(other, 'shared.md', 'synced');
+  await cs.fileSync.uploadFile(ws, other, 'shared.md');
+
+  const dir = workdir();
+  put(dir, '.gitignore', '.env\nbuild/\n');
+  put(dir, '.git/config', '[core]\n');
+  put(dir, 'node_modules/pkg/index.js', 'mine()');
+  put(dir, '.env', 'SECRET=local');
+  put(dir, 'real/notes.md', 'my notes');
+  symlinkSync(join(dir, 'real'), join(dir, 'linked'));
+  const before = {};
+  for (const rel of ['.git/config', 'node_modules/pkg/index.js', '.env', 'real/notes.md']) before[rel] = readFileSync(join(dir, rel), 'utf8');
+
+  const res = await cs.fileSync.syncFiles(ws, dir);
+  assert.deepEqual(res.downloaded, ['shared.md']);
+  assert.deepEqual(res.uploaded.sort(), ['.gitignore', 'real/notes.md']);
+  assert.deepEqual(res.failed, []);
+  for (const [rel, data] of Object.entries(before)) assert.equal(readFileSync(join(dir, rel), 'utf8'), data, rel);
+  for (const rel of ['.cloud-outbox.jsonl', '.cloud-link.json', 'build/out.js']) {
+    assert.throws(() => readFileSync(join(dir, rel)), { code: 'ENOENT' }, rel);
+  }
+
+  // Nor does a second run take them for deleted here and delete them from the cloud.
+  const again = await cs.fileSync.syncFiles(ws, dir);
+  assert.deepEqual([again.deletedRemote, again.downloaded, again.uploaded], [[], [], []]);
+  const listed = (await cs.fileSync.listFiles(ws)).map((r) => r.file_path).sort();
+  assert.deepEqual(listed, [...Object.keys(excluded), 'shared.md', '.gitignore', 'real/notes.md'].sort());
+});
+
+test('a synced file that becomes ignored is not deleted from the cloud', async () => {
+  const ws = await newWorkspace();
+  const { cs } = await user();
+  const dir = workdir();
+  put(dir, 'debug.log', 'kept in the cloud');
+  put(dir, 'a.txt', 'a');
+  await cs.fileSync.syncFiles(ws, dir);
+  put(dir, '.gitignore', '*.log\n');
+  const res = await cs.fileSync.syncFiles(ws, dir);
+  assert.deepEqual(res.deletedRemote, []);
+  assert.deepEqual(res.uploaded, ['.gitignore']);
+  assert.ok((await cs.fileSync.listFiles(ws)).some((r) => r.file_path === 'debug.log'));
+});
+
+test('a synced file that the scan cannot read is not taken for deleted', async () => {
+  const ws = await newWorkspace();
+  const { cs } = await user();
+  const dir = workdir();
+  put(dir, 'a.txt', 'a');
+  put(dir, 'b.txt', 'b');
+  put(dir, 'elsewhere.txt', 'x');
+  await cs.fileSync.syncFiles(ws, dir);
+  // Still there, but not a file the scan reads: a symlink in its place.
+  rmSync(join(dir, 'a.txt'));
+  symlinkSync(join(dir, 'elsewhere.txt'), join(dir, 'a.txt'));
+  const delta = await cs.fileSync.computeDelta(ws, dir);
+  assert.deepEqual([delta.toDeleteRemote, delta.toDownload], [[], []]);
+  const res = await cs.fileSync.syncFiles(ws, dir);
+  assert.deepEqual([res.deletedRemote, res.downloaded], [[], []]);
+  assert.ok((await cs.fileSync.listFiles(ws)).some((r) => r.file_path === 'a.txt'));
+  assert.equal(readFileSync(join(dir, 'a.txt'), 'utf8'), 'x', 'the symlink is left as it is');
+});
