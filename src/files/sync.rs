@@ -23,7 +23,7 @@ use super::{
     metadata::{self, FileRow, RowState},
     paths::{self, RelPath},
     scan::{self, LocalFile},
-    transfer::{self, Expect},
+    transfer::{self, Expect, Replace},
     unsynced::Rules,
     Ctx, TEMP_DIR,
 };
@@ -508,8 +508,17 @@ async fn apply(
             let Some(row) = &e.remote else {
                 return Ok(Outcome::Skipped);
             };
-            let got = transfer::download(ctx, ws, dir, &e.path, &e.path, row, false).await?;
-            Ok(Outcome::Synced(vec![downloaded(&e.path, &got)]))
+            let replace = match &e.local {
+                None => Replace::Nothing,
+                Some(l) => Replace::Unchanged {
+                    size: l.size,
+                    mtime: l.mtime,
+                },
+            };
+            match transfer::download(ctx, ws, dir, &e.path, &e.path, row, false, replace).await? {
+                Some(got) => Ok(Outcome::Synced(vec![downloaded(&e.path, &got)])),
+                None => Ok(Outcome::Skipped),
+            }
         }
         Class::DeleteLocal => {
             let abs = paths::resolve(dir, &e.path)?;
@@ -547,7 +556,12 @@ async fn apply(
                 return Ok(Outcome::Skipped);
             };
             let copy = conflict_name(dir, &e.path, taken)?;
-            let got = transfer::download(ctx, ws, dir, &e.path, &copy, row, false).await?;
+            let Some(got) =
+                transfer::download(ctx, ws, dir, &e.path, &copy, row, false, Replace::Nothing)
+                    .await?
+            else {
+                return Ok(Outcome::Skipped);
+            };
             ctx.events.emit(Event::FileConflict {
                 r#type: "file",
                 workspace_id: ws.to_string(),

@@ -226,8 +226,23 @@ impl Drop for TempFile {
     }
 }
 
+/// What a download may replace at its destination. A sync decides from a scan, and the user
+/// may edit or create the file while the bytes are on their way: such an edit is kept (the
+/// download is skipped, and the next sync sees both changes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replace {
+    /// Whatever is there (`downloadFile`: the caller asked for the cloud copy).
+    Any,
+    /// Nothing: the scan found no file there.
+    Nothing,
+    /// The file only as the scan found it.
+    Unchanged { size: u64, mtime: i64 },
+}
+
 /// Downloads the cloud file `rel` (whose row is `row`) to `root/dest`; `durable` flushes it
-/// to disk before the rename (a sync flushes its downloads in batches instead).
+/// to disk before the rename (a sync flushes its downloads in batches instead). `None` when
+/// the destination changed meanwhile (see [`Replace`]) and was left as it is.
+#[allow(clippy::too_many_arguments)]
 pub async fn download(
     ctx: &Ctx<'_>,
     ws: &Uuid,
@@ -236,7 +251,8 @@ pub async fn download(
     dest: &RelPath,
     row: &FileRow,
     durable: bool,
-) -> Result<Downloaded> {
+    replace: Replace,
+) -> Result<Option<Downloaded>> {
     let target = paths::resolve(root, dest)?;
     // The download creates the temporary directory if it is missing.
     let tmp = TempFile(Some(
@@ -270,25 +286,32 @@ pub async fn download(
     }
     // Into place in one trip to the blocking pool.
     let (root_owned, dest_owned) = (root.to_path_buf(), dest.clone());
-    let mtime = tokio::task::spawn_blocking(move || place(&root_owned, &dest_owned, tmp))
+    let placed = tokio::task::spawn_blocking(move || place(&root_owned, &dest_owned, tmp, replace))
         .await
         .map_err(|e| Error::Io(format!("cannot write {}: {e}", target.display())))??;
+    let Some(mtime) = placed else {
+        tracing::info!(
+            path = dest.as_str(),
+            "changed here during the download; kept, not replaced"
+        );
+        return Ok(None);
+    };
     ctx.events.emit(Event::FileDownloaded {
         file_path: dest.as_str().to_string(),
         cloud_path: rel.storage_key(ws),
         size: got.size,
     });
-    Ok(Downloaded {
+    Ok(Some(Downloaded {
         size: got.size,
         checksum: Some(got.sha256),
         version: row.version,
         mtime,
-    })
+    }))
 }
 
-/// Renames the downloaded `tmp` to `root/dest` and returns its mtime; `tmp` is removed if
-/// it cannot be.
-fn place(root: &Path, dest: &RelPath, mut tmp: TempFile) -> Result<i64> {
+/// Moves the downloaded `tmp` to `root/dest` if `replace` allows what is there now, and
+/// returns its mtime; `None` (and `tmp` removed) if it does not.
+fn place(root: &Path, dest: &RelPath, mut tmp: TempFile, replace: Replace) -> Result<Option<i64>> {
     let target = paths::resolve(root, dest)?;
     if let Some(parent) = target.parent() {
         std::fs::create_dir_all(parent)
@@ -296,14 +319,81 @@ fn place(root: &Path, dest: &RelPath, mut tmp: TempFile) -> Result<i64> {
     }
     // Directories just created are real ones, but check the chain again before the rename.
     paths::resolve(root, dest)?;
-    if let Some(from) = &tmp.0 {
-        std::fs::rename(from, &target)
-            .map_err(|e| Error::Io(format!("cannot write {}: {e}", target.display())))?;
+    let Some(from) = tmp.0.clone() else {
+        return Ok(None);
+    };
+    let cannot = |e: std::io::Error| Error::Io(format!("cannot write {}: {e}", target.display()));
+    match replace {
+        Replace::Any => std::fs::rename(&from, &target).map_err(cannot)?,
+        Replace::Nothing => {
+            if !rename_new(&from, &target).map_err(cannot)? {
+                return Ok(None);
+            }
+        }
+        Replace::Unchanged { size, mtime } => {
+            // The window between this look and the rename is the file system's to close; no
+            // portable call replaces a file only if it is unchanged.
+            let now = std::fs::symlink_metadata(&target).ok();
+            let same = now.is_some_and(|m| {
+                m.file_type().is_file() && m.len() == size && scan::mtime_of(&m) == mtime
+            });
+            if !same {
+                return Ok(None);
+            }
+            std::fs::rename(&from, &target).map_err(cannot)?;
+        }
     }
     tmp.0 = None;
-    Ok(std::fs::metadata(&target)
-        .map(|m| scan::mtime_of(&m))
-        .unwrap_or(0))
+    Ok(Some(
+        std::fs::metadata(&target)
+            .map(|m| scan::mtime_of(&m))
+            .unwrap_or(0),
+    ))
+}
+
+/// Renames `from` to `to` unless `to` exists (in one step where the system has one);
+/// `false` if it exists.
+fn rename_new(from: &Path, to: &Path) -> std::io::Result<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::{ffi::CString, os::unix::ffi::OsStrExt};
+        let c = |p: &Path| {
+            CString::new(p.as_os_str().as_bytes())
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+        };
+        let (f, t) = (c(from)?, c(to)?);
+        // SAFETY: both are valid NUL-terminated paths for the duration of the call.
+        let r = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                f.as_ptr(),
+                libc::AT_FDCWD,
+                t.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if r == 0 {
+            return Ok(true);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EEXIST) => return Ok(false),
+            // A file system without it: as elsewhere.
+            Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => {}
+            _ => return Err(e),
+        }
+    }
+    // A hard link fails if the name exists; then the temporary name goes.
+    match std::fs::hard_link(from, to) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(from);
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        // No hard links here (FAT, some network shares): look, then rename.
+        Err(_) if std::fs::symlink_metadata(to).is_ok() => Ok(false),
+        Err(_) => std::fs::rename(from, to).map(|()| true),
+    }
 }
 
 /// `downloadFile`: the live row of `rel` is the truth; no row, nothing to download.
@@ -315,10 +405,12 @@ pub async fn download_latest(
 ) -> Result<Transferred> {
     paths::resolve(root, rel)?;
     let row = live_row(ctx, ws, rel).await?;
-    let got = download(ctx, ws, root, rel, rel, &row, true).await;
+    let got = download(ctx, ws, root, rel, rel, &row, true, Replace::Any).await;
     // Only removed when empty: another download may be using it.
     let _ = std::fs::remove_dir(root.join(TEMP_DIR));
-    let got = got?;
+    let Some(got) = got? else {
+        return Err(Error::Io(format!("{} was not written", rel.as_str())));
+    };
     Ok(Transferred {
         file_path: rel.as_str().to_string(),
         storage_path: rel.storage_key(ws),
@@ -399,4 +491,79 @@ pub async fn delete(
         cloud_path: rel.storage_key(ws),
     });
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A root with a downloaded temporary file holding `new`, and the destination `a.txt`.
+    fn setup(existing: Option<&str>) -> (PathBuf, RelPath, TempFile) {
+        let root = std::env::temp_dir().join(format!("oboto-place-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(root.join(TEMP_DIR)).unwrap();
+        let tmp = root.join(TEMP_DIR).join("x.part");
+        std::fs::write(&tmp, "new").unwrap();
+        if let Some(text) = existing {
+            std::fs::write(root.join("a.txt"), text).unwrap();
+        }
+        (root, RelPath::parse("a.txt").unwrap(), TempFile(Some(tmp)))
+    }
+
+    fn stat(p: &Path) -> Replace {
+        let m = std::fs::metadata(p).unwrap();
+        Replace::Unchanged {
+            size: m.len(),
+            mtime: scan::mtime_of(&m),
+        }
+    }
+
+    fn read(root: &Path) -> String {
+        std::fs::read_to_string(root.join("a.txt")).unwrap()
+    }
+
+    fn temp_left(root: &Path) -> usize {
+        std::fs::read_dir(root.join(TEMP_DIR)).unwrap().count()
+    }
+
+    #[test]
+    fn a_file_created_during_the_download_is_kept() {
+        let (root, rel, tmp) = setup(None);
+        // The scan found nothing; the user saved a file meanwhile.
+        std::fs::write(root.join("a.txt"), "mine").unwrap();
+        assert_eq!(place(&root, &rel, tmp, Replace::Nothing).unwrap(), None);
+        assert_eq!(read(&root), "mine");
+        assert_eq!(temp_left(&root), 0, "the temporary file is removed");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_file_edited_during_the_download_is_kept() {
+        let (root, rel, tmp) = setup(Some("old"));
+        let scanned = stat(&root.join("a.txt"));
+        std::fs::write(root.join("a.txt"), "my edit").unwrap();
+        assert_eq!(place(&root, &rel, tmp, scanned).unwrap(), None);
+        assert_eq!(read(&root), "my edit");
+        assert_eq!(temp_left(&root), 0);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn what_the_scan_saw_is_replaced() {
+        let (root, rel, tmp) = setup(None);
+        assert!(place(&root, &rel, tmp, Replace::Nothing).unwrap().is_some());
+        assert_eq!(read(&root), "new");
+
+        let (root2, rel, tmp) = setup(Some("old"));
+        let scanned = stat(&root2.join("a.txt"));
+        assert!(place(&root2, &rel, tmp, scanned).unwrap().is_some());
+        assert_eq!(read(&root2), "new");
+
+        let (root3, rel, tmp) = setup(Some("whatever"));
+        assert!(place(&root3, &rel, tmp, Replace::Any).unwrap().is_some());
+        assert_eq!(read(&root3), "new");
+        for r in [root, root2, root3] {
+            assert_eq!(temp_left(&r), 0);
+            std::fs::remove_dir_all(&r).unwrap();
+        }
+    }
 }
