@@ -161,7 +161,8 @@ pub async fn record(
         return Ok(rows.remove(rel));
     };
     let mut body = content_body(ws, rel, content);
-    body["version"] = json!(row.version + 1);
+    let version = next_version(row.version)?;
+    body["version"] = json!(version);
     let path = format!(
         "{TABLE}?id={}&version={}&select={COLUMNS}",
         query::eq(&row.id.to_string()),
@@ -172,7 +173,26 @@ pub async fn record(
         .header("Prefer", "return=representation");
     let reply = client.send(&req).await?;
     let rows: Vec<FileRow> = parse(&path, reply.body)?;
-    Ok(rows.into_iter().next())
+    match rows.into_iter().next() {
+        None => Ok(None),
+        Some(r) if is_recorded(&r, rel, version, content) => Ok(Some(r)),
+        Some(_) => Err(invalid(&path, "the row written is not the one sent".into())),
+    }
+}
+
+/// The version after `v`; the cloud's number, so it may be anything.
+fn next_version(v: i64) -> Result<i64> {
+    v.checked_add(1)
+        .ok_or_else(|| Error::Io(format!("file version {v} cannot be incremented")))
+}
+
+/// Whether `row` is what a write of `content` to `rel` at `version` returns: what goes into
+/// the manifest as synced must be what was sent.
+fn is_recorded(row: &FileRow, rel: &RelPath, version: i64, content: &NewContent<'_>) -> bool {
+    row.file_path == rel.as_str()
+        && row.version == version
+        && row.checksum.as_deref() == Some(content.checksum)
+        && u64::try_from(row.file_size).ok() == Some(content.size)
 }
 
 /// Inserts version 1 of each new file in one request. A path that already has a row
@@ -241,7 +261,7 @@ pub async fn soft_delete(client: &Client, row: &RowState) -> Result<bool> {
         query::eq(&row.version.to_string())
     );
     let req = Request::new(Method::PATCH, &path)
-        .json(json!({"is_deleted": true, "version": row.version + 1}))
+        .json(json!({"is_deleted": true, "version": next_version(row.version)?}))
         .header("Prefer", "return=representation");
     let reply = client.send(&req).await?;
     let rows: Vec<Value> = parse(&path, reply.body)?;
@@ -286,6 +306,44 @@ pub fn mime_type(rel: &RelPath) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_version_at_the_end_of_the_range_is_an_error() {
+        assert_eq!(next_version(1).unwrap(), 2);
+        assert!(next_version(i64::MAX).is_err());
+        assert_eq!(next_version(i64::MIN).unwrap(), i64::MIN + 1);
+    }
+
+    #[test]
+    fn a_written_row_must_be_the_one_sent() {
+        let rel = RelPath::parse("a.txt").unwrap();
+        let content = NewContent {
+            size: 3,
+            checksum: "c",
+            user_id: None,
+        };
+        let row = FileRow {
+            id: Uuid::from_u128(1),
+            file_path: "a.txt".into(),
+            file_size: 3,
+            checksum: Some("c".into()),
+            mime_type: None,
+            file_type: None,
+            version: 2,
+            updated_at: None,
+        };
+        assert!(is_recorded(&row, &rel, 2, &content));
+        let other = |f: fn(&mut FileRow)| {
+            let mut r = row.clone();
+            f(&mut r);
+            is_recorded(&r, &rel, 2, &content)
+        };
+        assert!(!other(|r| r.file_path = "b.txt".into()));
+        assert!(!other(|r| r.version = 3));
+        assert!(!other(|r| r.checksum = Some("d".into())));
+        assert!(!other(|r| r.checksum = None));
+        assert!(!other(|r| r.file_size = -1));
+    }
 
     #[test]
     fn types_from_extensions() {
