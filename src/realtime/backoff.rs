@@ -33,6 +33,14 @@ pub const REJOIN: Steps = Steps {
     jitter: 0.2,
 };
 
+/// Retries of a failed catch-up pull: 1, 2, 5, 10, 30 s, then a minute. A failure that
+/// persists (a page the server cannot serve) costs one pull a minute, not a stream of them.
+pub const CATCH_UP: Steps = Steps {
+    steps_ms: &[1000, 2000, 5000, 10000, 30000],
+    after_ms: 60000,
+    jitter: 0.2,
+};
+
 impl Steps {
     pub fn nominal(&self, attempt: u32) -> Duration {
         let i = attempt.max(1) as usize - 1;
@@ -68,6 +76,10 @@ mod tests {
             .map(|a| REJOIN.nominal(a).as_millis() as u64)
             .collect();
         assert_eq!(j, vec![1000, 2000, 5000, 10000, 10000]);
+        let c: Vec<u64> = (1..=7)
+            .map(|a| CATCH_UP.nominal(a).as_millis() as u64)
+            .collect();
+        assert_eq!(c, vec![1000, 2000, 5000, 10000, 30000, 60000, 60000]);
         assert_eq!(RECONNECT.nominal(0), RECONNECT.nominal(1));
     }
 

@@ -1,7 +1,9 @@
-//! What the socket cannot deliver: after a reconnect, the messages written while it was
-//! down (one keyset pull per conversation, from the last row seen), and while it stays down,
-//! presence from `workspace_members.last_seen_at`. Runs beside the socket task and hands it
-//! rows; the task owns deduplication, so each row reaches the host once.
+//! What the socket cannot deliver: after a gap in the subscription (a reconnect, or a
+//! rejoin on the same socket), the messages written meanwhile (one keyset pull per
+//! conversation, from the last row seen before the gap) and the conversations created
+//! meanwhile; and while the socket stays down, presence from
+//! `workspace_members.last_seen_at`. Runs beside the socket task and hands it rows; the task
+//! owns deduplication, so each row reaches the host once.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -15,11 +17,15 @@ use crate::{
     rest::{query, Client, Request},
 };
 
-/// Rows per page (PostgREST's cap on Supabase and the devcloud).
+/// Rows asked for per page. A server may cap pages below this (PostgREST's `db-max-rows`),
+/// so only an empty page ends a listing, never a short one.
 const PAGE: usize = 1000;
-/// A reconnect never pulls more than this many pages per conversation; the rest waits for
-/// the next pull of the sync engine.
+/// A catch-up pull never reads more than this many pages of a conversation; the rest waits
+/// for the next pull of the sync engine.
 const MAX_PAGES: usize = 50;
+/// Pages of the conversation list a client follows at most: a server that never sends an
+/// empty page must not grow the list without end.
+const MAX_CONVERSATION_PAGES: usize = 1000;
 /// The pull starts this long before the last row seen: rows commit out of `created_at`
 /// order (it is taken at insert, not at commit), so a row stamped a little earlier than the
 /// last one seen may still have been missed. Deduplication drops the overlap.
@@ -56,10 +62,16 @@ impl Seen {
     }
 }
 
-/// The path of one page of a conversation's messages after `(since, after)`.
-pub fn page_path(conversation: &Uuid, since: &str, after: Option<(&str, &Uuid)>) -> String {
+/// The path of one page of at most `limit` of a conversation's messages after
+/// `(since, after)`.
+pub fn page_path(
+    conversation: &Uuid,
+    since: &str,
+    after: Option<(&str, &Uuid)>,
+    limit: usize,
+) -> String {
     let conv = format!("eq.{conversation}");
-    let limit = PAGE.to_string();
+    let limit = limit.to_string();
     let mut params: Vec<(&str, String)> = vec![
         ("conversation_id", conv),
         ("select", "*".into()),
@@ -77,62 +89,120 @@ pub fn page_path(conversation: &Uuid, since: &str, after: Option<(&str, &Uuid)>)
     query::build("/rest/v1/messages", &borrowed)
 }
 
+/// What a catch-up pull got: the rows of every page read, even when a later page failed
+/// (the socket task deduplicates, so handing them on is safe), and that failure.
+pub struct Pulled {
+    pub rows: Vec<Value>,
+    pub failed: Option<Error>,
+}
+
 /// Every message of `conversation` from `since` on, oldest first.
-pub async fn messages_since(
+pub async fn messages_since(client: &Client, conversation: &Uuid, since: &str) -> Pulled {
+    let mut rows = Vec::new();
+    let failed = pull_pages(client, conversation, since, &mut rows)
+        .await
+        .err();
+    Pulled { rows, failed }
+}
+
+async fn pull_pages(
     client: &Client,
     conversation: &Uuid,
     since: &str,
-) -> Result<Vec<Value>> {
-    let mut out = Vec::new();
+    out: &mut Vec<Value>,
+) -> Result<()> {
     let mut after: Option<(String, Uuid)> = None;
+    let mut limit = PAGE;
     for _ in 0..MAX_PAGES {
         let path = page_path(
             conversation,
             since,
             after.as_ref().map(|(t, id)| (t.as_str(), id)),
+            limit,
         );
+        let body = match client.send(&Request::new(Method::GET, path.clone())).await {
+            Ok(reply) => reply.body,
+            // Large rows can make a page too big to read whatever the wait: smaller pages
+            // get past them.
+            Err(Error::ResponseTooLarge { .. }) if limit > 1 => {
+                limit /= 2;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let Value::Array(rows) = body else {
+            return Err(invalid(&path, "expected an array of messages"));
+        };
+        if rows.is_empty() {
+            return Ok(());
+        }
+        // The next page starts after the last row that can serve as a keyset: one bad row
+        // (dropped later, when delivered) does not stop the pull.
+        let next = rows
+            .iter()
+            .rev()
+            .find_map(keyset)
+            .ok_or_else(|| invalid(&path, "no message row with a valid id and created_at"))?;
+        out.extend(rows);
+        after = Some(next);
+    }
+    Ok(())
+}
+
+/// The `(created_at, id)` of a message row, when both are valid.
+fn keyset(row: &Value) -> Option<(String, Uuid)> {
+    let id = row_id(row)?;
+    let t = row
+        .get("created_at")
+        .and_then(Value::as_str)
+        .filter(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok())?;
+    Some((t.to_string(), id))
+}
+
+/// The ids of the workspace's conversations, in id order.
+pub async fn conversations(client: &Client, workspace: &Uuid) -> Result<Vec<Uuid>> {
+    let ws = format!("eq.{workspace}");
+    let limit = PAGE.to_string();
+    let mut out: Vec<Uuid> = Vec::new();
+    for _ in 0..MAX_CONVERSATION_PAGES {
+        let after = out.last().map(|id| format!("gt.{id}"));
+        let mut params = vec![
+            ("workspace_id", ws.as_str()),
+            ("select", "id"),
+            ("order", "id.asc"),
+            ("limit", limit.as_str()),
+        ];
+        if let Some(after) = &after {
+            params.push(("id", after.as_str()));
+        }
+        let path = query::build("/rest/v1/conversations", &params);
         let body = client
             .send(&Request::new(Method::GET, path.clone()))
             .await?
             .body;
         let Value::Array(rows) = body else {
-            return Err(invalid(&path, "expected an array of messages"));
+            return Err(invalid(&path, "expected an array of conversations"));
         };
-        let n = rows.len();
-        if let Some(last) = rows.last() {
-            let id =
-                row_id(last).ok_or_else(|| invalid(&path, "message row without a valid id"))?;
-            let t = last
-                .get("created_at")
-                .and_then(Value::as_str)
-                .filter(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok())
-                .ok_or_else(|| invalid(&path, "message row without a valid created_at"))?;
-            after = Some((t.to_string(), id));
+        if rows.is_empty() {
+            return Ok(out);
         }
-        out.extend(rows);
-        if n < PAGE {
-            break;
+        let page = rows
+            .iter()
+            .map(|r| row_id(r).ok_or_else(|| invalid(&path, "conversation without a valid id")))
+            .collect::<Result<Vec<Uuid>>>()?;
+        // Each page must move the keyset on, or a server that ignores it would be asked for
+        // the same page again and again.
+        if let (Some(prev), Some(last)) = (out.last(), page.last()) {
+            if last <= prev {
+                return Err(invalid(&path, "conversations out of id order"));
+            }
         }
+        out.extend(page);
     }
-    Ok(out)
-}
-
-/// The ids of the workspace's conversations.
-pub async fn conversations(client: &Client, workspace: &Uuid) -> Result<Vec<Uuid>> {
-    let path = format!(
-        "/rest/v1/conversations?workspace_id={}&select=id",
-        query::eq(&workspace.to_string())
-    );
-    let body = client
-        .send(&Request::new(Method::GET, path.clone()))
-        .await?
-        .body;
-    let Value::Array(rows) = body else {
-        return Err(invalid(&path, "expected an array of conversations"));
-    };
-    rows.iter()
-        .map(|r| row_id(r).ok_or_else(|| invalid(&path, "conversation without a valid id")))
-        .collect()
+    Err(invalid(
+        "/rest/v1/conversations",
+        "more conversations than the client follows",
+    ))
 }
 
 /// Members seen within `window` by their `last_seen_at`, one per user (the presence of the
@@ -216,6 +286,140 @@ fn invalid(url: &str, reason: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{
+        realtime::tests::rest_mock::Rest,
+        rest::{Credentials, Http, Timeouts},
+    };
+    use futures_util::future::BoxFuture;
+
+    struct Anon;
+    impl Credentials for Anon {
+        fn access_token(&self) -> BoxFuture<'_, Result<Option<String>>> {
+            Box::pin(async { Ok(None) })
+        }
+        fn renew(&self, _: String) -> BoxFuture<'_, Result<Option<String>>> {
+            Box::pin(async { Ok(None) })
+        }
+    }
+
+    fn client(rest: &Rest) -> Client {
+        let http = Http::new(&rest.base, "anon", Timeouts::default()).unwrap();
+        Client::new(std::sync::Arc::new(http), std::sync::Arc::new(Anon))
+    }
+
+    fn message(id: u128, conversation: Uuid, second: u32) -> Value {
+        json!({"id": Uuid::from_u128(id).to_string(), "conversation_id": conversation.to_string(),
+               "created_at": format!("2026-01-01T00:00:{second:02}.000000Z"), "role": "user", "content": "x"})
+    }
+
+    #[tokio::test]
+    async fn the_conversation_list_pages_past_a_server_cap() {
+        let rest = Rest::start().await;
+        {
+            let mut db = rest.db.lock().unwrap();
+            // PostgREST's db-max-rows below the limit asked for: every page comes back short.
+            db.max_rows = 2;
+            db.conversations = (1..=5).rev().map(Uuid::from_u128).collect();
+        }
+        let ws = Uuid::from_u128(0xaa);
+        let got = conversations(&client(&rest), &ws).await.unwrap();
+        assert_eq!(got, (1..=5).map(Uuid::from_u128).collect::<Vec<_>>());
+        let asked = rest.requests("/rest/v1/conversations");
+        assert_eq!(asked.len(), 4, "three pages and an empty one: {asked:?}");
+        assert!(
+            asked[3].contains(&format!("id=gt.{}", Uuid::from_u128(5))),
+            "{asked:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn message_pages_continue_past_a_short_page() {
+        let rest = Rest::start().await;
+        let (conv, other) = (Uuid::from_u128(9), Uuid::from_u128(10));
+        {
+            let mut db = rest.db.lock().unwrap();
+            db.max_rows = 2;
+            // Two rows share a timestamp: the keyset must page through them by id.
+            db.messages = vec![
+                message(5, conv, 4),
+                message(1, conv, 1),
+                message(3, conv, 3),
+                message(2, conv, 3),
+                message(4, conv, 3),
+                message(6, other, 2),
+            ];
+        }
+        let pulled = messages_since(&client(&rest), &conv, "2026-01-01T00:00:00Z").await;
+        assert!(pulled.failed.is_none());
+        assert_eq!(ids(&pulled.rows), vec![1, 2, 3, 4, 5]);
+        assert_eq!(rest.requests("/rest/v1/messages").len(), 4);
+    }
+
+    fn ids(rows: &[Value]) -> Vec<u128> {
+        rows.iter()
+            .map(|r| {
+                Uuid::parse_str(r["id"].as_str().unwrap())
+                    .unwrap()
+                    .as_u128()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_failed_page_keeps_the_rows_already_read() {
+        let rest = Rest::start().await;
+        let conv = Uuid::from_u128(9);
+        let failures = 1 + crate::rest::http::MAX_RETRIES as usize;
+        {
+            let mut db = rest.db.lock().unwrap();
+            db.max_rows = 2;
+            db.messages = (1..=5).map(|i| message(i, conv, i as u32)).collect();
+            db.fail_reads = 1..1 + failures;
+        }
+        let pulled = messages_since(&client(&rest), &conv, "2026-01-01T00:00:00Z").await;
+        assert_eq!(pulled.failed.map(|e| e.status()), Some(Some(503)));
+        assert_eq!(ids(&pulled.rows), vec![1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_bad_row_does_not_stop_the_pull() {
+        let rest = Rest::start().await;
+        let conv = Uuid::from_u128(9);
+        {
+            let mut db = rest.db.lock().unwrap();
+            db.max_rows = 2;
+            db.messages = (1..=5).map(|i| message(i, conv, i as u32)).collect();
+            // The last row of the first page cannot serve as the keyset.
+            db.messages[1]["id"] = json!("not-a-uuid");
+        }
+        let pulled = messages_since(&client(&rest), &conv, "2026-01-01T00:00:00Z").await;
+        assert!(pulled.failed.is_none(), "{:?}", pulled.failed);
+        let valid: Vec<u128> = pulled
+            .rows
+            .iter()
+            .filter_map(row_id)
+            .map(|id| id.as_u128())
+            .collect();
+        assert_eq!(valid, vec![1, 3, 4, 5]);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_page_is_read_in_smaller_pages() {
+        let rest = Rest::start().await;
+        let conv = Uuid::from_u128(9);
+        {
+            let mut db = rest.db.lock().unwrap();
+            db.messages = (1..=5).map(|i| message(i, conv, i as u32)).collect();
+        }
+        // Room for about two rows per reply.
+        let http = Http::new(&rest.base, "anon", Timeouts::default())
+            .unwrap()
+            .with_max_response_bytes(400);
+        let client = Client::new(std::sync::Arc::new(http), std::sync::Arc::new(Anon));
+        let pulled = messages_since(&client, &conv, "2026-01-01T00:00:00Z").await;
+        assert!(pulled.failed.is_none(), "{:?}", pulled.failed);
+        assert_eq!(ids(&pulled.rows), vec![1, 2, 3, 4, 5]);
+    }
 
     #[test]
     fn seen_is_bounded_and_remembers() {
@@ -230,7 +434,7 @@ mod tests {
     #[test]
     fn pages_follow_the_keyset() {
         let conv = Uuid::from_u128(9);
-        let first = page_path(&conv, "2026-01-01T00:00:00Z", None);
+        let first = page_path(&conv, "2026-01-01T00:00:00Z", None, PAGE);
         assert!(
             first.contains("created_at=gte.2026-01-01T00%3A00%3A00Z"),
             "{first}"
@@ -241,6 +445,7 @@ mod tests {
             &conv,
             "2026-01-01T00:00:00Z",
             Some(("2026-01-01T00:00:01Z", &id)),
+            PAGE,
         );
         assert!(!next.contains("gte."), "{next}");
         assert!(

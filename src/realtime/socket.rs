@@ -4,7 +4,7 @@
 //! channel's timers, the owner's commands and the results of the REST work it started.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{hash_map::Entry, BTreeSet, HashMap},
     future::Future,
     sync::Arc,
 };
@@ -28,7 +28,7 @@ use tokio_tungstenite::{
 use uuid::Uuid;
 
 use super::{
-    backoff::{Backoff, RECONNECT},
+    backoff::{Backoff, CATCH_UP, RECONNECT},
     catchup::{self, Seen},
     channel::{is_token_problem, Channel, Table},
     frame::{self, ChangeData, ChangeType, Incoming, Outgoing},
@@ -53,9 +53,33 @@ enum Internal {
     Token(Result<Option<String>>),
     CaughtUp {
         conversation: Uuid,
+        /// Which pull of the conversation (see [`CatchUp::running`]).
+        pull: u64,
         rows: Vec<Value>,
+        failed: Option<Error>,
     },
     Polled(Vec<Member>),
+    /// The workspace's conversations, listed after a gap that began at `origin`.
+    Listed {
+        conversations: Vec<Uuid>,
+        origin: String,
+    },
+}
+
+/// A conversation whose rows may have been missed, until a pull from before the gap
+/// succeeds.
+struct CatchUp {
+    /// The conversation's cursor when the gap began. Live rows move the cursor on while a
+    /// pull fails and waits to be retried; the retry must still start before the gap.
+    from: String,
+    /// The number of the pull under way, if one is.
+    running: Option<u64>,
+    /// The cursor when another gap began during that pull, which may have read its last
+    /// page before the gap: once the pull succeeds, pull again from here.
+    again: Option<String>,
+    failures: u32,
+    /// When to retry a failed pull (once joined).
+    retry_at: Option<Instant>,
 }
 
 /// Why the connected phase ended.
@@ -87,7 +111,9 @@ pub(crate) async fn run(
         pending_heartbeat: None,
         seen: Seen::new(SEEN_IDS),
         cursors: HashMap::new(),
-        needs_catchup: BTreeSet::new(),
+        catchups: HashMap::new(),
+        next_pull: 0,
+        catchup_retry: None,
         missed_workspace: false,
         announced: false,
         presence_poll: None,
@@ -116,15 +142,19 @@ struct Task {
     seen: Seen,
     /// Per conversation, the `created_at` of the newest row seen (or when watching began).
     cursors: HashMap<Uuid, String>,
-    /// Conversations whose rows may have been missed, pulled after the next join.
-    needs_catchup: BTreeSet<Uuid>,
+    /// Conversations whose rows may have been missed: pulled once joined, and again after a
+    /// failure, until a pull succeeds.
+    catchups: HashMap<Uuid, CatchUp>,
+    next_pull: u64,
+    /// The earliest `retry_at` of the catch-ups.
+    catchup_retry: Option<Instant>,
     /// The workspace row may have changed unseen: reconcile after the next join.
     missed_workspace: bool,
     /// `cloud:realtime:connected` was emitted and `disconnected` not yet.
     announced: bool,
     /// While the socket is down: when to poll presence next.
     presence_poll: Option<Instant>,
-    /// When the socket (or the channel) was lost, until the next join.
+    /// When the socket or the subscription was lost (the gap began), until the next join.
     lost_at: Option<String>,
 }
 
@@ -158,7 +188,7 @@ impl Task {
                                 .difference(&before)
                                 .copied()
                                 .collect();
-                            self.needs_catchup.extend(new);
+                            self.missed(new);
                         }
                     }
                     match self.connected(ws).await {
@@ -225,7 +255,10 @@ impl Task {
         // A host that falls behind holds the socket back (see `HOST_BACKLOG`).
         let events = self.p.events.clone();
         loop {
-            let deadline = earliest(self.channel.deadline(), self.token_check);
+            let deadline = earliest(
+                earliest(self.channel.deadline(), self.token_check),
+                self.catchup_retry,
+            );
             let step = tokio::select! {
                 _ = events.room(), if !events.has_room() => Ok(()),
                 msg = ws.next(), if events.has_room() => match msg {
@@ -363,6 +396,13 @@ impl Task {
             }
             self.channel.errored(now);
         }
+        if self.catchup_retry.is_some_and(|t| t <= now) {
+            self.catchup_retry = None;
+            // Not joined: the join starts them.
+            if self.channel.is_joined() {
+                self.start_catchups();
+            }
+        }
         self.maybe_join(ws).await
     }
 
@@ -377,6 +417,14 @@ impl Task {
         self.announce_down();
     }
 
+    /// Changes stop arriving until the next join: whatever they would have brought is
+    /// fetched after it (see `joined`).
+    fn gap_began(&mut self) {
+        self.lost_at.get_or_insert_with(now_iso);
+        self.missed_all();
+        self.missed_workspace = true;
+    }
+
     fn announce_down(&mut self) {
         if std::mem::take(&mut self.announced) {
             self.p.events.emit(Event::RealtimeDisconnected {
@@ -386,14 +434,9 @@ impl Task {
     }
 
     fn socket_lost(&mut self) {
-        if self.lost_at.is_none() {
-            self.lost_at = Some(now_iso());
-        }
         self.channel.disconnected();
         self.pending_heartbeat = None;
-        self.needs_catchup
-            .extend(self.channel.conversations().iter().copied());
-        self.missed_workspace = true;
+        self.gap_began();
         if self.announced {
             self.presence_poll = Some(Instant::now() + self.p.presence_interval);
         }
@@ -489,9 +532,7 @@ impl Task {
                 if self.status.borrow().is_live() {
                     self.status.send_replace(Status::Connected);
                 }
-                self.needs_catchup
-                    .extend(self.channel.conversations().iter().copied());
-                self.missed_workspace = true;
+                self.gap_began();
                 if self.channel.token_rejected {
                     self.fetch_token(true);
                 }
@@ -509,13 +550,13 @@ impl Task {
         );
         self.status.send_replace(Status::Live);
         self.presence_poll = None;
-        self.lost_at = None;
-        for conv in std::mem::take(&mut self.needs_catchup) {
-            self.catch_up(conv);
-        }
+        let gap = self.lost_at.take();
+        self.start_catchups();
         if std::mem::take(&mut self.missed_workspace) {
             self.p.hooks.workspace_changed();
             self.p.hooks.files_changed();
+            // A conversation created in the gap was announced while nothing listened.
+            self.list_conversations(gap.unwrap_or_else(now_iso));
         }
         if !self.announced {
             self.announced = true;
@@ -560,16 +601,11 @@ impl Task {
                         }
                     }
                 }
-                let before: BTreeSet<Uuid> = self.channel.conversations().clone();
                 if self.set_conversations(set, &now_iso()) {
-                    // Rows written to a new conversation before the rejoin are pulled after it.
-                    self.needs_catchup.extend(
-                        self.channel
-                            .conversations()
-                            .iter()
-                            .filter(|c| !before.contains(c))
-                            .copied(),
-                    );
+                    // The leave ends the server's subscription and nothing is taken until the
+                    // new join's reply: as across a reconnect, every watched conversation
+                    // (the new one from now) and the workspace may miss changes meanwhile.
+                    self.gap_began();
                     self.rejoin(ws).await?;
                 }
             }
@@ -623,6 +659,7 @@ impl Task {
             self.cursors.entry(*c).or_insert_with(|| origin.to_string());
         }
         self.cursors.retain(|c, _| set.contains(c));
+        self.catchups.retain(|c, _| set.contains(c));
         self.channel.set_conversations(set)
     }
 
@@ -715,22 +752,183 @@ impl Task {
         self.token = token;
     }
 
-    fn catch_up(&self, conversation: Uuid) {
-        let since = self
-            .cursors
-            .get(&conversation)
-            .and_then(|c| catchup::with_slack(c));
-        let Some(since) = since else { return };
+    /// Rows of `conversations` may be missed from now until the next join: each is pulled
+    /// then, from its cursor as it is now.
+    fn missed(&mut self, conversations: impl IntoIterator<Item = Uuid>) {
+        for conv in conversations {
+            let Some(cursor) = self.cursors.get(&conv) else {
+                continue;
+            };
+            match self.catchups.entry(conv) {
+                Entry::Vacant(v) => {
+                    v.insert(CatchUp {
+                        from: cursor.clone(),
+                        running: None,
+                        again: None,
+                        failures: 0,
+                        retry_at: None,
+                    });
+                }
+                // One not under way already starts before this gap.
+                Entry::Occupied(mut o) => {
+                    let c = o.get_mut();
+                    if c.running.is_some() && c.again.is_none() {
+                        c.again = Some(cursor.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    fn missed_all(&mut self) {
+        let all: Vec<Uuid> = self.channel.conversations().iter().copied().collect();
+        self.missed(all);
+    }
+
+    /// Starts the catch-ups that are due. Only once joined: rows written after the join
+    /// arrive live, so a pull then closes the gap.
+    fn start_catchups(&mut self) {
+        let now = Instant::now();
+        let due: Vec<Uuid> = self
+            .catchups
+            .iter()
+            .filter(|(_, c)| c.running.is_none() && c.retry_at.is_none_or(|t| t <= now))
+            .map(|(conv, _)| *conv)
+            .collect();
+        for conv in due {
+            self.start_pull(conv);
+        }
+        self.catchup_retry = self
+            .catchups
+            .values()
+            .filter(|c| c.running.is_none())
+            .filter_map(|c| c.retry_at)
+            .min();
+    }
+
+    fn start_pull(&mut self, conversation: Uuid) {
+        self.next_pull += 1;
+        let pull = self.next_pull;
+        let Some(c) = self.catchups.get_mut(&conversation) else {
+            return;
+        };
+        let Some(since) = catchup::with_slack(&c.from) else {
+            // Cursors are our own timestamps or checked ones, so this should not happen.
+            tracing::warn!(%conversation, "unreadable catch-up start; not pulling");
+            self.catchups.remove(&conversation);
+            return;
+        };
+        c.running = Some(pull);
+        c.retry_at = None;
         let client = self.p.client.clone();
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
-            match catchup::messages_since(&client, &conversation, &since).await {
-                Ok(rows) => {
-                    let _ = tx.send(Internal::CaughtUp { conversation, rows });
+            let p = catchup::messages_since(&client, &conversation, &since).await;
+            let _ = tx.send(Internal::CaughtUp {
+                conversation,
+                pull,
+                rows: p.rows,
+                failed: p.failed,
+            });
+        });
+    }
+
+    /// The end of pull `pull`: its rows are delivered even if it failed (deduplication
+    /// makes a retry's overlap harmless); a failure is retried later from the same start.
+    fn caught_up(
+        &mut self,
+        conversation: Uuid,
+        pull: u64,
+        rows: Vec<Value>,
+        failed: Option<Error>,
+    ) {
+        let n = rows.len();
+        for row in rows.iter().filter_map(Row::from_value) {
+            self.message(row);
+        }
+        let joined = self.channel.is_joined();
+        let Some(c) = self.catchups.get_mut(&conversation) else {
+            return;
+        };
+        if c.running != Some(pull) {
+            return; // of a conversation dropped and watched again since
+        }
+        c.running = None;
+        match failed {
+            Some(e) => {
+                // `from` is at or before the start of any gap that began meanwhile.
+                c.again = None;
+                c.failures = c.failures.saturating_add(1);
+                let wait = CATCH_UP.sleep_duration(c.failures);
+                let at = Instant::now() + wait;
+                c.retry_at = Some(at);
+                self.catchup_retry = earliest(self.catchup_retry, Some(at));
+                tracing::warn!(error = %e, %conversation, rows = n, retry_in = ?wait, "catch-up pull failed");
+            }
+            None => match c.again.take() {
+                Some(from) => {
+                    c.from = from;
+                    c.failures = 0;
+                    if joined {
+                        self.start_pull(conversation);
+                    }
                 }
-                Err(e) => tracing::warn!(error = %e, %conversation, "catch-up pull failed"),
+                None => {
+                    self.catchups.remove(&conversation);
+                    tracing::debug!(%conversation, rows = n, "caught up");
+                }
+            },
+        }
+    }
+
+    /// Lists the conversations after a gap that began at `origin`, for those it missed.
+    fn list_conversations(&self, origin: String) {
+        let client = self.p.client.clone();
+        let tx = self.internal_tx.clone();
+        let ws = self.p.workspace_id;
+        tokio::spawn(async move {
+            match catchup::conversations(&client, &ws).await {
+                Ok(conversations) => {
+                    let _ = tx.send(Internal::Listed {
+                        conversations,
+                        origin,
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot list the conversations after a gap"),
             }
         });
+    }
+
+    /// Watches the listed conversations not watched yet, from `origin`. Only adds: one
+    /// missing from the list was deleted meanwhile, and sends nothing more.
+    async fn listed(
+        &mut self,
+        ws: Option<&mut Ws>,
+        conversations: Vec<Uuid>,
+        origin: String,
+    ) -> std::result::Result<(), String> {
+        let mut set = self.channel.conversations().clone();
+        let new: Vec<Uuid> = conversations
+            .into_iter()
+            .filter(|c| !set.contains(c))
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        tracing::debug!(conversations = new.len(), "conversations created in a gap");
+        set.extend(new.iter().copied());
+        self.set_conversations(set, &origin);
+        self.missed(new);
+        // A join made or under way has the old filter; a closed channel's next join takes
+        // the new one, and without a socket the reconnect lists them anyway.
+        if let Some(ws) = ws {
+            if self.channel.join_ref().is_some() {
+                self.lost_at.get_or_insert(origin);
+                self.gap_began();
+                self.rejoin(ws).await?;
+            }
+        }
+        Ok(())
     }
 
     fn poll_presence(&mut self) {
@@ -794,16 +992,16 @@ impl Task {
                 self.fetching_token = false;
                 tracing::info!(error = %e, "cannot get an access token for realtime");
             }
-            Internal::CaughtUp { conversation, rows } => {
-                if !self.channel.conversations().contains(&conversation) {
-                    return Ok(());
-                }
-                let n = rows.len();
-                for row in rows.iter().filter_map(Row::from_value) {
-                    self.message(row);
-                }
-                tracing::debug!(%conversation, rows = n, "caught up");
-            }
+            Internal::CaughtUp {
+                conversation,
+                pull,
+                rows,
+                failed,
+            } => self.caught_up(conversation, pull, rows, failed),
+            Internal::Listed {
+                conversations,
+                origin,
+            } => self.listed(ws, conversations, origin).await?,
             Internal::Polled(members) => {
                 if !self.status.borrow().is_live() {
                     self.publish(members);

@@ -1,6 +1,7 @@
 //! The socket task against a tiny Phoenix server (tokio-tungstenite on a random port) that
 //! answers heartbeats and joins the way Supabase Realtime does and lets a test push any
-//! frame: live delivery, bad frames, heartbeat timeouts, oversized frames, token expiry.
+//! frame: live delivery, bad frames, heartbeat timeouts, oversized frames, token expiry;
+//! and, with a tiny PostgREST for the REST side, the catch-up after gaps in the subscription.
 
 use std::{
     sync::{
@@ -78,6 +79,9 @@ struct Server {
     inject: Arc<Mutex<Option<mpsc::UnboundedSender<Message>>>>,
     answer_heartbeats: Arc<AtomicBool>,
     connections: Arc<AtomicUsize>,
+    /// While set, the next join's reply is kept in `held_reply` rather than sent.
+    hold_join: Arc<AtomicBool>,
+    held_reply: Arc<Mutex<Option<String>>>,
 }
 
 impl Server {
@@ -88,10 +92,14 @@ impl Server {
         let inject: Arc<Mutex<Option<mpsc::UnboundedSender<Message>>>> = Arc::default();
         let answer_heartbeats = Arc::new(AtomicBool::new(true));
         let connections = Arc::new(AtomicUsize::new(0));
-        let (inj, ans, conns) = (
+        let hold_join = Arc::new(AtomicBool::new(false));
+        let held_reply: Arc<Mutex<Option<String>>> = Arc::default();
+        let (inj, ans, conns, hold, held) = (
             inject.clone(),
             answer_heartbeats.clone(),
             connections.clone(),
+            hold_join.clone(),
+            held_reply.clone(),
         );
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -101,7 +109,7 @@ impl Server {
                 let n = conns.fetch_add(1, Ordering::SeqCst) + 1;
                 let (itx, mut irx) = mpsc::unbounded_channel();
                 *inj.lock().unwrap() = Some(itx);
-                let (tx, ans) = (tx.clone(), ans.clone());
+                let (tx, ans, hold, held) = (tx.clone(), ans.clone(), hold.clone(), held.clone());
                 tokio::spawn(async move {
                     loop {
                         tokio::select! {
@@ -122,7 +130,9 @@ impl Server {
                                             .map(|(i, b)| { let mut b = b.clone(); b["id"] = json!(100 + i); b })
                                             .collect();
                                         let r = reply(json!({"status": "ok", "response": {"postgres_changes": pcs}}));
-                                        if ws.send(Message::Text(r.into())).await.is_err() { return }
+                                        if hold.swap(false, Ordering::SeqCst) {
+                                            *held.lock().unwrap() = Some(r);
+                                        } else if ws.send(Message::Text(r.into())).await.is_err() { return }
                                     }
                                     _ => {}
                                 }
@@ -142,7 +152,20 @@ impl Server {
             inject,
             answer_heartbeats,
             connections,
+            hold_join,
+            held_reply,
         }
+    }
+
+    /// Sends the join reply held back since `hold_join` was set.
+    fn release_join(&self) {
+        let r = self
+            .held_reply
+            .lock()
+            .unwrap()
+            .take()
+            .expect("a held join reply");
+        self.push_text(r);
     }
 
     fn push(&self, frame: Value) {
@@ -181,6 +204,11 @@ struct Client {
 
 impl Client {
     fn start(server: &Server, heartbeat: Duration) -> Client {
+        // REST goes nowhere: the catch-up and conversation list fail fast and are logged.
+        Client::start_with_rest(server, heartbeat, "http://127.0.0.1:1")
+    }
+
+    fn start_with_rest(server: &Server, heartbeat: Duration, rest: &str) -> Client {
         let (tx, events) = mpsc::unbounded_channel();
         let ev = Arc::new(Events::default());
         let held = Arc::default();
@@ -192,8 +220,7 @@ impl Client {
             n: AtomicUsize::new(1),
             renewed: AtomicUsize::new(0),
         });
-        // REST goes nowhere: the catch-up and conversation list fail fast and are logged.
-        let http = Arc::new(Http::new("http://127.0.0.1:1", "anon", Timeouts::default()).unwrap());
+        let http = Arc::new(Http::new(rest, "anon", Timeouts::default()).unwrap());
         let hooks = Arc::new(NoHooks(AtomicUsize::new(0)));
         let params = Params {
             base_url: format!("http://127.0.0.1:{}", server.port),
@@ -348,16 +375,12 @@ async fn delivers_changes_presence_and_broadcasts_and_drops_bad_frames() {
         json!({"type": "broadcast", "event": "cursor", "payload": {"x": 1}})
     );
 
-    // A workspace change reaches the sync engine's hook.
+    // A workspace change reaches the sync engine's hook (the rejoin for the conversation
+    // already called it once, for what the rejoin might have missed).
+    let hooks = client.hooks.0.load(Ordering::SeqCst);
     server.push(json!({"topic": topic(), "event": "postgres_changes", "ref": null, "payload": {
         "ids": [100], "data": {"schema": "public", "table": "workspaces", "type": "UPDATE", "record": {"id": WS.to_string()}}}}));
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while client.hooks.0.load(Ordering::SeqCst) == 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .unwrap();
+    hooks_reach(&client, hooks + 1).await;
     assert_eq!(server.connections.load(Ordering::SeqCst), 1);
     let left = client.drain();
     assert!(
@@ -470,4 +493,370 @@ async fn a_host_that_falls_behind_holds_the_socket_back() {
         .drain()
         .iter()
         .all(|(n, _)| n != "cloud:message:received"));
+}
+
+/// A tiny PostgREST for the catch-up: `conversations` and `messages` served from rows in
+/// memory, filtered, ordered and paged the way PostgREST does it, with every page capped
+/// at `max_rows` (its `db-max-rows`, which may be below the `limit` asked for).
+pub(crate) mod rest_mock {
+    use std::{
+        ops::Range,
+        sync::{Arc, Mutex},
+    };
+
+    use serde_json::{json, Value};
+    use tokio::{
+        io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+        net::TcpListener,
+    };
+    use uuid::Uuid;
+
+    pub(crate) struct Db {
+        pub conversations: Vec<Uuid>,
+        pub messages: Vec<Value>,
+        pub max_rows: usize,
+        /// Message reads (0-based, counted over the mock's life) answered with 503.
+        pub fail_reads: Range<usize>,
+        pub message_reads: usize,
+        /// Every path asked for, with its query, decoded.
+        pub requests: Vec<String>,
+    }
+
+    pub(crate) struct Rest {
+        pub base: String,
+        pub db: Arc<Mutex<Db>>,
+    }
+
+    impl Rest {
+        pub(crate) async fn start() -> Rest {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            let db = Arc::new(Mutex::new(Db {
+                conversations: vec![],
+                messages: vec![],
+                max_rows: 1000,
+                fail_reads: 0..0,
+                message_reads: 0,
+                requests: vec![],
+            }));
+            let d = db.clone();
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let d = d.clone();
+                    tokio::spawn(async move {
+                        let mut stream = BufReader::new(stream);
+                        let mut head = String::new();
+                        let mut length = 0usize;
+                        loop {
+                            let mut line = String::new();
+                            if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                            let lower = line.to_ascii_lowercase();
+                            if let Some(v) = lower.strip_prefix("content-length:") {
+                                length = v.trim().parse().unwrap_or(0);
+                            }
+                            if head.is_empty() {
+                                head = line;
+                            }
+                        }
+                        let mut body = vec![0; length];
+                        let _ = stream.read_exact(&mut body).await;
+                        let target = head.split(' ').nth(1).unwrap_or("/").to_string();
+                        let (status, reply) = answer(&mut d.lock().unwrap(), &target);
+                        let text = reply.to_string();
+                        let out = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                            text.len()
+                        );
+                        let _ = stream.get_mut().write_all(out.as_bytes()).await;
+                        let _ = stream.get_mut().shutdown().await;
+                    });
+                }
+            });
+            Rest { base, db }
+        }
+
+        pub(crate) fn requests(&self, prefix: &str) -> Vec<String> {
+            let db = self.db.lock().unwrap();
+            db.requests
+                .iter()
+                .filter(|r| r.starts_with(prefix))
+                .cloned()
+                .collect()
+        }
+    }
+
+    fn answer(db: &mut Db, target: &str) -> (u16, Value) {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let params: Vec<(String, String)> = query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| {
+                let v = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
+                (k.to_string(), v.into_owned())
+            })
+            .collect();
+        let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        db.requests.push(format!("{path}?{}", {
+            let p: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            p.join("&")
+        }));
+        let limit = param("limit")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(usize::MAX)
+            .min(db.max_rows);
+        match path {
+            "/rest/v1/conversations" => {
+                let mut ids = db.conversations.clone();
+                if param("order") == Some("id.asc") {
+                    ids.sort();
+                }
+                if let Some(after) = param("id").and_then(|v| v.strip_prefix("gt.")) {
+                    let after = Uuid::parse_str(after).unwrap();
+                    ids.retain(|id| *id > after);
+                }
+                let rows: Vec<Value> = ids
+                    .iter()
+                    .take(limit)
+                    .map(|id| json!({"id": id.to_string()}))
+                    .collect();
+                (200, json!(rows))
+            }
+            "/rest/v1/messages" => {
+                let n = db.message_reads;
+                db.message_reads += 1;
+                if db.fail_reads.contains(&n) {
+                    return (503, json!({"message": "unavailable"}));
+                }
+                let conv = param("conversation_id")
+                    .and_then(|v| v.strip_prefix("eq."))
+                    .unwrap()
+                    .to_string();
+                let key = |r: &Value| {
+                    let t = chrono::DateTime::parse_from_rfc3339(r["created_at"].as_str().unwrap())
+                        .unwrap();
+                    // A row whose id is no uuid (a bad row) sorts first among its instant's.
+                    let id = r["id"].as_str().and_then(|i| Uuid::parse_str(i).ok());
+                    (t, id.unwrap_or(Uuid::nil()))
+                };
+                let mut rows: Vec<&Value> = db
+                    .messages
+                    .iter()
+                    .filter(|r| r["conversation_id"] == json!(conv))
+                    .collect();
+                if let Some(since) = param("created_at").and_then(|v| v.strip_prefix("gte.")) {
+                    let since = chrono::DateTime::parse_from_rfc3339(since).unwrap();
+                    rows.retain(|r| key(r).0 >= since);
+                }
+                if let Some(or) = param("or") {
+                    // (created_at.gt.T,and(created_at.eq.T,id.gt.ID))
+                    let rest = or.strip_prefix("(created_at.gt.").unwrap();
+                    let (t, rest) = rest.split_once(",and(created_at.eq.").unwrap();
+                    let id = rest.split_once(",id.gt.").unwrap().1.trim_end_matches(')');
+                    let after = (
+                        chrono::DateTime::parse_from_rfc3339(t).unwrap(),
+                        Uuid::parse_str(id).unwrap(),
+                    );
+                    rows.retain(|r| key(r) > after);
+                }
+                rows.sort_by_key(|r| key(r));
+                let rows: Vec<Value> = rows.into_iter().take(limit).cloned().collect();
+                (200, json!(rows))
+            }
+            _ => (404, json!({"message": "no such table"})),
+        }
+    }
+}
+
+/// A message row of `conversation` written at `at`.
+fn row_at(id: u128, conversation: Uuid, sender: &str, at: chrono::DateTime<chrono::Utc>) -> Value {
+    json!({"id": Uuid::from_u128(id).to_string(), "conversation_id": conversation.to_string(),
+           "role": "user", "content": format!("m{id}"), "sender_user_id": sender,
+           "created_at": at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true), "metadata": {}})
+}
+
+/// The INSERT change that carries `row` (the messages binding is the third: id 102).
+fn insert_of(row: &Value) -> Value {
+    json!({"topic": topic(), "event": "postgres_changes", "ref": null, "payload": {
+        "ids": [102],
+        "data": {"schema": "public", "table": "messages", "type": "INSERT",
+                 "commit_timestamp": row["created_at"], "columns": [],
+                 "record": row, "old_record": null, "errors": null}}})
+}
+
+/// Counts the `cloud:message:received` events that arrive within `wait`.
+async fn messages_within(client: &mut Client, wait: Duration) -> Vec<Value> {
+    tokio::time::sleep(wait).await;
+    client
+        .drain()
+        .into_iter()
+        .filter(|(n, _)| n == "cloud:message:received")
+        .map(|(_, p)| p)
+        .collect()
+}
+
+async fn hooks_reach(client: &Client, n: usize) {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while client.hooks.0.load(Ordering::SeqCst) < n {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("workspace_changed not called {n} times within 5 s"));
+}
+
+/// Joined on a first connection whose conversation list held `conversations`.
+async fn first_join(server: &mut Server, client: &mut Client, conversations: &[Uuid]) -> String {
+    let (_, join) = server.next("phx_join").await;
+    let ids: Vec<String> = conversations.iter().map(Uuid::to_string).collect();
+    assert_eq!(
+        join["payload"]["config"]["postgres_changes"][2]["filter"],
+        json!(format!("conversation_id=in.({})", ids.join(",")))
+    );
+    client.event("cloud:realtime:connected").await;
+    server.next("presence").await;
+    join["join_ref"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_rejoin_for_a_new_conversation_misses_nothing() {
+    let rest = rest_mock::Rest::start().await;
+    let (c7, c8) = (Uuid::from_u128(7), Uuid::from_u128(8));
+    rest.db.lock().unwrap().conversations = vec![c7];
+    let mut server = Server::start().await;
+    let mut client = Client::start_with_rest(&server, Duration::from_secs(25), &rest.base);
+    first_join(&mut server, &mut client, &[c7]).await;
+    let t0 = chrono::Utc::now();
+    let live = row_at(1, c7, BOB, t0);
+    rest.db.lock().unwrap().messages.push(live.clone());
+    server.push(insert_of(&live));
+    assert_eq!(
+        client.event("cloud:message:received").await["content"],
+        json!("m1")
+    );
+    let hooks = client.hooks.0.load(Ordering::SeqCst);
+
+    // A conversation is created: the client leaves and joins again with the new filter, and
+    // the server answers the new join late. Between the leave and that answer the client
+    // has no subscription, so whatever is written then reaches it only through a pull.
+    server.hold_join.store(true, Ordering::SeqCst);
+    rest.db.lock().unwrap().conversations.push(c8);
+    server.push(
+        json!({"topic": topic(), "event": "postgres_changes", "ref": null, "payload": {
+        "ids": [101], "data": {"schema": "public", "table": "conversations", "type": "INSERT",
+        "record": {"id": c8.to_string(), "workspace_id": WS.to_string()}}}}),
+    );
+    server.next("phx_leave").await;
+    server.next("phx_join").await;
+    let gap = row_at(2, c7, BOB, t0 + chrono::Duration::seconds(1));
+    rest.db.lock().unwrap().messages.push(gap.clone());
+    server.push(insert_of(&gap));
+    server.push(json!({"topic": topic(), "event": "postgres_changes", "ref": null, "payload": {
+        "ids": [100], "data": {"schema": "public", "table": "workspaces", "type": "UPDATE", "record": {"id": WS.to_string()}}}}));
+    server.release_join();
+    server.next("presence").await;
+
+    assert_eq!(
+        client.event("cloud:message:received").await["content"],
+        json!("m2")
+    );
+    hooks_reach(&client, hooks + 1).await;
+    let more = messages_within(&mut client, Duration::from_millis(300)).await;
+    assert!(more.is_empty(), "delivered twice: {more:?}");
+}
+
+#[tokio::test]
+async fn a_failed_catch_up_is_retried_from_before_the_gap() {
+    let rest = rest_mock::Rest::start().await;
+    let c7 = Uuid::from_u128(7);
+    // Enough 503s to outlast the transport's own retries of a read.
+    let failures = 1 + crate::rest::http::MAX_RETRIES as usize;
+    {
+        let mut db = rest.db.lock().unwrap();
+        db.conversations = vec![c7];
+        db.fail_reads = 0..failures;
+    }
+    let mut server = Server::start().await;
+    let mut client = Client::start_with_rest(&server, Duration::from_secs(25), &rest.base);
+    let join_ref = first_join(&mut server, &mut client, &[c7]).await;
+    let t0 = chrono::Utc::now();
+
+    // The server closes the channel; a message is written before the client is back.
+    server.push(json!({"topic": topic(), "event": "phx_close", "ref": join_ref, "payload": {}}));
+    let missed = row_at(2, c7, BOB, t0 + chrono::Duration::seconds(1));
+    rest.db.lock().unwrap().messages.push(missed.clone());
+    server.next("phx_join").await;
+    server.next("presence").await;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while rest.db.lock().unwrap().message_reads < failures {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the catch-up pull runs after the rejoin");
+
+    // A newer live row moves the conversation's cursor well past the missed one.
+    let live = row_at(3, c7, BOB, t0 + chrono::Duration::seconds(60));
+    rest.db.lock().unwrap().messages.push(live.clone());
+    server.push(insert_of(&live));
+    assert_eq!(
+        client.event("cloud:message:received").await["content"],
+        json!("m3")
+    );
+
+    assert_eq!(
+        client.event("cloud:message:received").await["content"],
+        json!("m2")
+    );
+    let more = messages_within(&mut client, Duration::from_millis(300)).await;
+    assert!(more.is_empty(), "delivered twice: {more:?}");
+}
+
+#[tokio::test]
+async fn a_conversation_created_in_the_rejoin_gap_is_watched() {
+    let rest = rest_mock::Rest::start().await;
+    let (c7, c8, c9) = (Uuid::from_u128(7), Uuid::from_u128(8), Uuid::from_u128(9));
+    rest.db.lock().unwrap().conversations = vec![c7];
+    let mut server = Server::start().await;
+    let mut client = Client::start_with_rest(&server, Duration::from_secs(25), &rest.base);
+    first_join(&mut server, &mut client, &[c7]).await;
+    let t0 = chrono::Utc::now();
+    let insert = |c: Uuid| {
+        json!({"topic": topic(), "event": "postgres_changes", "ref": null, "payload": {
+        "ids": [101], "data": {"schema": "public", "table": "conversations", "type": "INSERT",
+        "record": {"id": c.to_string(), "workspace_id": WS.to_string()}}}})
+    };
+
+    server.hold_join.store(true, Ordering::SeqCst);
+    rest.db.lock().unwrap().conversations.push(c8);
+    server.push(insert(c8));
+    server.next("phx_leave").await;
+    server.next("phx_join").await;
+    // Another conversation, and a message in it, while the client has no subscription.
+    let gap = row_at(4, c9, BOB, t0 + chrono::Duration::seconds(1));
+    {
+        let mut db = rest.db.lock().unwrap();
+        db.conversations.push(c9);
+        db.messages.push(gap.clone());
+    }
+    server.push(insert(c9));
+    server.release_join();
+
+    // The client finds it by listing the conversations again, and joins to watch it too.
+    server.next("phx_leave").await;
+    let (_, join) = server.next("phx_join").await;
+    assert_eq!(
+        join["payload"]["config"]["postgres_changes"][2]["filter"],
+        json!(format!("conversation_id=in.({c7},{c8},{c9})"))
+    );
+    assert_eq!(
+        client.event("cloud:message:received").await["content"],
+        json!("m4")
+    );
+    let more = messages_within(&mut client, Duration::from_millis(300)).await;
+    assert!(more.is_empty(), "delivered twice: {more:?}");
 }

@@ -11,6 +11,10 @@ use serde::Deserialize;
 /// How long before `exp` the token is swapped. The session renews a token 5 s before it
 /// expires (`EXPIRY_SKEW_SECS`), so asking it 4 s ahead always yields a fresh one.
 pub const AHEAD: Duration = Duration::from_secs(4);
+/// The longest wait [`swap_in`] returns. The claim is the server's and unchecked, so a far-off
+/// `exp` must not overflow the timer it sets; the socket also asks for the token on every
+/// heartbeat, so waking up early costs nothing.
+pub const MAX_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
 
 #[derive(Deserialize)]
 struct Claims {
@@ -31,8 +35,11 @@ pub fn expiry(token: &str) -> Option<i64> {
 /// carries no expiry.
 pub fn swap_in(token: &str, now: i64) -> Option<Duration> {
     let exp = expiry(token)?;
-    let secs = (exp - now - AHEAD.as_secs() as i64).max(1);
-    Some(Duration::from_secs(secs as u64))
+    let secs = exp
+        .saturating_sub(now)
+        .saturating_sub(AHEAD.as_secs() as i64)
+        .max(1);
+    Some(Duration::from_secs(secs.unsigned_abs()).min(MAX_WAIT))
 }
 
 #[cfg(test)]
@@ -60,5 +67,18 @@ mod tests {
             swap_in(&jwt(r#"{"exp":100}"#), 200),
             Some(Duration::from_secs(1))
         );
+    }
+
+    #[test]
+    fn extreme_expiries_do_not_overflow() {
+        let min = jwt(&format!(r#"{{"exp":{}}}"#, i64::MIN));
+        let max = jwt(&format!(r#"{{"exp":{}}}"#, i64::MAX));
+        let now = 1_700_000_000;
+        assert_eq!(swap_in(&min, now), Some(Duration::from_secs(1)));
+        assert_eq!(swap_in(&min, i64::MAX), Some(Duration::from_secs(1)));
+        assert_eq!(swap_in(&max, now), Some(MAX_WAIT));
+        assert_eq!(swap_in(&max, i64::MIN), Some(MAX_WAIT));
+        // The wait must be usable as a timer.
+        let _ = tokio::time::Instant::now() + swap_in(&max, i64::MIN).unwrap();
     }
 }
