@@ -2,47 +2,18 @@
 // server that pages below the requested limit, rows for paths this machine never syncs, and
 // local files the scan cannot read. Nothing local is overwritten, nothing is taken for
 // deleted, and the cloud keeps its files.
-import { before, after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomUUID, createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { startDevcloud, SEED } from './helpers/devcloud.mjs';
-import { loggedIn, workdir } from './helpers/sync.mjs';
+import { readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileSuite, put } from './helpers/files.mjs';
+import { workdir } from './helpers/sync.mjs';
 
 // PostgREST's `db-max-rows` below the 1,000 rows a client asks for, as a Supabase project
 // may set it.
 const MAX_ROWS = 500;
-let cloud;
-const instances = [];
-before(async () => {
-  cloud = await startDevcloud(['--db-max-rows', String(MAX_ROWS)]);
-});
-after(async () => {
-  for (const cs of instances) await cs.destroy();
-  await cloud?.stop();
-});
-
-async function user(who = 'alice') {
-  const r = await loggedIn(cloud, who, { syncDebounceMs: 0, syncInterval: 3_600_000 });
-  instances.push(r.cs);
-  return r;
-}
-
-async function newWorkspace() {
-  const [row] = await cloud.serviceRest('workspaces', {
-    method: 'POST',
-    body: { name: `files-${randomUUID().slice(0, 8)}`, slug: `files-${randomUUID()}`, org_id: SEED.orgs.acme, status: 'active' },
-  });
-  return row.id;
-}
-
-const put = (dir, rel, data) => {
-  const p = join(dir, rel);
-  mkdirSync(dirname(p), { recursive: true });
-  writeFileSync(p, data);
-};
-const sha = (b) => createHash('sha256').update(b).digest('hex');
+const suite = fileSuite(['--db-max-rows', String(MAX_ROWS)]);
+const { user, newWorkspace } = suite;
 
 test('a cloud that returns fewer rows than asked for is paged to the end: nothing is taken for deleted', async () => {
   const ws = await newWorkspace();

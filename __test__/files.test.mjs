@@ -1,49 +1,20 @@
 // File sync (cloudSync.fileSync) against the local cloud: streamed upload and download,
 // versions, safe paths, deletes, and two-way sync between two machines.
-import { before, after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes, randomUUID, createHash } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import {
   existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync,
 } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
-import { startDevcloud, SEED } from './helpers/devcloud.mjs';
-import { loggedIn, workdir, waitFor } from './helpers/sync.mjs';
+import { join, relative } from 'node:path';
+import { fileSuite, put, sha } from './helpers/files.mjs';
+import { workdir, waitFor } from './helpers/sync.mjs';
 
-let cloud;
-const instances = [];
-before(async () => {
-  cloud = await startDevcloud();
-});
-after(async () => {
-  for (const cs of instances) await cs.destroy();
-  await cloud?.stop();
-});
-
-async function user(who = 'alice', dir = null) {
-  const r = await loggedIn(cloud, who, { dir, syncDebounceMs: 0, syncInterval: 3_600_000 });
-  instances.push(r.cs);
-  return r;
-}
-
-/** A fresh Acme workspace, so suites never see each other's files. */
-async function newWorkspace() {
-  const [row] = await cloud.serviceRest('workspaces', {
-    method: 'POST',
-    body: { name: `files-${randomUUID().slice(0, 8)}`, slug: `files-${randomUUID()}`, org_id: SEED.orgs.acme, status: 'active' },
-  });
-  return row.id;
-}
-
-const put = (dir, rel, data) => {
-  const p = join(dir, rel);
-  mkdirSync(dirname(p), { recursive: true });
-  writeFileSync(p, data);
-};
-const sha = (b) => createHash('sha256').update(b).digest('hex');
+const suite = fileSuite();
+const { user, newWorkspace } = suite;
 // Events cross to JS on their own queue; let them arrive before looking.
 const settle = () => new Promise((r) => setTimeout(r, 50));
-const totalRequests = async () => Object.values((await cloud.stats()).requests).reduce((a, b) => a + b, 0);
+const totalRequests = async () => Object.values((await suite.cloud.stats()).requests).reduce((a, b) => a + b, 0);
 
 /** Every file under `dir` (sync's own files left out) → its bytes' hash. */
 function tree(dir) {
@@ -156,11 +127,11 @@ test('deleteFile removes the object and soft-deletes the row at version + 1', as
   await cs.fileSync.uploadFile(ws, dir, 'gone/soon.txt');
   assert.deepEqual(await cs.fileSync.deleteFile(ws, 'gone/soon.txt'), { filePath: 'gone/soon.txt', deleted: true });
   assert.deepEqual(await cs.fileSync.listFiles(ws), []);
-  const [row] = await cloud.serviceRest(`workspace_files?workspace_id=eq.${ws}&select=is_deleted,version`);
+  const [row] = await suite.cloud.serviceRest(`workspace_files?workspace_id=eq.${ws}&select=is_deleted,version`);
   assert.deepEqual(row, { is_deleted: true, version: 2 });
   await assert.rejects(cs.fileSync.downloadFile(ws, workdir(), 'gone/soon.txt'), { code: 'INVALID_ARGUMENT' });
-  const r = await fetch(`${cloud.url}/storage/v1/object/workspace-files/${ws}/gone/soon.txt`, {
-    headers: { apikey: cloud.serviceRoleKey, Authorization: `Bearer ${cloud.serviceRoleKey}` },
+  const r = await fetch(`${suite.cloud.url}/storage/v1/object/workspace-files/${ws}/gone/soon.txt`, {
+    headers: { apikey: suite.cloud.serviceRoleKey, Authorization: `Bearer ${suite.cloud.serviceRoleKey}` },
   });
   assert.notEqual(r.status, 200, 'the object is gone');
   await settle();
@@ -175,11 +146,11 @@ test('a first sync of new files writes their rows in batches, not one request pe
   const { cs } = await user();
   const dir = workdir();
   for (let i = 0; i < 60; i++) put(dir, `d${i % 3}/f${i}.txt`, `file ${i}`);
-  await cloud.resetStats();
+  await suite.cloud.resetStats();
   const r = await cs.fileSync.syncFiles(ws, dir);
   assert.equal(r.uploaded.length, 60);
   assert.deepEqual(r.failed, []);
-  const { requests } = await cloud.stats();
+  const { requests } = await suite.cloud.stats();
   const count = (prefix) => Object.entries(requests).filter(([k]) => k.startsWith(prefix)).reduce((a, [, n]) => a + n, 0);
   assert.equal(count('POST /storage/v1/object/workspace-files/'), 60, 'one object upload per file');
   assert.equal(count('POST /rest/v1/workspace_files') + count('PATCH /rest/v1/workspace_files'), 1, 'one row write for the lot');
@@ -330,8 +301,8 @@ test('carol cannot list, read or write Acme files', async () => {
 
 test('fileSync is null before login', async () => {
   const { cloudSyncFor } = await import('./helpers/client.mjs');
-  const { cs } = await cloudSyncFor(cloud);
-  instances.push(cs);
+  const { cs } = await cloudSyncFor(suite.cloud);
+  suite.track(cs);
   assert.equal(cs.fileSync, null);
 });
 
@@ -381,7 +352,7 @@ test('a cloud row with an unsafe path is never written locally, and the rest sti
   put(src, 'fine.txt', 'ok');
   await cs.fileSync.uploadFile(ws, src, 'fine.txt');
   for (const file_path of ['../escape.txt', '/etc/evil', 'a\\b.txt', 'x/./y.txt']) {
-    await cloud.serviceRest('workspace_files', {
+    await suite.cloud.serviceRest('workspace_files', {
       method: 'POST',
       body: { workspace_id: ws, file_path, file_size: 2, checksum: sha('ok'), version: 1 },
     });
@@ -401,7 +372,7 @@ test('listFiles pages through more rows than one response holds', async () => {
   const ws = await newWorkspace();
   const { cs } = await user();
   const paths = Array.from({ length: 2100 }, (_, i) => `dir ${i % 7}/f,(${i}).txt`);
-  await cloud.serviceRest('workspace_files', {
+  await suite.cloud.serviceRest('workspace_files', {
     method: 'POST',
     body: paths.map((file_path) => ({ workspace_id: ws, file_path, file_size: 1, checksum: sha('x'), version: 1 })),
     headers: { Prefer: 'return=minimal' },
