@@ -23,7 +23,7 @@ use super::{
     metadata::{self, FileRow, RowState},
     paths::{self, RelPath},
     scan::{self, LocalFile},
-    transfer::{self, Expect, Replace},
+    transfer::{self, Expect, Landing, Replace},
     unsynced::Rules,
     Ctx, TEMP_DIR,
 };
@@ -515,7 +515,12 @@ async fn apply(
                     mtime: l.mtime,
                 },
             };
-            match transfer::download(ctx, ws, dir, &e.path, &e.path, row, false, replace).await? {
+            let to = Landing {
+                dest: &e.path,
+                replace,
+                durable: false,
+            };
+            match transfer::download(ctx, ws, dir, &e.path, row, to).await? {
                 Some(got) => Ok(Outcome::Synced(vec![downloaded(&e.path, &got)])),
                 None => Ok(Outcome::Skipped),
             }
@@ -556,10 +561,12 @@ async fn apply(
                 return Ok(Outcome::Skipped);
             };
             let copy = conflict_name(dir, &e.path, taken)?;
-            let Some(got) =
-                transfer::download(ctx, ws, dir, &e.path, &copy, row, false, Replace::Nothing)
-                    .await?
-            else {
+            let to = Landing {
+                dest: &copy,
+                replace: Replace::Nothing,
+                durable: false,
+            };
+            let Some(got) = transfer::download(ctx, ws, dir, &e.path, row, to).await? else {
                 return Ok(Outcome::Skipped);
             };
             ctx.events.emit(Event::FileConflict {

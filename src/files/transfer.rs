@@ -239,20 +239,29 @@ pub enum Replace {
     Unchanged { size: u64, mtime: i64 },
 }
 
-/// Downloads the cloud file `rel` (whose row is `row`) to `root/dest`; `durable` flushes it
-/// to disk before the rename (a sync flushes its downloads in batches instead). `None` when
-/// the destination changed meanwhile (see [`Replace`]) and was left as it is.
-#[allow(clippy::too_many_arguments)]
+/// Where a download lands.
+pub struct Landing<'a> {
+    pub dest: &'a RelPath,
+    pub replace: Replace,
+    /// Flushed to disk before the rename (a sync flushes its downloads in batches instead).
+    pub durable: bool,
+}
+
+/// Downloads the cloud file `rel` (whose row is `row`) under `root` as `to` says. `None`
+/// when the destination changed meanwhile (see [`Replace`]) and was left as it is.
 pub async fn download(
     ctx: &Ctx<'_>,
     ws: &Uuid,
     root: &Path,
     rel: &RelPath,
-    dest: &RelPath,
     row: &FileRow,
-    durable: bool,
-    replace: Replace,
+    to: Landing<'_>,
 ) -> Result<Option<Downloaded>> {
+    let Landing {
+        dest,
+        replace,
+        durable,
+    } = to;
     let target = paths::resolve(root, dest)?;
     // The download creates the temporary directory if it is missing.
     let tmp = TempFile(Some(
@@ -405,7 +414,12 @@ pub async fn download_latest(
 ) -> Result<Transferred> {
     paths::resolve(root, rel)?;
     let row = live_row(ctx, ws, rel).await?;
-    let got = download(ctx, ws, root, rel, rel, &row, true, Replace::Any).await;
+    let to = Landing {
+        dest: rel,
+        replace: Replace::Any,
+        durable: true,
+    };
+    let got = download(ctx, ws, root, rel, &row, to).await;
     // Only removed when empty: another download may be using it.
     let _ = std::fs::remove_dir(root.join(TEMP_DIR));
     let Some(got) = got? else {
