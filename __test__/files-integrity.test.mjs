@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileSuite, put } from './helpers/files.mjs';
-import { workdir } from './helpers/sync.mjs';
+import { workdir, waitFor } from './helpers/sync.mjs';
 
 // PostgREST's `db-max-rows` below the 1,000 rows a client asks for, as a Supabase project
 // may set it.
@@ -109,4 +109,39 @@ test('a synced file that the scan cannot read is not taken for deleted', async (
   assert.deepEqual([res.deletedRemote, res.downloaded], [[], []]);
   assert.ok((await cs.fileSync.listFiles(ws)).some((r) => r.file_path === 'a.txt'));
   assert.equal(readFileSync(join(dir, 'a.txt'), 'utf8'), 'x', 'the symlink is left as it is');
+});
+
+test('an upload planned before another machine changed the file does not overwrite its bytes', async () => {
+  const ws = await newWorkspace();
+  const { cs: a } = await user();
+  const { cs: b, bus } = await user();
+  const [dirA, dirB] = [workdir(), workdir()];
+  // Four large files come first in path order and take every transfer slot, so `z.txt`
+  // waits for a slot while A changes it.
+  const large = Buffer.alloc(48 * 1024 * 1024, 1);
+  for (const i of [1, 2, 3, 4]) put(dirB, `big${i}.bin`, large);
+  put(dirB, 'z.txt', 'base');
+  await b.fileSync.syncFiles(ws, dirB);
+  await a.fileSync.syncFiles(ws, dirA);
+  for (const i of [1, 2, 3, 4]) put(dirB, `big${i}.bin`, Buffer.alloc(large.length, 2 + i));
+  put(dirB, 'z.txt', 'edit by B');
+  put(dirA, 'z.txt', 'edit by A');
+
+  const started = waitFor(bus, 'cloud:file:progress', (p) => p.filePath === 'big1.bin', 60_000, bus.events.length);
+  const syncB = b.fileSync.syncFiles(ws, dirB);
+  await started;
+  await a.fileSync.uploadFile(ws, dirA, 'z.txt');
+  const res = await syncB;
+  assert.ok(!res.uploaded.includes('z.txt'), 'B did not record its edit over A\'s');
+
+  // A's bytes are what the cloud serves for A's row.
+  const third = workdir();
+  const got = await a.fileSync.downloadFile(ws, third, 'z.txt');
+  assert.equal(readFileSync(join(third, 'z.txt'), 'utf8'), 'edit by A');
+  assert.equal(got.version, 2);
+  // And B's next sync keeps both edits.
+  const next = await b.fileSync.syncFiles(ws, dirB);
+  assert.deepEqual(next.conflicts, [{ filePath: 'z.txt', conflictPath: 'z (cloud conflict).txt' }]);
+  assert.equal(readFileSync(join(dirB, 'z (cloud conflict).txt'), 'utf8'), 'edit by A');
+  assert.equal(readFileSync(join(dirB, 'z.txt'), 'utf8'), 'edit by B');
 });

@@ -95,12 +95,29 @@ pub async fn upload(
     expect: Expect<'_>,
 ) -> Result<Option<Uploaded>> {
     let (abs, stat) = local_file(root, rel)?;
-    let current = match expect {
-        Expect::Latest => metadata::state(ctx.client, ws, rel).await?,
-        Expect::Seen(row) => row.cloned(),
-    };
+    let current = metadata::state(ctx.client, ws, rel).await?;
+    // The object is written before its row, and a row write that then loses its
+    // compare-and-set cannot take the object back: a row that moved since the delta was made
+    // (another machine's upload, which may have finished long after the scan) is checked
+    // before the bytes go, so they never replace that machine's.
+    if let Expect::Seen(seen) = expect {
+        if !still_as_seen(seen, current.as_ref()) {
+            return Ok(None);
+        }
+    }
     let sent = send_object(ctx, ws, rel, &abs, stat).await?;
     record(ctx, ws, &sent, current, expect).await
+}
+
+/// Whether the row is as a delta saw it (a deleted row where none was seen counts: reviving
+/// it is no competing edit).
+fn still_as_seen(seen: Option<&RowState>, now: Option<&RowState>) -> bool {
+    match (seen, now) {
+        (Some(s), Some(n)) => s.version == n.version,
+        (None, None) => true,
+        (None, Some(n)) => n.is_deleted,
+        (Some(_), None) => false,
+    }
 }
 
 /// The file to upload, checked: inside the root and a regular file.
@@ -537,6 +554,23 @@ mod tests {
 
     fn temp_left(root: &Path) -> usize {
         std::fs::read_dir(root.join(TEMP_DIR)).unwrap().count()
+    }
+
+    #[test]
+    fn an_upload_goes_ahead_only_over_the_row_it_was_planned_on() {
+        let row = |version, is_deleted| RowState {
+            id: Uuid::from_u128(1),
+            version,
+            is_deleted,
+            checksum: None,
+            file_size: 0,
+        };
+        assert!(still_as_seen(Some(&row(2, false)), Some(&row(2, false))));
+        assert!(!still_as_seen(Some(&row(2, false)), Some(&row(3, false))));
+        assert!(!still_as_seen(Some(&row(2, false)), None));
+        assert!(still_as_seen(None, None));
+        assert!(still_as_seen(None, Some(&row(4, true))));
+        assert!(!still_as_seen(None, Some(&row(1, false))));
     }
 
     #[test]
