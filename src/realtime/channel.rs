@@ -294,6 +294,15 @@ impl Channel {
         matches!(self.state, State::Closed { rejoin_at } if rejoin_at.is_none_or(|t| t <= now))
     }
 
+    /// Reading was paused from `since` to `now`: a join under way gets back the part of
+    /// its wait that passed while its reply could not have been read.
+    pub fn join_paused(&mut self, since: Instant, now: Instant) {
+        if let State::Joining { deadline, .. } = &mut self.state {
+            let sent = deadline.checked_sub(JOIN_TIMEOUT).unwrap_or(*deadline);
+            *deadline += now.saturating_duration_since(since.max(sent));
+        }
+    }
+
     pub fn join_timed_out(&self, now: Instant) -> bool {
         matches!(self.state, State::Joining { deadline, .. } if deadline <= now)
     }
@@ -442,6 +451,27 @@ mod tests {
         assert!(c.token_rejected);
         assert!(!c.wants_join(now));
         assert!(c.wants_join(now + std::time::Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn a_pause_gives_a_join_its_wait_back() {
+        let mut c = Channel::new(WS, me());
+        let t0 = Instant::now();
+        let s = std::time::Duration::from_secs;
+        c.join("1".into(), None, t0);
+        // Paused from 2 s after the join until 30 s: 28 s more.
+        c.join_paused(t0 + s(2), t0 + s(30));
+        assert!(!c.join_timed_out(t0 + s(37)));
+        assert!(c.join_timed_out(t0 + s(38)));
+        // A join sent during a pause has its whole wait from the end of the pause.
+        c.join("2".into(), None, t0 + s(40));
+        c.join_paused(t0 + s(35), t0 + s(45));
+        assert_eq!(c.deadline(), Some(t0 + s(55)));
+        // Nothing to give back once joined or closed.
+        c.errored(t0 + s(60));
+        let before = c.deadline();
+        c.join_paused(t0, t0 + s(100));
+        assert_eq!(c.deadline(), before);
     }
 
     #[test]

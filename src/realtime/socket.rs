@@ -30,7 +30,7 @@ use uuid::Uuid;
 use super::{
     backoff::{Backoff, CATCH_UP, RECONNECT},
     catchup::{self, Seen},
-    channel::{is_token_problem, Channel, Table},
+    channel::{is_token_problem, Channel, State, Table},
     frame::{self, ChangeData, ChangeType, Incoming, Outgoing},
     presence::Member,
     row::Row,
@@ -109,6 +109,7 @@ pub(crate) async fn run(
         token_check: None,
         fetching_token: false,
         pending_heartbeat: None,
+        paused_since: None,
         seen: Seen::new(SEEN_IDS),
         cursors: HashMap::new(),
         catchups: HashMap::new(),
@@ -139,6 +140,9 @@ struct Task {
     token_check: Option<Instant>,
     fetching_token: bool,
     pending_heartbeat: Option<String>,
+    /// Since when the socket has not been read because the host is behind (see
+    /// `HOST_BACKLOG`). Replies wait unread meanwhile, so no reply counts as missed.
+    paused_since: Option<Instant>,
     seen: Seen,
     /// Per conversation, the `created_at` of the newest row seen (or when watching began).
     cursors: HashMap<Uuid, String>,
@@ -254,14 +258,24 @@ impl Task {
         }
         // A host that falls behind holds the socket back (see `HOST_BACKLOG`).
         let events = self.p.events.clone();
+        self.paused_since = None;
         loop {
+            let reading = events.has_room();
+            match (reading, self.paused_since) {
+                (false, None) => self.paused_since = Some(Instant::now()),
+                (true, Some(since)) => {
+                    self.paused_since = None;
+                    self.resumed(since, &mut heartbeat);
+                }
+                _ => {}
+            }
             let deadline = earliest(
-                earliest(self.channel.deadline(), self.token_check),
+                earliest(self.channel_deadline(), self.token_check),
                 self.catchup_retry,
             );
             let step = tokio::select! {
-                _ = events.room(), if !events.has_room() => Ok(()),
-                msg = ws.next(), if events.has_room() => match msg {
+                _ = events.room(), if !reading => Ok(()),
+                msg = ws.next(), if reading => match msg {
                     Some(Ok(Message::Text(text))) => self.on_text(&mut ws, text.as_str()).await,
                     Some(Ok(Message::Binary(b))) => {
                         tracing::warn!(bytes = b.len(), "dropping a binary realtime frame (vsn 1.0.0 has none)");
@@ -291,6 +305,24 @@ impl Task {
                     tokio::time::timeout(std::time::Duration::from_secs(1), ws.close(None)).await;
                 return Exit::Lost(reason);
             }
+        }
+    }
+
+    /// Reading resumes after a pause that began at `since`. A reply that arrived meanwhile
+    /// is still unread, behind the backlog: the pending heartbeat and join are each given
+    /// their full wait again, of reading time, before their reply counts as missed. A server
+    /// that died during the pause is then found one interval after reading resumes.
+    fn resumed(&mut self, since: Instant, heartbeat: &mut tokio::time::Interval) {
+        tracing::debug!(paused = ?since.elapsed(), "reading the socket again");
+        heartbeat.reset();
+        self.channel.join_paused(since, Instant::now());
+    }
+
+    /// The channel's timer; a join's timeout does not run while its reply cannot be read.
+    fn channel_deadline(&self) -> Option<Instant> {
+        match self.channel.state {
+            State::Joining { .. } if self.paused_since.is_some() => None,
+            _ => self.channel.deadline(),
         }
     }
 
@@ -325,7 +357,11 @@ impl Task {
     }
 
     async fn heartbeat(&mut self, ws: &mut Ws) -> std::result::Result<(), String> {
-        if self.pending_heartbeat.is_some() {
+        // While paused the reply may well be waiting unread: the timeout is judged after
+        // reading resumes (see `resumed`). Heartbeats still go out meanwhile, the newest
+        // replacing the one pending, so the server's idle timeout never closes a socket
+        // that is only paused.
+        if self.pending_heartbeat.is_some() && self.paused_since.is_none() {
             let frame = CloseFrame {
                 code: CloseCode::Normal,
                 reason: "heartbeat timeout".into(),
@@ -387,7 +423,7 @@ impl Task {
             self.token_check = None;
             self.fetch_token(false);
         }
-        if self.channel.join_timed_out(now) {
+        if self.paused_since.is_none() && self.channel.join_timed_out(now) {
             tracing::info!(topic = %self.channel.topic, "join timed out; rejoining later");
             if let Some(old) = self.channel.join_ref().map(String::from) {
                 let topic = self.channel.topic.clone();

@@ -180,6 +180,16 @@ impl Server {
             .unwrap();
     }
 
+    /// The next frame the client sent with `event` on connection `n`.
+    async fn next_on(&mut self, n: usize, event: &str) -> Sent {
+        loop {
+            let sent = self.next(event).await;
+            if sent.0 == n {
+                return sent;
+            }
+        }
+    }
+
     /// The next frame the client sent with `event`.
     async fn next(&mut self, event: &str) -> Sent {
         loop {
@@ -493,6 +503,139 @@ async fn a_host_that_falls_behind_holds_the_socket_back() {
         .drain()
         .iter()
         .all(|(n, _)| n != "cloud:message:received"));
+}
+
+/// Holds the host (nothing it is given counts as handled) until `release_host`.
+fn hold_host(client: &Client) {
+    *client.held.lock().unwrap() = Some(Vec::new());
+}
+
+fn release_host(client: &Client) {
+    let held = client.held.lock().unwrap().take().unwrap();
+    drop(held);
+}
+
+/// Waits until the status is `want` (generously), panicking otherwise.
+async fn status_becomes(client: &Client, want: Status) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while client.rt().status() != want {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not {want:?} within 10 s"));
+}
+
+#[tokio::test]
+async fn a_host_that_falls_behind_causes_no_heartbeat_timeout() {
+    let mut server = Server::start().await;
+    let mut client = Client::start(&server, Duration::from_millis(200));
+    joined_with_messages(&mut server, &mut client).await;
+    client.drain();
+    hold_host(&client);
+    let sent = HOST_BACKLOG + 10;
+    for i in 0..sent {
+        server.push(message(10_000 + i as u128, BOB));
+    }
+    let got = messages_until(&mut client, 0, HOST_BACKLOG).await;
+    // Many heartbeat intervals with reading paused: the replies wait, unread, behind the
+    // messages the host has not made room for.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    release_host(&client);
+    assert_eq!(messages_until(&mut client, got, sent).await, sent);
+    // And a few intervals more of normal reading.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let more = client.drain();
+    assert!(more.is_empty(), "{more:?}");
+    assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(client.rt().status(), Status::Live);
+}
+
+#[tokio::test]
+async fn a_server_gone_silent_during_a_host_pause_is_found_once_reading_resumes() {
+    let mut server = Server::start().await;
+    let mut client = Client::start(&server, Duration::from_millis(200));
+    joined_with_messages(&mut server, &mut client).await;
+    client.drain();
+    hold_host(&client);
+    let sent = HOST_BACKLOG + 10;
+    for i in 0..sent {
+        server.push(message(10_000 + i as u128, BOB));
+    }
+    let got = messages_until(&mut client, 0, HOST_BACKLOG).await;
+    server.answer_heartbeats.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Paused, the client cannot know yet.
+    let during = client.drain();
+    assert!(during.is_empty(), "{during:?}");
+    assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+
+    release_host(&client);
+    assert_eq!(messages_until(&mut client, got, sent).await, sent);
+    client.event("cloud:realtime:disconnected").await;
+    server.answer_heartbeats.store(true, Ordering::SeqCst);
+    let (n, _) = server.next_on(2, "phx_join").await;
+    assert_eq!(n, 2, "reconnected");
+}
+
+#[tokio::test]
+async fn a_join_reply_behind_a_host_pause_does_not_time_out() {
+    let mut server = Server::start().await;
+    let mut client = Client::start(&server, Duration::from_millis(200));
+    let (_, join) = server.next("phx_join").await;
+    let join_ref = join["join_ref"].as_str().unwrap().to_string();
+    client.event("cloud:realtime:connected").await;
+    client.drain();
+    // The channel closes; broadcasts (delivered joined or not) fill the host's backlog
+    // before the rejoin, whose reply then waits behind them.
+    server.push(json!({"topic": topic(), "event": "phx_close", "ref": join_ref, "payload": {}}));
+    hold_host(&client);
+    let sent = HOST_BACKLOG + 10;
+    for i in 0..sent {
+        server.push(json!({"topic": topic(), "event": "broadcast", "ref": null,
+            "payload": {"type": "broadcast", "event": "typing", "payload": {"n": i}}}));
+    }
+    let (_, rejoin) = server.next("phx_join").await;
+    let wait = super::channel::JOIN_TIMEOUT + Duration::from_secs(1);
+    tokio::time::sleep(wait).await;
+    let mut frames = vec![];
+    while let Ok((_, f)) = server.sent.try_recv() {
+        frames.push(f["event"].clone());
+    }
+    assert!(
+        !frames.contains(&json!("phx_leave")),
+        "the join was given up while its reply could not be read: {frames:?}"
+    );
+
+    release_host(&client);
+    status_becomes(&client, Status::Live).await;
+    let broadcasts = client
+        .drain()
+        .iter()
+        .filter(|(n, _)| n == "cloud:broadcast:typing")
+        .count();
+    let more = messages_until_named(&mut client, broadcasts, sent, "cloud:broadcast:typing").await;
+    assert_eq!(more, sent);
+    assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+    let (_, track) = server.next("presence").await;
+    assert_eq!(track["join_ref"], rejoin["join_ref"]);
+}
+
+/// Counts `name` events from `got` until there are `until`.
+async fn messages_until_named(
+    client: &mut Client,
+    mut got: usize,
+    until: usize,
+    name: &str,
+) -> usize {
+    while got < until {
+        let (n, _) = tokio::time::timeout(Duration::from_secs(10), client.events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{got} of {until} {name} within 10 s"))
+            .unwrap();
+        got += usize::from(n == name);
+    }
+    got
 }
 
 /// A tiny PostgREST for the catch-up: `conversations` and `messages` served from rows in
