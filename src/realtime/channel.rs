@@ -169,7 +169,7 @@ impl Channel {
     pub fn join(&mut self, join_ref: String, token: Option<&str>, now: Instant) -> Value {
         self.bindings = self.bindings_for();
         self.ids.clear();
-        self.presence.rejoined();
+        self.presence.clear();
         self.token = token.map(String::from);
         self.state = State::Joining {
             join_ref,

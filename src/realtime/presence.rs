@@ -58,7 +58,8 @@ impl Presence {
         self.members() != before
     }
 
-    /// Forgets everyone (the channel is gone); returns whether anyone was listed.
+    /// Forgets everyone (the channel is gone, or a new join's state is to replace it
+    /// whole); returns whether anyone was listed.
     pub fn clear(&mut self) -> bool {
         self.rejoined();
         let had = !self.state.is_empty();

@@ -1,7 +1,8 @@
 //! The socket task: the only owner of the connection and of everything that changes with it.
-//! While down it waits out the reconnect backoff (and polls presence once the socket has
-//! been gone a while); while up it runs one `select!` over the socket, the heartbeat, the
-//! channel's timers, the owner's commands and the results of the REST work it started.
+//! While down it waits out the reconnect backoff; while up it runs one `select!` over the
+//! socket, the heartbeat, the channel's timers, the owner's commands and the results of the
+//! REST work it started. Down, or up without a joined channel, it polls presence once the
+//! channel has been gone a while.
 
 use std::{
     collections::{hash_map::Entry, BTreeSet, HashMap},
@@ -58,7 +59,7 @@ enum Internal {
         rows: Vec<Value>,
         failed: Option<Error>,
     },
-    Polled(Vec<Member>),
+    Polled(Result<Vec<Member>>),
     /// The workspace's conversations, listed after a gap that began at `origin`.
     Listed {
         conversations: Vec<Uuid>,
@@ -156,7 +157,7 @@ struct Task {
     missed_workspace: bool,
     /// `cloud:realtime:connected` was emitted and `disconnected` not yet.
     announced: bool,
-    /// While the socket is down: when to poll presence next.
+    /// While the channel is not joined: when to poll presence next.
     presence_poll: Option<Instant>,
     /// When the socket or the subscription was lost (the gap began), until the next join.
     lost_at: Option<String>,
@@ -271,7 +272,7 @@ impl Task {
             }
             let deadline = earliest(
                 earliest(self.channel_deadline(), self.token_check),
-                self.catchup_retry,
+                earliest(self.catchup_retry, self.presence_poll),
             );
             let step = tokio::select! {
                 _ = events.room(), if !reading => Ok(()),
@@ -411,9 +412,7 @@ impl Task {
                 .await?;
         }
         self.channel.disconnected();
-        if self.status.borrow().is_live() {
-            self.status.send_replace(Status::Connected);
-        }
+        self.channel_lost();
         self.maybe_join(ws).await
     }
 
@@ -431,6 +430,9 @@ impl Task {
                     .await?;
             }
             self.channel.errored(now);
+        }
+        if self.presence_poll.is_some_and(|t| t <= now) {
+            self.poll_presence();
         }
         if self.catchup_retry.is_some_and(|t| t <= now) {
             self.catchup_retry = None;
@@ -471,12 +473,29 @@ impl Task {
 
     fn socket_lost(&mut self) {
         self.channel.disconnected();
+        self.channel.presence.clear();
         self.pending_heartbeat = None;
         self.gap_began();
         if self.announced {
-            self.presence_poll = Some(Instant::now() + self.p.presence_interval);
+            self.presence_poll
+                .get_or_insert(Instant::now() + self.p.presence_interval);
         }
         self.announce_down();
+    }
+
+    /// The joined channel is gone (the socket may stay). Its Phoenix presence goes with it:
+    /// the next join's `presence_state` is the whole truth, and nothing of this join may be
+    /// merged into it. The host keeps the members it was shown until that state arrives or,
+    /// should the channel stay gone for `presence_interval`, until the REST poll replaces
+    /// them (with nobody, when the poll fails). Until then the list is no staler than the
+    /// poll's own, which counts members seen within twice the interval.
+    fn channel_lost(&mut self) {
+        self.channel.presence.clear();
+        if self.status.borrow().is_live() {
+            self.status.send_replace(Status::Connected);
+            self.presence_poll
+                .get_or_insert(Instant::now() + self.p.presence_interval);
+        }
     }
 
     // ---- frames ------------------------------------------------------------------------
@@ -530,13 +549,18 @@ impl Task {
                     }
                 }
             }
+            // Phoenix answers a join before it sends anything of it, and these frames carry
+            // no join ref (vsn 1.0.0): one that comes before the reply is the previous join's.
             Incoming::PresenceState(s) => {
-                if self.channel.join_ref().is_some() && self.channel.presence.on_state(s) {
+                if self.channel.is_joined() {
+                    self.channel.presence.on_state(s);
+                    // Even when the channel's view did not change: the host may still be
+                    // shown the members from before the channel was lost, or the poll's.
                     self.publish_channel_presence();
                 }
             }
             Incoming::PresenceDiff(d) => {
-                if self.channel.join_ref().is_some() && self.channel.presence.on_diff(d) {
+                if self.channel.is_joined() && self.channel.presence.on_diff(d) {
                     self.publish_channel_presence();
                 }
             }
@@ -565,9 +589,7 @@ impl Task {
                 }
                 tracing::info!(topic = %self.channel.topic, token = self.channel.token_rejected, "channel closed by the server; rejoining");
                 self.channel.errored(now);
-                if self.status.borrow().is_live() {
-                    self.status.send_replace(Status::Connected);
-                }
+                self.channel_lost();
                 self.gap_began();
                 if self.channel.token_rejected {
                     self.fetch_token(true);
@@ -977,12 +999,8 @@ impl Task {
         let window =
             chrono::Duration::from_std(interval * 2).unwrap_or(chrono::Duration::minutes(2));
         tokio::spawn(async move {
-            match catchup::poll_presence(&client, &ws, &me, window).await {
-                Ok(m) => {
-                    let _ = tx.send(Internal::Polled(m));
-                }
-                Err(e) => tracing::debug!(error = %e, "presence poll failed"),
-            }
+            let polled = catchup::poll_presence(&client, &ws, &me, window).await;
+            let _ = tx.send(Internal::Polled(polled));
         });
     }
 
@@ -1038,8 +1056,14 @@ impl Task {
                 conversations,
                 origin,
             } => self.listed(ws, conversations, origin).await?,
-            Internal::Polled(members) => {
+            Internal::Polled(polled) => {
                 if !self.status.borrow().is_live() {
+                    // Without the channel and without an answer, nobody is known to be
+                    // online: the members shown before must not stay listed for good.
+                    let members = polled.unwrap_or_else(|e| {
+                        tracing::debug!(error = %e, "presence poll failed");
+                        Vec::new()
+                    });
                     self.publish(members);
                 }
             }

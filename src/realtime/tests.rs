@@ -82,6 +82,8 @@ struct Server {
     /// While set, the next join's reply is kept in `held_reply` rather than sent.
     hold_join: Arc<AtomicBool>,
     held_reply: Arc<Mutex<Option<String>>>,
+    /// While set, new connections are dropped before the websocket handshake.
+    refuse: Arc<AtomicBool>,
 }
 
 impl Server {
@@ -94,15 +96,20 @@ impl Server {
         let connections = Arc::new(AtomicUsize::new(0));
         let hold_join = Arc::new(AtomicBool::new(false));
         let held_reply: Arc<Mutex<Option<String>>> = Arc::default();
-        let (inj, ans, conns, hold, held) = (
+        let refuse = Arc::new(AtomicBool::new(false));
+        let (inj, ans, conns, hold, held, refusing) = (
             inject.clone(),
             answer_heartbeats.clone(),
             connections.clone(),
             hold_join.clone(),
             held_reply.clone(),
+            refuse.clone(),
         );
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                if refusing.load(Ordering::SeqCst) {
+                    continue;
+                }
                 let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
                     continue;
                 };
@@ -154,7 +161,14 @@ impl Server {
             connections,
             hold_join,
             held_reply,
+            refuse,
         }
+    }
+
+    /// Closes the newest connection from the server's side.
+    fn close_connection(&self) {
+        let g = self.inject.lock().unwrap();
+        g.as_ref().unwrap().send(Message::Close(None)).unwrap();
     }
 
     /// Sends the join reply held back since `hold_join` was set.
@@ -219,6 +233,15 @@ impl Client {
     }
 
     fn start_with_rest(server: &Server, heartbeat: Duration, rest: &str) -> Client {
+        Client::start_with(server, heartbeat, rest, Duration::from_secs(60))
+    }
+
+    fn start_with(
+        server: &Server,
+        heartbeat: Duration,
+        rest: &str,
+        presence_interval: Duration,
+    ) -> Client {
         let (tx, events) = mpsc::unbounded_channel();
         let ev = Arc::new(Events::default());
         let held = Arc::default();
@@ -246,7 +269,7 @@ impl Client {
                 avatar_url: None,
             },
             heartbeat,
-            presence_interval: Duration::from_secs(60),
+            presence_interval,
         };
         Client {
             rt: Some(Realtime::start(params, &tokio::runtime::Handle::current())),
@@ -636,6 +659,107 @@ async fn messages_until_named(
         got += usize::from(n == name);
     }
     got
+}
+
+fn presence_meta(r: &str, user: &str, name: &str) -> Value {
+    json!({"phx_ref": r, "user_id": user, "display_name": name, "status": "active",
+           "online_at": "2026-01-01T00:00:00Z"})
+}
+
+fn user_ids(members: &Value) -> Vec<String> {
+    members
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["userId"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Alice (this client) and Bob, with the `phx_ref`s `a` and `b`.
+fn presence_state(a: &str, b: &str) -> Value {
+    json!({"topic": topic(), "event": "presence_state", "ref": null, "payload": {
+        ME: {"metas": [presence_meta(a, ME, "Alice")]},
+        BOB: {"metas": [presence_meta(b, BOB, "Bob")]},
+    }})
+}
+
+#[tokio::test]
+async fn presence_is_withdrawn_while_the_socket_stays_down() {
+    let mut server = Server::start().await;
+    let mut client = Client::start_with(
+        &server,
+        Duration::from_secs(25),
+        "http://127.0.0.1:1",
+        Duration::from_millis(300),
+    );
+    server.next("phx_join").await;
+    client.event("cloud:realtime:connected").await;
+    server.next("presence").await;
+    server.push(presence_state("a1", "b1"));
+    let p = client.event("cloud:presence:updated").await;
+    assert_eq!(user_ids(&p["members"]), vec![ME, BOB]);
+
+    // The socket goes and cannot come back; neither can the REST poll reach the cloud.
+    server.refuse.store(true, Ordering::SeqCst);
+    server.close_connection();
+    client.event("cloud:realtime:disconnected").await;
+    let p = client.event("cloud:presence:updated").await;
+    assert_eq!(p["members"], json!([]), "nobody is known to be online");
+    assert!(client.rt().members().is_empty());
+
+    // Back: the new join's state lists them again, though it equals the one before.
+    server.refuse.store(false, Ordering::SeqCst);
+    server.next_on(2, "presence").await;
+    server.push(presence_state("a1", "b1"));
+    let p = client.event("cloud:presence:updated").await;
+    assert_eq!(user_ids(&p["members"]), vec![ME, BOB]);
+    assert_eq!(client.rt().members().len(), 2);
+}
+
+#[tokio::test]
+async fn a_closed_channel_drops_its_presence() {
+    let mut server = Server::start().await;
+    let mut client = Client::start_with(
+        &server,
+        Duration::from_secs(25),
+        "http://127.0.0.1:1",
+        Duration::from_millis(300),
+    );
+    let (_, join) = server.next("phx_join").await;
+    let join_ref = join["join_ref"].as_str().unwrap().to_string();
+    client.event("cloud:realtime:connected").await;
+    server.next("presence").await;
+    server.push(presence_state("a1", "b1"));
+    let p = client.event("cloud:presence:updated").await;
+    assert_eq!(user_ids(&p["members"]), vec![ME, BOB]);
+
+    // The server closes the channel and answers the rejoin late.
+    server.hold_join.store(true, Ordering::SeqCst);
+    server.push(json!({"topic": topic(), "event": "phx_close", "ref": join_ref, "payload": {}}));
+    server.next("phx_join").await;
+    // A diff of the closed join, still on its way: Carol joined it.
+    const CAROL: &str = "33333333-3333-4333-8333-333333333333";
+    server.push(
+        json!({"topic": topic(), "event": "presence_diff", "ref": null, "payload": {
+        "joins": {CAROL: {"metas": [presence_meta("c1", CAROL, "Carol")]}}, "leaves": {}}}),
+    );
+    // Without a channel for longer than the presence interval, and the REST poll failing,
+    // nobody is known to be online.
+    let p = client.event("cloud:presence:updated").await;
+    assert_eq!(p["members"], json!([]));
+
+    server.release_join();
+    server.next("presence").await;
+    server.push(presence_state("a2", "b2"));
+    let p = client.event("cloud:presence:updated").await;
+    assert_eq!(
+        user_ids(&p["members"]),
+        vec![ME, BOB],
+        "only the new join's presence"
+    );
+    server.push(json!({"topic": topic(), "event": "broadcast", "ref": null, "payload": {"event": "sync", "payload": {}}}));
+    client.event("cloud:broadcast:sync").await;
+    assert_eq!(client.rt().members().len(), 2);
 }
 
 /// A tiny PostgREST for the catch-up: `conversations` and `messages` served from rows in
