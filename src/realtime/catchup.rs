@@ -47,6 +47,10 @@ impl Seen {
         }
     }
 
+    pub fn contains(&self, id: &Uuid) -> bool {
+        self.set.contains(id)
+    }
+
     /// True the first time `id` is seen.
     pub fn insert(&mut self, id: Uuid) -> bool {
         if !self.set.insert(id) {
@@ -157,6 +161,20 @@ fn keyset(row: &Value) -> Option<(String, Uuid)> {
         .and_then(Value::as_str)
         .filter(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok())?;
     Some((t.to_string(), id))
+}
+
+/// The message row `id`, as a list: empty when it is gone or not readable.
+pub async fn message(client: &Client, id: &Uuid) -> Result<Vec<Value>> {
+    let id = format!("eq.{id}");
+    let path = query::build("/rest/v1/messages", &[("id", &id), ("select", "*")]);
+    let body = client
+        .send(&Request::new(Method::GET, path.clone()))
+        .await?
+        .body;
+    match body {
+        Value::Array(rows) => Ok(rows),
+        _ => Err(invalid(&path, "expected an array of messages")),
+    }
 }
 
 /// The ids of the workspace's conversations, in id order.

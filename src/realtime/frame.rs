@@ -104,6 +104,20 @@ pub struct ChangeData {
     pub errors: Option<Value>,
 }
 
+impl ChangeData {
+    /// Whether the server left columns out of `record` because the row was over its
+    /// `max_record_bytes` (it keeps only the small ones): the record cannot be shown, nor
+    /// trusted to say who wrote it.
+    pub fn too_large(&self) -> bool {
+        let Some(Value::Array(errors)) = &self.errors else {
+            return false;
+        };
+        errors
+            .iter()
+            .any(|e| e.as_str().is_some_and(|e| e.starts_with("Error 413")))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Change {
     pub ids: Vec<i64>,

@@ -54,6 +54,16 @@ impl Row {
         }
     }
 
+    /// A message row's `id` and `conversation_id`, each `None` when it is missing or no uuid
+    /// (a row the server cut short may still have them).
+    pub fn message_ids(&self) -> (Option<Uuid>, Option<Uuid>) {
+        let Ok(m) = serde_json::from_str::<Message>(self.0.get()) else {
+            return (None, None);
+        };
+        let uuid = |raw: Option<&RawValue>| text(raw?).and_then(|s| Uuid::parse_str(&s).ok());
+        (uuid(m.id), uuid(m.conversation_id))
+    }
+
     /// The fields a message row must have to be shown as a chat message, or `None` if it
     /// has not (or is no valid object).
     pub fn message(&self) -> Option<MessageHead<'_>> {

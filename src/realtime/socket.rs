@@ -60,6 +60,14 @@ enum Internal {
         failed: Option<Error>,
     },
     Polled(Result<Vec<Member>>),
+    /// The message row `id` read by itself, its change having come without it.
+    Fetched {
+        conversation: Uuid,
+        id: Uuid,
+        /// The conversation's cursor when the change came, for a catch-up if the read fails.
+        from: String,
+        rows: Result<Vec<Value>>,
+    },
     /// The workspace's conversations, listed after a gap that began at `origin`.
     Listed {
         conversations: Vec<Uuid>,
@@ -669,7 +677,9 @@ impl Task {
             }
             Table::Messages => {
                 if data.kind == ChangeType::Insert {
-                    if let Some(row) = data.record {
+                    if data.too_large() {
+                        self.fetch_message(data.record.as_ref());
+                    } else if let Some(row) = data.record {
                         self.message(row);
                     }
                 }
@@ -708,6 +718,73 @@ impl Task {
         let own = m.sender_user_id.as_deref() == me || m.pushed_by.as_deref() == me;
         if !own {
             self.p.events.emit(Event::MessageReceived(row.into_raw()));
+        }
+    }
+
+    /// An INSERT the server sent without its row (too large): the row is read over REST
+    /// and delivered through `message` like any other, so at most once. If the read fails,
+    /// the conversation is caught up from where it stood when the change came.
+    fn fetch_message(&mut self, record: Option<&Row>) {
+        let (id, conversation) = record.map(Row::message_ids).unwrap_or((None, None));
+        let Some(conversation) = conversation else {
+            tracing::warn!("a message too large for the socket, of no given conversation");
+            self.missed_all();
+            self.start_catchups();
+            return;
+        };
+        if !self.channel.conversations().contains(&conversation) {
+            return;
+        }
+        let Some(from) = self.cursors.get(&conversation).cloned() else {
+            return;
+        };
+        let Some(id) = id else {
+            self.missed_since(conversation, from);
+            self.start_catchups();
+            return;
+        };
+        if self.seen.contains(&id) {
+            return;
+        }
+        tracing::debug!(%id, "reading a message too large for the socket");
+        let client = self.p.client.clone();
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let rows = catchup::message(&client, &id).await;
+            let _ = tx.send(Internal::Fetched {
+                conversation,
+                id,
+                from,
+                rows,
+            });
+        });
+    }
+
+    fn fetched(&mut self, conversation: Uuid, id: Uuid, from: String, rows: Result<Vec<Value>>) {
+        match rows {
+            Ok(rows) => {
+                // Only the row asked for: a server that ignored the filter sends others.
+                let row = rows
+                    .iter()
+                    .filter_map(Row::from_value)
+                    .find(|r| r.message_ids().0 == Some(id));
+                match row {
+                    Some(row) => self.message(row),
+                    None => tracing::debug!(%id, "a message read by id is gone"),
+                }
+            }
+            // A catch-up could not read it either.
+            Err(e @ Error::ResponseTooLarge { .. }) => {
+                tracing::warn!(error = %e, %id, "a message too large to read; left out")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, %id, "cannot read a message by id; catching up");
+                self.missed_since(conversation, from);
+                // Not joined: the join starts it.
+                if self.channel.is_joined() {
+                    self.start_catchups();
+                }
+            }
         }
     }
 
@@ -814,25 +891,31 @@ impl Task {
     /// then, from its cursor as it is now.
     fn missed(&mut self, conversations: impl IntoIterator<Item = Uuid>) {
         for conv in conversations {
-            let Some(cursor) = self.cursors.get(&conv) else {
+            let Some(cursor) = self.cursors.get(&conv).cloned() else {
                 continue;
             };
-            match self.catchups.entry(conv) {
-                Entry::Vacant(v) => {
-                    v.insert(CatchUp {
-                        from: cursor.clone(),
-                        running: None,
-                        again: None,
-                        failures: 0,
-                        retry_at: None,
-                    });
-                }
-                // One not under way already starts before this gap.
-                Entry::Occupied(mut o) => {
-                    let c = o.get_mut();
-                    if c.running.is_some() && c.again.is_none() {
-                        c.again = Some(cursor.clone());
-                    }
+            self.missed_since(conv, cursor);
+        }
+    }
+
+    /// Rows of `conv` from `from` on may have been missed. `from` is a cursor the
+    /// conversation had, so a catch-up already waiting starts at or before it.
+    fn missed_since(&mut self, conv: Uuid, from: String) {
+        match self.catchups.entry(conv) {
+            Entry::Vacant(v) => {
+                v.insert(CatchUp {
+                    from,
+                    running: None,
+                    again: None,
+                    failures: 0,
+                    retry_at: None,
+                });
+            }
+            // One not under way already starts before this gap.
+            Entry::Occupied(mut o) => {
+                let c = o.get_mut();
+                if c.running.is_some() && c.again.is_none() {
+                    c.again = Some(from);
                 }
             }
         }
@@ -1056,6 +1139,12 @@ impl Task {
                 conversations,
                 origin,
             } => self.listed(ws, conversations, origin).await?,
+            Internal::Fetched {
+                conversation,
+                id,
+                from,
+                rows,
+            } => self.fetched(conversation, id, from, rows),
             Internal::Polled(polled) => {
                 if !self.status.borrow().is_live() {
                     // Without the channel and without an answer, nobody is known to be

@@ -899,6 +899,15 @@ pub(crate) mod rest_mock {
                 if db.fail_reads.contains(&n) {
                     return (503, json!({"message": "unavailable"}));
                 }
+                if let Some(id) = param("id").and_then(|v| v.strip_prefix("eq.")) {
+                    let rows: Vec<Value> = db
+                        .messages
+                        .iter()
+                        .filter(|r| r["id"] == json!(id))
+                        .cloned()
+                        .collect();
+                    return (200, json!(rows));
+                }
                 let conv = param("conversation_id")
                     .and_then(|v| v.strip_prefix("eq."))
                     .unwrap()
@@ -1126,4 +1135,103 @@ async fn a_conversation_created_in_the_rejoin_gap_is_watched() {
     );
     let more = messages_within(&mut client, Duration::from_millis(300)).await;
     assert!(more.is_empty(), "delivered twice: {more:?}");
+}
+
+/// The change Supabase sends for a row over its `max_record_bytes`: only the columns small
+/// enough are in the record, and `errors` says why.
+fn too_large_insert_of(row: &Value) -> Value {
+    let small: serde_json::Map<String, Value> = row
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, v)| v.to_string().len() <= 64)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut change = insert_of(&Value::Object(small));
+    change["payload"]["data"]["errors"] = json!(["Error 413: Payload Too Large"]);
+    change
+}
+
+#[tokio::test]
+async fn a_message_too_large_for_the_socket_is_read_over_rest() {
+    let rest = rest_mock::Rest::start().await;
+    let c7 = Uuid::from_u128(7);
+    rest.db.lock().unwrap().conversations = vec![c7];
+    let mut server = Server::start().await;
+    let mut client = Client::start_with_rest(&server, Duration::from_secs(25), &rest.base);
+    first_join(&mut server, &mut client, &[c7]).await;
+    let t0 = chrono::Utc::now();
+
+    let mut big = row_at(5, c7, BOB, t0);
+    big["content"] = json!("x".repeat(100_000));
+    rest.db.lock().unwrap().messages.push(big.clone());
+    let change = too_large_insert_of(&big);
+    assert!(change["payload"]["data"]["record"].get("content").is_none());
+    server.push(change.clone());
+    let m = client.event("cloud:message:received").await;
+    assert_eq!(m["id"], big["id"]);
+    assert_eq!(m["content"], big["content"]);
+    let asked = rest.requests("/rest/v1/messages");
+    assert!(
+        asked.contains(&format!(
+            "/rest/v1/messages?id=eq.{}&select=*",
+            big["id"].as_str().unwrap()
+        )),
+        "{asked:?}"
+    );
+
+    // This client's own row, cut short the same way: its record still has the content but
+    // not the metadata that says who pushed it. Read whole, it is not delivered.
+    let mut own = row_at(6, c7, BOB, t0 + chrono::Duration::seconds(1));
+    own["role"] = json!("assistant");
+    own["sender_user_id"] = Value::Null;
+    own["metadata"] = json!({"pushedBy": ME, "trace": "y".repeat(1000)});
+    rest.db.lock().unwrap().messages.push(own.clone());
+    let change_own = too_large_insert_of(&own);
+    assert!(change_own["payload"]["data"]["record"]
+        .get("content")
+        .is_some());
+    server.push(change_own);
+
+    // The same change again, then a row that fits: each once, the own one never.
+    server.push(change);
+    let live = row_at(7, c7, BOB, t0 + chrono::Duration::seconds(2));
+    rest.db.lock().unwrap().messages.push(live.clone());
+    server.push(insert_of(&live));
+    let mut got = vec![client.event("cloud:message:received").await["content"].clone()];
+    got.extend(
+        messages_within(&mut client, Duration::from_millis(500))
+            .await
+            .into_iter()
+            .map(|m| m["content"].clone()),
+    );
+    assert_eq!(got, vec![json!("m7")]);
+}
+
+#[tokio::test]
+async fn a_message_too_large_for_the_socket_is_caught_up_when_its_read_fails() {
+    let rest = rest_mock::Rest::start().await;
+    let c7 = Uuid::from_u128(7);
+    // Enough 503s to outlast the transport's own retries of the read by id.
+    let failures = 1 + crate::rest::http::MAX_RETRIES as usize;
+    {
+        let mut db = rest.db.lock().unwrap();
+        db.conversations = vec![c7];
+        db.fail_reads = 0..failures;
+    }
+    let mut server = Server::start().await;
+    let mut client = Client::start_with_rest(&server, Duration::from_secs(25), &rest.base);
+    first_join(&mut server, &mut client, &[c7]).await;
+    let t0 = chrono::Utc::now();
+
+    let mut big = row_at(5, c7, BOB, t0);
+    big["content"] = json!("x".repeat(100_000));
+    rest.db.lock().unwrap().messages.push(big.clone());
+    server.push(too_large_insert_of(&big));
+    let m = client.event("cloud:message:received").await;
+    assert_eq!(m["content"], big["content"]);
+    let more = messages_within(&mut client, Duration::from_millis(500)).await;
+    assert!(more.is_empty(), "delivered twice: {more:?}");
+    let pulls = rest.requests("/rest/v1/messages?conversation_id=");
+    assert!(!pulls.is_empty(), "caught up by a pull");
 }
