@@ -13,10 +13,12 @@ use crate::{
     rest::{query, Client, Request},
 };
 
-/// Rows per page: PostgREST's `db-max-rows` on Supabase (and the devcloud's cap). A page
-/// shorter than this ends the pull; against a server capped lower, a pull stops after the
-/// first page and the next one continues from `lastCloudMessageAt`.
+/// Rows asked for per page: PostgREST's `db-max-rows` on Supabase (and the devcloud's
+/// default cap). A server may cap pages lower, so only an empty page ends a pull.
 pub const PAGE: usize = 1000;
+/// A pull reads at most this many pages (its rows are held until it returns): the rest of a
+/// history that long comes with the next pull, from `lastCloudMessageAt`.
+const MAX_PAGES: usize = 100;
 /// cloud-api.md's columns plus `metadata`, which tells one's own pushed assistant messages.
 const SELECT: &str =
     "id,content,role,sender_user_id,sender_agent_id,model_used,created_at,metadata";
@@ -123,6 +125,7 @@ pub async fn pull(
         last_created_at: None,
     };
     let mut cursor: Option<Cursor> = None;
+    let mut pages = 0;
     loop {
         let path = page_path(conversation, since, cursor.as_ref(), page);
         let body = client
@@ -136,9 +139,20 @@ pub async fn pull(
                 reason: "expected an array of messages".into(),
             });
         };
-        let n = rows.len();
+        if rows.is_empty() {
+            return Ok(out);
+        }
+        pages += 1;
         if let Some(last) = rows.last() {
             let c = cursor_of(last, &path)?;
+            // A server that ignores the cursor would send this page for ever.
+            if cursor.as_ref() == Some(&c) {
+                return Err(Error::InvalidResponse {
+                    url: path,
+                    status: 200,
+                    reason: "the page did not move past the last one".into(),
+                });
+            }
             out.last_created_at = Some(c.created_at.clone());
             cursor = Some(c);
         }
@@ -150,7 +164,8 @@ pub async fn pull(
                 out.messages.push(map_row(&row));
             }
         }
-        if n < page {
+        if pages == MAX_PAGES {
+            tracing::info!(%conversation, pages, "pull stopped; the next one continues");
             return Ok(out);
         }
     }
