@@ -667,7 +667,14 @@ impl Task {
                         }
                     }
                 }
-                if self.set_conversations(set, &now_iso()) {
+                // Watched from the commit, in the server's time as the rows' `created_at`
+                // are: this machine's clock may be off, and the frame may have waited unread.
+                let origin = data
+                    .commit_timestamp
+                    .as_deref()
+                    .filter(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok())
+                    .map_or_else(now_iso, str::to_string);
+                if self.set_conversations(set, &origin) {
                     // The leave ends the server's subscription and nothing is taken until the
                     // new join's reply: as across a reconnect, every watched conversation
                     // (the new one from now) and the workspace may miss changes meanwhile.

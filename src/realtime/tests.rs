@@ -1235,3 +1235,38 @@ async fn a_message_too_large_for_the_socket_is_caught_up_when_its_read_fails() {
     let pulls = rest.requests("/rest/v1/messages?conversation_id=");
     assert!(!pulls.is_empty(), "caught up by a pull");
 }
+
+/// Catch-up cursors are the server's time: a conversation created while this machine's
+/// clock runs five minutes ahead is still pulled from its creation after a gap.
+#[tokio::test]
+async fn a_new_conversation_is_watched_from_the_servers_time() {
+    let rest = rest_mock::Rest::start().await;
+    let (c7, c8) = (Uuid::from_u128(7), Uuid::from_u128(8));
+    rest.db.lock().unwrap().conversations = vec![c7];
+    let mut server = Server::start().await;
+    let mut client = Client::start_with_rest(&server, Duration::from_secs(25), &rest.base);
+    let join_ref = first_join(&mut server, &mut client, &[c7]).await;
+    let server_now = chrono::Utc::now() - chrono::Duration::minutes(5);
+    let stamp =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+
+    rest.db.lock().unwrap().conversations.push(c8);
+    server.push(
+        json!({"topic": topic(), "event": "postgres_changes", "ref": null, "payload": {
+        "ids": [101], "data": {"schema": "public", "table": "conversations", "type": "INSERT",
+        "commit_timestamp": stamp(server_now),
+        "record": {"id": c8.to_string(), "workspace_id": WS.to_string()}}}}),
+    );
+    server.next("phx_leave").await;
+    server.next("phx_join").await;
+    server.next("presence").await;
+
+    // The channel is lost; a message is written in the new conversation meanwhile.
+    server.push(json!({"topic": topic(), "event": "phx_close", "ref": join_ref, "payload": {}}));
+    let missed = row_at(5, c8, BOB, server_now + chrono::Duration::seconds(30));
+    rest.db.lock().unwrap().messages.push(missed);
+    assert_eq!(
+        client.event("cloud:message:received").await["content"],
+        json!("m5")
+    );
+}
