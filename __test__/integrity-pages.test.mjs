@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { startDevcloud, SEED } from './helpers/devcloud.mjs';
 import { loggedIn, newConversation } from './helpers/sync.mjs';
 
-const MAX_ROWS = 300;
+const MAX_ROWS = 10;
 let cloud;
 let cs;
 before(async () => {
@@ -29,4 +29,20 @@ test('pullConversation reads past pages the cloud cut short', async () => {
   const pulled = await cs.pullConversation(conv);
   assert.equal(pulled.messages.length, n);
   assert.deepEqual(new Set(pulled.messages.map((m) => m.content)).size, n);
+});
+
+test('a pull that stops at its page bound leaves no part of a timestamp group behind', async () => {
+  const conv = await newConversation(cloud);
+  // 100 pages of 10 end five rows into the second group: those must come with the next pull.
+  const t1 = '2026-01-01T00:00:01.000000+00:00';
+  const t2 = '2026-01-01T00:00:02.000000+00:00';
+  const rows = [...Array(995).fill(t1), ...Array(20).fill(t2)].map((created_at, i) => ({
+    conversation_id: conv, role: 'user', content: `m ${i}`, sender_user_id: SEED.users.bob.id, created_at,
+  }));
+  await cloud.serviceRest('messages', { method: 'POST', body: rows, headers: { Prefer: 'return=minimal' } });
+  const first = await cs.pullConversation(conv);
+  const second = await cs.pullConversation(conv, first.lastCloudMessageAt);
+  const got = [...first.messages, ...second.messages].map((m) => m.content);
+  assert.equal(got.length, rows.length);
+  assert.equal(new Set(got).size, rows.length);
 });

@@ -84,13 +84,23 @@ pub fn map_row(row: &Value) -> Value {
     })
 }
 
-/// The cursor after `row`, or why the server's row cannot serve as one.
-fn cursor_of(row: &Value, url: &str) -> Result<Cursor> {
-    let bad = |reason: &str| Error::InvalidResponse {
+fn invalid(url: &str, reason: &str) -> Error {
+    Error::InvalidResponse {
         url: url.to_string(),
         status: 200,
         reason: reason.to_string(),
-    };
+    }
+}
+
+/// Whether a row has what the host shows of a chat message: a role and text content.
+fn is_message(row: &Value) -> bool {
+    row.get("role").is_some_and(Value::is_string)
+        && row.get("content").is_some_and(Value::is_string)
+}
+
+/// The cursor after `row`, or why the server's row cannot serve as one.
+fn cursor_of(row: &Value, url: &str) -> Result<Cursor> {
+    let bad = |reason: &str| invalid(url, reason);
     let id = row
         .get("id")
         .and_then(Value::as_str)
@@ -125,6 +135,11 @@ pub async fn pull(
         last_created_at: None,
     };
     let mut cursor: Option<Cursor> = None;
+    // The rows of the newest `created_at` so far start here in `out.messages`, and `before`
+    // is the `created_at` before them: a pull cut short stops there, because the next one
+    // continues after a timestamp alone and would skip the rest of that group.
+    let mut group_start = 0;
+    let mut before: Option<String> = None;
     let mut pages = 0;
     loop {
         let path = page_path(conversation, since, cursor.as_ref(), page);
@@ -133,40 +148,49 @@ pub async fn pull(
             .await?
             .body;
         let Value::Array(rows) = body else {
-            return Err(Error::InvalidResponse {
-                url: path,
-                status: 200,
-                reason: "expected an array of messages".into(),
-            });
+            return Err(invalid(&path, "expected an array of messages"));
         };
         if rows.is_empty() {
             return Ok(out);
         }
         pages += 1;
-        if let Some(last) = rows.last() {
-            let c = cursor_of(last, &path)?;
-            // A server that ignores the cursor would send this page for ever.
-            if cursor.as_ref() == Some(&c) {
-                return Err(Error::InvalidResponse {
-                    url: path,
-                    status: 200,
-                    reason: "the page did not move past the last one".into(),
-                });
-            }
-            out.last_created_at = Some(c.created_at.clone());
-            cursor = Some(c);
+        // A server that ignores the cursor would send the same page for ever.
+        let end = rows.last().map(|r| cursor_of(r, &path)).transpose()?;
+        if end.is_some() && end == cursor {
+            return Err(invalid(&path, "the page did not move past the last one"));
         }
-        for row in rows {
+        for row in &rows {
+            let c = cursor_of(row, &path)?;
+            if !is_message(row) {
+                return Err(invalid(
+                    &path,
+                    "a message row without a role or text content",
+                ));
+            }
+            if cursor
+                .as_ref()
+                .is_some_and(|prev| prev.created_at != c.created_at)
+            {
+                before = cursor.as_ref().map(|prev| prev.created_at.clone());
+                group_start = out.messages.len();
+            }
             let own = me.is_some()
                 && (row.get("sender_user_id").and_then(Value::as_str) == me
                     || row.pointer("/metadata/pushedBy").and_then(Value::as_str) == me);
             if !own {
-                out.messages.push(map_row(&row));
+                out.messages.push(map_row(row));
             }
+            out.last_created_at = Some(c.created_at.clone());
+            cursor = Some(c);
         }
-        if pages == MAX_PAGES {
-            tracing::info!(%conversation, pages, "pull stopped; the next one continues");
-            return Ok(out);
+        if pages >= MAX_PAGES {
+            if let Some(before) = before.take() {
+                tracing::info!(%conversation, pages, "pull stopped; the next one continues");
+                out.messages.truncate(group_start);
+                out.last_created_at = Some(before);
+                return Ok(out);
+            }
+            // One timestamp throughout: only its end is a place to stop.
         }
     }
 }
