@@ -48,6 +48,10 @@ static MIGRATIONS: &[(&str, &str)] = &[
         "0010_realtime_catalog",
         include_str!("../../migrations/0010_realtime_catalog.sql"),
     ),
+    (
+        "0011_realtime_capture_rows",
+        include_str!("../../migrations/0011_realtime_capture_rows.sql"),
+    ),
 ];
 
 static DEMO_SEED: &str = include_str!("../../seed/demo.sql");

@@ -278,9 +278,7 @@ async fn dispatch_loop(state: SharedState, mut tables: Tables, mut last: i64, wa
                     Some((marker, before)) if marker.kind == CATALOG => (before, true),
                     _ => (part, false),
                 };
-                if let Err(e) = dispatch(&state, &tables, changes).await {
-                    tracing::warn!(error = %e, "realtime: dispatching changes failed");
-                }
+                dispatch_retried(&state, &tables, changes).await;
                 if reload {
                     tables = reload_catalog(&state).await;
                 }
@@ -300,6 +298,25 @@ async fn dispatch_loop(state: SharedState, mut tables: Tables, mut last: i64, wa
                     pruned = last;
                     pruned_at = Instant::now();
                 }
+            }
+        }
+    }
+}
+
+/// Dispatches `changes`, trying again when the check fails (a connection lost, say): a
+/// failure that persists is logged as an error and the changes are not sent, rather than
+/// holding back every later change for every subscriber.
+async fn dispatch_retried(state: &SharedState, tables: &Tables, changes: &[Change]) {
+    const ATTEMPTS: u32 = 5;
+    for attempt in 1..=ATTEMPTS {
+        match dispatch(state, tables, changes).await {
+            Ok(()) => return,
+            Err(e) if attempt < ATTEMPTS => {
+                tracing::warn!(error = %e, attempt, "realtime: dispatching changes failed; retrying");
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, changes = changes.len(), "realtime: changes not sent");
             }
         }
     }

@@ -55,13 +55,16 @@ pub fn quote(ident: &str) -> String {
 /// Which of `$1` (a JSON array of rows, as text: serialized once for all identities that ask
 /// about the same rows) the current role may read. The row is named like
 /// the table so that the policies' column references resolve; identifiers and policies come
-/// from the catalog, the rows are bound.
+/// from the catalog, the rows are bound. The probe's own names are ones no table or column
+/// of the schema should use: a policy naming a column `n` must not find two.
 pub fn probe_sql(meta: &TableMeta) -> String {
     let alias = quote(&meta.table);
     let qualified = format!("{}.{alias}", quote(&meta.schema));
     format!(
-        "SELECT e.n FROM jsonb_array_elements($1::text::jsonb) WITH ORDINALITY AS e(j, n) \
-         CROSS JOIN LATERAL jsonb_populate_record(NULL::{qualified}, e.j) AS {alias} \
+        "SELECT realtime_probe__.ordinal__ \
+         FROM jsonb_array_elements($1::text::jsonb) WITH ORDINALITY \
+              AS realtime_probe__(row__, ordinal__) \
+         CROSS JOIN LATERAL jsonb_populate_record(NULL::{qualified}, realtime_probe__.row__) AS {alias} \
          WHERE (SELECT has_table_privilege({}, 'SELECT')) AND ({})",
         literal(&qualified),
         meta.select_policy
