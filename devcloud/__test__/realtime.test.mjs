@@ -616,3 +616,36 @@ describe('realtime after DDL', () => {
     }
   });
 });
+
+describe('realtime and a client that stops reading', () => {
+  const suite = suiteCloud(['--realtime-timeout-ms', '3000']);
+
+  test('its socket is dropped and its presence leaves, however full its buffers', async () => {
+    const { cloud } = suite;
+    const { sb } = await signedIn(cloud, users.alice.email);
+    suite.clients.push(sb);
+    const ch = sb.channel('frozen-room', { config: { presence: { key: users.alice.id } } });
+    ch.on('presence', { event: 'sync' }, () => {});
+    await subscribed(ch);
+    const bob = await Raw.open(wsUrl(cloud, cloud.anonKey, '2.0.0'));
+    bob.send(['1', '1', 'realtime:frozen-room', 'phx_join', { config: { presence: { key: users.bob.id, enabled: true } } }]);
+    await bob.next((f) => f[1] === '1');
+    bob.send(['1', '2', 'realtime:frozen-room', 'presence', { type: 'presence', event: 'track', payload: { display_name: 'Bob' } }]);
+    await until(() => ch.presenceState()[users.bob.id], 5000, 'bob tracked');
+
+    // Bob's process freezes: nothing more is read from its socket, while broadcasts to the
+    // room fill every buffer on the way (the kernel's alone hold tens of MB here).
+    bob.sock._socket.pause();
+    const body = 'x'.repeat(900 * 1024);
+    for (let i = 0; i < 100; i++) {
+      const r = await fetch(`${cloud.url}/realtime/v1/api/broadcast`, {
+        method: 'POST',
+        headers: { apikey: cloud.serviceRoleKey, Authorization: `Bearer ${cloud.serviceRoleKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ messages: [{ topic: 'frozen-room', event: 'fill', payload: { body } }] }),
+      });
+      assert.equal(r.status, 202);
+    }
+    await until(() => !ch.presenceState()[users.bob.id], 20_000, 'bob leaving after the idle timeout');
+    bob.sock.terminate();
+  });
+});

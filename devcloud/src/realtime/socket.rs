@@ -21,7 +21,7 @@ use axum::{
 };
 use futures_util::SinkExt as _;
 use serde_json::{json, Value};
-use tokio::time::{sleep_until, Instant};
+use tokio::time::{sleep_until, timeout, Instant};
 
 use super::{
     channel::{self, Binding, JoinConfig},
@@ -33,6 +33,8 @@ use crate::{jwt, state::SharedState};
 
 const JOIN_ERROR_DELAY: Duration = Duration::from_secs(5);
 const AUTH_ERROR_DELAY: Duration = Duration::from_secs(2);
+/// How long a closing socket waits for its close frame to be taken.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 const QUEUE: usize = 16_384;
 const MAX_CHANNELS: usize = 100;
 const MAX_MESSAGE: usize = 4 * 1024 * 1024;
@@ -212,24 +214,21 @@ impl Conn {
                     }
                 }
                 _ = sleep_until(deadline) => {
-                    let _ = ws.send(Message::Close(Some(CloseFrame {
-                        code: 1000,
-                        reason: "idle timeout".into(),
-                    }))).await;
+                    close(&mut ws, 1000, "idle timeout").await;
                     return;
                 }
                 _ = async { sleep_until(expiry_at.unwrap_or(deadline)).await }, if expiry_at.is_some() => {
                     self.expire_channels();
                 }
                 _ = self.kill.notified() => {
-                    let _ = ws.send(Message::Close(Some(CloseFrame {
-                        code: 1011,
-                        reason: "too slow".into(),
-                    }))).await;
+                    close(&mut ws, 1011, "too slow").await;
                     return;
                 }
             }
-            if !self.flush(&mut ws).await {
+            // A peer that stops reading fills the socket's buffers, and a write then waits
+            // for as long as the peer lives: no longer than the idle timeout, or the task
+            // (with its presence and its queue) would outlive the client for good.
+            if !matches!(timeout(idle, self.flush(&mut ws)).await, Ok(true)) {
                 return;
             }
         }
@@ -640,4 +639,14 @@ impl Conn {
         };
         self.text(None, None, topic, "broadcast", &json);
     }
+}
+
+/// Sends a close frame, if the peer takes it soon: one that reads nothing must not hold the
+/// task.
+async fn close(ws: &mut WebSocket, code: u16, reason: &str) {
+    let frame = Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.to_string().into(),
+    }));
+    let _ = timeout(CLOSE_WAIT, ws.send(frame)).await;
 }
