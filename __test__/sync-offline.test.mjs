@@ -1,13 +1,15 @@
 // The durable outbox across a process restart: with the cloud stopped, one Node process
 // queues 50 pushes and exits; a second process starts while the cloud is still down; the
 // cloud comes back on the same port and data directory; all 50 messages arrive, once, in order.
+// And within one process: what a push queued is sent once the cloud is back, without
+// waiting for the next poll or the next push.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startDevcloud, ROOT, DEMO_PASSWORD, SEED } from './helpers/devcloud.mjs';
-import { workdir, newConversation, rowsOf, freePort } from './helpers/sync.mjs';
+import { workdir, newConversation, rowsOf, freePort, loggedIn, waitFor, history } from './helpers/sync.mjs';
 
 let cloud;
 after(async () => {
@@ -126,4 +128,37 @@ test('50 pushes queued offline survive a restart and arrive once when the cloud 
   const rows = await rowsOf(cloud, conv);
   assert.deepEqual(rows.map((r) => r.content), Array.from({ length: 50 }, (_, i) => `offline ${i}`), 'all 50, once, in order');
   assert.equal(new Set(rows.map((r) => r.id)).size, 50);
+});
+
+test('a push queued offline is sent when the cloud returns, though the engine would not poll for an hour', async () => {
+  // No socket, and an hour between polls: the engine stands for one whose socket came back
+  // live before its next poll, which then never comes while the socket stays up.
+  const args = ['--port', String(await freePort()), '--data-dir', join(workdir('oboto-cloud-data-'), 'db')];
+  await cloud?.stop();
+  cloud = await startDevcloud(args);
+  const conv = await newConversation(cloud);
+  const { cs, bus } = await loggedIn(cloud, 'alice', {
+    dir: workdir(),
+    syncInterval: 3_600_000,
+    syncDebounceMs: 100,
+    realtime: false,
+    connectTimeoutMs: 1000,
+    requestTimeoutMs: 5000,
+  });
+  try {
+    await cs.linkWorkspace(SEED.workspaces.websiteRevamp);
+    await waitFor(bus, 'cloud:sync:completed', (p) => p.type === 'workspace');
+    await cloud.stop();
+    const h = history(3, 'queued');
+    assert.equal((await cs.pushConversation(conv, h)).queued, 3);
+    cloud = await startDevcloud(args);
+    // Only the queued push itself can have the engine retry until the outbox drains.
+    for (let i = 0; i < 200 && cs.getStatus().syncEngineStatus.outboxPending > 0; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(cs.getStatus().syncEngineStatus.outboxPending, 0, 'drained');
+    assert.deepEqual((await rowsOf(cloud, conv)).map((r) => r.content), h.map((m) => m.content));
+  } finally {
+    await cs.destroy();
+  }
 });

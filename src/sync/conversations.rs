@@ -224,6 +224,11 @@ impl Syncer {
         match ob.append(entries) {
             Ok(n) => {
                 self.update_board(|b| b.outbox_pending = n);
+                // The engine may be idle until its next poll, which never comes while the
+                // socket is live (it can come back before that poll): a cycle now fails
+                // while the cloud is away and is retried on its backoff until the outbox
+                // drains.
+                self.wake.notify_one();
                 Ok(())
             }
             Err(e) => {
