@@ -68,30 +68,64 @@ fn refused_for_data(e: &Error) -> bool {
         && h.code.as_deref().is_some_and(|c| c.len() == 5 && c.starts_with("22")))
 }
 
-/// Inserts `rows`; a batch refused for its data is split in halves until each refused row
-/// stands alone, so one message the cloud can never accept does not hold back the others.
-/// Returns how many rows were new, and the refused rows' ids with the refusal. Any other
-/// failure is returned as it is (the caller keeps or queues the batch; ids make a resend
-/// harmless).
+/// A refusal of the request's size (HTTP 413; PostgREST's `PGRST413`): fewer rows may pass.
+fn refused_for_size(e: &Error) -> bool {
+    matches!(e, Error::Http(h) if h.status == 413)
+}
+
+/// The refusal of a row too large to be sent even alone, saying so: the server's own
+/// "Payload Too Large" does not tell the user that one message is the cause, or that it
+/// was skipped. The code and status stay the server's.
+fn too_large(e: Error, id: &str, bytes: usize) -> Error {
+    match e {
+        Error::Http(mut h) => {
+            h.message = format!(
+                "Message {id} is too large to sync ({bytes} bytes as JSON, more than Oboto Cloud \
+                 accepts in one request); it was skipped, the rest of the conversation was \
+                 synced ({})",
+                h.message
+            );
+            Error::Http(h)
+        }
+        other => other,
+    }
+}
+
+/// Inserts `rows`; a batch refused for its data or its size is split in halves until each
+/// refused row stands alone, so that neither one message the cloud can never accept nor a
+/// batch larger than the cloud's body limit holds back the others. Returns how many rows
+/// were new, and the refused rows' ids with the refusal. Any other failure is returned as
+/// it is (the caller keeps or queues the batch; ids make a resend harmless).
 pub async fn insert_isolating(
     client: &Client,
     rows: &[Value],
 ) -> Result<(usize, Vec<(String, Error)>)> {
     let mut new = 0;
     let mut refused = Vec::new();
-    // Ranges still to insert, the next one last, so rows go in their order.
+    // Ranges still to insert, the next one last, so rows go in their order. Splitting n rows
+    // down to single ones takes at most 2n - 1 requests.
     let mut todo = vec![(0, rows.len())];
     while let Some((from, to)) = todo.pop() {
         match insert_rows(client, &rows[from..to]).await {
             Ok(n) => new += n,
-            Err(e) if refused_for_data(&e) && to - from > 1 => {
+            Err(e) if (refused_for_data(&e) || refused_for_size(&e)) && to - from > 1 => {
                 let mid = from + (to - from) / 2;
                 todo.push((mid, to));
                 todo.push((from, mid));
             }
-            Err(e) if refused_for_data(&e) => {
-                let id = rows[from].get("id").and_then(Value::as_str).unwrap_or("");
-                refused.push((id.to_string(), e));
+            Err(e) if refused_for_data(&e) || refused_for_size(&e) => {
+                let row = &rows[from];
+                let id = row
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                let e = if refused_for_size(&e) {
+                    too_large(e, &id, push::json_len(row))
+                } else {
+                    e
+                };
+                refused.push((id, e));
             }
             Err(e) => return Err(e),
         }
@@ -161,4 +195,50 @@ pub async fn recent_rows(
         })
         .collect();
     Ok(push::in_push_order(own))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::HttpError;
+
+    fn http(status: u16, code: &str) -> Error {
+        Error::Http(Box::new(HttpError {
+            status,
+            method: "POST".into(),
+            url: "http://127.0.0.1:1/rest/v1/messages".into(),
+            code: Some(code.into()),
+            message: "Payload Too Large".into(),
+            retry_after: None,
+        }))
+    }
+
+    #[test]
+    fn a_batch_too_large_is_split_like_one_refused_for_its_data() {
+        assert!(refused_for_size(&http(413, "PGRST413")));
+        assert!(!refused_for_data(&http(413, "PGRST413")));
+        assert!(refused_for_data(&http(400, "22P05")));
+        for other in [http(403, "42501"), http(409, "23503"), http(500, "XX000")] {
+            assert!(
+                !refused_for_size(&other) && !refused_for_data(&other),
+                "{other}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_row_too_large_alone_is_named_with_the_servers_code() {
+        let e = too_large(http(413, "PGRST413"), "row-1", 300_123);
+        assert_eq!(e.code(), "PGRST413");
+        assert_eq!(e.status(), Some(413));
+        let text = e.to_string();
+        assert!(
+            text.contains("row-1") && text.contains("300123 bytes"),
+            "{text}"
+        );
+        assert!(
+            text.contains("too large") && text.contains("skipped"),
+            "{text}"
+        );
+    }
 }

@@ -24,7 +24,8 @@ pub struct PushResult {
     pub last_sync_at: Option<String>,
     /// Messages queued in the offline outbox because the cloud was unreachable.
     pub queued: Option<u32>,
-    /// Messages the cloud refused for their content (reported in `cloud:sync:error`).
+    /// Messages the cloud refused for their content or their size, even alone (reported in
+    /// `cloud:sync:error`, and skipped).
     pub refused: Option<u32>,
 }
 

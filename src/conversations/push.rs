@@ -29,6 +29,12 @@ use crate::error::{Error, Result};
 /// Rows per request: one insert statement each.
 pub const BATCH: usize = 500;
 
+/// Bytes of JSON per insert request: a quarter of the 1 MiB a PostgREST body may hold by
+/// default, so that a batch of long messages is not refused whole for its size (HTTP 413),
+/// with room for a server configured lower. A row larger than this goes in a request of
+/// its own.
+pub const BATCH_BYTES: usize = 256 * 1024;
+
 /// Namespace of the prefix hash chain (any fixed UUID; changing it resets every chain).
 const CHAIN_NS: Uuid = Uuid::from_u128(0x6f62_6f74_6f2d_4368_8169_6e2d_7072_6566);
 
@@ -371,6 +377,52 @@ pub fn rows(
         .collect()
 }
 
+/// The length of `v` as JSON text, as a request body carries it.
+pub fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(b.len());
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    // Writing a `Value` fails only when the writer does, and this one never does.
+    let _ = serde_json::to_writer(&mut n, v);
+    n.0
+}
+
+/// `rows` cut, in order, into the insert requests they go in: at most `max_rows` rows and
+/// `max_bytes` bytes of JSON array each, except that a row larger than `max_bytes` by itself
+/// is a request of its own (whether the cloud takes it is the cloud's call).
+pub fn batches(rows: &[Value], max_rows: usize, max_bytes: usize) -> Vec<&[Value]> {
+    let max_rows = max_rows.max(1);
+    let mut out = Vec::new();
+    let mut start = 0;
+    // The body of `rows[start..i]`: `[`, the rows joined by `,`, `]`.
+    let mut len = 0usize;
+    for (i, row) in rows.iter().enumerate() {
+        let size = json_len(row);
+        let grown = len.saturating_add(1).saturating_add(size);
+        if i > start && (i - start >= max_rows || grown > max_bytes) {
+            out.push(&rows[start..i]);
+            start = i;
+        }
+        len = if i == start {
+            size.saturating_add(2)
+        } else {
+            len.saturating_add(1).saturating_add(size)
+        };
+    }
+    if start < rows.len() {
+        out.push(&rows[start..]);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -698,6 +750,50 @@ mod tests {
             r[1]["id"],
             json!(message_id(&CONV, ALICE, 8, &b).to_string())
         );
+    }
+
+    #[test]
+    fn batches_are_bounded_by_rows_and_by_bytes() {
+        let row = |n: usize| json!({"content": "x".repeat(n)});
+        // `{"content":""}` is 14 bytes; a body is `[` rows joined by `,` `]`.
+        assert_eq!(json_len(&row(0)), 14);
+        assert_eq!(json_len(&json!("a\"b")), 6, "escapes count as sent");
+        let rows: Vec<Value> = (0..10).map(|_| row(86)).collect();
+        let sizes = |b: Vec<&[Value]>| b.iter().map(|x| x.len()).collect::<Vec<_>>();
+        assert_eq!(sizes(batches(&rows, 4, 10_000)), vec![4, 4, 2]);
+        // Three rows of 100 bytes make a body of 2 + 300 + 2 = 304 bytes.
+        assert_eq!(sizes(batches(&rows, 500, 304)), vec![3, 3, 3, 1]);
+        assert_eq!(sizes(batches(&rows, 500, 303)), vec![2, 2, 2, 2, 2]);
+        let body = |b: &[Value]| serde_json::to_vec(&Value::Array(b.to_vec())).unwrap().len();
+        for b in batches(&rows, 500, 304) {
+            assert!(body(b) <= 304, "{}", body(b));
+        }
+        // A row larger than the bound goes alone, and nothing is lost or reordered.
+        let mixed = vec![row(10), row(1000), row(10), row(10)];
+        let b = batches(&mixed, 500, 200);
+        assert_eq!(sizes(b.clone()), vec![1, 1, 2]);
+        assert_eq!(b.concat(), mixed);
+        assert!(batches(&[], 500, 200).is_empty());
+        assert_eq!(
+            sizes(batches(&rows, 0, 10_000)),
+            vec![1; 10],
+            "at least a row each"
+        );
+    }
+
+    #[test]
+    fn a_batch_of_long_messages_fits_the_default_body_limit() {
+        let long: Vec<Synced> = (0..600)
+            .map(|i| m("user", &format!("{i} {}", "x".repeat(2000))))
+            .collect();
+        let refs: Vec<&Synced> = long.iter().collect();
+        let all = rows(&CONV, ALICE, 0, &refs);
+        let b = batches(&all, BATCH, BATCH_BYTES);
+        assert!(b.len() > 2);
+        assert_eq!(b.iter().map(|x| x.len()).sum::<usize>(), 600);
+        for batch in b {
+            assert!(json_len(&Value::Array(batch.to_vec())) <= BATCH_BYTES);
+        }
     }
 
     /// One step of a push scenario: push snapshot `k` (an index into the snapshots), or

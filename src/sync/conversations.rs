@@ -18,7 +18,7 @@ use crate::{
         self,
         messages::{insert_isolating, recent_rows},
         pull::{self, PAGE},
-        push::{self, Plan, PushState, Synced, Tracker, BATCH},
+        push::{self, Plan, PushState, Synced, Tracker, BATCH, BATCH_BYTES},
         PullResult, PushResult,
     },
     error::{Error, Result},
@@ -156,7 +156,7 @@ impl Syncer {
         let mut pushed = 0usize;
         let mut queued = 0usize;
         let mut refused = Vec::new();
-        let batches: Vec<&[Value]> = rows.chunks(BATCH).collect();
+        let batches = push::batches(&rows, BATCH, BATCH_BYTES);
         for (i, batch) in batches.iter().enumerate() {
             if !offline {
                 match insert_isolating(&conn.client, batch).await {
@@ -203,21 +203,30 @@ impl Syncer {
         Ok((out, end))
     }
 
-    /// Rows the cloud refused for their data are not sent again (they never could be
-    /// stored), and so that this is never silent, each push that met some says so.
+    /// Rows the cloud refused for their data or their size are not sent again (they never
+    /// could be stored as they are), and so that this is never silent, each push that met
+    /// some says so: one event per kind of refusal, each with its code and its rows' ids.
     pub(super) fn report_refused(&self, conv: &Uuid, refused: &[(String, Error)]) {
-        let ids: Vec<&str> = refused.iter().map(|(id, _)| id.as_str()).collect();
-        let (_, first) = &refused[0];
-        tracing::warn!(conversation = %conv, count = refused.len(), error = %first, "the cloud refused some messages for their content");
-        let mut detail = serde_json::Map::new();
-        detail.insert("conversationId".into(), json!(conv.to_string()));
-        detail.insert("refusedIds".into(), json!(ids));
-        self.events.emit(Event::SyncError {
-            r#type: "conversations",
-            code: first.code(),
-            error: first.to_string(),
-            detail,
-        });
+        let mut kinds: Vec<(String, &Error, Vec<&str>)> = Vec::new();
+        for (id, e) in refused {
+            let code = e.code();
+            match kinds.iter_mut().find(|(c, ..)| *c == code) {
+                Some((_, _, ids)) => ids.push(id),
+                None => kinds.push((code, e, vec![id])),
+            }
+        }
+        for (code, first, ids) in kinds {
+            tracing::warn!(conversation = %conv, count = ids.len(), error = %first, "the cloud refused some messages");
+            let mut detail = serde_json::Map::new();
+            detail.insert("conversationId".into(), json!(conv.to_string()));
+            detail.insert("refusedIds".into(), json!(ids));
+            self.events.emit(Event::SyncError {
+                r#type: "conversations",
+                code,
+                error: first.to_string(),
+                detail,
+            });
+        }
     }
 
     pub(super) fn enqueue(&self, ob: &Outbox, entries: &[Entry]) -> Result<()> {

@@ -23,8 +23,9 @@ use crate::{
 };
 
 pub const FILE_NAME: &str = ".cloud-outbox.jsonl";
-/// Entries kept at most (each holds up to one batch of rows): about 500k messages, far beyond
-/// a day offline, yet a bounded file.
+/// Entries kept at most, each one insert request's rows (at most 500 rows and, but for a
+/// single longer row, 256 KiB of JSON): thousands of messages at the least, far beyond a
+/// day offline, yet a bounded file.
 pub const MAX_ENTRIES: usize = 1000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
