@@ -111,7 +111,8 @@ test('an outbox entry written by the previous version (500 long rows in one entr
   await big.cloud.stop();
   const h = bigHistory(500, 2000, 'legacy');
   assert.equal((await cs.pushConversation(conv, h)).queued, 500);
-  // What the previous version queued for the same push: one entry of every row.
+  // What the previous version queued for the same push: one entry of every row, and no
+  // `userId` (the rows' `pushedBy` makes it alice's).
   const file = join(dir, '.cloud-outbox.jsonl');
   const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   const rows = lines.flatMap((l) => l.rows);

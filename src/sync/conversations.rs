@@ -133,7 +133,11 @@ impl Syncer {
             // Rows still queued are not in the cloud yet: matched without them, their
             // messages would be sent again under new ordinals.
             if self.outbox().is_some() && self.lock().board.outbox_pending > 0 {
-                self.flush_outbox(conn).await?;
+                let flushed = self.flush_outbox(conn).await?;
+                let id = conv.to_string();
+                if let Some((_, e)) = flushed.held.into_iter().find(|(k, _)| *k == id) {
+                    return Err(e);
+                }
             }
             recent_rows(&conn.client, &conv, user).await?
         } else {
@@ -143,7 +147,9 @@ impl Syncer {
         let rows = push::rows(&conv, user, out.first_ordinal, &out.messages);
         let now = now_iso();
         let ob = self.outbox();
-        // Anything queued earlier goes first, so the cloud sees messages in order.
+        // Anything queued earlier goes first, so the cloud sees messages in order. What the
+        // cloud refused for the user's identity stays queued and was reported; the rows of
+        // this push may still pass.
         let mut offline = false;
         if ob.is_some() && self.lock().board.outbox_pending > 0 && !rows.is_empty() {
             if let Err(e) = self.flush_outbox(conn).await {
@@ -179,7 +185,7 @@ impl Syncer {
                 .collect();
             queued = batches[i..].iter().map(|b| b.len()).sum();
             if let Some(ob) = &ob {
-                self.enqueue(ob, &rest)?;
+                self.enqueue(ob, user, &rest)?;
             }
             break;
         }
@@ -229,8 +235,9 @@ impl Syncer {
         }
     }
 
-    pub(super) fn enqueue(&self, ob: &Outbox, entries: &[Entry]) -> Result<()> {
-        match ob.append(entries) {
+    /// Queues `entries` as `user`'s: only a session of `user` sends them.
+    pub(super) fn enqueue(&self, ob: &Outbox, user: &str, entries: &[Entry]) -> Result<()> {
+        match ob.append(user, entries) {
             Ok(n) => {
                 self.update_board(|b| b.outbox_pending = n);
                 // The engine may be idle until its next poll, which never comes while the
@@ -256,27 +263,45 @@ impl Syncer {
         }
     }
 
-    /// Sends the outbox in order. Stops at the first failure that may pass (offline, 5xx,
-    /// rate limit) and keeps the rest; an entry the server refuses for good is dropped and
-    /// reported, so it cannot block everything behind it.
-    pub(super) async fn flush_outbox(&self, conn: &Arc<Connection>) -> Result<usize> {
+    /// Sends the session user's outbox entries in order (see [`outbox`](super::outbox) for
+    /// whose they are), and keeps every other user's for that user's next login. Stops at
+    /// the first failure that may pass (offline, 5xx, rate limit, 401) and keeps the rest.
+    /// An entry refused with 403 (RLS: the cloud does not take it from this user, now) is
+    /// kept and reported, and the later entries of its conversation wait behind it, so rows
+    /// stay in order; it is sent again at the next flush. An entry the server refuses for
+    /// good otherwise is dropped and reported, so it cannot block everything behind it.
+    pub(super) async fn flush_outbox(&self, conn: &Arc<Connection>) -> Result<Flushed> {
         let Some(ob) = self.outbox() else {
-            return Ok(0);
+            return Ok(Flushed::default());
         };
+        let user = conn
+            .auth
+            .context()
+            .user_id()
+            .map(String::from)
+            .ok_or(Error::NotLoggedIn)?;
         let _g = self.outbox_guard.lock().await;
-        let entries = ob.load()?;
-        if entries.is_empty() {
+        let queued = ob.load()?;
+        let mine: Vec<usize> = (0..queued.len())
+            .filter(|&i| queued[i].belongs_to(&user))
+            .collect();
+        if mine.is_empty() {
             self.update_board(|b| b.outbox_pending = 0);
-            return Ok(0);
+            return Ok(Flushed::default());
         }
         let linked = self.linked_workspace_id();
         // Only the newest queued state of the linked workspace is worth sending.
-        let last_state = entries.iter().rposition(
-            |e| matches!(e, Entry::Workspace { workspace_id, .. } if Some(workspace_id) == linked.as_ref()),
-        );
-        let mut done = 0;
+        let last_state = mine.iter().rev().copied().find(|&i| {
+            matches!(&queued[i].entry, Entry::Workspace { workspace_id, .. } if Some(workspace_id) == linked.as_ref())
+        });
+        let mut done = Vec::new();
+        let mut held: Vec<(String, Error)> = Vec::new();
         let mut failure = None;
-        for (i, entry) in entries.iter().enumerate() {
+        for &i in &mine {
+            let entry = &queued[i].entry;
+            if held.iter().any(|(k, _)| k == entry.key()) {
+                continue;
+            }
             let r = match entry {
                 Entry::Messages {
                     rows,
@@ -302,23 +327,44 @@ impl Syncer {
                 Entry::Workspace { .. } => Ok(()),
             };
             match r {
-                Ok(()) => done += 1,
+                Ok(()) => done.push(i),
                 Err(e) if is_retryable(&e) => {
                     failure = Some(e);
                     break;
                 }
+                Err(e) if refused_for_identity(&e) => {
+                    tracing::warn!(error = %e, "keeping an outbox entry the cloud refused for the user's identity");
+                    let mut detail = serde_json::Map::new();
+                    let key = match entry {
+                        Entry::Messages { .. } => "conversationId",
+                        Entry::Workspace { .. } => "workspaceId",
+                    };
+                    detail.insert(key.into(), json!(entry.key()));
+                    detail.insert("kept".into(), json!(true));
+                    self.events.emit(Event::SyncError {
+                        r#type: "outbox",
+                        code: e.code(),
+                        error: e.to_string(),
+                        detail,
+                    });
+                    held.push((entry.key().to_string(), e));
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "dropping an outbox entry the cloud refused");
                     self.events.emit(Event::sync_error("outbox", &e));
-                    done += 1;
+                    done.push(i);
                 }
             }
         }
-        let left = ob.remove_first(done)?;
-        self.update_board(|b| b.outbox_pending = left);
+        let left = ob.remove(&done)?;
+        let pending = left.iter().filter(|q| q.belongs_to(&user)).count();
+        self.update_board(|b| b.outbox_pending = pending);
         match failure {
             Some(e) => Err(e),
-            None => Ok(done),
+            None => Ok(Flushed {
+                sent: done.len(),
+                held,
+            }),
         }
     }
 
@@ -356,6 +402,22 @@ impl Syncer {
         })
         .await
     }
+}
+
+/// What [`Syncer::flush_outbox`] did.
+#[derive(Default)]
+pub(super) struct Flushed {
+    /// Entries delivered, or given up and reported.
+    pub sent: usize,
+    /// The conversations (or workspace) whose entries the cloud refused for the user's
+    /// identity, each with its refusal: kept queued, with the later entries of the same key.
+    pub held: Vec<(String, Error)>,
+}
+
+/// The cloud does not take the entry from this user (HTTP 403, such as RLS's 42501): it
+/// may once the user's access is restored, and the rows are theirs, so they are kept.
+fn refused_for_identity(e: &Error) -> bool {
+    matches!(e, Error::Http(h) if h.status == 403)
 }
 
 /// Failures that may pass by themselves: keep the work and try again later.

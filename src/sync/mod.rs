@@ -119,7 +119,8 @@ impl Syncer {
     }
 
     /// Logout, destroy, re-initialize: stops the engine and forgets the session's state.
-    /// Files (link, outbox) stay for the next login.
+    /// Files (link, outbox) stay for the next login; the outbox's entries stay their user's,
+    /// whoever logs in next.
     pub fn deactivate(&self) {
         self.stop_engine();
         {
@@ -160,8 +161,16 @@ impl Syncer {
         match link_file::read(&dir) {
             Ok(link) => {
                 self.lock().link = link;
-                // Whatever a previous process left queued.
-                let pending = self.outbox().map_or(0, |o| o.len());
+                // Whatever a previous process or session of this user left queued.
+                let user = self
+                    .lock()
+                    .conn
+                    .as_ref()
+                    .and_then(|c| c.auth.context().user_id().map(String::from));
+                let pending = match (self.outbox(), user) {
+                    (Some(ob), Some(user)) => ob.pending(&user),
+                    _ => 0,
+                };
                 self.update_board(|b| {
                     b.link_error = None;
                     b.outbox_pending = pending;
@@ -274,8 +283,13 @@ impl Syncer {
         if cfg.sync_conversations && needs_flush {
             let r = self
                 .track(Kind::Conversations, async {
-                    let sent = self.flush_outbox(conn).await?;
-                    Ok((sent, SyncState::Synced))
+                    let flushed = self.flush_outbox(conn).await?;
+                    match flushed.held.into_iter().next() {
+                        // Each kept entry was reported; the board shows the refusal until
+                        // a cycle gets through.
+                        Some((_, e)) => Err(e),
+                        None => Ok((flushed.sent, SyncState::Synced)),
+                    }
                 })
                 .await;
             ok &= r.is_ok();

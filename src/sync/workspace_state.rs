@@ -143,17 +143,20 @@ impl Syncer {
                 Ok((Value::Null, SyncState::Conflict))
             }
             Err(e) if e.is_network() && queue_offline => {
-                match self.outbox() {
-                    Some(ob) => {
+                let user = conn.auth.context().user_id().map(String::from);
+                match (self.outbox(), user) {
+                    (Some(ob), Some(user)) => {
                         self.enqueue(
                             &ob,
+                            &user,
                             &[Entry::Workspace {
                                 workspace_id: ws,
                                 state: local,
                             }],
                         )?;
                     }
-                    None => self.restore_pending(local),
+                    // Queued without an owner, the state would go to whoever logs in next.
+                    _ => self.restore_pending(local),
                 }
                 Err(e)
             }
