@@ -635,8 +635,8 @@ export interface PushConversationResult {
   /** Messages queued in the offline outbox because the cloud was unreachable. */
   queued?: number
   /**
-   * Messages the cloud refused for their content, reported in `cloud:sync:error`
-   * (`refusedIds`) and never sent again.
+   * Messages the cloud refused for their content or, even alone, for their size
+   * (`PGRST413`), reported in `cloud:sync:error` (`refusedIds`) and never sent again.
    */
   refused?: number
 }
@@ -670,7 +670,10 @@ export interface SyncEngineStatus {
   state: SyncState
   workspace: SyncTypeStatus
   conversations: SyncTypeStatus
-  /** Entries waiting in the offline outbox. */
+  /**
+   * Entries of the logged-in user waiting in the offline outbox (another user's wait
+   * for that user's next login).
+   */
   outboxPending: number
   /** `.cloud-outbox.jsonl` beside `.cloud-link.json`. */
   outboxPath: string | null

@@ -124,8 +124,8 @@ pub struct PushConversationResult {
     pub last_sync_at: Option<String>,
     /// Messages queued in the offline outbox because the cloud was unreachable.
     pub queued: Option<u32>,
-    /// Messages the cloud refused for their content, reported in `cloud:sync:error`
-    /// (`refusedIds`) and never sent again.
+    /// Messages the cloud refused for their content or, even alone, for their size
+    /// (`PGRST413`), reported in `cloud:sync:error` (`refusedIds`) and never sent again.
     pub refused: Option<u32>,
 }
 
@@ -231,7 +231,8 @@ pub struct SyncEngineStatus {
     pub state: String,
     pub workspace: SyncTypeStatus,
     pub conversations: SyncTypeStatus,
-    /// Entries waiting in the offline outbox.
+    /// Entries of the logged-in user waiting in the offline outbox (another user's wait
+    /// for that user's next login).
     pub outbox_pending: u32,
     /// `.cloud-outbox.jsonl` beside `.cloud-link.json`.
     pub outbox_path: Option<String>,
