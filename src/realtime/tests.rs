@@ -1045,20 +1045,28 @@ async fn a_rejoin_for_a_new_conversation_misses_nothing() {
     assert!(more.is_empty(), "delivered twice: {more:?}");
 }
 
-#[tokio::test]
-async fn a_failed_catch_up_is_retried_from_before_the_gap() {
+/// A client joined on `conversation` whose next REST reads fail with 503, more of them than
+/// the transport retries a read; with the join's ref and the number of failures.
+async fn joined_with_failing_reads(
+    conversation: Uuid,
+) -> (rest_mock::Rest, Server, Client, String, usize) {
     let rest = rest_mock::Rest::start().await;
-    let c7 = Uuid::from_u128(7);
-    // Enough 503s to outlast the transport's own retries of a read.
     let failures = 1 + crate::rest::http::MAX_RETRIES as usize;
     {
         let mut db = rest.db.lock().unwrap();
-        db.conversations = vec![c7];
+        db.conversations = vec![conversation];
         db.fail_reads = 0..failures;
     }
     let mut server = Server::start().await;
     let mut client = Client::start_with_rest(&server, Duration::from_secs(25), &rest.base);
-    let join_ref = first_join(&mut server, &mut client, &[c7]).await;
+    let join_ref = first_join(&mut server, &mut client, &[conversation]).await;
+    (rest, server, client, join_ref, failures)
+}
+
+#[tokio::test]
+async fn a_failed_catch_up_is_retried_from_before_the_gap() {
+    let c7 = Uuid::from_u128(7);
+    let (rest, mut server, mut client, join_ref, failures) = joined_with_failing_reads(c7).await;
     let t0 = chrono::Utc::now();
 
     // The server closes the channel; a message is written before the client is back.
@@ -1210,18 +1218,8 @@ async fn a_message_too_large_for_the_socket_is_read_over_rest() {
 
 #[tokio::test]
 async fn a_message_too_large_for_the_socket_is_caught_up_when_its_read_fails() {
-    let rest = rest_mock::Rest::start().await;
     let c7 = Uuid::from_u128(7);
-    // Enough 503s to outlast the transport's own retries of the read by id.
-    let failures = 1 + crate::rest::http::MAX_RETRIES as usize;
-    {
-        let mut db = rest.db.lock().unwrap();
-        db.conversations = vec![c7];
-        db.fail_reads = 0..failures;
-    }
-    let mut server = Server::start().await;
-    let mut client = Client::start_with_rest(&server, Duration::from_secs(25), &rest.base);
-    first_join(&mut server, &mut client, &[c7]).await;
+    let (rest, mut server, mut client, _, failures) = joined_with_failing_reads(c7).await;
     let t0 = chrono::Utc::now();
 
     let mut big = row_at(5, c7, BOB, t0);

@@ -89,12 +89,7 @@ impl Syncer {
     ) -> Result<PushResult> {
         let conv = query::uuid("conversation id", conv_id)?;
         let msgs = push::synced_messages(messages)?;
-        let user = conn
-            .auth
-            .context()
-            .user_id()
-            .map(String::from)
-            .ok_or(Error::NotLoggedIn)?;
+        let user = conn.user_id().ok_or(Error::NotLoggedIn)?;
         let _g = self.conversations_guard.lock().await;
         self.track(
             Kind::Conversations,
@@ -274,12 +269,7 @@ impl Syncer {
         let Some(ob) = self.outbox() else {
             return Ok(Flushed::default());
         };
-        let user = conn
-            .auth
-            .context()
-            .user_id()
-            .map(String::from)
-            .ok_or(Error::NotLoggedIn)?;
+        let user = conn.user_id().ok_or(Error::NotLoggedIn)?;
         let _g = self.outbox_guard.lock().await;
         let queued = ob.load()?;
         let mine: Vec<usize> = (0..queued.len())
@@ -380,7 +370,7 @@ impl Syncer {
             .filter(|s| !s.trim().is_empty())
             .map(|s| pull::timestamp("since", s))
             .transpose()?;
-        let me = conn.auth.context().user_id().map(String::from);
+        let me = conn.user_id();
         self.track(Kind::Conversations, async {
             let pulled =
                 pull::pull(&conn.client, &conv, since.as_deref(), me.as_deref(), PAGE).await?;

@@ -162,11 +162,7 @@ impl Syncer {
             Ok(link) => {
                 self.lock().link = link;
                 // Whatever a previous process or session of this user left queued.
-                let user = self
-                    .lock()
-                    .conn
-                    .as_ref()
-                    .and_then(|c| c.auth.context().user_id().map(String::from));
+                let user = self.lock().conn.as_ref().and_then(|c| c.user_id());
                 let pending = match (self.outbox(), user) {
                     (Some(ob), Some(user)) => ob.pending(&user),
                     _ => 0,
@@ -319,7 +315,7 @@ impl Syncer {
         let ctx = crate::files::Ctx {
             client: &conn.client,
             events: conn.events.clone(),
-            user_id: conn.auth.context().user_id().map(String::from),
+            user_id: conn.user_id(),
         };
         match crate::files::sync::sync_files(&ctx, &ws, &dir).await {
             Ok(_) => true,

@@ -143,7 +143,7 @@ impl Syncer {
                 Ok((Value::Null, SyncState::Conflict))
             }
             Err(e) if e.is_network() && queue_offline => {
-                let user = conn.auth.context().user_id().map(String::from);
+                let user = conn.user_id();
                 match (self.outbox(), user) {
                     (Some(ob), Some(user)) => {
                         self.enqueue(
