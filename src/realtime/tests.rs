@@ -1219,7 +1219,7 @@ async fn a_message_too_large_for_the_socket_is_read_over_rest() {
 #[tokio::test]
 async fn a_message_too_large_for_the_socket_is_caught_up_when_its_read_fails() {
     let c7 = Uuid::from_u128(7);
-    let (rest, mut server, mut client, _, failures) = joined_with_failing_reads(c7).await;
+    let (rest, server, mut client, _, _) = joined_with_failing_reads(c7).await;
     let t0 = chrono::Utc::now();
 
     let mut big = row_at(5, c7, BOB, t0);
