@@ -105,6 +105,15 @@ fn path_of(url: &str) -> &str {
 }
 
 impl Error {
+    /// A 2xx reply from `url` that is not what the call expected.
+    pub fn unexpected_reply(url: &str, reason: impl Into<String>) -> Error {
+        Error::InvalidResponse {
+            url: url.to_string(),
+            status: 200,
+            reason: reason.into(),
+        }
+    }
+
     /// A stable code for programs (`err.code` in JS).
     pub fn code(&self) -> String {
         match self {

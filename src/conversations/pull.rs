@@ -84,14 +84,6 @@ pub fn map_row(row: &Value) -> Value {
     })
 }
 
-fn invalid(url: &str, reason: &str) -> Error {
-    Error::InvalidResponse {
-        url: url.to_string(),
-        status: 200,
-        reason: reason.to_string(),
-    }
-}
-
 /// Whether a row has what the host shows of a chat message: a role and text content.
 fn is_message(row: &Value) -> bool {
     row.get("role").is_some_and(Value::is_string)
@@ -100,7 +92,7 @@ fn is_message(row: &Value) -> bool {
 
 /// The cursor after `row`, or why the server's row cannot serve as one.
 fn cursor_of(row: &Value, url: &str) -> Result<Cursor> {
-    let bad = |reason: &str| invalid(url, reason);
+    let bad = |reason: &str| Error::unexpected_reply(url, reason);
     let id = row
         .get("id")
         .and_then(Value::as_str)
@@ -148,7 +140,10 @@ pub async fn pull(
             .await?
             .body;
         let Value::Array(rows) = body else {
-            return Err(invalid(&path, "expected an array of messages"));
+            return Err(Error::unexpected_reply(
+                &path,
+                "expected an array of messages",
+            ));
         };
         if rows.is_empty() {
             return Ok(out);
@@ -157,12 +152,15 @@ pub async fn pull(
         // A server that ignores the cursor would send the same page for ever.
         let end = rows.last().map(|r| cursor_of(r, &path)).transpose()?;
         if end.is_some() && end == cursor {
-            return Err(invalid(&path, "the page did not move past the last one"));
+            return Err(Error::unexpected_reply(
+                &path,
+                "the page did not move past the last one",
+            ));
         }
         for row in &rows {
             let c = cursor_of(row, &path)?;
             if !is_message(row) {
-                return Err(invalid(
+                return Err(Error::unexpected_reply(
                     &path,
                     "a message row without a role or text content",
                 ));

@@ -48,16 +48,10 @@ pub struct RowState {
     pub file_size: i64,
 }
 
-fn invalid(url: &str, reason: String) -> Error {
-    Error::InvalidResponse {
-        url: url.to_string(),
-        status: 200,
-        reason,
-    }
-}
-
-fn parse<T: serde::de::DeserializeOwned>(path: &str, body: Value) -> Result<T> {
-    serde_json::from_value(body).map_err(|e| invalid(path, format!("unexpected rows ({e})")))
+/// Rows of a 2xx reply from `path`, as `T`.
+pub fn parse<T: serde::de::DeserializeOwned>(path: &str, body: Value) -> Result<T> {
+    serde_json::from_value(body)
+        .map_err(|e| Error::unexpected_reply(path, format!("unexpected rows ({e})")))
 }
 
 /// Every live file of the workspace, ordered by path. A row whose path this client would
@@ -89,11 +83,14 @@ pub async fn list(client: &Client, ws: &Uuid) -> Result<Vec<FileRow>> {
         // The order is the database's collation, not ours to check; a repeated path would
         // mean the keyset does not move.
         if !page.iter().all(|r| seen.insert(r.file_path.clone())) {
-            return Err(invalid(&path, "a path listed twice".into()));
+            return Err(Error::unexpected_reply(&path, "a path listed twice"));
         }
         all.extend(page);
         if all.len() >= MAX_FILES {
-            return Err(invalid(&path, format!("more than {MAX_FILES} files")));
+            return Err(Error::unexpected_reply(
+                &path,
+                format!("more than {MAX_FILES} files"),
+            ));
         }
     }
 }
@@ -108,7 +105,7 @@ pub async fn state(client: &Client, ws: &Uuid, rel: &RelPath) -> Result<Option<R
     let reply = client.send(&Request::new(Method::GET, &path)).await?;
     let rows: Vec<RowState> = parse(&path, reply.body)?;
     if rows.len() > 1 {
-        return Err(invalid(&path, "two rows for one path".into()));
+        return Err(Error::unexpected_reply(&path, "two rows for one path"));
     }
     Ok(rows.into_iter().next())
 }
@@ -176,7 +173,10 @@ pub async fn record(
     match rows.into_iter().next() {
         None => Ok(None),
         Some(r) if is_recorded(&r, rel, version, content) => Ok(Some(r)),
-        Some(_) => Err(invalid(&path, "the row written is not the one sent".into())),
+        Some(_) => Err(Error::unexpected_reply(
+            &path,
+            "the row written is not the one sent",
+        )),
     }
 }
 
@@ -220,7 +220,7 @@ pub async fn record_new(
         );
     let reply = client.send(&req).await?;
     let rows: Vec<FileRow> = parse(&path, reply.body)?;
-    match_inserted(files, rows).map_err(|reason| invalid(&path, reason))
+    match_inserted(files, rows).map_err(|reason| Error::unexpected_reply(&path, reason))
 }
 
 /// Each returned row must be one of `files`, once, with the content sent.

@@ -296,13 +296,14 @@ pub async fn download(
         progress(&ctx.events, dest.as_str(), total),
     )
     .await?;
-    let mismatch = |what: &str| Error::InvalidResponse {
-        url: path.clone(),
-        status: 200,
-        reason: format!(
-            "the {what} of {} does not match its metadata; not written",
-            rel.as_str()
-        ),
+    let mismatch = |what: &str| {
+        Error::unexpected_reply(
+            &path,
+            format!(
+                "the {what} of {} does not match its metadata; not written",
+                rel.as_str()
+            ),
+        )
     };
     if got.size != total {
         return Err(mismatch("size"));
@@ -458,12 +459,7 @@ async fn live_row(ctx: &Ctx<'_>, ws: &Uuid, rel: &RelPath) -> Result<FileRow> {
         query::eq(rel.as_str())
     );
     let reply = ctx.client.send(&Request::new(Method::GET, &path)).await?;
-    let rows: Vec<FileRow> =
-        serde_json::from_value(reply.body).map_err(|e| Error::InvalidResponse {
-            url: path.clone(),
-            status: 200,
-            reason: format!("unexpected rows ({e})"),
-        })?;
+    let rows: Vec<FileRow> = metadata::parse(&path, reply.body)?;
     rows.into_iter().next().ok_or_else(|| {
         Error::InvalidArgument(format!(
             "No file {:?} in cloud workspace {ws}",

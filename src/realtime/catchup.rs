@@ -135,18 +135,19 @@ async fn pull_pages(
             Err(e) => return Err(e),
         };
         let Value::Array(rows) = body else {
-            return Err(invalid(&path, "expected an array of messages"));
+            return Err(Error::unexpected_reply(
+                &path,
+                "expected an array of messages",
+            ));
         };
         if rows.is_empty() {
             return Ok(());
         }
         // The next page starts after the last row that can serve as a keyset: one bad row
         // (dropped later, when delivered) does not stop the pull.
-        let next = rows
-            .iter()
-            .rev()
-            .find_map(keyset)
-            .ok_or_else(|| invalid(&path, "no message row with a valid id and created_at"))?;
+        let next = rows.iter().rev().find_map(keyset).ok_or_else(|| {
+            Error::unexpected_reply(&path, "no message row with a valid id and created_at")
+        })?;
         out.extend(rows);
         after = Some(next);
     }
@@ -173,7 +174,10 @@ pub async fn message(client: &Client, id: &Uuid) -> Result<Vec<Value>> {
         .body;
     match body {
         Value::Array(rows) => Ok(rows),
-        _ => Err(invalid(&path, "expected an array of messages")),
+        _ => Err(Error::unexpected_reply(
+            &path,
+            "expected an array of messages",
+        )),
     }
 }
 
@@ -199,25 +203,35 @@ pub async fn conversations(client: &Client, workspace: &Uuid) -> Result<Vec<Uuid
             .await?
             .body;
         let Value::Array(rows) = body else {
-            return Err(invalid(&path, "expected an array of conversations"));
+            return Err(Error::unexpected_reply(
+                &path,
+                "expected an array of conversations",
+            ));
         };
         if rows.is_empty() {
             return Ok(out);
         }
         let page = rows
             .iter()
-            .map(|r| row_id(r).ok_or_else(|| invalid(&path, "conversation without a valid id")))
+            .map(|r| {
+                row_id(r).ok_or_else(|| {
+                    Error::unexpected_reply(&path, "conversation without a valid id")
+                })
+            })
             .collect::<Result<Vec<Uuid>>>()?;
         // Each page must move the keyset on, or a server that ignores it would be asked for
         // the same page again and again.
         if let (Some(prev), Some(last)) = (out.last(), page.last()) {
             if last <= prev {
-                return Err(invalid(&path, "conversations out of id order"));
+                return Err(Error::unexpected_reply(
+                    &path,
+                    "conversations out of id order",
+                ));
             }
         }
         out.extend(page);
     }
-    Err(invalid(
+    Err(Error::unexpected_reply(
         "/rest/v1/conversations",
         "more conversations than the client follows",
     ))
@@ -252,7 +266,10 @@ pub async fn poll_presence(
         .await?
         .body;
     let Value::Array(rows) = body else {
-        return Err(invalid(&path, "expected an array of members"));
+        return Err(Error::unexpected_reply(
+            &path,
+            "expected an array of members",
+        ));
     };
     Ok(rows
         .iter()
@@ -291,14 +308,6 @@ fn row_id(row: &Value) -> Option<Uuid> {
 pub fn with_slack(ts: &str) -> Option<String> {
     let t = chrono::DateTime::parse_from_rfc3339(ts).ok()?;
     Some((t - SLACK).to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-}
-
-fn invalid(url: &str, reason: &str) -> Error {
-    Error::InvalidResponse {
-        url: url.to_string(),
-        status: 200,
-        reason: reason.to_string(),
-    }
 }
 
 #[cfg(test)]
