@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startDevcloud, SEED, DEMO_PASSWORD } from './helpers/devcloud.mjs';
 import { startProxy } from './helpers/proxy.mjs';
-import { loggedIn, newConversation, rowsOf, workdir, freePort, waitFor } from './helpers/sync.mjs';
+import { linkedAlice, loggedIn, newConversation, rowsOf, workdir, freePort, waitFor } from './helpers/sync.mjs';
 
 let cloud;
 const closers = [];
@@ -34,17 +34,9 @@ test("a session flushes only its own user's outbox entries; the others wait for 
   cloud = await startDevcloud(args);
   const conv = await newConversation(cloud);
   const bobsConv = await newConversation(cloud);
-  const dir = workdir();
-  const outbox = join(dir, '.cloud-outbox.jsonl');
-  const { cs, bus } = await loggedIn(cloud, 'alice', {
-    dir,
-    syncInterval: 500,
-    connectTimeoutMs: 1000,
-    requestTimeoutMs: 10_000,
-  });
+  const { cs, bus, dir } = await linkedAlice(cloud, conv);
   closers.push(() => cs.destroy());
-  await cs.linkWorkspace(SEED.workspaces.websiteRevamp);
-  cs.workspaceSync.linkConversation('chat', conv);
+  const outbox = join(dir, '.cloud-outbox.jsonl');
 
   await cloud.stop();
   const h = [];
@@ -102,17 +94,9 @@ test('an outbox entry refused with 403 is kept and reported; its conversation wa
         : null,
   });
   closers.push(() => proxy.close());
-  const dir = workdir();
-  const outbox = join(dir, '.cloud-outbox.jsonl');
-  const { cs, bus } = await loggedIn(cloud, 'alice', {
-    baseUrl: proxy.url,
-    dir,
-    syncInterval: 500,
-    connectTimeoutMs: 1000,
-    requestTimeoutMs: 10_000,
-  });
+  const { cs, bus, dir } = await linkedAlice(cloud, null, { baseUrl: proxy.url });
   closers.push(() => cs.destroy());
-  await cs.linkWorkspace(SEED.workspaces.websiteRevamp);
+  const outbox = join(dir, '.cloud-outbox.jsonl');
 
   await cloud.stop();
   const h = [{ role: 'user', content: 'held 0' }];

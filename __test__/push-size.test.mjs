@@ -6,8 +6,8 @@ import { before, after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startDevcloud, SEED } from './helpers/devcloud.mjs';
-import { loggedIn, newConversation, rowsOf, workdir, freePort, waitFor } from './helpers/sync.mjs';
+import { startDevcloud } from './helpers/devcloud.mjs';
+import { linkedAlice, loggedIn, newConversation, rowsOf, workdir, freePort, waitFor } from './helpers/sync.mjs';
 
 const clouds = [];
 const closers = [];
@@ -75,24 +75,16 @@ test('an online push of a history too large for one request stores every row onc
   assert.equal(dupes(rows), 0);
 });
 
-/** Alice, linked, with `conv` mapped, and a fast engine so a returning cloud is seen soon. */
-async function linkedAlice(holder, conv) {
-  const dir = workdir();
-  const { cs, bus } = await loggedIn(holder.cloud, 'alice', {
-    dir,
-    syncInterval: 500,
-    connectTimeoutMs: 1000,
-    requestTimeoutMs: 10_000,
-  });
-  closers.push(() => cs.destroy());
-  await cs.linkWorkspace(SEED.workspaces.websiteRevamp);
-  cs.workspaceSync.linkConversation('chat', conv);
-  return { cs, bus, dir };
+/** Alice, linked with `conv` mapped (see helpers/sync.mjs), destroyed after the suite. */
+async function linkedAliceOn(holder, conv) {
+  const alice = await linkedAlice(holder.cloud, conv);
+  closers.push(() => alice.cs.destroy());
+  return alice;
 }
 
 test('a history too large for one request, queued offline, arrives once when the cloud returns', async () => {
   const conv = await newConversation(big.cloud);
-  const { cs, bus } = await linkedAlice(big, conv);
+  const { cs, bus } = await linkedAliceOn(big, conv);
   await big.cloud.stop();
   const h = bigHistory(600, 2000, 'queued');
   const r = await cs.pushConversation(conv, h);
@@ -107,7 +99,7 @@ test('a history too large for one request, queued offline, arrives once when the
 
 test('an outbox entry written by the previous version (500 long rows in one entry) is split and stored once', async () => {
   const conv = await newConversation(big.cloud);
-  const { cs, bus, dir } = await linkedAlice(big, conv);
+  const { cs, bus, dir } = await linkedAliceOn(big, conv);
   await big.cloud.stop();
   const h = bigHistory(500, 2000, 'legacy');
   assert.equal((await cs.pushConversation(conv, h)).queued, 500);
@@ -149,7 +141,7 @@ test('a message the cloud refuses even alone is reported with PGRST413; the rest
 
 test('a message too large to send, queued offline, is reported when flushed and holds back nothing', async () => {
   const conv = await newConversation(small.cloud);
-  const { cs, bus } = await linkedAlice(small, conv);
+  const { cs, bus } = await linkedAliceOn(small, conv);
   await small.cloud.stop();
   const h = bigHistory(150, 2000, 'offline');
   h[10] = { role: 'user', content: `too large ${'z'.repeat(300_000)}` };

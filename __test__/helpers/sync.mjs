@@ -85,3 +85,19 @@ export async function freePort() {
   await new Promise((r) => srv.close(r));
   return port;
 }
+
+/** Alice, linked to Website Revamp (with `conv`, if given, mapped as `chat`) and an engine
+ *  fast enough to see a returning cloud soon: the set-up of the offline outbox suites. */
+export async function linkedAlice(cloud, conv = null, config = {}) {
+  const dir = workdir();
+  const { cs, bus } = await loggedIn(cloud, 'alice', {
+    dir,
+    syncInterval: 500,
+    connectTimeoutMs: 1000,
+    requestTimeoutMs: 10_000,
+    ...config,
+  });
+  await cs.linkWorkspace(SEED.workspaces.websiteRevamp);
+  if (conv) cs.workspaceSync.linkConversation('chat', conv);
+  return { cs, bus, dir };
+}

@@ -549,8 +549,9 @@ async fn status_becomes(client: &Client, want: Status) {
     .unwrap_or_else(|_| panic!("not {want:?} within 10 s"));
 }
 
-#[tokio::test]
-async fn a_host_that_falls_behind_causes_no_heartbeat_timeout() {
+/// A joined client (200 ms heartbeat) whose host stopped taking events with
+/// `HOST_BACKLOG` of them delivered and 10 more sent; with how many were delivered and sent.
+async fn paused_behind_a_full_backlog() -> (Server, Client, usize, usize) {
     let mut server = Server::start().await;
     let mut client = Client::start(&server, Duration::from_millis(200));
     joined_with_messages(&mut server, &mut client).await;
@@ -561,6 +562,12 @@ async fn a_host_that_falls_behind_causes_no_heartbeat_timeout() {
         server.push(message(10_000 + i as u128, BOB));
     }
     let got = messages_until(&mut client, 0, HOST_BACKLOG).await;
+    (server, client, got, sent)
+}
+
+#[tokio::test]
+async fn a_host_that_falls_behind_causes_no_heartbeat_timeout() {
+    let (server, mut client, got, sent) = paused_behind_a_full_backlog().await;
     // Many heartbeat intervals with reading paused: the replies wait, unread, behind the
     // messages the host has not made room for.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -576,16 +583,7 @@ async fn a_host_that_falls_behind_causes_no_heartbeat_timeout() {
 
 #[tokio::test]
 async fn a_server_gone_silent_during_a_host_pause_is_found_once_reading_resumes() {
-    let mut server = Server::start().await;
-    let mut client = Client::start(&server, Duration::from_millis(200));
-    joined_with_messages(&mut server, &mut client).await;
-    client.drain();
-    hold_host(&client);
-    let sent = HOST_BACKLOG + 10;
-    for i in 0..sent {
-        server.push(message(10_000 + i as u128, BOB));
-    }
-    let got = messages_until(&mut client, 0, HOST_BACKLOG).await;
+    let (mut server, mut client, got, sent) = paused_behind_a_full_backlog().await;
     server.answer_heartbeats.store(false, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // Paused, the client cannot know yet.
