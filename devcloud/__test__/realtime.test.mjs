@@ -12,91 +12,11 @@ import { createClient } from '@supabase/supabase-js';
 
 import { DEMO_PASSWORD, SEED, startDevcloud } from '../../__test__/helpers/devcloud.mjs';
 
-// Node 20 has no WebSocket of its own: the `ws` package (supabase-js's documented transport),
-// else the one `node --experimental-websocket` provides.
-const WS = await import('ws').then((m) => m.default).catch(() => globalThis.WebSocket);
-if (!WS) throw new Error('the realtime tests need the `ws` package (or node --experimental-websocket)');
+import {
+  Raw, WS, client, insertMessage, signedIn, sleep, subscribed, suiteCloud, until, uuid, wsUrl,
+} from './realtime-helpers.mjs';
 
 const { users, conversations: convs, workspaces: ws } = SEED;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const uuid = () => crypto.randomUUID();
-
-/** Resolves once `check()` is truthy (polled), or rejects after `ms`. */
-async function until(check, ms = 5000, what = 'condition') {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
-function client(cloud) {
-  return createClient(cloud.url, cloud.anonKey, {
-    auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
-    realtime: { transport: WS, heartbeatIntervalMs: 25000 },
-  });
-}
-
-async function signedIn(cloud, email) {
-  const sb = client(cloud);
-  const { data, error } = await sb.auth.signInWithPassword({ email, password: DEMO_PASSWORD });
-  if (error) throw error;
-  sb.realtime.setAuth(data.session.access_token);
-  return { sb, token: data.session.access_token };
-}
-
-/** Subscribes and waits for SUBSCRIBED. */
-function subscribed(channel) {
-  return new Promise((resolve, reject) => {
-    channel.subscribe((status, err) => {
-      if (status === 'SUBSCRIBED') resolve(channel);
-      else if (status === 'CHANNEL_ERROR' || status === 'TIMED_OUT') reject(err ?? new Error(status));
-    });
-  });
-}
-
-/** A raw Phoenix socket: frames parsed (v1 objects, v2 arrays, binary as Uint8Array). */
-class Raw {
-  static async open(url) {
-    const sock = new WS(url);
-    sock.binaryType = 'arraybuffer';
-    const raw = new Raw(sock);
-    await new Promise((resolve, reject) => {
-      sock.addEventListener('open', resolve);
-      sock.addEventListener('error', reject);
-    });
-    return raw;
-  }
-  constructor(sock) {
-    this.sock = sock;
-    this.frames = [];
-    this.closed = null;
-    sock.addEventListener('message', (e) => {
-      this.frames.push(typeof e.data === 'string' ? JSON.parse(e.data) : new Uint8Array(e.data));
-    });
-    sock.addEventListener('close', (e) => {
-      this.closed = { code: e.code, reason: e.reason };
-    });
-  }
-  send(frame) {
-    this.sock.send(frame instanceof Uint8Array || typeof frame === 'string' ? frame : JSON.stringify(frame));
-  }
-  /** Takes the first frame matching `pred`, waiting for it. */
-  async next(pred, ms = 5000) {
-    return until(() => {
-      const i = this.frames.findIndex(pred);
-      return i >= 0 ? this.frames.splice(i, 1)[0] : null;
-    }, ms, 'a frame');
-  }
-  close() {
-    this.sock.close();
-  }
-}
-
-const wsUrl = (cloud, key, vsn) =>
-  `${cloud.url.replace(/^http/, 'ws')}/realtime/v1/websocket?apikey=${key}${vsn ? `&vsn=${vsn}` : ''}`;
 
 /** Status of a WebSocket upgrade request (101 when accepted). */
 function upgradeStatus(url, headers = {}) {
@@ -122,26 +42,6 @@ function upgradeStatus(url, headers = {}) {
     req.on('error', reject);
     req.end();
   });
-}
-
-const insertMessage = (cloud, conversation, content) =>
-  cloud.serviceRest('messages', {
-    method: 'POST',
-    body: { id: uuid(), conversation_id: conversation, role: 'user', content },
-  }).then((rows) => rows[0]);
-
-/** A local cloud for the enclosing describe (`suite.cloud` once started); the channels of
- *  `suite.clients` are removed before it stops. */
-function suiteCloud(args) {
-  const suite = { cloud: null, clients: [] };
-  before(async () => {
-    suite.cloud = await startDevcloud(args);
-  });
-  after(async () => {
-    for (const sb of suite.clients) await sb.removeAllChannels();
-    await suite.cloud?.stop();
-  });
-  return suite;
 }
 
 describe('realtime', () => {
@@ -263,21 +163,41 @@ describe('realtime', () => {
     assert.equal(p.errors, null);
   });
 
-  test('a DELETE reaches only those who could read the row (its SELECT policies on the old row)', async () => {
+  // Supabase's `apply_rls` checks no policy on a DELETE (the row is gone) and sends only the
+  // primary key of a row of an RLS table; filters see the replica identity, the primary key
+  // here. So a cascaded delete reaches every subscriber of the table with no filter or a
+  // primary-key filter, other organizations' included, and a filter on another column never
+  // passes.
+  test('a DELETE is not checked against policies: cascades reach every unfiltered subscriber, as primary keys', async () => {
+    const conv = (await cloud.serviceRest('conversations', {
+      method: 'POST', body: { workspace_id: ws.websiteRevamp, name: `cascade-${uuid()}` },
+    }))[0];
+    const [first, second, marker] = [uuid(), uuid(), uuid()];
     const alice = track(await signedIn(cloud, users.alice.email));
     const carol = track(await signedIn(cloud, users.carol.email));
-    const got = { alice: [], carol: [] };
-    for (const [who, { sb }] of Object.entries({ alice, carol })) {
-      await subscribed(sb.channel(`del-${who}`).on('postgres_changes', { event: 'DELETE', schema: 'public', table: 'messages' },
-        (p) => got[who].push(p.old.id)));
-    }
-    const acme = await insertMessage(cloud, convs.acmeChat, 'to delete');
-    const globex = await insertMessage(cloud, convs.globexChat, 'to delete too');
-    await cloud.serviceRest(`messages?id=in.(${acme.id},${globex.id})`, { method: 'DELETE' });
-    await until(() => got.alice.length && got.carol.length, 5000, 'both deletes');
-    await sleep(300);
-    assert.deepEqual(got.alice, [acme.id]);
-    assert.deepEqual(got.carol, [globex.id]);
+    const got = { alice: [], carol: [], byPk: [], byConversation: [] };
+    const del = { event: 'DELETE', schema: 'public', table: 'messages' };
+    await subscribed(alice.sb.channel('del-alice')
+      .on('postgres_changes', del, (p) => got.alice.push(p.old))
+      .on('postgres_changes', { ...del, filter: `id=eq.${first}` }, (p) => got.byPk.push(p.old.id))
+      .on('postgres_changes', { ...del, filter: `conversation_id=eq.${conv.id}` }, (p) => got.byConversation.push(p.old.id)));
+    await subscribed(carol.sb.channel('del-carol').on('postgres_changes', del, (p) => got.carol.push(p.old.id)));
+
+    await insertMessage(cloud, conv.id, 'first', first);
+    await insertMessage(cloud, conv.id, 'second', second);
+    await cloud.serviceRest(`conversations?id=eq.${conv.id}`, { method: 'DELETE' });
+    // A later delete: changes reach a channel in commit order, so once it is here, every frame
+    // of the cascade that was going to come has come.
+    await insertMessage(cloud, convs.globexChat, 'marker', marker);
+    await cloud.serviceRest(`messages?id=eq.${marker}`, { method: 'DELETE' });
+    await until(() => got.alice.some((o) => o.id === marker) && got.carol.includes(marker), 5000, 'the marker delete');
+
+    const ids = [first, second, marker].sort();
+    assert.deepEqual(got.alice.map((o) => Object.keys(o)), [['id'], ['id'], ['id']]);
+    assert.deepEqual(got.alice.map((o) => o.id).sort(), ids);
+    assert.deepEqual(got.carol.sort(), ids);
+    assert.deepEqual(got.byPk, [first]);
+    assert.deepEqual(got.byConversation, []);
   });
 
   test('an anonymous subscriber receives nothing of the RLS tables', async () => {

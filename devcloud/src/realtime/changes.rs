@@ -5,6 +5,7 @@
 //! poll covers a lost connection. What has been dispatched is pruned.
 
 use std::{
+    borrow::Cow,
     collections::{hash_map::Entry, BTreeSet, HashMap, HashSet},
     sync::Arc,
     time::{Duration, Instant},
@@ -363,19 +364,32 @@ async fn read(state: &SharedState, after: i64) -> Result<Vec<Change>, DbError> {
         .collect())
 }
 
-/// The row filters and RLS look at: the old one of a DELETE, else the new one.
-fn row_of(c: &Change) -> Option<&Value> {
+/// The columns a change's filters are evaluated against, as Realtime's `apply_rls` does: the
+/// new record of an INSERT or UPDATE; of a DELETE, the old row's replica identity (all of it
+/// on a `REPLICA IDENTITY FULL` table, else only the primary key), so that a filter on a
+/// column outside the identity never passes a DELETE.
+fn filter_row<'a>(meta: &TableMeta, c: &'a Change) -> Option<Cow<'a, Value>> {
     match c.kind.as_str() {
-        "DELETE" => c.old.as_ref(),
-        _ => c.record.as_ref(),
+        "DELETE" => c.old.as_ref().map(|old| {
+            if meta.replica_full {
+                Cow::Borrowed(old)
+            } else {
+                Cow::Owned(meta.pk_only(old))
+            }
+        }),
+        _ => c.record.as_ref().map(Cow::Borrowed),
     }
 }
 
-/// Which of a subscriber's bindings a change passes (event, table, filters).
-fn matching_ids(sub: &Subscriber, c: &Change) -> Vec<i64> {
-    let Some(row) = row_of(c) else {
-        return Vec::new();
-    };
+/// Whether a change reaches a subscriber only when its policies let it read the row.
+/// Realtime checks no DELETE: the row is gone, and the frame carries only its primary key
+/// (on an RLS table), which every subscriber of the table whose filters pass receives.
+fn rls_checked(c: &Change) -> bool {
+    c.kind != "DELETE"
+}
+
+/// Which of a subscriber's bindings a change passes (event, table, filters on `row`).
+fn matching_ids(sub: &Subscriber, c: &Change, row: &Value) -> Vec<i64> {
     sub.bindings
         .iter()
         .filter(|b| b.accepts(&c.schema, &c.table, &c.kind) && filter::matches(&b.filters, row))
@@ -388,11 +402,18 @@ async fn dispatch(state: &SharedState, tables: &Tables, batch: &[Change]) -> Res
     if subs.is_empty() {
         return Ok(());
     }
+    let metas: Vec<Option<&TableMeta>> = batch
+        .iter()
+        .map(|c| tables.get(&(c.schema.clone(), c.table.clone())))
+        .collect();
     // (change, subscriber, ids) that pass bindings and filters.
     let mut candidates: Vec<(usize, usize, Vec<i64>)> = Vec::new();
     for (ci, c) in batch.iter().enumerate() {
+        let Some(row) = metas[ci].and_then(|meta| filter_row(meta, c)) else {
+            continue;
+        };
         for (si, s) in subs.iter().enumerate() {
-            let ids = matching_ids(s, c);
+            let ids = matching_ids(s, c, &row);
             if !ids.is_empty() {
                 candidates.push((ci, si, ids));
             }
@@ -416,14 +437,11 @@ async fn dispatch(state: &SharedState, tables: &Tables, batch: &[Change]) -> Res
             })
         })
         .collect();
-    let metas: Vec<Option<&TableMeta>> = batch
-        .iter()
-        .map(|c| tables.get(&(c.schema.clone(), c.table.clone())))
-        .collect();
     let mut asked: HashSet<(usize, usize)> = HashSet::new();
     for (ci, si, _) in &candidates {
         let c = &batch[*ci];
-        let (Some(gi), Some(row)) = (sub_group[*si], row_of(c)) else {
+        let (Some(gi), Some(row), true) = (sub_group[*si], c.record.as_ref(), rls_checked(c))
+        else {
             continue;
         };
         if asked.insert((gi, *ci)) {
@@ -454,7 +472,7 @@ async fn dispatch(state: &SharedState, tables: &Tables, batch: &[Change]) -> Res
         let Some(meta) = metas[ci] else {
             continue;
         };
-        if let Some(gi) = sub_group[si] {
+        if let (Some(gi), true) = (sub_group[si], rls_checked(c)) {
             if !groups[gi].sees(ci) {
                 continue;
             }
@@ -665,6 +683,32 @@ mod tests {
         let d: Value =
             serde_json::from_str(&change_data(&meta(false, true), &change("DELETE"))).unwrap();
         assert_eq!(d["old_record"], json!({"id": "a", "x": 1}));
+    }
+
+    #[test]
+    fn a_delete_is_filtered_on_its_replica_identity() {
+        let passes = |meta: &TableMeta, kind: &str, f: &str| {
+            let c = change(kind);
+            let row = filter_row(meta, &c).unwrap();
+            filter::matches(&filter::parse(f).unwrap(), &row)
+        };
+        // The primary key only: a filter on another column never passes, whatever its value.
+        let pk_only = meta(true, false);
+        assert!(passes(&pk_only, "DELETE", "id=eq.a"));
+        assert!(!passes(&pk_only, "DELETE", "x=eq.1"));
+        assert!(!passes(&pk_only, "DELETE", "x=neq.1"));
+        assert!(!passes(&pk_only, "DELETE", "id=eq.a,x=eq.1"));
+        assert!(passes(&pk_only, "DELETE", ""));
+        // REPLICA IDENTITY FULL: the whole old row, even where the frame shows only the key.
+        let full = meta(true, true);
+        assert!(passes(&full, "DELETE", "x=eq.1"));
+        assert!(!passes(&full, "DELETE", "x=eq.2"));
+        // INSERT and UPDATE: the new record.
+        assert!(passes(&pk_only, "UPDATE", "x=eq.2"));
+        assert!(!passes(&pk_only, "UPDATE", "x=eq.1"));
+        assert!(passes(&pk_only, "INSERT", "x=eq.2"));
+        assert!(!rls_checked(&change("DELETE")));
+        assert!(rls_checked(&change("UPDATE")) && rls_checked(&change("INSERT")));
     }
 
     #[test]

@@ -6,9 +6,9 @@
 //!
 //! The query evaluates the table's SELECT policies (and the role's SELECT privilege) over
 //! each row *as it was committed*, rebuilt from the change's JSON. Realtime's `apply_rls`
-//! instead re-reads the row by primary key, so an insert deleted a moment later is lost and a
-//! DELETE is not checked at all; here every change, DELETE included, reaches only the
-//! subscribers who could have read that row.
+//! instead re-reads the row by primary key, so an insert deleted a moment later is lost there.
+//! A DELETE is asked about by neither (see `changes`): Realtime sends it, the primary key
+//! only, to every subscriber whose filters pass.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
