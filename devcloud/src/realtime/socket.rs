@@ -314,7 +314,7 @@ impl Conn {
         } else {
             token::verify(&self.state.keys, &token)
         };
-        let auth = match auth {
+        let auth = match auth.and_then(|a| a.live(jwt::now())) {
             Ok(a) if config.private && a.role == "anon" => Err(format!(
                 "Unauthorized: You do not have permissions to read from this Channel topic: {sub}"
             )),
@@ -523,7 +523,7 @@ impl Conn {
         if new.starts_with("sb_") || new == chan.token {
             return;
         }
-        match token::verify(&self.state.keys, new) {
+        match token::verify(&self.state.keys, new).and_then(|a| a.live(jwt::now())) {
             Ok(auth) if !(chan.config.private && auth.role == "anon") => {
                 let (key, member, bindings) = (chan.key.clone(), chan.member, chan.bindings);
                 let join_ref = chan.join_ref.clone();

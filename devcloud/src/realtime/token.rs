@@ -19,6 +19,16 @@ impl Auth {
     pub fn bypasses_rls(&self) -> bool {
         self.role == "service_role"
     }
+
+    /// Refuses a token whose `exp` has come at `now`, as Realtime's check of a join or a
+    /// refresh does (`exp > now`): a socket's token was verified once, at the upgrade, and
+    /// may have expired since.
+    pub fn live(self, now: i64) -> Result<Auth, TokenError> {
+        if self.exp <= now {
+            return Err(TokenError::Expired(now - self.exp));
+        }
+        Ok(self)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,5 +103,19 @@ mod tests {
         assert!(matches!(verify(&k, "x.y.z"), Err(TokenError::Invalid(_))));
         let odd = k.sign(&json!({"role": "postgres", "exp": jwt::now() + 60}));
         assert!(matches!(verify(&k, &odd), Err(TokenError::Invalid(_))));
+    }
+
+    #[test]
+    fn a_verified_token_expires_later() {
+        let k = JwtKeys::new(b"0123456789abcdef0123456789abcdef");
+        let now = jwt::now();
+        let a = verify(&k, &k.sign(&json!({"role": "anon", "exp": now + 60}))).unwrap();
+        assert_eq!(a.clone().live(now + 59), Ok(a.clone()));
+        assert_eq!(a.clone().live(now + 60), Err(TokenError::Expired(0)));
+        let e = a.live(now + 72).unwrap_err();
+        assert_eq!(
+            e.join_reason(),
+            "InvalidJWTToken: Token has expired 12 seconds ago"
+        );
     }
 }
