@@ -1,17 +1,63 @@
-// What a real Supabase Realtime refuses a client (realtime-protocol.md §3, §4, §6): a join on
-// a socket token that has expired.
+// What a real Supabase Realtime refuses a client (realtime-protocol.md §3, §4, §6): presence
+// calls too often or too large, and a join on a socket token that has expired.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createClient } from '@supabase/supabase-js';
 
 import { DEMO_PASSWORD, SEED, startDevcloud } from '../../__test__/helpers/devcloud.mjs';
 
-import { Raw, WS, sleep, wsUrl } from './realtime-helpers.mjs';
+import { Raw, WS, sleep, suiteCloud, wsUrl } from './realtime-helpers.mjs';
 
 const { users } = SEED;
 
 /** The reply to `ref` (Realtime answers a refused join after a 5 s pause). */
 const replyTo = (raw, ref) => raw.next((f) => f[1] === ref && f[3] === 'phx_reply', 8000);
+
+describe('realtime presence limits', () => {
+  const suite = suiteCloud();
+  const open = () => Raw.open(wsUrl(suite.cloud, suite.cloud.anonKey, '2.0.0'));
+  const presence = (event, payload) => ({ type: 'presence', event, ...(payload ? { payload } : {}) });
+
+  test('the sixth presence call in 30 s closes the channel: "Client presence rate limit exceeded"', async () => {
+    const raw = await open();
+    raw.send(['1', '1', 'realtime:busy', 'phx_join', { config: { presence: { key: 'k', enabled: true } } }]);
+    await replyTo(raw, '1');
+    for (const [i, event] of ['track', 'untrack', 'track', 'untrack', 'track'].entries()) {
+      const ref = String(10 + i);
+      raw.send(['1', ref, 'realtime:busy', 'presence', presence(event, event === 'track' ? { n: i } : null)]);
+      assert.equal((await replyTo(raw, ref))[4].status, 'ok', `call ${i + 1}`);
+    }
+    raw.send(['1', '20', 'realtime:busy', 'presence', presence('untrack')]);
+    assert.deepEqual(await raw.next((f) => f[3] === 'system'),
+      ['1', null, 'realtime:busy', 'system', { extension: 'system', status: 'error', message: 'Client presence rate limit exceeded', channel: 'busy' }]);
+    assert.deepEqual(await raw.next((f) => f[3] === 'phx_close'), ['1', '1', 'realtime:busy', 'phx_close', {}]);
+    assert.deepEqual(raw.frames.filter((f) => f[1] === '20'), []);
+    raw.close();
+  });
+
+  test('a track payload over 3000 KB closes the channel: "Track message size exceeded"', async () => {
+    const watcher = await open();
+    watcher.send(['1', '1', 'realtime:big', 'phx_join', { config: { presence: { key: 'w', enabled: true } } }]);
+    await replyTo(watcher, '1');
+    await watcher.next((f) => f[3] === 'presence_state');
+    const raw = await open();
+    raw.send(['1', '1', 'realtime:big', 'phx_join', { config: { presence: { key: 'big', enabled: true } } }]);
+    await replyTo(raw, '1');
+    raw.send(['1', '2', 'realtime:big', 'presence', presence('track', { blob: 'x'.repeat(3000 * 1024) })]);
+    assert.deepEqual((await raw.next((f) => f[3] === 'system', 8000))[4],
+      { extension: 'system', status: 'error', message: 'Track message size exceeded', channel: 'big' });
+    await raw.next((f) => f[3] === 'phx_close');
+    // One that fits is tracked.
+    raw.send(['3', '3', 'realtime:big', 'phx_join', { config: { presence: { key: 'big', enabled: true } } }]);
+    await replyTo(raw, '3');
+    raw.send(['3', '4', 'realtime:big', 'presence', presence('track', { blob: 'x'.repeat(1024) })]);
+    assert.equal((await replyTo(raw, '4'))[4].status, 'ok');
+    const diff = await watcher.next((f) => f[3] === 'presence_diff');
+    assert.deepEqual(Object.keys(diff[4].joins), ['big']);
+    raw.close();
+    watcher.close();
+  });
+});
 
 describe('realtime socket token expiry', () => {
   let cloud;

@@ -9,6 +9,7 @@
 //! - `changes`: change capture (triggers → `realtime.changes`, LISTEN/NOTIFY as the wake-up)
 //!   and dispatch; `rls`: which subscriber may see which row, one query per table per
 //!   identity per batch.
+//! - `limits`: what one channel may ask of presence before it is shut.
 //! - `token`: the tokens of sockets and channels; `claims`: which of their claims the
 //!   database's policies can read, so that sessions alike share one RLS evaluation.
 //!
@@ -20,6 +21,7 @@ pub mod changes;
 pub mod channel;
 pub mod claims;
 pub mod filter;
+pub mod limits;
 pub mod presence;
 pub mod rls;
 pub mod serializer;

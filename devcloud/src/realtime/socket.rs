@@ -25,6 +25,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 
 use super::{
     channel::{self, Binding, JoinConfig},
+    limits::{self, RateWindow},
     serializer::{self, Body, Incoming, Payload, Vsn},
     token::{self, Auth},
     topic_key, Broadcast, Member, MemberId, Push, SocketHandle,
@@ -106,6 +107,7 @@ struct Chan {
     /// The token the channel acts with (to spot an unchanged refresh), never logged.
     token: String,
     exp: i64,
+    presence_calls: RateWindow,
 }
 
 struct Conn {
@@ -384,6 +386,7 @@ impl Conn {
                 config,
                 token,
                 exp: auth.exp,
+                presence_calls: RateWindow::presence(),
             },
         );
     }
@@ -489,9 +492,23 @@ impl Conn {
             return;
         };
         let (key, member, pkey) = (chan.key.clone(), chan.member, chan.presence_key.clone());
+        // Realtime counts every call that names an event, before looking at it.
+        if v.get("event").is_some() {
+            let allowed = self
+                .channels
+                .get_mut(&f.topic)
+                .is_some_and(|c| c.presence_calls.allow(std::time::Instant::now()));
+            if !allowed {
+                return self.shutdown_channel(&f.topic, "Client presence rate limit exceeded");
+            }
+        }
         match v.get("event").and_then(Value::as_str) {
             Some("track") => match v.get("payload") {
                 Some(Value::Object(meta)) => {
+                    let size = serde_json::to_string(meta).map_or(usize::MAX, |t| t.len());
+                    if size > limits::MAX_TRACK_BYTES {
+                        return self.shutdown_channel(&f.topic, "Track message size exceeded");
+                    }
                     self.state.realtime.track(&key, member, &pkey, meta.clone());
                     self.reply_to(&f, "ok", json!({}));
                 }
