@@ -43,6 +43,15 @@ pub struct Args {
     /// milliseconds: Phoenix's idle timeout; tests shorten it to see a hung client dropped.
     #[arg(long, default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub realtime_timeout_ms: u64,
+    /// At most this many channels joined on one realtime socket (Supabase's
+    /// `max_channels_per_client`); as many refused joins may wait for their delayed reply.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub realtime_max_channels: u64,
+    /// At most this many postgres_changes entries over all the channels of one realtime
+    /// socket: each change is matched against every entry, so this bounds what one socket
+    /// costs the dispatcher.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub realtime_max_postgres_changes: u64,
     /// Stop when standard input reaches end of file: a parent that holds the other end of a
     /// pipe (a test runner) takes the cloud down with it however it dies, even by SIGKILL.
     #[arg(long)]

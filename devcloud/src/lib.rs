@@ -162,6 +162,9 @@ async fn serve(
         max_upload_bytes: args.max_upload_bytes,
         db_max_rows: args.db_max_rows,
         realtime_timeout: Duration::from_millis(args.realtime_timeout_ms),
+        realtime_max_channels: usize::try_from(args.realtime_max_channels).unwrap_or(usize::MAX),
+        realtime_max_postgres_changes: usize::try_from(args.realtime_max_postgres_changes)
+            .unwrap_or(usize::MAX),
         storage_dir,
         ai_upstream: std::env::var("DEVCLOUD_AI_UPSTREAM")
             .ok()

@@ -30,6 +30,10 @@ pub struct Settings {
     pub db_max_rows: u64,
     /// A realtime socket silent this long is closed.
     pub realtime_timeout: Duration,
+    /// Channels per realtime socket (and refused joins awaiting their reply).
+    pub realtime_max_channels: usize,
+    /// postgres_changes entries over all the channels of a realtime socket.
+    pub realtime_max_postgres_changes: usize,
     /// Where storage objects are kept.
     pub storage_dir: PathBuf,
     /// `DEVCLOUD_AI_UPSTREAM`: an OpenAI-compatible base URL for `ai-proxy`, if set.

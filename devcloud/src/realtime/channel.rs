@@ -52,19 +52,12 @@ impl JoinConfig {
             postgres_changes: config
                 .get("postgres_changes")
                 .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|e| e.as_object().cloned())
-                        .take(MAX_BINDINGS)
-                        .collect()
-                })
+                .map(|a| a.iter().filter_map(|e| e.as_object().cloned()).collect())
                 .unwrap_or_default(),
             access_token: token,
         }
     }
 }
-
-const MAX_BINDINGS: usize = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {

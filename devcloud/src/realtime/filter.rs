@@ -32,6 +32,8 @@ pub struct Filter {
 #[error("{0}")]
 pub struct FilterError(pub String);
 
+/// Filters per entry and values per `in` list (Realtime's `subscription_check_filters`
+/// allows 100 values): each change is matched against every one of them.
 const MAX_FILTERS: usize = 16;
 const MAX_IN_VALUES: usize = 100;
 
@@ -97,7 +99,7 @@ fn parse_one(s: &str) -> Result<Filter, FilterError> {
             .collect();
         if list.len() > MAX_IN_VALUES {
             return Err(FilterError(format!(
-                "too many values for in (at most {MAX_IN_VALUES})"
+                "too many values for `in` filter. Maximum {MAX_IN_VALUES}"
             )));
         }
         list
@@ -205,6 +207,24 @@ mod tests {
         assert!(parse("id=like.x").is_err());
         assert!(parse("=eq.1").is_err());
         assert!(parse("id=in.1,2").is_err());
+    }
+
+    #[test]
+    fn bounds_what_one_entry_costs() {
+        let list = |n: usize| (0..n).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        assert_eq!(
+            parse(&format!("id=in.({})", list(100))).unwrap()[0]
+                .values
+                .len(),
+            100
+        );
+        assert_eq!(
+            parse(&format!("id=in.({})", list(101))).unwrap_err().0,
+            "too many values for `in` filter. Maximum 100"
+        );
+        let filters = |n: usize| vec!["id=eq.1"; n].join(",");
+        assert_eq!(parse(&filters(16)).unwrap().len(), 16);
+        assert!(parse(&filters(17)).is_err());
     }
 
     #[test]

@@ -98,8 +98,6 @@ impl Broadcast {
 /// What the hub hands a socket task for one of its channels.
 #[derive(Debug, Clone)]
 pub enum Push {
-    /// A frame already encoded for this socket (a delayed join error).
-    Frame(Arc<str>),
     Broadcast(Arc<Broadcast>),
     /// Pre-serialized `presence_diff` payload.
     PresenceDiff(Arc<str>),

@@ -3,9 +3,15 @@
 //! and leaves channels, and writes what the hub queues for its channels. A socket silent for
 //! 60 s (`--realtime-timeout-ms`) is closed (Phoenix's idle timeout), and so is each channel
 //! whose token expires.
+//!
+//! What a client controls is bounded per socket: channels (`--realtime-max-channels`),
+//! refused joins waiting for their delayed reply (as many; beyond that a refused join gets
+//! none, and the client's join timeout retries it), postgres_changes entries
+//! (`--realtime-max-postgres-changes`), and per channel the presence calls and the tracked
+//! payload's size ([`limits`](super::limits)).
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::{atomic::Ordering, Arc},
     time::Duration,
 };
@@ -37,7 +43,6 @@ const AUTH_ERROR_DELAY: Duration = Duration::from_secs(2);
 /// How long a closing socket waits for its close frame to be taken.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 const QUEUE: usize = 16_384;
-const MAX_CHANNELS: usize = 100;
 const MAX_MESSAGE: usize = 4 * 1024 * 1024;
 /// tungstenite zeroes the free part of its read buffer before every read attempt, and a
 /// socket task attempts one each time it wakes, for a push as well (the default 128 KiB made
@@ -122,6 +127,8 @@ struct Conn {
     channels: HashMap<String, Chan>,
     /// Member id → wire topic, to route the hub's pushes.
     members: HashMap<MemberId, String>,
+    /// Refused joins' replies, due in this order (each after the same pause).
+    refusals: VecDeque<(Instant, String)>,
     out: Vec<Message>,
 }
 
@@ -147,6 +154,7 @@ impl Conn {
             kill,
             channels: HashMap::new(),
             members: HashMap::new(),
+            refusals: VecDeque::new(),
             out: Vec::new(),
         }
     }
@@ -194,6 +202,7 @@ impl Conn {
                 let secs = (exp - jwt::now()).max(0) as u64;
                 Instant::now() + Duration::from_secs(secs)
             });
+            let refusal_at = self.refusals.front().map(|(at, _)| *at);
             tokio::select! {
                 msg = ws.recv() => {
                     let Some(Ok(msg)) = msg else { return };
@@ -221,6 +230,9 @@ impl Conn {
                 }
                 _ = async { sleep_until(expiry_at.unwrap_or(deadline)).await }, if expiry_at.is_some() => {
                     self.expire_channels();
+                }
+                _ = async { sleep_until(refusal_at.unwrap_or(deadline)).await }, if refusal_at.is_some() => {
+                    self.send_refusals();
                 }
                 _ = self.kill.notified() => {
                     close(&mut ws, 1011, "too slow").await;
@@ -328,7 +340,7 @@ impl Conn {
             self.close_channel(&f.topic);
         }
         let auth = match auth {
-            Ok(a) if self.channels.len() < MAX_CHANNELS => a,
+            Ok(a) if self.channels.len() < self.state.settings.realtime_max_channels => a,
             Ok(_) => {
                 return self.join_error(&f, "ChannelRateLimitReached: Too many channels".into())
             }
@@ -397,6 +409,13 @@ impl Conn {
         if config.postgres_changes.is_empty() {
             return (Vec::new(), None);
         }
+        let max = self.state.settings.realtime_max_postgres_changes;
+        let held: usize = self.channels.values().map(|c| c.bindings).sum();
+        if held.saturating_add(config.postgres_changes.len()) > max {
+            let msg =
+                format!("Too many postgres_changes subscriptions on this socket (at most {max})");
+            return (Vec::new(), Some(("error", msg)));
+        }
         let mut out = Vec::new();
         for entry in &config.postgres_changes {
             let b = match Binding::parse(entry) {
@@ -421,8 +440,14 @@ impl Conn {
         (out, Some(("ok", "Subscribed to PostgreSQL".to_string())))
     }
 
-    /// Realtime answers a refused join only after a pause, so that rejoins do not spin.
+    /// Realtime answers a refused join only after a pause, so that rejoins do not spin. A
+    /// client never has more refusals pending than it may have channels, unless it spins
+    /// itself: those beyond get no reply.
     fn join_error(&mut self, f: &Incoming, reason: String) {
+        if self.refusals.len() >= self.state.settings.realtime_max_channels {
+            tracing::debug!("too many refused joins pending on a realtime socket; dropping one");
+            return;
+        }
         let frame = serializer::encode_text(
             self.vsn,
             f.join_ref.as_deref(),
@@ -431,11 +456,17 @@ impl Conn {
             "phx_reply",
             &reply("error", json!({ "reason": reason })),
         );
-        let handle = self.handle.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(JOIN_ERROR_DELAY).await;
-            handle.push(0, Push::Frame(frame.into()));
-        });
+        self.refusals
+            .push_back((Instant::now() + JOIN_ERROR_DELAY, frame));
+    }
+
+    fn send_refusals(&mut self) {
+        let now = Instant::now();
+        while self.refusals.front().is_some_and(|(at, _)| *at <= now) {
+            if let Some((_, frame)) = self.refusals.pop_front() {
+                self.out.push(Message::text(frame));
+            }
+        }
     }
 
     fn broadcast(&mut self, f: Incoming) {
@@ -609,19 +640,12 @@ impl Conn {
     }
 
     fn on_push(&mut self, member: MemberId, push: Push) {
-        let topic = match &push {
-            Push::Frame(frame) => {
-                self.out.push(Message::text(frame.to_string()));
-                return;
-            }
-            _ => match self.members.get(&member) {
-                Some(t) => t.clone(),
-                // A channel that has left since.
-                None => return,
-            },
+        let topic = match self.members.get(&member) {
+            Some(t) => t.clone(),
+            // A channel that has left since.
+            None => return,
         };
         match push {
-            Push::Frame(_) => {}
             Push::Broadcast(b) => self.deliver_broadcast(&topic, &b),
             Push::PresenceDiff(p) => self.text(None, None, &topic, "presence_diff", &p),
             Push::Change { frame, commit_ms } => {
