@@ -4,7 +4,7 @@
 import { before, after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startDevcloud, SEED } from './helpers/devcloud.mjs';
-import { loggedIn, newConversation } from './helpers/sync.mjs';
+import { loggedIn, newConversation, rowsOf, history } from './helpers/sync.mjs';
 
 const MAX_ROWS = 10;
 let cloud;
@@ -45,4 +45,24 @@ test('a pull that stops at its page bound leaves no part of a timestamp group be
   const got = [...first.messages, ...second.messages].map((m) => m.content);
   assert.equal(got.length, rows.length);
   assert.equal(new Set(got).size, rows.length);
+});
+
+test('a rewritten history is matched against all of its own rows, however many others follow', async () => {
+  const conv = await newConversation(cloud);
+  // More of alice's rows than a page the cloud returns, then more of bob's than the client's
+  // page size: alice's rows are neither in the newest page nor in one short page.
+  const local = history(2 * MAX_ROWS + 5, 'turn');
+  assert.equal((await cs.pushConversation(conv, local)).pushed, local.length);
+  const others = 1000 + 2 * MAX_ROWS;
+  await cloud.serviceRest('messages', {
+    method: 'POST',
+    body: Array.from({ length: others }, (_, i) => ({ conversation_id: conv, role: 'user', content: `bob ${i}`, sender_user_id: SEED.users.bob.id })),
+    headers: { Prefer: 'return=minimal' },
+  });
+  const compacted = [{ role: 'system', content: 'Summary of turns 0-3' }, ...local.slice(4), { role: 'user', content: 'after compaction' }];
+  assert.equal((await cs.pushConversation(conv, compacted)).pushed, 1);
+  const rows = await rowsOf(cloud, conv);
+  assert.equal(rows.length, local.length + others + 1);
+  const mine = rows.filter((r) => !r.content.startsWith('bob '));
+  assert.equal(new Set(mine.map((r) => r.content)).size, mine.length, 'no message stored twice');
 });

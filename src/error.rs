@@ -50,6 +50,9 @@ pub enum Error {
     /// The offline outbox holds as much as it may; newer pushes are refused until it drains.
     #[error("The offline outbox is full ({0} entries); reconnect to the cloud to drain it")]
     OutboxFull(usize),
+    /// A listing holds more rows than the client reads whole: refused rather than cut short.
+    #[error("Oboto Cloud holds more than {limit} {what}")]
+    TooManyRows { what: String, limit: String },
     /// Linking needs a working directory (`setWorkingDir`).
     #[error("No working directory: call setWorkingDir(dir) first")]
     NoWorkingDir,
@@ -138,6 +141,7 @@ impl Error {
             Error::Io(_) => "IO_ERROR".into(),
             Error::OutboxFull(_) => "OUTBOX_FULL".into(),
             Error::NoWorkingDir => "NO_WORKING_DIR".into(),
+            Error::TooManyRows { .. } => "TOO_MANY_ROWS".into(),
             Error::ResponseTooLarge { .. } => "RESPONSE_TOO_LARGE".into(),
             Error::RedirectRefused { .. } => "REDIRECT_REFUSED".into(),
         }

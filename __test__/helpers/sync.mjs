@@ -35,12 +35,13 @@ export async function newConversation(cloud, name = `conv-${randomUUID().slice(0
 export async function rowsOf(cloud, convId) {
   const all = [];
   for (;;) {
-    // The cloud returns at most 1,000 rows per request.
+    // The cloud returns at most 1,000 rows per request, fewer with `--db-max-rows`: only an
+    // empty page ends the listing.
     const page = await cloud.serviceRest(
       `messages?conversation_id=eq.${convId}&select=id,role,content,sender_user_id,created_at&order=created_at.asc,id.asc&limit=1000&offset=${all.length}`,
     );
+    if (page.length === 0) return all;
     all.push(...page);
-    if (page.length < 1000) return all;
   }
 }
 

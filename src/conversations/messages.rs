@@ -7,14 +7,11 @@ use reqwest::Method;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::push;
+use super::{pull, push};
 use crate::{
     error::{Error, Result},
     rest::{query, Client, Request},
 };
-
-/// Cloud rows a rewritten history is matched against.
-const RECENT_ROWS: usize = 1000;
 
 /// A row of the insert's representation (`select=id`).
 #[derive(serde::Deserialize)]
@@ -133,9 +130,11 @@ pub async fn insert_isolating(
     Ok((new, refused))
 }
 
-/// A row of the recent-rows lookup.
+/// A row of the own-rows lookup.
 #[derive(serde::Deserialize)]
-struct RecentRow {
+struct OwnRow {
+    id: Uuid,
+    created_at: String,
     role: String,
     #[serde(default)]
     content: Option<String>,
@@ -145,56 +144,118 @@ struct RecentRow {
     metadata: Option<Value>,
 }
 
-/// `(role, content)` of `user`'s most recent user and assistant rows in the conversation,
-/// oldest first ([`push::in_push_order`]). Other senders' rows are left out: a message of theirs that reads like one
-/// of ours must not pass for ours. Anything but an array of rows is `INVALID_RESPONSE`
-/// (taken as "no rows", it would send every message again).
-pub async fn recent_rows(
-    client: &Client,
+/// The own rows a rewritten history is matched against, at most: beyond them the push fails
+/// (`TOO_MANY_ROWS`) rather than send again what the cloud may hold. A history that long
+/// is far past what a host keeps before compacting; the bytes bound keeps the rows held in
+/// memory bounded whatever their size.
+pub const MAX_OWN_ROWS: usize = 100_000;
+pub const MAX_OWN_BYTES: usize = 64 * 1024 * 1024;
+
+/// One page of `user`'s rows, newest first, after `cursor` (the last row of the page before).
+pub fn own_rows_path(
     conv: &Uuid,
-    user: &str,
-) -> Result<Vec<(String, String)>> {
-    let limit = RECENT_ROWS.to_string();
-    let conv_filter = format!("eq.{conv}");
-    let path = query::build(
+    user: &Uuid,
+    cursor: Option<&pull::Cursor>,
+    limit: usize,
+) -> String {
+    let conv = format!("eq.{conv}");
+    let limit = limit.to_string();
+    // The rows `push::rows` attributes to `user`: user rows carry the sender, assistant
+    // rows name who pushed them in `metadata.pushedBy`.
+    let mine = format!("or(sender_user_id.eq.{user},metadata->>pushedBy.eq.{user})");
+    let tree = match cursor {
+        Some(c) => format!(
+            "({mine},or(created_at.lt.{t},and(created_at.eq.{t},id.lt.{id})))",
+            t = c.created_at,
+            id = c.id
+        ),
+        None => format!("({mine})"),
+    };
+    query::build(
         "/rest/v1/messages",
         &[
-            ("conversation_id", conv_filter.as_str()),
+            ("conversation_id", conv.as_str()),
             ("role", "in.(user,assistant)"),
-            ("select", "role,content,sender_user_id,metadata"),
+            ("and", tree.as_str()),
+            (
+                "select",
+                "id,created_at,role,content,sender_user_id,metadata",
+            ),
             ("order", "created_at.desc,id.desc"),
             ("limit", limit.as_str()),
         ],
-    );
-    let reply = client
-        .send(&Request::new(Method::GET, path.clone()))
-        .await?;
-    let rows: Vec<RecentRow> =
-        serde_json::from_value(reply.body).map_err(|e| Error::InvalidResponse {
-            url: path,
-            status: reply.status,
-            reason: format!("expected an array of message rows ({e})"),
-        })?;
-    let own: Vec<(Option<u64>, (String, String))> = rows
-        .into_iter()
-        .filter(|r| {
-            r.sender_user_id.as_deref() == Some(user)
-                || r.metadata
-                    .as_ref()
-                    .and_then(|m| m.get("pushedBy"))
-                    .and_then(Value::as_str)
-                    == Some(user)
-        })
-        .map(|r| {
+    )
+}
+
+/// `(role, content)` of every row of `user`'s in the conversation, oldest first
+/// ([`push::in_push_order`]), read page by page until an empty page (a server may cap pages
+/// below `page`). Other senders' rows are left out, by the server and again here: a message
+/// of theirs that reads like one of ours must not pass for ours. Anything but an array of
+/// rows is `INVALID_RESPONSE` (taken as "no rows", it would send every message again).
+pub async fn own_rows(
+    client: &Client,
+    conv: &Uuid,
+    user: &str,
+    page: usize,
+) -> Result<Vec<(String, String)>> {
+    let user_id = query::uuid("user id", user)?;
+    let mut own: Vec<(Option<u64>, (String, String))> = Vec::new();
+    let mut bytes = 0usize;
+    let mut cursor: Option<pull::Cursor> = None;
+    loop {
+        let path = own_rows_path(conv, &user_id, cursor.as_ref(), page);
+        let reply = client
+            .send(&Request::new(Method::GET, path.clone()))
+            .await?;
+        let rows: Vec<OwnRow> =
+            serde_json::from_value(reply.body).map_err(|e| Error::InvalidResponse {
+                url: path.clone(),
+                status: reply.status,
+                reason: format!("expected an array of message rows ({e})"),
+            })?;
+        let Some(last) = rows.last() else {
+            return Ok(push::in_push_order(own));
+        };
+        let next = pull::Cursor {
+            created_at: pull::timestamp("created_at", &last.created_at)
+                .map_err(|_| Error::unexpected_reply(&path, "unreadable created_at"))?,
+            id: last.id,
+        };
+        // A server that ignores the cursor would send the same page for ever.
+        if cursor.as_ref() == Some(&next) {
+            return Err(Error::unexpected_reply(
+                &path,
+                "the page did not move past the last one",
+            ));
+        }
+        cursor = Some(next);
+        for r in rows {
+            let pushed_by = r
+                .metadata
+                .as_ref()
+                .and_then(|m| m.get("pushedBy"))
+                .and_then(Value::as_str);
+            if r.sender_user_id.as_deref() != Some(user) && pushed_by != Some(user) {
+                continue;
+            }
             let ordinal = r
                 .metadata
                 .as_ref()
                 .and_then(|m| m.get("ordinal"))
                 .and_then(Value::as_u64);
-            (ordinal, (r.role, r.content.unwrap_or_default()))
-        })
-        .collect();
-    Ok(push::in_push_order(own))
+            let content = r.content.unwrap_or_default();
+            bytes = bytes.saturating_add(content.len());
+            own.push((ordinal, (r.role, content)));
+            if own.len() > MAX_OWN_ROWS || bytes > MAX_OWN_BYTES {
+                return Err(Error::TooManyRows {
+                    what: "of this user's messages in the conversation to match a rewritten \
+                           history against; nothing was pushed"
+                        .into(),
+                    limit: format!("{MAX_OWN_ROWS} rows or {} MiB", MAX_OWN_BYTES >> 20),
+                });
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -211,6 +272,36 @@ mod tests {
             message: "Payload Too Large".into(),
             retry_after: None,
         }))
+    }
+
+    #[test]
+    fn own_rows_are_filtered_by_the_server_and_paged_newest_first() {
+        let conv = Uuid::from_u128(1);
+        let user = Uuid::from_u128(2);
+        let first = own_rows_path(&conv, &user, None, 10);
+        assert!(
+            first.contains(&query::encode(&format!(
+                "(or(sender_user_id.eq.{user},metadata->>pushedBy.eq.{user}))"
+            ))),
+            "{first}"
+        );
+        assert!(
+            first.contains("order=created_at.desc%2Cid.desc&limit=10"),
+            "{first}"
+        );
+        let c = pull::Cursor {
+            created_at: "2026-01-01T00:00:00.5+00:00".into(),
+            id: Uuid::from_u128(7),
+        };
+        let next = own_rows_path(&conv, &user, Some(&c), 10);
+        assert!(
+            next.contains(&query::encode(&format!(
+                ",or(created_at.lt.{t},and(created_at.eq.{t},id.lt.{id})))",
+                t = c.created_at,
+                id = c.id
+            ))),
+            "{next}"
+        );
     }
 
     #[test]

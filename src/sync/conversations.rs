@@ -16,7 +16,7 @@ use crate::{
     connection::Connection,
     conversations::{
         self,
-        messages::{insert_isolating, recent_rows},
+        messages::{insert_isolating, own_rows},
         pull::{self, PAGE},
         push::{self, Plan, PushState, Synced, Tracker, BATCH, BATCH_BYTES},
         PullResult, PushResult,
@@ -124,7 +124,7 @@ impl Syncer {
         let mut tracker = self.tracker(&conv);
         let plan = tracker.plan(msgs);
         let recent = if plan == Plan::Rewritten {
-            tracing::info!(conversation = %conv, "local history was rewritten; matching against recent cloud rows");
+            tracing::info!(conversation = %conv, "local history was rewritten; matching against its cloud rows");
             // Rows still queued are not in the cloud yet: matched without them, their
             // messages would be sent again under new ordinals.
             if self.outbox().is_some() && self.lock().board.outbox_pending > 0 {
@@ -134,7 +134,7 @@ impl Syncer {
                     return Err(e);
                 }
             }
-            recent_rows(&conn.client, &conv, user).await?
+            own_rows(&conn.client, &conv, user, PAGE).await?
         } else {
             Vec::new()
         };
