@@ -48,8 +48,10 @@ pub enum Error {
     #[error("{0}")]
     Io(String),
     /// The offline outbox holds as much as it may; newer pushes are refused until it drains.
-    #[error("The offline outbox is full ({0} entries); reconnect to the cloud to drain it")]
-    OutboxFull(usize),
+    #[error(
+        "The offline outbox is full (it holds at most {0}); reconnect to the cloud to drain it"
+    )]
+    OutboxFull(String),
     /// A listing holds more rows than the client reads whole: refused rather than cut short.
     #[error("Oboto Cloud holds more than {limit} {what}")]
     TooManyRows { what: String, limit: String },

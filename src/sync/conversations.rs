@@ -265,6 +265,12 @@ impl Syncer {
     /// kept and reported, and the later entries of its conversation wait behind it, so rows
     /// stay in order; it is sent again at the next flush. An entry the server refuses for
     /// good otherwise is dropped and reported, so it cannot block everything behind it.
+    ///
+    /// Another process on the same working directory may flush the same entries at the same
+    /// time, and both then send them. That stores nothing twice: message rows carry
+    /// deterministic ids and are inserted with `ignore-duplicates`, and a workspace state is
+    /// a conditional update of the one row, not a new row. Each removes what it handled by
+    /// id, so neither drops an entry the other queued meanwhile.
     pub(super) async fn flush_outbox(&self, conn: &Arc<Connection>) -> Result<Flushed> {
         let Some(ob) = self.outbox() else {
             return Ok(Flushed::default());
@@ -317,7 +323,7 @@ impl Syncer {
                 Entry::Workspace { .. } => Ok(()),
             };
             match r {
-                Ok(()) => done.push(i),
+                Ok(()) => done.push(queued[i].id),
                 Err(e) if is_retryable(&e) => {
                     failure = Some(e);
                     break;
@@ -342,7 +348,7 @@ impl Syncer {
                 Err(e) => {
                     tracing::warn!(error = %e, "dropping an outbox entry the cloud refused");
                     self.events.emit(Event::sync_error("outbox", &e));
-                    done.push(i);
+                    done.push(queued[i].id);
                 }
             }
         }

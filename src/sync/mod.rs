@@ -39,7 +39,7 @@ use crate::{
     link_file::{self, Link},
 };
 pub use link::LinkedWorkspace;
-use outbox::MAX_ENTRIES;
+use outbox::{Limits, LIMITS};
 pub use state::{Board, Kind, SyncState, TypeStatus};
 pub use status::EngineStatus;
 
@@ -61,7 +61,7 @@ pub struct Syncer {
     /// Serializes writes of the link file (which happen outside the state lock).
     link_write: Mutex<()>,
     wake: Arc<Notify>,
-    max_outbox: usize,
+    max_outbox: Limits,
 }
 
 #[derive(Default)]
@@ -97,7 +97,7 @@ impl Syncer {
             outbox_guard: tokio::sync::Mutex::new(()),
             link_write: Mutex::new(()),
             wake: Arc::new(Notify::new()),
-            max_outbox: MAX_ENTRIES,
+            max_outbox: LIMITS,
         })
     }
 

@@ -14,15 +14,15 @@
 //! [`Queued::owner`].
 
 use std::{
-    collections::HashSet,
-    fs::{self, OpenOptions},
+    collections::{HashMap, HashSet},
+    fs::{self, File, OpenOptions},
     io::Write,
     path::{Path, PathBuf},
-    sync::Mutex,
 };
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use uuid::Uuid;
 
 use crate::{
     error::{Error, Result},
@@ -30,10 +30,35 @@ use crate::{
 };
 
 pub const FILE_NAME: &str = ".cloud-outbox.jsonl";
-/// Entries kept at most, each one insert request's rows (at most 500 rows and, but for a
-/// single longer row, 256 KiB of JSON): thousands of messages at the least, far beyond a
-/// day offline, yet a bounded file.
-pub const MAX_ENTRIES: usize = 1000;
+/// The lock file beside the outbox. It is never removed: a process that removed it while
+/// another held it would let a third lock a new file of the same name, and both write.
+/// (Its name starts with the outbox's, so file sync skips it; it does not end in `.tmp`, so
+/// the stale temporary files' cleanup leaves it alone.)
+pub const LOCK_NAME: &str = ".cloud-outbox.jsonl.lock";
+
+/// How much the outbox holds. Each user's backlog has its own bound, so that one user's
+/// backlog never refuses another's pushes; the file's bound only keeps a directory shared by
+/// many users with full backlogs from growing without end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Entries of one user, each one insert request's rows (at most 500 rows and, but for a
+    /// single longer row, 256 KiB of JSON): thousands of messages at the least, far beyond
+    /// a day offline.
+    pub entries_per_user: usize,
+    /// Bytes of one user's lines.
+    pub bytes_per_user: usize,
+    /// Bytes of the whole file (it is read whole at each append).
+    pub file_bytes: usize,
+}
+
+pub const LIMITS: Limits = Limits {
+    entries_per_user: 1000,
+    bytes_per_user: 64 * 1024 * 1024,
+    file_bytes: 256 * 1024 * 1024,
+};
+
+/// Namespace of the ids given to lines of earlier versions, which have none.
+const LEGACY_NS: Uuid = Uuid::from_u128(0x6f62_6f74_6f2d_4f75_8462_6f78_2d6c_696e);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
@@ -62,9 +87,14 @@ impl Entry {
     }
 }
 
-/// A queued entry and the user it belongs to.
+/// A queued entry, its identity and the user it belongs to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Queued {
+    /// Names this entry among every entry ever queued, so that [`Outbox::remove`] drops
+    /// exactly the entries a flush handled, whatever other processes did to the file since
+    /// it was read. Given at append; a line of an earlier version gets one derived from its
+    /// text (and its rank among identical lines), kept from the first rewrite on.
+    pub id: Uuid,
     /// The user whose session queued it; `None` on lines of earlier versions.
     pub user: Option<String>,
     pub entry: Entry,
@@ -97,11 +127,14 @@ impl Queued {
     }
 }
 
-/// A line on disk: the entry, its owner and a format version. The owner was added without a
-/// new version: it is optional both ways, as earlier versions ignore it.
+/// A line on disk: the entry, its id, its owner and a format version. The id and the owner
+/// were added without a new version: both are optional both ways, as earlier versions
+/// ignore them.
 #[derive(Serialize, Deserialize)]
 struct Line {
     v: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<Uuid>,
     #[serde(rename = "userId", default, skip_serializing_if = "Option::is_none")]
     user: Option<String>,
     #[serde(flatten)]
@@ -111,6 +144,7 @@ struct Line {
 fn line(q: &Queued) -> Result<String> {
     let line = Line {
         v: 1,
+        id: Some(q.id),
         user: q.user.clone(),
         entry: q.entry.clone(),
     };
@@ -119,19 +153,28 @@ fn line(q: &Queued) -> Result<String> {
     Ok(text)
 }
 
+/// An exclusive advisory lock on the lock file, released when dropped (and by the system
+/// when the process ends, however it ends).
+struct FileLock(File);
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        let _ = fs4::FileExt::unlock(&self.0);
+    }
+}
+
 pub struct Outbox {
     path: PathBuf,
-    max: usize,
-    /// Serializes appends and rewrites within this process.
-    lock: Mutex<()>,
+    lock_path: PathBuf,
+    limits: Limits,
 }
 
 impl Outbox {
-    pub fn new(dir: &Path, max: usize) -> Outbox {
+    pub fn new(dir: &Path, limits: Limits) -> Outbox {
         Outbox {
             path: dir.join(FILE_NAME),
-            max,
-            lock: Mutex::new(()),
+            lock_path: dir.join(LOCK_NAME),
+            limits,
         }
     }
 
@@ -139,17 +182,25 @@ impl Outbox {
         &self.path
     }
 
-    fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.lock.lock().unwrap_or_else(|p| p.into_inner())
+    /// Serializes appends and rewrites across every process (and every `Outbox` of this
+    /// one: each lock is its own open file). Without it, an append landing between a
+    /// rewrite's read and its rename would be lost. Reads need none: a rewrite replaces the
+    /// file whole, and a line an append has not finished is skipped until it is.
+    fn lock(&self) -> Result<FileLock> {
+        let io = |e: std::io::Error| Error::Io(format!("cannot lock the outbox: {e}"));
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&self.lock_path)
+            .map_err(io)?;
+        fs4::FileExt::lock(&f).map_err(io)?;
+        Ok(FileLock(f))
     }
 
     /// The queued entries, oldest first.
     pub fn load(&self) -> Result<Vec<Queued>> {
-        let _g = self.guard();
-        self.load_unlocked()
-    }
-
-    fn load_unlocked(&self) -> Result<Vec<Queued>> {
         Ok(parse(&self.text()?))
     }
 
@@ -170,15 +221,12 @@ impl Outbox {
     }
 
     /// Appends `entries`, queued by `user`, durably, or refuses all of them with
-    /// `OutboxFull` when they would exceed the bound (on the whole file, whoever queued what).
-    /// Returns how many entries `user` has queued now.
+    /// `OutboxFull` when they would take `user`'s backlog (what `user`'s session sends)
+    /// or the file past its [`Limits`]. Returns how many entries `user` has queued now.
     pub fn append(&self, user: &str, entries: &[Entry]) -> Result<usize> {
-        let _g = self.guard();
+        let _lock = self.lock()?;
         let existing = self.text()?;
         let queued = parse(&existing);
-        if queued.len() + entries.len() > self.max {
-            return Err(Error::OutboxFull(self.max));
-        }
         let mut text = String::new();
         // After a torn line (a crash mid-append), start on a fresh line so the torn fragment
         // does not swallow the first new entry.
@@ -187,9 +235,34 @@ impl Outbox {
         }
         for entry in entries {
             text.push_str(&line(&Queued {
+                id: Uuid::new_v4(),
                 user: Some(user.to_string()),
                 entry: entry.clone(),
             })?);
+        }
+        let own: Vec<&Queued> = queued.iter().filter(|q| q.belongs_to(user)).collect();
+        let own_bytes = own
+            .iter()
+            .map(|q| line(q).map(|l| l.len()))
+            .sum::<Result<usize>>()?;
+        let l = &self.limits;
+        if own.len() + entries.len() > l.entries_per_user {
+            return Err(Error::OutboxFull(format!(
+                "{} entries of this user's",
+                l.entries_per_user
+            )));
+        }
+        if own_bytes + text.len() > l.bytes_per_user {
+            return Err(Error::OutboxFull(format!(
+                "{} MiB of this user's entries",
+                l.bytes_per_user >> 20
+            )));
+        }
+        if existing.len() + text.len() > l.file_bytes {
+            return Err(Error::OutboxFull(format!(
+                "{} MiB, with the entries of every user of this directory",
+                l.file_bytes >> 20
+            )));
         }
         let io = |e: std::io::Error| Error::Io(format!("cannot write the outbox: {e}"));
         let mut f = OpenOptions::new()
@@ -199,23 +272,17 @@ impl Outbox {
             .map_err(io)?;
         f.write_all(text.as_bytes()).map_err(io)?;
         f.sync_data().map_err(io)?;
-        let own = queued.iter().filter(|q| q.belongs_to(user)).count();
-        Ok(own + entries.len())
+        Ok(own.len() + entries.len())
     }
 
-    /// Drops the entries at positions `done` of the list [`load`](Self::load) returned
-    /// (delivered, or given up), keeping every other one and anything appended since (the
-    /// file only grows at its end in between). Returns what is left.
-    pub fn remove(&self, done: &[usize]) -> Result<Vec<Queued>> {
-        let _g = self.guard();
-        let done: HashSet<usize> = done.iter().copied().collect();
-        let all = self.load_unlocked()?;
-        let rest: Vec<Queued> = all
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| !done.contains(i))
-            .map(|(_, q)| q)
-            .collect();
+    /// Drops the entries with ids `done` (delivered, or given up), keeping every other one:
+    /// those appended since they were loaded, and those another process removed are not
+    /// brought back. Returns what is left.
+    pub fn remove(&self, done: &[Uuid]) -> Result<Vec<Queued>> {
+        let _lock = self.lock()?;
+        let done: HashSet<&Uuid> = done.iter().collect();
+        let all = self.load()?;
+        let rest: Vec<Queued> = all.into_iter().filter(|q| !done.contains(&q.id)).collect();
         if rest.is_empty() {
             match fs::remove_file(&self.path) {
                 Ok(()) => {}
@@ -235,13 +302,25 @@ impl Outbox {
 
 /// Every complete, readable line; a torn or foreign line is skipped (and logged).
 fn parse(text: &str) -> Vec<Queued> {
+    // Identical lines of earlier versions are told apart by their rank.
+    let mut seen: HashMap<&str, u64> = HashMap::new();
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .filter_map(|l| match serde_json::from_str::<Line>(l) {
-            Ok(line) => Some(Queued {
-                user: line.user,
-                entry: line.entry,
-            }),
+            Ok(line) => {
+                let id = line.id.unwrap_or_else(|| {
+                    let rank = seen.entry(l.trim()).or_insert(0);
+                    *rank += 1;
+                    let mut name = rank.to_be_bytes().to_vec();
+                    name.extend_from_slice(l.trim().as_bytes());
+                    Uuid::new_v5(&LEGACY_NS, &name)
+                });
+                Some(Queued {
+                    id,
+                    user: line.user,
+                    entry: line.entry,
+                })
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "skipping an unreadable outbox line");
                 None
@@ -253,7 +332,21 @@ fn parse(text: &str) -> Vec<Queued> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+
+    /// What `remove` takes for the entries at `done` of `loaded`.
+    fn done_of(loaded: &[Queued], done: &[usize]) -> Vec<Uuid> {
+        done.iter().map(|&i| loaded[i].id).collect()
+    }
+
+    /// Room for `entries` entries per user, and bytes enough not to matter.
+    fn limits(entries: usize) -> Limits {
+        Limits {
+            entries_per_user: entries,
+            ..LIMITS
+        }
+    }
 
     const ALICE: &str = "11111111-1111-4111-8111-111111111111";
     const BOB: &str = "22222222-2222-4222-8222-222222222222";
@@ -278,7 +371,7 @@ mod tests {
     #[test]
     fn the_file_format_is_one_versioned_object_per_line() {
         let d = tmp();
-        let ob = Outbox::new(&d, 10);
+        let ob = Outbox::new(&d, limits(10));
         ob.append(
             ALICE,
             &[
@@ -295,11 +388,18 @@ mod tests {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
+        let ids: Vec<String> = ob
+            .load()
+            .unwrap()
+            .iter()
+            .map(|q| q.id.to_string())
+            .collect();
+        assert_ne!(ids[0], ids[1]);
         assert_eq!(
             lines,
             vec![
-                json!({"v": 1, "userId": ALICE, "kind": "messages", "conversationId": "c", "rows": [{"id": 1}]}),
-                json!({"v": 1, "userId": ALICE, "kind": "workspace", "workspaceId": "w", "state": {"task_goal": "g"}}),
+                json!({"v": 1, "id": ids[0], "userId": ALICE, "kind": "messages", "conversationId": "c", "rows": [{"id": 1}]}),
+                json!({"v": 1, "id": ids[1], "userId": ALICE, "kind": "workspace", "workspaceId": "w", "state": {"task_goal": "g"}}),
             ]
         );
         fs::remove_dir_all(d).unwrap();
@@ -308,15 +408,19 @@ mod tests {
     #[test]
     fn keeps_order_survives_reopening_and_drains() {
         let d = tmp();
-        Outbox::new(&d, 10)
+        Outbox::new(&d, limits(10))
             .append(ALICE, &[msgs(1), msgs(2)])
             .unwrap();
-        let ob = Outbox::new(&d, 10);
+        let ob = Outbox::new(&d, limits(10));
         ob.append(ALICE, &[msgs(3)]).unwrap();
-        assert_eq!(entries(ob.load().unwrap()), vec![msgs(1), msgs(2), msgs(3)]);
-        assert_eq!(entries(ob.remove(&[0, 1]).unwrap()), vec![msgs(3)]);
-        assert_eq!(entries(ob.load().unwrap()), vec![msgs(3)]);
-        assert!(ob.remove(&[0]).unwrap().is_empty());
+        let all = ob.load().unwrap();
+        assert_eq!(entries(all.clone()), vec![msgs(1), msgs(2), msgs(3)]);
+        assert_eq!(
+            entries(ob.remove(&done_of(&all, &[0, 1])).unwrap()),
+            vec![msgs(3)]
+        );
+        assert_eq!(ob.load().unwrap(), all[2..], "ids survive a rewrite");
+        assert!(ob.remove(&done_of(&all, &[2])).unwrap().is_empty());
         assert!(!ob.path().exists());
         fs::remove_dir_all(d).unwrap();
     }
@@ -324,7 +428,7 @@ mod tests {
     #[test]
     fn entries_belong_to_the_user_who_queued_them() {
         let d = tmp();
-        let ob = Outbox::new(&d, 10);
+        let ob = Outbox::new(&d, limits(10));
         assert_eq!(ob.append(ALICE, &[msgs(1), msgs(2)]).unwrap(), 2);
         assert_eq!(ob.append(BOB, &[msgs(3)]).unwrap(), 1, "bob's own count");
         assert_eq!(ob.append(ALICE, &[msgs(4)]).unwrap(), 3);
@@ -334,7 +438,7 @@ mod tests {
         assert_eq!(owners, [Some(ALICE), Some(ALICE), Some(BOB), Some(ALICE)]);
         assert!(all[2].belongs_to(BOB) && !all[2].belongs_to(ALICE));
         // Bob sent his; alice's stay, in their order, with their owner.
-        let left = ob.remove(&[2]).unwrap();
+        let left = ob.remove(&done_of(&all, &[2])).unwrap();
         assert_eq!(entries(left.clone()), vec![msgs(1), msgs(2), msgs(4)]);
         assert!(left.iter().all(|q| q.user.as_deref() == Some(ALICE)));
         assert_eq!(ob.load().unwrap(), left, "the rewrite keeps the owners");
@@ -345,7 +449,7 @@ mod tests {
     #[test]
     fn lines_of_earlier_versions_belong_to_the_user_their_rows_name() {
         let d = tmp();
-        let ob = Outbox::new(&d, 10);
+        let ob = Outbox::new(&d, limits(10));
         let row = |role: &str, sender: Option<&str>, pushed_by: Option<&str>| {
             let mut r = json!({"id": "x", "role": role, "sender_user_id": sender});
             if let Some(p) = pushed_by {
@@ -379,7 +483,7 @@ mod tests {
     #[test]
     fn a_torn_last_line_is_skipped() {
         let d = tmp();
-        let ob = Outbox::new(&d, 10);
+        let ob = Outbox::new(&d, limits(10));
         ob.append(ALICE, &[msgs(1)]).unwrap();
         let mut f = OpenOptions::new().append(true).open(ob.path()).unwrap();
         f.write_all(b"{\"v\":1,\"kind\":\"mess").unwrap();
@@ -392,16 +496,183 @@ mod tests {
     #[test]
     fn it_is_bounded() {
         let d = tmp();
-        let ob = Outbox::new(&d, 2);
+        let ob = Outbox::new(&d, limits(2));
         ob.append(ALICE, &[msgs(1)]).unwrap();
-        let err = ob.append(BOB, &[msgs(2), msgs(3)]).unwrap_err();
+        let err = ob.append(ALICE, &[msgs(2), msgs(3)]).unwrap_err();
         assert_eq!(err.code(), "OUTBOX_FULL");
         assert_eq!(
             ob.load().unwrap().len(),
             1,
             "nothing of a refused append is kept"
         );
-        ob.append(BOB, &[msgs(2)]).unwrap();
+        ob.append(ALICE, &[msgs(2)]).unwrap();
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn bytes_are_bounded_per_user_and_for_the_file() {
+        let d = tmp();
+        let one = line(&Queued {
+            id: Uuid::nil(),
+            user: Some(ALICE.into()),
+            entry: msgs(1),
+        })
+        .unwrap()
+        .len();
+        let ob = Outbox::new(
+            &d,
+            Limits {
+                entries_per_user: 100,
+                bytes_per_user: 2 * one,
+                file_bytes: 3 * one,
+            },
+        );
+        ob.append(ALICE, &[msgs(1), msgs(2)]).unwrap();
+        let err = ob.append(ALICE, &[msgs(3)]).unwrap_err();
+        assert_eq!(err.code(), "OUTBOX_FULL");
+        assert!(err.to_string().contains("this user's"), "{err}");
+        ob.append(BOB, &[msgs(3)]).unwrap();
+        let err = ob.append(BOB, &[msgs(4)]).unwrap_err();
+        assert!(err.to_string().contains("every user"), "{err}");
+        assert_eq!(ob.load().unwrap().len(), 3);
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn identical_lines_of_earlier_versions_are_removed_one_by_one() {
+        let d = tmp();
+        let ob = Outbox::new(&d, limits(10));
+        let old = json!({"v": 1, "kind": "messages", "conversationId": "c", "rows": [{"id": 1}]});
+        fs::write(ob.path(), format!("{old}\n{old}\n")).unwrap();
+        let all = ob.load().unwrap();
+        assert_ne!(all[0].id, all[1].id);
+        assert_eq!(ob.load().unwrap(), all, "the same ids at every read");
+        let left = ob.remove(&done_of(&all, &[0])).unwrap();
+        assert_eq!(left, all[1..]);
+        assert_eq!(
+            ob.load().unwrap(),
+            left,
+            "the id is kept from the rewrite on"
+        );
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn each_users_backlog_has_its_own_bound() {
+        let d = tmp();
+        let ob = Outbox::new(&d, limits(2));
+        ob.append(ALICE, &[msgs(1), msgs(2)]).unwrap();
+        assert_eq!(
+            ob.append(ALICE, &[msgs(3)]).unwrap_err().code(),
+            "OUTBOX_FULL"
+        );
+        assert_eq!(
+            ob.append(BOB, &[msgs(4), msgs(5)]).unwrap(),
+            2,
+            "alice's backlog is hers"
+        );
+        assert_eq!(
+            ob.append(BOB, &[msgs(6)]).unwrap_err().code(),
+            "OUTBOX_FULL"
+        );
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    /// A step of two processes sharing one outbox: `Load(p)` reads it, `Remove(p, mask)`
+    /// drops what `p` delivered of what it loaded last, `Append(p)` queues a new entry.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Append(usize),
+        Load(usize),
+        Remove(usize, u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..2usize).prop_map(Op::Append),
+            (0..2usize).prop_map(Op::Load),
+            (0..2usize, any::<u64>()).prop_map(|(p, m)| Op::Remove(p, m)),
+        ]
+    }
+
+    proptest! {
+        // Each case writes files; fewer cases than the default keep the suite quick.
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn two_processes_lose_nothing_and_drop_only_what_was_delivered(
+            ops in prop::collection::vec(op(), 1..40),
+        ) {
+            let d = tmp();
+            let procs = [Outbox::new(&d, limits(1000)), Outbox::new(&d, limits(1000))];
+            let mut loaded: [Vec<Queued>; 2] = [Vec::new(), Vec::new()];
+            let mut next = 0u32;
+            let mut appended: HashSet<u32> = HashSet::new();
+            let mut delivered: HashSet<u32> = HashSet::new();
+            let n = |q: &Queued| match &q.entry {
+                Entry::Messages { rows, .. } => rows[0]["id"].as_u64().unwrap_or(u64::MAX) as u32,
+                Entry::Workspace { .. } => u32::MAX,
+            };
+            for op in &ops {
+                match op {
+                    Op::Append(p) => {
+                        procs[*p].append(ALICE, &[msgs(next)]).unwrap();
+                        appended.insert(next);
+                        next += 1;
+                    }
+                    Op::Load(p) => loaded[*p] = procs[*p].load().unwrap(),
+                    Op::Remove(p, mask) => {
+                        let done = sent(&loaded[*p], *mask);
+                        delivered.extend(done.iter().map(|&i| n(&loaded[*p][i])));
+                        procs[*p].remove(&done_of(&loaded[*p], &done)).unwrap();
+                        loaded[*p].clear();
+                    }
+                }
+                let left: Vec<u32> = procs[0].load().unwrap().iter().map(n).collect();
+                let unique: HashSet<u32> = left.iter().copied().collect();
+                prop_assert_eq!(unique.len(), left.len(), "an entry twice: {:?}", left);
+                let want: HashSet<u32> = appended.difference(&delivered).copied().collect();
+                prop_assert_eq!(unique, want, "after {:?}", op);
+            }
+            fs::remove_dir_all(d).unwrap();
+        }
+    }
+
+    /// The positions of `loaded` that `mask` marks as delivered.
+    fn sent(loaded: &[Queued], mask: u64) -> Vec<usize> {
+        (0..loaded.len())
+            .filter(|i| mask & (1 << (i % 64)) != 0)
+            .collect()
+    }
+
+    #[test]
+    fn appends_of_another_process_survive_a_concurrent_rewrite() {
+        let d = tmp();
+        let writer = Outbox::new(&d, limits(1000));
+        let drainer = Outbox::new(&d, limits(1000));
+        let total = 300u32;
+        let appending = std::thread::spawn(move || {
+            for i in 0..total {
+                writer.append(ALICE, &[msgs(i)]).unwrap();
+            }
+        });
+        // Rewrites the file again and again (removing the entries it saw, every other time):
+        // without one lock across instances, an append landing between a rewrite's read and
+        // its rename is lost.
+        let mut removed = 0usize;
+        let mut round = 0u32;
+        while !appending.is_finished() {
+            let all = drainer.load().unwrap();
+            let done: Vec<usize> = if round.is_multiple_of(2) {
+                (0..all.len().min(3)).collect()
+            } else {
+                vec![]
+            };
+            removed += done.len();
+            drainer.remove(&done_of(&all, &done)).unwrap();
+            round += 1;
+        }
+        appending.join().unwrap();
+        assert_eq!(drainer.load().unwrap().len() + removed, total as usize);
         fs::remove_dir_all(d).unwrap();
     }
 }
