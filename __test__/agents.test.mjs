@@ -32,17 +32,20 @@ test('the list is cached, the cache can be cleared, and logout drops it', async 
   await cs.login('bob@acme.test', DEMO_PASSWORD);
   await cloud.resetStats();
   await cs.listAgents();
+  // A listing reads pages until an empty one: as many requests each time.
+  const perList = await agentListRequests();
+  assert.ok(perList >= 1);
   await cs.listAgents();
-  assert.equal(await agentListRequests(), 1, 'the second call came from the cache');
+  assert.equal(await agentListRequests(), perList, 'the second call came from the cache');
   cs.clearAgentCache();
   await cs.listAgents();
-  assert.equal(await agentListRequests(), 2);
+  assert.equal(await agentListRequests(), 2 * perList);
   await cs.logout();
   assert.deepEqual(await cs.listAgents(), [], 'logged out: nothing, and no request');
-  assert.equal(await agentListRequests(), 2);
+  assert.equal(await agentListRequests(), 2 * perList);
   await cs.login('bob@acme.test', DEMO_PASSWORD);
   await cs.listAgents();
-  assert.equal(await agentListRequests(), 3, 'a new session asks the cloud again');
+  assert.equal(await agentListRequests(), 3 * perList, 'a new session asks the cloud again');
   await cs.destroy();
 });
 

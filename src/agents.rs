@@ -15,7 +15,7 @@ use crate::{
     connection::Connection,
     error::{Error, Result},
     events::Event,
-    rest::{query, raw_rows, Checked, Request},
+    rest::{pages, query, raw_rows, Request},
 };
 
 /// An agent row as `list` selects it (NOT NULL columns required).
@@ -69,7 +69,6 @@ impl AgentCache {
     }
 }
 
-/// The caller's organization's agents, ordered by name.
 /// The organization's agents and their cache (per user, dropped on logout).
 pub struct Agents {
     conn: Arc<Connection>,
@@ -88,6 +87,7 @@ impl Agents {
         self.cache.clear();
     }
 
+    /// The caller's organization's agents, ordered by name (then id), read page by page.
     pub async fn list(&self) -> Result<Value> {
         let cloud = &self.conn;
         let ctx = cloud.auth.context();
@@ -97,23 +97,29 @@ impl Agents {
         if let Some(rows) = self.cache.get(user) {
             return Ok(rows);
         }
-        let org = org.to_string();
-        let path = query::build(
-            "/rest/v1/cloud_agents",
-            &[
-                ("org_id", &format!("eq.{org}")),
+        let org = format!("eq.{org}");
+        let listing = pages::Listing {
+            path: "/rest/v1/cloud_agents",
+            params: &[
+                ("org_id", &org),
                 (
                     "select",
                     "id,name,slug,agent_type,description,status,avatar_url",
                 ),
-                ("order", "name.asc"),
+                // The cloud's collation orders names; the id makes the order unique, so a
+                // page continues exactly after the last row of the one before.
+                ("order", "name.asc,id.asc"),
             ],
-        );
-        let rows: Vec<Checked<AgentRow>> = cloud
-            .client
-            .send(&Request::new(Method::GET, path))
-            .await?
-            .json()?;
+            what: "agents",
+            after: |a: &AgentRow| {
+                let name = pages::quoted(&a.name);
+                Some((
+                    "or",
+                    format!("(name.gt.{name},and(name.eq.{name},id.gt.{}))", a.id),
+                ))
+            },
+        };
+        let rows = pages::read_all(&cloud.client, &listing, pages::PAGE, pages::MAX_ROWS).await?;
         let rows = raw_rows(rows);
         self.cache.put(user, rows.clone());
         Ok(rows)

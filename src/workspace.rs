@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::{
     error::{Error, Result},
-    rest::{query, raw_rows, Checked, Client, Request},
+    rest::{pages, query, raw_rows, Checked, Client, Request},
 };
 
 const LIST_SELECT: &str = "id,name,slug,description,status,task_goal,current_step,last_active_at";
@@ -61,22 +61,47 @@ struct StateRow {
     slug: String,
 }
 
-/// The organization's workspaces, most recently active first; `[]` for a user in no
-/// organization.
-/// The organization's workspaces, most recently active first; `[]` without an organization.
+/// The organization's workspaces, most recently active first (never active last, ties by
+/// id); `[]` without an organization. Read by id, page by page, and ordered here: activity
+/// times change while a listing is read, and a row moving across a page boundary would be
+/// read twice or not at all.
 pub async fn list(client: &Client, org: Option<Uuid>) -> Result<Value> {
     let Some(org) = org else {
         return Ok(Value::Array(vec![]));
     };
-    let path = format!(
-        "/rest/v1/workspaces?org_id={}&select={LIST_SELECT}&order=last_active_at.desc.nullslast",
-        query::eq(&org.to_string())
-    );
-    let rows: Vec<Checked<ListRow>> = client
-        .send(&Request::new(Method::GET, path))
-        .await?
-        .json()?;
-    Ok(raw_rows(rows))
+    let org = format!("eq.{org}");
+    let listing = pages::Listing {
+        path: "/rest/v1/workspaces",
+        params: &[
+            ("org_id", &org),
+            ("select", LIST_SELECT),
+            ("order", "id.asc"),
+        ],
+        what: "workspaces",
+        after: |w: &ListRow| Some(("id", format!("gt.{}", w.id))),
+    };
+    let rows = pages::read_all(client, &listing, pages::PAGE, pages::MAX_ROWS).await?;
+    let mut keyed = rows
+        .into_iter()
+        .map(|r| {
+            let at = match &r.typed.last_active_at {
+                None => None,
+                Some(t) => Some(chrono::DateTime::parse_from_rfc3339(t).map_err(|_| {
+                    Error::unexpected_reply("/rest/v1/workspaces", "unreadable last_active_at")
+                })?),
+            };
+            Ok((
+                (
+                    std::cmp::Reverse(at.is_some()),
+                    std::cmp::Reverse(at),
+                    r.typed.id,
+                ),
+                r,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    keyed.sort_by_key(|a| a.0);
+    Ok(raw_rows(keyed.into_iter().map(|(_, r)| r).collect()))
 }
 
 /// `id`, `name` and `updated_at` of a workspace the user can see, or `None`.

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::presence::Member;
 use crate::{
     error::{Error, Result},
-    rest::{query, Client, Request},
+    rest::{pages, query, Client, Request},
 };
 
 /// Rows asked for per page. A server may cap pages below this (PostgREST's `db-max-rows`),
@@ -237,6 +237,12 @@ pub async fn conversations(client: &Client, workspace: &Uuid) -> Result<Vec<Uuid
     ))
 }
 
+/// The key of a member row, which pages the listing.
+#[derive(serde::Deserialize)]
+struct MemberKey {
+    user_id: Uuid,
+}
+
 /// Members seen within `window` by their `last_seen_at`, one per user (the presence of the
 /// polling fallback). Also stamps this user's own `last_seen_at`, so others polling see it.
 pub async fn poll_presence(
@@ -258,21 +264,25 @@ pub async fn poll_presence(
             tracing::debug!(error = %e, "cannot stamp own last_seen_at");
         }
     }
-    let path = format!(
-        "/rest/v1/workspace_members?workspace_id={ws}&select=user_id,last_seen_at,profiles(display_name,avatar_url)&order=user_id.asc"
-    );
-    let body = client
-        .send(&Request::new(Method::GET, path.clone()))
-        .await?
-        .body;
-    let Value::Array(rows) = body else {
-        return Err(Error::unexpected_reply(
-            &path,
-            "expected an array of members",
-        ));
+    let ws = format!("eq.{workspace}");
+    let listing = pages::Listing {
+        path: "/rest/v1/workspace_members",
+        params: &[
+            ("workspace_id", &ws),
+            (
+                "select",
+                "user_id,last_seen_at,profiles(display_name,avatar_url)",
+            ),
+            // One row per user in a workspace: the user id orders the pages.
+            ("order", "user_id.asc"),
+        ],
+        what: "workspace members",
+        after: |m: &MemberKey| Some(("user_id", format!("gt.{}", m.user_id))),
     };
+    let rows = pages::read_all(client, &listing, pages::PAGE, pages::MAX_ROWS).await?;
     Ok(rows
         .iter()
+        .map(|r| &r.raw)
         .filter_map(|r| {
             let user_id = r.get("user_id").and_then(Value::as_str)?.to_string();
             let seen = r.get("last_seen_at").and_then(Value::as_str)?;
@@ -357,6 +367,34 @@ mod tests {
             asked[3].contains(&format!("id=gt.{}", Uuid::from_u128(5))),
             "{asked:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_member_list_pages_past_a_server_cap() {
+        let rest = Rest::start().await;
+        let seen = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        {
+            let mut db = rest.db.lock().unwrap();
+            db.max_rows = 2;
+            db.members = (1..=5)
+                .rev()
+                .map(|i| {
+                    json!({"user_id": Uuid::from_u128(i).to_string(), "last_seen_at": seen,
+                                "profiles": {"display_name": format!("m{i}"), "avatar_url": null}})
+                })
+                .collect();
+        }
+        let ws = Uuid::from_u128(0xaa);
+        let me = Uuid::from_u128(1).to_string();
+        let got = poll_presence(&client(&rest), &ws, &me, chrono::Duration::minutes(1))
+            .await
+            .unwrap();
+        let ids: Vec<String> = got.iter().map(|m| m.user_id.clone()).collect();
+        let want: Vec<String> = (1..=5).map(|i| Uuid::from_u128(i).to_string()).collect();
+        assert_eq!(ids, want);
+        let asked = rest.requests("/rest/v1/workspace_members");
+        // The stamp of one's own last_seen_at, three pages and an empty one.
+        assert_eq!(asked.len(), 5, "{asked:?}");
     }
 
     #[tokio::test]

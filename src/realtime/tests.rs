@@ -779,6 +779,8 @@ pub(crate) mod rest_mock {
     pub(crate) struct Db {
         pub conversations: Vec<Uuid>,
         pub messages: Vec<Value>,
+        /// `workspace_members` rows (any workspace).
+        pub members: Vec<Value>,
         pub max_rows: usize,
         /// Message reads (0-based, counted over the mock's life) answered with 503.
         pub fail_reads: Range<usize>,
@@ -799,6 +801,7 @@ pub(crate) mod rest_mock {
             let db = Arc::new(Mutex::new(Db {
                 conversations: vec![],
                 messages: vec![],
+                members: vec![],
                 max_rows: 1000,
                 fail_reads: 0..0,
                 message_reads: 0,
@@ -889,6 +892,20 @@ pub(crate) mod rest_mock {
                     .take(limit)
                     .map(|id| json!({"id": id.to_string()}))
                     .collect();
+                (200, json!(rows))
+            }
+            "/rest/v1/workspace_members" => {
+                // The stamp of one's own `last_seen_at` (a PATCH) names the user.
+                if param("user_id").is_some_and(|v| v.starts_with("eq.")) {
+                    return (200, json!([]));
+                }
+                let key = |r: &Value| r["user_id"].as_str().unwrap_or("").to_string();
+                let mut rows: Vec<&Value> = db.members.iter().collect();
+                if let Some(after) = param("user_id").and_then(|v| v.strip_prefix("gt.")) {
+                    rows.retain(|r| key(r).as_str() > after);
+                }
+                rows.sort_by_key(|r| key(r));
+                let rows: Vec<Value> = rows.into_iter().take(limit).cloned().collect();
                 (200, json!(rows))
             }
             "/rest/v1/messages" => {

@@ -1,9 +1,10 @@
 //! HTTP to Oboto Cloud: the transport (`http`), the authenticated client (`client`), safe
-//! query building (`query`) and retry timing (`backoff`).
+//! query building (`query`), listings read whole (`pages`) and retry timing (`backoff`).
 
 pub mod backoff;
 pub mod client;
 pub mod http;
+pub mod pages;
 pub mod query;
 pub mod reply;
 pub mod transfer;

@@ -1,0 +1,67 @@
+// Workspace and agent listings against a cloud that returns fewer rows than a request asks
+// for (PostgREST's `db-max-rows`, which Supabase projects often set at 1,000 or lower): every
+// listing still reads to the end, in its documented order.
+import { before, after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { startDevcloud, SEED } from './helpers/devcloud.mjs';
+import { loggedIn } from './helpers/sync.mjs';
+
+const MAX_ROWS = 3;
+let cloud;
+let cs;
+before(async () => {
+  cloud = await startDevcloud(['--db-max-rows', String(MAX_ROWS)]);
+  ({ cs } = await loggedIn(cloud, 'alice', { syncInterval: 3_600_000 }));
+});
+after(async () => {
+  await cs?.destroy();
+  await cloud?.stop();
+});
+
+/** Every row of `table` the service role sees for `filter`, however short the pages. */
+async function all(table, filter, order = 'id.asc') {
+  const rows = [];
+  for (;;) {
+    const page = await cloud.serviceRest(`${table}?${filter}&select=id&order=${order}&offset=${rows.length}`);
+    if (page.length === 0) return rows;
+    rows.push(...page);
+  }
+}
+
+test('listCloudWorkspaces reads past pages the cloud cut short, most recently active first', async () => {
+  const tag = randomUUID().slice(0, 8);
+  // Ties and missing activity times included: the order is by last_active_at, nulls last.
+  const times = ['2026-02-01T00:00:00Z', null, '2026-03-01T00:00:00Z', '2026-02-01T00:00:00Z', null, '2026-01-01T00:00:00Z', '2026-03-02T00:00:00.5Z'];
+  await cloud.serviceRest('workspaces', {
+    method: 'POST',
+    body: times.map((t, i) => ({ org_id: SEED.orgs.acme, name: `ws ${tag} ${i}`, slug: `ws-${tag}-${i}`, last_active_at: t })),
+    headers: { Prefer: 'return=minimal' },
+  });
+  const want = await all('workspaces', `org_id=eq.${SEED.orgs.acme}`);
+  assert.ok(want.length > 2 * MAX_ROWS);
+  const got = await cs.listCloudWorkspaces();
+  assert.equal(got.length, want.length);
+  assert.deepEqual(new Set(got.map((w) => w.id)), new Set(want.map((w) => w.id)));
+  const at = (w) => (w.last_active_at === null ? -Infinity : Date.parse(w.last_active_at));
+  for (let i = 1; i < got.length; i++) {
+    assert.ok(at(got[i - 1]) >= at(got[i]), `${got[i - 1].last_active_at} before ${got[i].last_active_at}`);
+  }
+  assert.deepEqual(Object.keys(got[0]).sort(), ['current_step', 'description', 'id', 'last_active_at', 'name', 'slug', 'status', 'task_goal']);
+});
+
+test('listAgents reads past pages the cloud cut short, ordered by name', async () => {
+  // Names a PostgREST filter must quote (commas, parentheses, quotes, backslashes, dots).
+  const names = ['Zed', 'a, b (c)', 'Quote "q"', 'back\\slash', 'dot.ted', 'Same', 'Same', 'émile'];
+  await cloud.serviceRest('cloud_agents', {
+    method: 'POST',
+    body: names.map((name, i) => ({ org_id: SEED.orgs.acme, name, slug: `agent-${randomUUID().slice(0, 8)}-${i}` })),
+    headers: { Prefer: 'return=minimal' },
+  });
+  cs.clearAgentCache();
+  const got = await cs.listAgents();
+  const want = await all('cloud_agents', `org_id=eq.${SEED.orgs.acme}`, 'name.asc,id.asc');
+  assert.ok(want.length > 2 * MAX_ROWS);
+  // The cloud's own order (its collation), ties by id.
+  assert.deepEqual(got.map((a) => a.id), want.map((a) => a.id));
+});
