@@ -162,3 +162,54 @@ test('a push queued offline is sent when the cloud returns, though the engine wo
     await cs.destroy();
   }
 });
+
+test('two processes draining one outbox at once store each row once and leave nothing queued', async () => {
+  const dir = workdir();
+  const args = ['--port', String(await freePort()), '--data-dir', join(workdir('oboto-cloud-data-'), 'db')];
+  await cloud?.stop();
+  cloud = await startDevcloud(args);
+  const conv = await newConversation(cloud);
+  const n = 40;
+  const first = host(cloud.url, cloud.anonKey, dir, `
+    await cs.login(${JSON.stringify(SEED.users.alice.email)}, ${JSON.stringify(DEMO_PASSWORD)});
+    await cs.linkWorkspace(${JSON.stringify(SEED.workspaces.websiteRevamp)});
+    cs.workspaceSync.linkConversation('chat', ${JSON.stringify(conv)});
+    say({ step: 'linked' });
+    await next();
+    const history = [];
+    for (let i = 0; i < ${n}; i++) {
+      history.push({ role: i % 2 ? 'assistant' : 'user', content: 'offline ' + i });
+      await cs.pushConversation(${JSON.stringify(conv)}, history);
+    }
+    say({ step: 'queued', status: cs.getStatus() });
+  `);
+  await first.step('linked');
+  await cloud.stop();
+  first.send('go');
+  assert.equal((await first.step('queued')).status.syncEngineStatus.outboxPending, n);
+  await first.exited;
+
+  // Two processes on the directory, both alice's, start while the cloud is down; both drain
+  // the outbox when it returns, each sending what it loaded (the same entries).
+  const drainer = () => host(cloud.url, cloud.anonKey, dir, `
+    say({ step: 'started' });
+    for (;;) {
+      try { await cs.login(${JSON.stringify(SEED.users.alice.email)}, ${JSON.stringify(DEMO_PASSWORD)}); break; }
+      catch { await new Promise((r) => setTimeout(r, 100)); }
+    }
+    for (let i = 0; i < 300 && cs.getStatus().syncEngineStatus.outboxPending > 0; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    say({ step: 'drained', status: cs.getStatus() });
+  `);
+  const drainers = [drainer(), drainer()];
+  await Promise.all(drainers.map((d) => d.step('started')));
+  cloud = await startDevcloud(args);
+  const drained = await Promise.all(drainers.map((d) => d.step('drained')));
+  await Promise.all(drainers.map((d) => d.exited));
+  for (const d of drained) assert.equal(d.status.syncEngineStatus.outboxPending, 0);
+  assert.equal(existsSync(join(dir, '.cloud-outbox.jsonl')), false, 'nothing is left queued');
+  const rows = await rowsOf(cloud, conv);
+  assert.equal(rows.length, n, 'each row once');
+  assert.deepEqual(new Set(rows.map((r) => r.content)), new Set(Array.from({ length: n }, (_, i) => `offline ${i}`)));
+});
