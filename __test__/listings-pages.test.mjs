@@ -5,7 +5,7 @@ import { before, after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { startDevcloud, SEED } from './helpers/devcloud.mjs';
-import { loggedIn } from './helpers/sync.mjs';
+import { loggedIn, workdir } from './helpers/sync.mjs';
 
 const MAX_ROWS = 3;
 let cloud;
@@ -64,4 +64,27 @@ test('listAgents reads past pages the cloud cut short, ordered by name', async (
   assert.ok(want.length > 2 * MAX_ROWS);
   // The cloud's own order (its collation), ties by id.
   assert.deepEqual(got.map((a) => a.id), want.map((a) => a.id));
+});
+
+test('listCloudConversations reads past pages the cloud cut short, oldest first', async () => {
+  const { cs: linked } = await loggedIn(cloud, 'alice', { dir: workdir(), syncInterval: 3_600_000, realtime: false });
+  try {
+    await linked.linkWorkspace(SEED.workspaces.websiteRevamp);
+    const tag = randomUUID().slice(0, 8);
+    // Rows sharing a created_at across a page boundary are ordered, and kept, by id.
+    const at = '2026-04-01T00:00:00.000000+00:00';
+    await cloud.serviceRest('conversations', {
+      method: 'POST',
+      body: Array.from({ length: 2 * MAX_ROWS + 1 }, (_, i) => ({
+        workspace_id: SEED.workspaces.websiteRevamp, name: `c ${tag} ${i}`, conversation_type: 'chat', created_at: i % 2 ? at : new Date(Date.UTC(2026, 3, 2, 0, 0, i)).toISOString(),
+      })),
+      headers: { Prefer: 'return=minimal' },
+    });
+    const want = await all('conversations', `workspace_id=eq.${SEED.workspaces.websiteRevamp}`, 'created_at.asc,id.asc');
+    assert.ok(want.length > 2 * MAX_ROWS);
+    const got = await linked.listCloudConversations();
+    assert.deepEqual(got.map((c) => c.id), want.map((c) => c.id));
+  } finally {
+    await linked.destroy();
+  }
 });

@@ -12,10 +12,9 @@ use uuid::Uuid;
 
 use crate::{
     error::Result,
-    rest::{query, raw_rows, Checked, Client, Request},
+    rest::{pages, query, raw_rows, Checked, Client, Request},
 };
 
-/// The conversations of a workspace, oldest first.
 /// `pushConversation`'s result.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PushResult {
@@ -49,17 +48,27 @@ struct ConversationRow {
     created_at: String,
 }
 
-/// The workspace's conversations, oldest first.
+/// The workspace's conversations, oldest first (ties by id), read page by page.
 pub async fn list(client: &Client, workspace_id: &str) -> Result<Value> {
-    let ws = query::uuid("workspace id", workspace_id)?;
-    let path = format!(
-        "/rest/v1/conversations?workspace_id={}&select={SELECT}&order=created_at.asc",
-        query::eq(&ws.to_string())
-    );
-    let rows: Vec<Checked<ConversationRow>> = client
-        .send(&Request::new(Method::GET, path))
-        .await?
-        .json()?;
+    let ws = format!("eq.{}", query::uuid("workspace id", workspace_id)?);
+    let listing = pages::Listing {
+        path: "/rest/v1/conversations",
+        params: &[
+            ("workspace_id", &ws),
+            ("select", SELECT),
+            ("order", "created_at.asc,id.asc"),
+        ],
+        what: "conversations",
+        // The timestamp goes inside a logic tree only once it is known to be one.
+        after: |c: &ConversationRow| {
+            let t = pull::timestamp("created_at", &c.created_at).ok()?;
+            Some((
+                "or",
+                format!("(created_at.gt.{t},and(created_at.eq.{t},id.gt.{}))", c.id),
+            ))
+        },
+    };
+    let rows = pages::read_all(client, &listing, pages::PAGE, pages::MAX_ROWS).await?;
     Ok(raw_rows(rows))
 }
 
