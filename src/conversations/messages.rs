@@ -198,6 +198,17 @@ pub async fn own_rows(
     user: &str,
     page: usize,
 ) -> Result<Vec<(String, String)>> {
+    own_rows_within(client, conv, user, page, MAX_OWN_ROWS, MAX_OWN_BYTES).await
+}
+
+async fn own_rows_within(
+    client: &Client,
+    conv: &Uuid,
+    user: &str,
+    page: usize,
+    max_rows: usize,
+    max_bytes: usize,
+) -> Result<Vec<(String, String)>> {
     let user_id = query::uuid("user id", user)?;
     let mut own: Vec<(Option<u64>, (String, String))> = Vec::new();
     let mut bytes = 0usize;
@@ -246,12 +257,12 @@ pub async fn own_rows(
             let content = r.content.unwrap_or_default();
             bytes = bytes.saturating_add(content.len());
             own.push((ordinal, (r.role, content)));
-            if own.len() > MAX_OWN_ROWS || bytes > MAX_OWN_BYTES {
+            if own.len() > max_rows || bytes > max_bytes {
                 return Err(Error::TooManyRows {
                     what: "of this user's messages in the conversation to match a rewritten \
                            history against; nothing was pushed"
                         .into(),
-                    limit: format!("{MAX_OWN_ROWS} rows or {} MiB", MAX_OWN_BYTES >> 20),
+                    limit: format!("{max_rows} rows or {} MiB", max_bytes >> 20),
                 });
             }
         }
@@ -261,7 +272,12 @@ pub async fn own_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::HttpError;
+    use crate::{
+        error::HttpError,
+        realtime::tests::rest_mock::Rest,
+        rest::{Credentials, Http, Timeouts},
+    };
+    use futures_util::future::BoxFuture;
 
     fn http(status: u16, code: &str) -> Error {
         Error::Http(Box::new(HttpError {
@@ -302,6 +318,64 @@ mod tests {
             ))),
             "{next}"
         );
+    }
+
+    fn mock_client(rest: &Rest) -> Client {
+        struct Anon;
+        impl Credentials for Anon {
+            fn access_token(&self) -> BoxFuture<'_, Result<Option<String>>> {
+                Box::pin(async { Ok(None) })
+            }
+            fn renew(&self, _: String) -> BoxFuture<'_, Result<Option<String>>> {
+                Box::pin(async { Ok(None) })
+            }
+        }
+        let http = Http::new(&rest.base, "anon", Timeouts::default()).unwrap();
+        Client::new(std::sync::Arc::new(http), std::sync::Arc::new(Anon))
+    }
+
+    /// A stand-in that ignores the cursor (and the owner filter), holding `n` of `user`'s rows.
+    async fn ignoring_the_cursor(conv: Uuid, user: &str, n: u128) -> Rest {
+        let rest = Rest::start().await;
+        {
+            let mut db = rest.db.lock().unwrap();
+            db.max_rows = 2;
+            db.messages = (1..=n)
+                .map(|i| {
+                    serde_json::json!({"id": Uuid::from_u128(i).to_string(),
+                        "conversation_id": conv.to_string(), "role": "user", "content": "x",
+                        "created_at": format!("2026-01-01T00:00:{i:02}.000000Z"),
+                        "sender_user_id": user, "metadata": {"pushedBy": user, "ordinal": i}})
+                })
+                .collect();
+        }
+        rest
+    }
+
+    #[tokio::test]
+    async fn a_page_that_does_not_move_is_refused() {
+        let (conv, user) = (Uuid::from_u128(9), Uuid::from_u128(2).to_string());
+        let rest = ignoring_the_cursor(conv, &user, 3).await;
+        let e = own_rows(&mock_client(&rest), &conv, &user, 2)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "INVALID_RESPONSE", "{e}");
+        assert!(e.to_string().contains("did not move"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn more_own_rows_than_the_bound_are_refused_not_cut() {
+        let (conv, user) = (Uuid::from_u128(9), Uuid::from_u128(2).to_string());
+        let rest = ignoring_the_cursor(conv, &user, 3).await;
+        let client = mock_client(&rest);
+        let e = own_rows_within(&client, &conv, &user, 2, 1, usize::MAX)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "TOO_MANY_ROWS", "{e}");
+        let e = own_rows_within(&client, &conv, &user, 2, 100, 1)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "TOO_MANY_ROWS", "{e}");
     }
 
     #[test]

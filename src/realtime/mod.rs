@@ -17,7 +17,7 @@ pub mod presence;
 pub mod row;
 pub mod socket;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[cfg(test)]
 mod poll_tests {
     use super::*;
