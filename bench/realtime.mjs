@@ -3,6 +3,7 @@
 //
 //   node bench/realtime.mjs [--latency 1000] [--sustained 20000] [--fanout-subs 100]
 //                           [--fanout-seconds 2] [--no-fanout] [--sb-first]
+//   (--sb-first runs supabase-js's process first; the figures should not change)
 //   (or REALTIME_BENCH_LATENCY, _SUSTAINED, _FANOUT_SUBS, _FANOUT_SECONDS; _FANOUT=0)
 //
 // 1. Latency: single-row INSERTs into `messages` (by bob, with the service key), one at a time;
@@ -25,11 +26,14 @@
 //    one INSERT); frames per second, latency p99 and this process's CPU per frame: the addon's
 //    CloudSync instances (their sockets share the addon's runtime), then supabase-js clients,
 //    on conversations of their own.
-// Each client is measured in its own phase (never both at once), on conversations of its own.
+// Each client is measured in a fresh Node process of its own (this script, `--client addon|sb`,
+// against the same cloud), on conversations of its own: figures that depend on a process's
+// history (its heap's size, what the JIT has compiled) do not depend on which client ran first.
 // Targets (issue #11): p50 ≤ 3 ms, p99 ≤ 15 ms, ≥ 20,000 events/s, RSS growth ≤ 20 MB, and no
 // worse than supabase-js on any figure.
 import { fork } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import v8 from 'node:v8';
 import vm from 'node:vm';
@@ -50,6 +54,8 @@ const FAN_SUBS = arg('--fanout-subs', 'REALTIME_BENCH_FANOUT_SUBS', 100);
 const FAN_SECONDS = arg('--fanout-seconds', 'REALTIME_BENCH_FANOUT_SECONDS', 2);
 const FANOUT = !argv.includes('--no-fanout') && process.env.REALTIME_BENCH_FANOUT !== '0';
 const SB_FIRST = argv.includes('--sb-first');
+/** Set in a client's own process: `addon` or `sb`. */
+const CLIENT = argv.includes('--client') ? argv[argv.indexOf('--client') + 1] : null;
 const WS = SEED.workspaces.websiteRevamp;
 const BOB = SEED.users.bob.id;
 
@@ -109,16 +115,19 @@ async function tokenOf(who) {
 
 // INSERTs go through a child process (see inserter.mjs), so that this process's CPU is spent
 // on receiving only.
-const inserter = fork(new URL('./inserter.mjs', import.meta.url));
-inserter.on('error', () => {});
 const pending = new Map();
 let nextId = 0;
-inserter.on('message', ({ id, error }) => {
-  const p = pending.get(id);
-  pending.delete(id);
-  if (error) p?.reject(new Error(error));
-  else p?.resolve();
-});
+let inserter = null;
+function startInserter() {
+  inserter = fork(new URL('./inserter.mjs', import.meta.url));
+  inserter.on('error', () => {});
+  inserter.on('message', ({ id, error }) => {
+    const p = pending.get(id);
+    pending.delete(id);
+    if (error) p?.reject(new Error(error));
+    else p?.resolve();
+  });
+}
 /** `rows`: the rows, or `{conv, role, sender, from, count}` for rows `sus <from + i>` that the
  *  child builds itself. */
 function insert(rows) {
@@ -325,11 +334,10 @@ async function fanout(conv, rx) {
   };
 }
 
-async function main() {
-  const [alice, bob] = [await tokenOf('alice'), await tokenOf('bob')];
-  const conv = {};
-  for (const k of ['alone', 'addonLat', 'addonSus', 'sbLat', 'sbSus', 'fanAddon', 'fanSb']) conv[k] = await newConversation(cloud, `bench-rt-${k}`);
-  const results = {};
+/** This process's client (`CLIENT`): the latency and sustained phases, then fan-out. */
+async function runClient(conv) {
+  const alice = await tokenOf('alice');
+  const result = {};
   // Warmed as long as a measured phase, so that JIT compilation is not counted against it.
   await insertsAlone(conv.alone, N_LAT);
   const alone = [await insertsAlone(conv.alone, N_LAT)];
@@ -372,7 +380,7 @@ async function main() {
     await cs.linkWorkspace(WS);
     if (!(await until(() => connected, 20_000))) throw new Error('the addon never connected its realtime socket');
     await sleep(500);
-    results.addon = { lat: await latency(conv.addonLat, rx, N_LAT), sus: await sustained(conv.addonSus, rx, N_SUS) };
+    Object.assign(result, { lat: await latency(conv.addonLat, rx, N_LAT), sus: await sustained(conv.addonSus, rx, N_SUS) });
     await cs.unlinkWorkspace();
     await cs.destroy();
     cleanups.pop();
@@ -382,62 +390,76 @@ async function main() {
     const rx = receiver();
     const lat = await subscribe(alice, conv.sbLat, rx.deliver);
     const sus = await subscribe(alice, conv.sbSus, rx.deliver);
-    results.sb = { lat: await latency(conv.sbLat, rx, N_LAT), sus: await sustained(conv.sbSus, rx, N_SUS) };
+    Object.assign(result, { lat: await latency(conv.sbLat, rx, N_LAT), sus: await sustained(conv.sbSus, rx, N_SUS) });
     await lat.removeAllChannels();
     await sus.removeAllChannels();
   };
-  // Whichever client goes first pays for this process's own warm-up (heap growth): the order
-  // can be swapped to tell that from the client's share.
-  if (SB_FIRST) {
-    await runSb();
-    await runAddon();
-  } else {
-    await runAddon();
-    await runSb();
-  }
+  await (CLIENT === 'addon' ? runAddon() : runSb());
 
-  // ---- fan-out: 100 subscribers of one conversation, one INSERT per millisecond; the
-  // addon's CloudSync instances, then supabase-js clients, each on a conversation of its own ----
-  if (FANOUT) {
-    results.fan = {};
-    {
-      const rx = receiver();
-      const instances = [];
-      let connected = 0;
-      cleanups.push(async () => {
-        for (const cs of instances) await cs.destroy();
-      });
-      const bus = {
-        emitTyped: (name, p) => {
-          if (name === 'cloud:realtime:connected') connected++;
-          else if (name === 'cloud:message:received') rx.deliver(p);
-        },
-      };
-      for (let i = 0; i < FAN_SUBS; i++) {
-        const { cs } = await loggedIn(cloud, i % 2 ? 'bob' : 'alice', { dir: workdir('oboto-bench-fan-'), bus, syncInterval: 3_600_000 });
-        instances.push(cs);
-        await cs.linkWorkspace(WS);
-      }
-      if (!(await until(() => connected >= FAN_SUBS, 60_000))) throw new Error(`only ${connected} of ${FAN_SUBS} addon sockets connected`);
-      results.fan.addon = await fanout(conv.fanAddon, rx);
-      for (const cs of instances.splice(0)) await cs.destroy();
-      cleanups.pop();
+  // ---- fan-out: 100 subscribers of one conversation, one INSERT per millisecond ----
+  if (FANOUT && CLIENT === 'addon') {
+    const rx = receiver();
+    const instances = [];
+    let connected = 0;
+    cleanups.push(async () => {
+      for (const cs of instances) await cs.destroy();
+    });
+    const bus = {
+      emitTyped: (name, p) => {
+        if (name === 'cloud:realtime:connected') connected++;
+        else if (name === 'cloud:message:received') rx.deliver(p);
+      },
+    };
+    for (let i = 0; i < FAN_SUBS; i++) {
+      const { cs } = await loggedIn(cloud, i % 2 ? 'bob' : 'alice', { dir: workdir('oboto-bench-fan-'), bus, syncInterval: 3_600_000 });
+      instances.push(cs);
+      await cs.linkWorkspace(WS);
     }
-    {
-      const rx = receiver();
-      const subs = [];
-      // A session each, as the addon's instances have.
-      for (let i = 0; i < FAN_SUBS; i++) subs.push(await subscribe(await tokenOf(i % 2 ? 'bob' : 'alice'), conv.fanSb, rx.deliver));
-      results.fan.sb = await fanout(conv.fanSb, rx);
-      for (const sb of subs) await sb.removeAllChannels();
-    }
+    if (!(await until(() => connected >= FAN_SUBS, 60_000))) throw new Error(`only ${connected} of ${FAN_SUBS} addon sockets connected`);
+    result.fan = await fanout(conv.fanAddon, rx);
+    for (const cs of instances.splice(0)) await cs.destroy();
+    cleanups.pop();
+  } else if (FANOUT) {
+    const rx = receiver();
+    const subs = [];
+    // A session each, as the addon's instances have.
+    for (let i = 0; i < FAN_SUBS; i++) subs.push(await subscribe(await tokenOf(i % 2 ? 'bob' : 'alice'), conv.fanSb, rx.deliver));
+    result.fan = await fanout(conv.fanSb, rx);
+    for (const sb of subs) await sb.removeAllChannels();
   }
   alone.push(await insertsAlone(conv.alone, N_LAT));
-  results.insertCpuUs = Math.min(...alone);
+  result.insertCpuUs = Math.min(...alone);
+  return result;
+}
+
+/** Runs `who`'s process against this cloud; its result. */
+function child(who, conv) {
+  return new Promise((resolve, reject) => {
+    const p = fork(fileURLToPath(import.meta.url), [...argv, '--client', who], {
+      env: {
+        ...process.env,
+        OBOTO_DEVCLOUD_URL: cloud.url,
+        OBOTO_DEVCLOUD_ANON_KEY: cloud.anonKey,
+        OBOTO_DEVCLOUD_SERVICE_KEY: cloud.serviceRoleKey,
+        REALTIME_BENCH_CONV: JSON.stringify(conv),
+      },
+    });
+    let result = null;
+    p.on('message', (m) => (result = m));
+    p.on('error', reject);
+    p.on('exit', (code) => (result ? resolve(result) : reject(new Error(`the ${who} process exited with ${code} and no result`))));
+  });
+}
+
+async function main() {
+  const conv = {};
+  for (const k of ['alone', 'addonLat', 'addonSus', 'sbLat', 'sbSus', 'fanAddon', 'fanSb']) conv[k] = await newConversation(cloud, `bench-rt-${k}`);
+  const results = {};
+  for (const who of SB_FIRST ? ['sb', 'addon'] : ['addon', 'sb']) results[who] = await child(who, conv);
   report(results);
 }
 
-function report({ addon, sb, fan, insertCpuUs }) {
+function report({ addon, sb }) {
   const f = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
   const k = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : 'n/a');
   const ratio = (a, b) => f(a / b, 2) + '×';
@@ -459,7 +481,8 @@ function report({ addon, sb, fan, insertCpuUs }) {
     const [x, y] = [pct(a, p), pct(b, p)];
     console.log(`${label.padEnd(w)}${f(x).padStart(12)}${f(y).padStart(14)}   ${ratio(y, x)}`);
   }
-  const own = (x) => x.lat.cpuUs - insertCpuUs;
+  // Each process's CPU less what its INSERTs cost it with nobody listening.
+  const own = (x) => x.lat.cpuUs - x.insertCpuUs;
   console.log(`${'CPU per event, one at a time (µs)'.padEnd(w)}${f(own(addon), 1).padStart(12)}${f(own(sb), 1).padStart(14)}   ${ratio(own(sb), own(addon))}`);
   console.log(`${'lost (no callback in 2 s)'.padEnd(w)}${String(addon.lat.lost).padStart(12)}${String(sb.lat.lost).padStart(14)}`);
   const sus = [
@@ -474,8 +497,8 @@ function report({ addon, sb, fan, insertCpuUs }) {
   }
   console.log(`${'sustained: delivered'.padEnd(w)}${k(addon.sus.count).padStart(12)}${k(sb.sus.count).padStart(14)}`);
   console.log('ratios: > 1× means the addon does better (lower latency, CPU and RSS growth, more events/s).');
-  if (fan) {
-    for (const [who, x] of [['addon', fan.addon], ['supabase-js', fan.sb]]) {
+  if (addon.fan && sb.fan) {
+    for (const [who, x] of [['addon', addon.fan], ['supabase-js', sb.fan]]) {
       console.log(
         `fan-out, ${FAN_SUBS} ${who} subscribers (RLS on, a session each), ${k(x.sent)} rows at 1/ms offered ` +
           `(${k(x.changeRate)}/s achieved, ${x.failed} failed): ${k(x.frames)}/${k(x.expected)} frames, ` +
@@ -489,16 +512,25 @@ function report({ addon, sb, fan, insertCpuUs }) {
 }
 
 // Last: everything above is defined by the time the phases run.
-// A burst is one INSERT: its JSON body must fit.
-cloud = await startDevcloud(['--max-body-bytes', String(Math.max(1 << 20, BURST * 200))]);
-cleanups.push(() => cloud.stop());
 try {
-  await main();
+  if (CLIENT) {
+    cloud = await startDevcloud();
+    startInserter();
+    const result = await runClient(JSON.parse(process.env.REALTIME_BENCH_CONV));
+    await new Promise((resolve) => process.send(result, resolve));
+  } else {
+    // A burst is one INSERT: its JSON body must fit.
+    cloud = await startDevcloud(['--max-body-bytes', String(Math.max(1 << 20, BURST * 200))]);
+    cleanups.push(() => cloud.stop());
+    await main();
+  }
 } catch (e) {
   console.error(e);
   process.exitCode = 1;
 } finally {
   await shutdown();
-  inserter.disconnect();
+  inserter?.disconnect();
   clearTimeout(watchdog);
+  // A client's process ends once its result is sent (the channel would keep it alive).
+  if (CLIENT) process.disconnect();
 }
