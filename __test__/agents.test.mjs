@@ -32,7 +32,7 @@ test('the list is cached, the cache can be cleared, and logout drops it', async 
   await cs.login('bob@acme.test', DEMO_PASSWORD);
   await cloud.resetStats();
   await cs.listAgents();
-  // A listing reads pages until an empty one: as many requests each time.
+  // Each listing costs the same requests (one, while the agents fit in a page).
   const perList = await agentListRequests();
   assert.ok(perList >= 1);
   await cs.listAgents();

@@ -5,7 +5,7 @@ import { before, after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { startDevcloud, SEED } from './helpers/devcloud.mjs';
-import { loggedIn, workdir } from './helpers/sync.mjs';
+import { loggedIn, requests, workdir } from './helpers/sync.mjs';
 
 const MAX_ROWS = 3;
 let cloud;
@@ -59,11 +59,15 @@ test('listAgents reads past pages the cloud cut short, ordered by name', async (
     headers: { Prefer: 'return=minimal' },
   });
   cs.clearAgentCache();
+  await cloud.resetStats();
   const got = await cs.listAgents();
+  const pages = await requests(cloud, 'GET /rest/v1/cloud_agents');
   const want = await all('cloud_agents', `org_id=eq.${SEED.orgs.acme}`, 'name.asc,id.asc');
   assert.ok(want.length > 2 * MAX_ROWS);
   // The cloud's own order (its collation), ties by id.
   assert.deepEqual(got.map((a) => a.id), want.map((a) => a.id));
+  // The counts the first and the last page ask for end the listing without an empty page.
+  assert.equal(pages, Math.ceil(want.length / MAX_ROWS));
 });
 
 test('listCloudConversations reads past pages the cloud cut short, oldest first', async () => {

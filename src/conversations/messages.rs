@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{pull, push};
 use crate::{
     error::{Error, Result},
-    rest::{query, Client, Request},
+    rest::{query, range, Client, Request},
 };
 
 /// A row of the insert's representation (`select=id`).
@@ -189,7 +189,7 @@ pub fn own_rows_path(
 
 /// `(role, content)` of every row of `user`'s in the conversation, oldest first
 /// ([`push::in_push_order`]), read page by page until an empty page (a server may cap pages
-/// below `page`). Other senders' rows are left out, by the server and again here: a message
+/// below `page`) or one whose count shows it holds every row left ([`range`]). Other senders' rows are left out, by the server and again here: a message
 /// of theirs that reads like one of ours must not pass for ours. Anything but an array of
 /// rows is `INVALID_RESPONSE` (taken as "no rows", it would send every message again).
 pub async fn own_rows(
@@ -213,11 +213,17 @@ async fn own_rows_within(
     let mut own: Vec<(Option<u64>, (String, String))> = Vec::new();
     let mut bytes = 0usize;
     let mut cursor: Option<pull::Cursor> = None;
+    // The first page counts the user's rows in the conversation: all of them are read anyway,
+    // and when they fit in that page the read costs one request.
+    let mut counting = range::Counting::default();
     loop {
         let path = own_rows_path(conv, &user_id, cursor.as_ref(), page);
-        let reply = client
-            .send(&Request::new(Method::GET, path.clone()))
-            .await?;
+        let mut req = Request::new(Method::GET, path.clone());
+        if counting.asks() {
+            req = req.header("Prefer", range::COUNT_EXACT);
+        }
+        let reply = client.send(&req).await?;
+        let headers = reply.headers;
         let rows: Vec<OwnRow> =
             serde_json::from_value(reply.body).map_err(|e| Error::InvalidResponse {
                 url: path.clone(),
@@ -240,6 +246,7 @@ async fn own_rows_within(
             ));
         }
         cursor = Some(next);
+        let received = rows.len();
         for r in rows {
             let pushed_by = r
                 .metadata
@@ -265,6 +272,9 @@ async fn own_rows_within(
                     limit: format!("{max_rows} rows or {} MiB", max_bytes >> 20),
                 });
             }
+        }
+        if counting.page(&headers, received) {
+            return Ok(push::in_push_order(own));
         }
     }
 }

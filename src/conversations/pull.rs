@@ -3,6 +3,11 @@
 //! Paging on `created_at=gt.{last}` alone skips every row that shares the last row's
 //! timestamp but fell on the next page; the cursor `created_at > t OR (created_at = t AND
 //! id > last_id)` with `order=created_at.asc,id.asc` visits each row exactly once.
+//!
+//! The first page asks for the count of the rows after `since` ([`range`]): a pull is
+//! usually incremental, a few rows after the last one seen, so that count is cheap and a
+//! pull whose rows fit in one page costs one request instead of two (a first pull counts the
+//! whole history, which it goes on to read anyway).
 
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -10,11 +15,12 @@ use uuid::Uuid;
 
 use crate::{
     error::{Error, Result},
-    rest::{query, Client, Request},
+    rest::{query, range, Client, Request},
 };
 
 /// Rows asked for per page: PostgREST's `db-max-rows` on Supabase (and the devcloud's
-/// default cap). A server may cap pages lower, so only an empty page ends a pull.
+/// default cap). A server may cap pages lower, so only an empty page, or a page whose count
+/// shows it holds every row left, ends a pull.
 pub const PAGE: usize = 1000;
 /// A pull reads at most this many pages (its rows are held until it returns): the rest of a
 /// history that long comes with the next pull, from `lastCloudMessageAt`.
@@ -133,13 +139,15 @@ pub async fn pull(
     let mut group_start = 0;
     let mut before: Option<String> = None;
     let mut pages = 0;
+    let mut counting = range::Counting::default();
     loop {
         let path = page_path(conversation, since, cursor.as_ref(), page);
-        let body = client
-            .send(&Request::new(Method::GET, path.clone()))
-            .await?
-            .body;
-        let Value::Array(rows) = body else {
+        let mut req = Request::new(Method::GET, path.clone());
+        if counting.asks() {
+            req = req.header("Prefer", range::COUNT_EXACT);
+        }
+        let reply = client.send(&req).await?;
+        let Value::Array(rows) = reply.body else {
             return Err(Error::unexpected_reply(
                 &path,
                 "expected an array of messages",
@@ -180,6 +188,9 @@ pub async fn pull(
             }
             out.last_created_at = Some(c.created_at.clone());
             cursor = Some(c);
+        }
+        if counting.page(&reply.headers, rows.len()) {
+            return Ok(out);
         }
         if pages >= MAX_PAGES {
             if let Some(before) = before.take() {

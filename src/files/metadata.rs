@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::paths::RelPath;
 use crate::{
     error::{Error, Result},
-    rest::{query, Client, Request},
+    rest::{query, range, Client, Request},
 };
 
 const TABLE: &str = "/rest/v1/workspace_files";
@@ -60,6 +60,9 @@ pub fn parse<T: serde::de::DeserializeOwned>(path: &str, body: Value) -> Result<
 pub async fn list(client: &Client, ws: &Uuid) -> Result<Vec<FileRow>> {
     let mut all: Vec<FileRow> = Vec::new();
     let mut seen = HashSet::new();
+    // The first page counts the workspace's live files, which are all read anyway: a
+    // workspace whose files fit in one page is listed in one request.
+    let mut counting = range::Counting::default();
     loop {
         // Keyset pages (`file_path > last`, on the unique index) rather than offsets: each
         // page then reads only its own rows, where an offset re-reads (and re-checks the
@@ -72,11 +75,16 @@ pub async fn list(client: &Client, ws: &Uuid) -> Result<Vec<FileRow>> {
             "{TABLE}?workspace_id={}&is_deleted=eq.false{after}&select={COLUMNS}&order=file_path.asc&limit={PAGE}",
             query::eq(&ws.to_string()),
         );
-        let reply = client.send(&Request::new(Method::GET, &path)).await?;
+        let mut req = Request::new(Method::GET, &path);
+        if counting.asks() {
+            req = req.header("Prefer", range::COUNT_EXACT);
+        }
+        let reply = client.send(&req).await?;
         let page: Vec<FileRow> = parse(&path, reply.body)?;
-        // Only an empty page ends the listing: a server may return fewer rows than asked for
-        // (PostgREST's `db-max-rows` below `limit`), and a listing cut short would make every
-        // file past the cut look deleted in the cloud.
+        // Only an empty page, or one whose count shows it holds every row left, ends the
+        // listing: a server may return fewer rows than asked for (PostgREST's `db-max-rows`
+        // below `limit`), and a listing cut short would make every file past the cut look
+        // deleted in the cloud.
         if page.is_empty() {
             return Ok(all);
         }
@@ -85,12 +93,16 @@ pub async fn list(client: &Client, ws: &Uuid) -> Result<Vec<FileRow>> {
         if !page.iter().all(|r| seen.insert(r.file_path.clone())) {
             return Err(Error::unexpected_reply(&path, "a path listed twice"));
         }
+        let received = page.len();
         all.extend(page);
         if all.len() >= MAX_FILES {
             return Err(Error::unexpected_reply(
                 &path,
                 format!("more than {MAX_FILES} files"),
             ));
+        }
+        if counting.page(&reply.headers, received) {
+            return Ok(all);
         }
     }
 }

@@ -1,11 +1,13 @@
 //! HTTP to Oboto Cloud: the transport (`http`), the authenticated client (`client`), safe
-//! query building (`query`), listings read whole (`pages`) and retry timing (`backoff`).
+//! query building (`query`), listings read whole (`pages`), what a count proves about a page
+//! (`range`) and retry timing (`backoff`).
 
 pub mod backoff;
 pub mod client;
 pub mod http;
 pub mod pages;
 pub mod query;
+pub mod range;
 pub mod reply;
 pub mod transfer;
 

@@ -4,12 +4,14 @@
 //! often cap at 1,000 or lower) whatever the request's `limit`, so one request is not a
 //! listing: only an empty page ends one. Each page continues after the last row of the one
 //! before through a filter the caller derives from that row (a unique order, so no row is
-//! skipped or read twice, and none moves between pages because of an offset).
+//! skipped or read twice, and none moves between pages because of an offset). A page whose
+//! count shows it holds every row left ends the listing too ([`range`]), so a listing that
+//! fits in one page costs one request.
 
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 
-use super::{query, Checked, Client, Request};
+use super::{query, range, Checked, Client, Request};
 use crate::error::{Error, Result};
 
 /// Rows asked for per page.
@@ -42,6 +44,9 @@ pub async fn read_all<T: DeserializeOwned>(
     let limit = page.to_string();
     let mut out: Vec<Checked<T>> = Vec::new();
     let mut cursor: Option<(&'static str, String)> = None;
+    // Listings are an organization's or a workspace's rows, a few pages at most: the count
+    // the first page asks for covers little more than the rows it returns.
+    let mut counting = range::Counting::default();
     loop {
         let mut params: Vec<(&str, &str)> = listing.params.to_vec();
         params.push(("limit", &limit));
@@ -49,10 +54,13 @@ pub async fn read_all<T: DeserializeOwned>(
             params.push((k, v));
         }
         let path = query::build(listing.path, &params);
-        let rows: Vec<Checked<T>> = client
-            .send(&Request::new(Method::GET, path.clone()))
-            .await?
-            .json()?;
+        let mut req = Request::new(Method::GET, path.clone());
+        if counting.asks() {
+            req = req.header("Prefer", range::COUNT_EXACT);
+        }
+        let reply = client.send(&req).await?;
+        let headers = reply.headers.clone();
+        let rows: Vec<Checked<T>> = reply.json()?;
         let Some(last) = rows.last() else {
             return Ok(out);
         };
@@ -73,7 +81,11 @@ pub async fn read_all<T: DeserializeOwned>(
                 limit: max_rows.to_string(),
             });
         }
+        let received = rows.len();
         out.extend(rows);
+        if counting.page(&headers, received) {
+            return Ok(out);
+        }
     }
 }
 
