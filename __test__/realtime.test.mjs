@@ -138,6 +138,28 @@ test('presence: one entry per user, seen by the addon and by supabase-js; a leav
   assert.deepEqual(memberIds(alice.cs.getPresence()), [SEED.users.alice.id]);
 });
 
+test('unlink and logout withdraw the members shown: a last, empty presence and getPresence() []', async () => {
+  const alice = await linked('alice');
+  await linked('bob');
+  const both = [SEED.users.alice.id, SEED.users.bob.id].sort().join();
+  const shown = (p) => p.workspaceId === WS && memberIds(p.members).join() === both;
+  const withdrawn = (p) => p.workspaceId === WS && p.members.length === 0;
+  await waitFor(alice.bus, 'cloud:presence:updated', shown);
+
+  let from = alice.bus.events.length;
+  await alice.cs.unlinkWorkspace();
+  await waitFor(alice.bus, 'cloud:presence:updated', withdrawn, 10_000, from);
+  assert.deepEqual(alice.cs.getPresence(), []);
+
+  from = alice.bus.events.length;
+  await alice.cs.linkWorkspace(WS);
+  await waitFor(alice.bus, 'cloud:presence:updated', shown, 20_000, from);
+  from = alice.bus.events.length;
+  await alice.cs.logout();
+  await waitFor(alice.bus, 'cloud:presence:updated', withdrawn, 10_000, from);
+  assert.deepEqual(alice.cs.getPresence(), []);
+});
+
 test('broadcasts reach the other members (not the sender), both ways with supabase-js', async () => {
   const alice = await linked('alice');
   const bob = await linked('bob');

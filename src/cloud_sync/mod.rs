@@ -175,7 +175,7 @@ impl CloudSync {
         if self.destroyed.send_replace(true) {
             return;
         }
-        self.sync.deactivate();
+        self.sync.shut_down();
         if let Some(cloud) = self.cloud.write().unwrap_or_else(|p| p.into_inner()).take() {
             cloud.end_session(|| Error::Destroyed);
             cloud.conn.auth.shutdown();

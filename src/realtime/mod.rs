@@ -112,8 +112,15 @@ pub struct Params {
 }
 
 pub(crate) enum Command {
-    Broadcast { event: String, payload: Value },
-    Shutdown,
+    Broadcast {
+        event: String,
+        payload: Value,
+    },
+    /// Close the socket. `withdraw_presence`: tell the host nobody is shown online any
+    /// more (the members it was shown are of a channel that is gone).
+    Shutdown {
+        withdraw_presence: bool,
+    },
 }
 
 /// The handle of a running realtime client; dropping it closes the socket.
@@ -157,6 +164,16 @@ impl Realtime {
         self.members.borrow().clone()
     }
 
+    /// Closes the socket and withdraws the members shown: one last `cloud:presence:updated`
+    /// with nobody, unless nobody was shown. For a close the host asked for (unlink, logout,
+    /// a new working directory); dropping the handle closes it without that event, as
+    /// `destroy()` must, since the host takes no more events after it.
+    pub fn close(self) {
+        let _ = self.commands.send(Command::Shutdown {
+            withdraw_presence: true,
+        });
+    }
+
     /// Sends an ephemeral message to the other members of the workspace (over the socket
     /// when joined, else through the REST broadcast endpoint).
     pub fn broadcast(&self, event: String, payload: Value) {
@@ -192,6 +209,8 @@ pub async fn poll_wait(wait: Duration, status: Option<&mut watch::Receiver<Statu
 
 impl Drop for Realtime {
     fn drop(&mut self) {
-        let _ = self.commands.send(Command::Shutdown);
+        let _ = self.commands.send(Command::Shutdown {
+            withdraw_presence: false,
+        });
     }
 }

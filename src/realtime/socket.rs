@@ -240,7 +240,12 @@ impl Task {
             tokio::select! {
                 out = &mut fut => return Some(out),
                 cmd = self.commands.recv() => match cmd {
-                    None | Some(Command::Shutdown) => {
+                    None => {
+                        self.announce_down();
+                        return None;
+                    }
+                    Some(Command::Shutdown { withdraw_presence }) => {
+                        self.withdraw(withdraw_presence);
                         self.announce_down();
                         return None;
                     }
@@ -300,7 +305,12 @@ impl Task {
                 },
                 _ = heartbeat.tick() => self.heartbeat(&mut ws).await,
                 cmd = self.commands.recv() => match cmd {
-                    None | Some(Command::Shutdown) => {
+                    None => {
+                        self.close(&mut ws).await;
+                        return Exit::Shutdown;
+                    }
+                    Some(Command::Shutdown { withdraw_presence }) => {
+                        self.withdraw(withdraw_presence);
                         self.close(&mut ws).await;
                         return Exit::Shutdown;
                     }
@@ -469,6 +479,13 @@ impl Task {
         self.lost_at.get_or_insert_with(now_iso);
         self.missed_all();
         self.missed_workspace = true;
+    }
+
+    /// Closed by us: the host stops showing the members of the channel (when asked to).
+    fn withdraw(&mut self, presence: bool) {
+        if presence {
+            self.publish(Vec::new());
+        }
     }
 
     fn announce_down(&mut self) {

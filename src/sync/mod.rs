@@ -122,7 +122,17 @@ impl Syncer {
     /// Files (link, outbox) stay for the next login; the outbox's entries stay their user's,
     /// whoever logs in next.
     pub fn deactivate(&self) {
-        self.stop_engine();
+        self.deactivate_with(Withdraw::Presence);
+    }
+
+    /// `deactivate` for `destroy()`: the realtime socket closes without a last presence
+    /// event, since the host takes no events once it has asked for the teardown.
+    pub fn shut_down(&self) {
+        self.deactivate_with(Withdraw::Quietly);
+    }
+
+    fn deactivate_with(&self, withdraw: Withdraw) {
+        self.stop_engine_with(withdraw);
         {
             let mut i = self.lock();
             i.conn = None;
@@ -220,6 +230,10 @@ impl Syncer {
     }
 
     fn stop_engine(&self) {
+        self.stop_engine_with(Withdraw::Presence);
+    }
+
+    fn stop_engine_with(&self, withdraw: Withdraw) {
         let (engine, realtime) = {
             let mut i = self.lock();
             (i.engine.take(), i.realtime.take())
@@ -227,8 +241,14 @@ impl Syncer {
         if let Some(task) = engine {
             task.abort();
         }
-        // Dropping the handle closes the socket (and announces the leave to the others).
-        drop(realtime);
+        // Closing the socket announces the leave to the others; the host is told that the
+        // members it was shown are gone with it.
+        if let Some(r) = realtime {
+            match withdraw {
+                Withdraw::Presence => r.close(),
+                Withdraw::Quietly => drop(r),
+            }
+        }
         self.update_board(|b| b.running = false);
     }
 
@@ -325,4 +345,13 @@ impl Syncer {
             }
         }
     }
+}
+
+/// How a realtime socket the client closes leaves the presence the host was shown.
+#[derive(Clone, Copy)]
+enum Withdraw {
+    /// One last `cloud:presence:updated` with nobody.
+    Presence,
+    /// No event (the host is tearing down).
+    Quietly,
 }
