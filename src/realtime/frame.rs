@@ -104,18 +104,66 @@ pub struct ChangeData {
     pub errors: Option<Value>,
 }
 
+/// What a change's `errors` say about its record (Supabase's `apply_rls`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordProblem {
+    /// `null` or `[]`: the record is whole.
+    None,
+    /// Only `Error 413` (the row was over the server's `max_record_bytes`): the server kept
+    /// the small columns and left the others out. The row is read over REST.
+    TooLarge,
+    /// `Error 401` or `Error 403`: this subscriber may not see the row. Nothing of it is
+    /// shown, nor asked for.
+    Hidden(String),
+    /// Anything else (or `errors` of an unexpected shape): the record cannot be trusted to
+    /// be whole. The row is read over REST, where the server's own checks decide.
+    Unknown(String),
+}
+
+/// At most this much of the server's `errors` goes into a log line.
+const ERRORS_LOGGED: usize = 200;
+
 impl ChangeData {
-    /// Whether the server left columns out of `record` because the row was over its
-    /// `max_record_bytes` (it keeps only the small ones): the record cannot be shown, nor
-    /// trusted to say who wrote it.
-    pub fn too_large(&self) -> bool {
-        let Some(Value::Array(errors)) = &self.errors else {
-            return false;
+    /// What `errors` say about `record`. The worst wins: a row this subscriber may not
+    /// see stays unseen even when it is too large as well.
+    pub fn record_problem(&self) -> RecordProblem {
+        let errors = match &self.errors {
+            None | Some(Value::Null) => return RecordProblem::None,
+            Some(Value::Array(errors)) if errors.is_empty() => return RecordProblem::None,
+            Some(Value::Array(errors)) => errors,
+            Some(other) => return RecordProblem::Unknown(excerpt(&other.to_string())),
         };
-        errors
+        let text = || {
+            excerpt(
+                &errors
+                    .iter()
+                    .map(|e| e.as_str().map_or_else(|| e.to_string(), String::from))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        };
+        let code = |e: &Value| {
+            e.as_str()
+                .and_then(|e| e.strip_prefix("Error "))
+                .and_then(|e| e.get(..3))
+                .map(String::from)
+        };
+        let codes: Vec<Option<String>> = errors.iter().map(code).collect();
+        if codes
             .iter()
-            .any(|e| e.as_str().is_some_and(|e| e.starts_with("Error 413")))
+            .any(|c| matches!(c.as_deref(), Some("401" | "403")))
+        {
+            RecordProblem::Hidden(text())
+        } else if codes.iter().all(|c| c.as_deref() == Some("413")) {
+            RecordProblem::TooLarge
+        } else {
+            RecordProblem::Unknown(text())
+        }
     }
+}
+
+fn excerpt(s: &str) -> String {
+    s.chars().take(ERRORS_LOGGED).collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -357,6 +405,50 @@ impl<'de> Visitor<'de> for FieldsVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_classify_the_record() {
+        let with = |errors: Value| ChangeData {
+            schema: "public".into(),
+            table: "messages".into(),
+            kind: ChangeType::Insert,
+            commit_timestamp: None,
+            record: None,
+            old_record: None,
+            errors: Some(errors),
+        };
+        let p = |errors: Value| with(errors).record_problem();
+        assert_eq!(p(Value::Null), RecordProblem::None);
+        assert_eq!(p(serde_json::json!([])), RecordProblem::None);
+        assert_eq!(
+            p(serde_json::json!(["Error 413: Payload Too Large"])),
+            RecordProblem::TooLarge
+        );
+        assert!(matches!(
+            p(serde_json::json!([
+                "Error 413: Payload Too Large",
+                "Error 401: Unauthorized"
+            ])),
+            RecordProblem::Hidden(_)
+        ));
+        assert!(matches!(
+            p(serde_json::json!(["Error 403: Forbidden"])),
+            RecordProblem::Hidden(_)
+        ));
+        for odd in [
+            serde_json::json!(["Error 413: Payload Too Large", "Error 500: x"]),
+            serde_json::json!(["Error 4"]),
+            serde_json::json!([413]),
+            serde_json::json!("Error 413: Payload Too Large"),
+            serde_json::json!({"e": 1}),
+        ] {
+            assert!(matches!(p(odd.clone()), RecordProblem::Unknown(_)), "{odd}");
+        }
+        let RecordProblem::Unknown(logged) = p(serde_json::json!(["x".repeat(10_000)])) else {
+            panic!("not unknown")
+        };
+        assert_eq!(logged.chars().count(), ERRORS_LOGGED);
+    }
     use proptest::prelude::*;
     use serde_json::json;
 

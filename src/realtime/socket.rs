@@ -32,7 +32,7 @@ use super::{
     backoff::{Backoff, CATCH_UP, RECONNECT},
     catchup::{self, Seen},
     channel::{is_token_problem, Channel, State, Table},
-    frame::{self, ChangeData, ChangeType, Incoming, Outgoing},
+    frame::{self, ChangeData, ChangeType, Incoming, Outgoing, RecordProblem},
     presence::Member,
     row::Row,
     token, Command, Params, Status, MAX_MESSAGE_BYTES,
@@ -662,6 +662,29 @@ impl Task {
             Table::Workspaces => self.p.hooks.workspace_changed(),
             Table::WorkspaceFiles => self.p.hooks.files_changed(),
             Table::Conversations => {
+                // Watched from the commit, in the server's time as the rows' `created_at`
+                // are: this machine's clock may be off, and the frame may have waited unread.
+                let origin = data
+                    .commit_timestamp
+                    .as_deref()
+                    .filter(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok())
+                    .map_or_else(now_iso, str::to_string);
+                // A record cut short for its size keeps its ids, which are small. One the
+                // server withheld is of a conversation this user may not see; one it could
+                // not send whole for another reason is not trusted to say where the
+                // conversation is: the list read over REST does.
+                match data.record_problem() {
+                    RecordProblem::None | RecordProblem::TooLarge => {}
+                    RecordProblem::Hidden(errors) => {
+                        tracing::warn!(%errors, "a conversation change this user may not see; ignored");
+                        return Ok(());
+                    }
+                    RecordProblem::Unknown(errors) => {
+                        tracing::warn!(%errors, "a conversation change without a whole record; listing them");
+                        self.list_conversations(origin);
+                        return Ok(());
+                    }
+                }
                 let mut set = self.channel.conversations().clone();
                 let ws_id = self.p.workspace_id;
                 match data.kind {
@@ -684,13 +707,6 @@ impl Task {
                         }
                     }
                 }
-                // Watched from the commit, in the server's time as the rows' `created_at`
-                // are: this machine's clock may be off, and the frame may have waited unread.
-                let origin = data
-                    .commit_timestamp
-                    .as_deref()
-                    .filter(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok())
-                    .map_or_else(now_iso, str::to_string);
                 if self.set_conversations(set, &origin) {
                     // The leave ends the server's subscription and nothing is taken until the
                     // new join's reply: as across a reconnect, every watched conversation
@@ -701,10 +717,20 @@ impl Task {
             }
             Table::Messages => {
                 if data.kind == ChangeType::Insert {
-                    if data.too_large() {
-                        self.fetch_message(data.record.as_ref());
-                    } else if let Some(row) = data.record {
-                        self.message(row);
+                    match data.record_problem() {
+                        RecordProblem::None => {
+                            if let Some(row) = data.record {
+                                self.message(row);
+                            }
+                        }
+                        RecordProblem::TooLarge => self.fetch_message(data.record.as_ref()),
+                        RecordProblem::Hidden(errors) => {
+                            tracing::warn!(%errors, "a new message this user may not see; not shown")
+                        }
+                        RecordProblem::Unknown(errors) => {
+                            tracing::warn!(%errors, "a new message the server could not send whole; reading it");
+                            self.fetch_message(data.record.as_ref());
+                        }
                     }
                 }
             }

@@ -1283,3 +1283,63 @@ async fn a_new_conversation_is_watched_from_the_servers_time() {
         json!("m5")
     );
 }
+
+/// `insert_of(row)` with `errors` set, and the record as the server cut it.
+fn insert_with_errors(record: &Value, errors: Value) -> Value {
+    let mut change = insert_of(record);
+    change["payload"]["data"]["errors"] = errors;
+    change
+}
+
+#[tokio::test]
+async fn a_change_whose_errors_say_it_is_incomplete_is_never_emitted_as_it_came() {
+    let rest = rest_mock::Rest::start().await;
+    let c7 = Uuid::from_u128(7);
+    rest.db.lock().unwrap().conversations = vec![c7];
+    let mut server = Server::start().await;
+    let mut client = Client::start_with_rest(&server, Duration::from_secs(25), &rest.base);
+    first_join(&mut server, &mut client, &[c7]).await;
+    let t0 = chrono::Utc::now();
+
+    // 401: the server says this subscriber may not see the row. Whatever the record holds,
+    // it is not shown, nor read over REST.
+    let hidden = row_at(5, c7, BOB, t0);
+    rest.db.lock().unwrap().messages.push(hidden.clone());
+    server.push(insert_with_errors(
+        &hidden,
+        json!(["Error 401: Unauthorized"]),
+    ));
+    // An error the client does not know: the record is not trusted to be whole; the row
+    // is read over REST, where the server's own checks decide.
+    let odd = row_at(6, c7, BOB, t0 + chrono::Duration::seconds(1));
+    rest.db.lock().unwrap().messages.push(odd.clone());
+    let mut cut = odd.clone();
+    cut["content"] = json!("cut sho");
+    server.push(insert_with_errors(&cut, json!(["Error 500: whatever"])));
+    // Not even an array: the same.
+    let odder = row_at(7, c7, BOB, t0 + chrono::Duration::seconds(2));
+    rest.db.lock().unwrap().messages.push(odder.clone());
+    let mut cut = odder.clone();
+    cut["content"] = json!("cut too");
+    server.push(insert_with_errors(&cut, json!("Error 500: whatever")));
+    let fine = row_at(8, c7, BOB, t0 + chrono::Duration::seconds(3));
+    server.push(insert_of(&fine));
+
+    let mut got: Vec<Value> = Vec::new();
+    while got.len() < 3 {
+        got.push(client.event("cloud:message:received").await["content"].clone());
+    }
+    got.extend(
+        messages_within(&mut client, Duration::from_millis(500))
+            .await
+            .into_iter()
+            .map(|m| m["content"].clone()),
+    );
+    got.sort_by_key(|c| c.to_string());
+    assert_eq!(got, vec![json!("m6"), json!("m7"), json!("m8")]);
+    let hidden_read = format!("/rest/v1/messages?id=eq.{}", hidden["id"].as_str().unwrap());
+    assert!(
+        rest.requests(&hidden_read).is_empty(),
+        "a row the server hides is not asked for"
+    );
+}
