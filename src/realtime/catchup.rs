@@ -5,13 +5,14 @@
 //! `workspace_members.last_seen_at`. Runs beside the socket task and hands it rows; the task
 //! owns deduplication, so each row reaches the host once.
 
-use std::collections::{HashSet, VecDeque};
-
 use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::presence::Member;
+use super::{
+    delivered::{At, Ended, Plan},
+    presence::Member,
+};
 use crate::{
     error::{Error, Result},
     rest::{pages, query, Client, Request},
@@ -20,8 +21,7 @@ use crate::{
 /// Rows asked for per page. A server may cap pages below this (PostgREST's `db-max-rows`),
 /// so only an empty page ends a listing, never a short one.
 const PAGE: usize = 1000;
-/// A catch-up pull never reads more than this many pages of a conversation; the rest waits
-/// for the next pull of the sync engine.
+/// A round of a catch-up reads at most this many pages; the next round goes on from there.
 const MAX_PAGES: usize = 50;
 /// Pages of the conversation list a client follows at most: a server that never sends an
 /// empty page must not grow the list without end.
@@ -31,49 +31,9 @@ const MAX_CONVERSATION_PAGES: usize = 1000;
 /// last one seen may still have been missed. Deduplication drops the overlap.
 pub const SLACK: chrono::Duration = chrono::Duration::seconds(10);
 
-/// The ids already handed to the host (or recognized as this client's own), bounded.
-pub struct Seen {
-    set: HashSet<Uuid>,
-    order: VecDeque<Uuid>,
-    cap: usize,
-}
-
-impl Seen {
-    pub fn new(cap: usize) -> Seen {
-        Seen {
-            set: HashSet::new(),
-            order: VecDeque::new(),
-            cap,
-        }
-    }
-
-    pub fn contains(&self, id: &Uuid) -> bool {
-        self.set.contains(id)
-    }
-
-    /// True the first time `id` is seen.
-    pub fn insert(&mut self, id: Uuid) -> bool {
-        if !self.set.insert(id) {
-            return false;
-        }
-        self.order.push_back(id);
-        if self.order.len() > self.cap {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
-        }
-        true
-    }
-}
-
-/// The path of one page of at most `limit` of a conversation's messages after
-/// `(since, after)`.
-pub fn page_path(
-    conversation: &Uuid,
-    since: &str,
-    after: Option<(&str, &Uuid)>,
-    limit: usize,
-) -> String {
+/// The path of one page of at most `limit` of a conversation's messages from `at`, up to
+/// `until` (inclusive) when given.
+pub fn page_path(conversation: &Uuid, at: &At, until: Option<&str>, limit: usize) -> String {
     let conv = format!("eq.{conversation}");
     let limit = limit.to_string();
     let mut params: Vec<(&str, String)> = vec![
@@ -82,48 +42,63 @@ pub fn page_path(
         ("order", "created_at.asc,id.asc".into()),
         ("limit", limit),
     ];
-    match after {
-        None => params.push(("created_at", format!("gte.{since}"))),
-        Some((t, id)) => params.push((
+    match at {
+        At::Since(since) => params.push(("created_at", format!("gte.{since}"))),
+        At::After(t, id) => params.push((
             "or",
             format!("(created_at.gt.{t},and(created_at.eq.{t},id.gt.{id}))"),
         )),
+    }
+    if let Some(until) = until {
+        params.push(("and", format!("(created_at.lte.{until})")));
     }
     let borrowed: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
     query::build("/rest/v1/messages", &borrowed)
 }
 
-/// What a catch-up pull got: the rows of every page read, even when a later page failed
-/// (the socket task deduplicates, so handing them on is safe), and that failure.
+/// What a round of a catch-up got: the rows of every page read, even when a later page
+/// failed (the socket task deduplicates, so handing them on is safe), the keyset of the
+/// last of them, and how the round ended.
 pub struct Pulled {
     pub rows: Vec<Value>,
+    pub reached: Option<(String, Uuid)>,
+    pub ended: Ended,
     pub failed: Option<Error>,
 }
 
-/// Every message of `conversation` from `since` on, oldest first.
-pub async fn messages_since(client: &Client, conversation: &Uuid, since: &str) -> Pulled {
+/// One round of a catch-up of `conversation`: at most [`MAX_PAGES`] pages as `plan` says,
+/// oldest first.
+pub async fn messages_since(client: &Client, conversation: &Uuid, plan: &Plan) -> Pulled {
     let mut rows = Vec::new();
-    let failed = pull_pages(client, conversation, since, &mut rows)
-        .await
-        .err();
-    Pulled { rows, failed }
+    let mut reached = None;
+    let (ended, failed) =
+        match pull_pages(client, conversation, plan, &mut rows, &mut reached).await {
+            Ok(ended) => (ended, None),
+            Err(e) => (Ended::Failed, Some(e)),
+        };
+    Pulled {
+        rows,
+        reached,
+        ended,
+        failed,
+    }
 }
 
 async fn pull_pages(
     client: &Client,
     conversation: &Uuid,
-    since: &str,
+    plan: &Plan,
     out: &mut Vec<Value>,
-) -> Result<()> {
-    let mut after: Option<(String, Uuid)> = None;
+    reached: &mut Option<(String, Uuid)>,
+) -> Result<Ended> {
     let mut limit = PAGE;
-    for _ in 0..MAX_PAGES {
-        let path = page_path(
-            conversation,
-            since,
-            after.as_ref().map(|(t, id)| (t.as_str(), id)),
-            limit,
-        );
+    let mut pages = 0;
+    while pages < MAX_PAGES {
+        let at = match reached {
+            Some((t, id)) => At::After(t.clone(), *id),
+            None => plan.at.clone(),
+        };
+        let path = page_path(conversation, &at, plan.until.as_deref(), limit);
         let body = match client.send(&Request::new(Method::GET, path.clone())).await {
             Ok(reply) => reply.body,
             // Large rows can make a page too big to read whatever the wait: smaller pages
@@ -134,6 +109,7 @@ async fn pull_pages(
             }
             Err(e) => return Err(e),
         };
+        pages += 1;
         let Value::Array(rows) = body else {
             return Err(Error::unexpected_reply(
                 &path,
@@ -141,17 +117,38 @@ async fn pull_pages(
             ));
         };
         if rows.is_empty() {
-            return Ok(());
+            return Ok(Ended::Done);
         }
         // The next page starts after the last row that can serve as a keyset: one bad row
         // (dropped later, when delivered) does not stop the pull.
         let next = rows.iter().rev().find_map(keyset).ok_or_else(|| {
             Error::unexpected_reply(&path, "no message row with a valid id and created_at")
         })?;
+        // Each page must move the keyset on, or a server that ignores it would be asked for
+        // the same page round after round.
+        if let Some((t, id)) = reached.as_ref() {
+            if !key_after(&next, (t, id)) {
+                return Err(Error::unexpected_reply(
+                    &path,
+                    "messages out of keyset order",
+                ));
+            }
+        }
         out.extend(rows);
-        after = Some(next);
+        *reached = Some(next);
     }
-    Ok(())
+    Ok(Ended::More)
+}
+
+/// Whether keyset `a` comes after `b` (`created_at` as instants, then id).
+fn key_after(a: &(String, Uuid), b: (&String, &Uuid)) -> bool {
+    match (
+        chrono::DateTime::parse_from_rfc3339(&a.0),
+        chrono::DateTime::parse_from_rfc3339(b.0),
+    ) {
+        (Ok(x), Ok(y)) => (x, a.1) > (y, *b.1),
+        _ => false,
+    }
 }
 
 /// The `(created_at, id)` of a message row, when both are valid.
@@ -414,7 +411,7 @@ mod tests {
                 message(6, other, 2),
             ];
         }
-        let pulled = messages_since(&client(&rest), &conv, "2026-01-01T00:00:00Z").await;
+        let pulled = messages_since(&client(&rest), &conv, &since_start()).await;
         assert!(pulled.failed.is_none());
         assert_eq!(ids(&pulled.rows), vec![1, 2, 3, 4, 5]);
         assert_eq!(rest.requests("/rest/v1/messages").len(), 4);
@@ -441,7 +438,7 @@ mod tests {
             db.messages = (1..=5).map(|i| message(i, conv, i as u32)).collect();
             db.fail_reads = 1..1 + failures;
         }
-        let pulled = messages_since(&client(&rest), &conv, "2026-01-01T00:00:00Z").await;
+        let pulled = messages_since(&client(&rest), &conv, &since_start()).await;
         assert_eq!(pulled.failed.map(|e| e.status()), Some(Some(503)));
         assert_eq!(ids(&pulled.rows), vec![1, 2]);
     }
@@ -457,7 +454,7 @@ mod tests {
             // The last row of the first page cannot serve as the keyset.
             db.messages[1]["id"] = json!("not-a-uuid");
         }
-        let pulled = messages_since(&client(&rest), &conv, "2026-01-01T00:00:00Z").await;
+        let pulled = messages_since(&client(&rest), &conv, &since_start()).await;
         assert!(pulled.failed.is_none(), "{:?}", pulled.failed);
         let valid: Vec<u128> = pulled
             .rows
@@ -481,25 +478,22 @@ mod tests {
             .unwrap()
             .with_max_response_bytes(400);
         let client = Client::new(std::sync::Arc::new(http), std::sync::Arc::new(Anon));
-        let pulled = messages_since(&client, &conv, "2026-01-01T00:00:00Z").await;
+        let pulled = messages_since(&client, &conv, &since_start()).await;
         assert!(pulled.failed.is_none(), "{:?}", pulled.failed);
         assert_eq!(ids(&pulled.rows), vec![1, 2, 3, 4, 5]);
     }
 
-    #[test]
-    fn seen_is_bounded_and_remembers() {
-        let mut s = Seen::new(2);
-        let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
-        assert!(s.insert(a) && !s.insert(a) && s.insert(b) && s.insert(c));
-        // `a` fell out of the window.
-        assert!(s.insert(a));
-        assert!(!s.insert(c));
+    fn since_start() -> Plan {
+        Plan {
+            at: At::Since("2026-01-01T00:00:00Z".into()),
+            until: None,
+        }
     }
 
     #[test]
     fn pages_follow_the_keyset() {
         let conv = Uuid::from_u128(9);
-        let first = page_path(&conv, "2026-01-01T00:00:00Z", None, PAGE);
+        let first = page_path(&conv, &At::Since("2026-01-01T00:00:00Z".into()), None, PAGE);
         assert!(
             first.contains("created_at=gte.2026-01-01T00%3A00%3A00Z"),
             "{first}"
@@ -508,9 +502,13 @@ mod tests {
         let id = Uuid::from_u128(4);
         let next = page_path(
             &conv,
-            "2026-01-01T00:00:00Z",
-            Some(("2026-01-01T00:00:01Z", &id)),
+            &At::After("2026-01-01T00:00:01Z".into(), id),
+            Some("2026-01-01T00:00:09Z"),
             PAGE,
+        );
+        assert!(
+            next.contains("and=%28created_at.lte.2026-01-01T00%3A00%3A09Z%29"),
+            "{next}"
         );
         assert!(!next.contains("gte."), "{next}");
         assert!(

@@ -12,6 +12,7 @@
 pub mod backoff;
 pub mod catchup;
 pub mod channel;
+pub mod delivered;
 pub mod frame;
 pub mod presence;
 pub mod row;

@@ -4,11 +4,7 @@
 //! REST work it started. Down, or up without a joined channel, it polls presence once the
 //! channel has been gone a while.
 
-use std::{
-    collections::{hash_map::Entry, BTreeSet, HashMap},
-    future::Future,
-    sync::Arc,
-};
+use std::{collections::BTreeSet, future::Future, sync::Arc};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -30,8 +26,9 @@ use uuid::Uuid;
 
 use super::{
     backoff::{Backoff, CATCH_UP, RECONNECT},
-    catchup::{self, Seen},
+    catchup,
     channel::{is_token_problem, Channel, State, Table},
+    delivered::{Ledger, Next, Via},
     frame::{self, ChangeData, ChangeType, Incoming, Outgoing, RecordProblem},
     presence::Member,
     row::Row,
@@ -54,10 +51,9 @@ enum Internal {
     Token(Result<Option<String>>),
     CaughtUp {
         conversation: Uuid,
-        /// Which pull of the conversation (see [`CatchUp::running`]).
+        /// Which round of the conversation's catch-up.
         pull: u64,
-        rows: Vec<Value>,
-        failed: Option<Error>,
+        pulled: catchup::Pulled,
     },
     Polled(Result<Vec<Member>>),
     /// The message row `id` read by itself, its change having come without it.
@@ -73,21 +69,20 @@ enum Internal {
         conversations: Vec<Uuid>,
         origin: String,
     },
+    /// That list failed.
+    ListFailed {
+        origin: String,
+        error: Error,
+    },
 }
 
-/// A conversation whose rows may have been missed, until a pull from before the gap
-/// succeeds.
-struct CatchUp {
-    /// The conversation's cursor when the gap began. Live rows move the cursor on while a
-    /// pull fails and waits to be retried; the retry must still start before the gap.
-    from: String,
-    /// The number of the pull under way, if one is.
-    running: Option<u64>,
-    /// The cursor when another gap began during that pull, which may have read its last
-    /// page before the gap: once the pull succeeds, pull again from here.
-    again: Option<String>,
+/// The list of conversations after a gap, until one succeeds.
+struct Relist {
+    /// When the earliest gap it is for began: conversations it finds are watched from then.
+    origin: String,
+    running: bool,
     failures: u32,
-    /// When to retry a failed pull (once joined).
+    /// When to retry a failed list (once joined).
     retry_at: Option<Instant>,
 }
 
@@ -119,11 +114,9 @@ pub(crate) async fn run(
         fetching_token: false,
         pending_heartbeat: None,
         paused_since: None,
-        seen: Seen::new(SEEN_IDS),
-        cursors: HashMap::new(),
-        catchups: HashMap::new(),
-        next_pull: 0,
+        ledger: Ledger::new(SEEN_IDS),
         catchup_retry: None,
+        relist: None,
         missed_workspace: false,
         announced: false,
         presence_poll: None,
@@ -152,15 +145,12 @@ struct Task {
     /// Since when the socket has not been read because the host is behind (see
     /// `HOST_BACKLOG`). Replies wait unread meanwhile, so no reply counts as missed.
     paused_since: Option<Instant>,
-    seen: Seen,
-    /// Per conversation, the `created_at` of the newest row seen (or when watching began).
-    cursors: HashMap<Uuid, String>,
-    /// Conversations whose rows may have been missed: pulled once joined, and again after a
-    /// failure, until a pull succeeds.
-    catchups: HashMap<Uuid, CatchUp>,
-    next_pull: u64,
-    /// The earliest `retry_at` of the catch-ups.
+    /// What reached the host, and the catch-ups of what may have been missed: pulled once
+    /// joined, and again after a failure, until a round reads to the end.
+    ledger: Ledger,
+    /// The earliest retry of a failed catch-up or list.
     catchup_retry: Option<Instant>,
+    relist: Option<Relist>,
     /// The workspace row may have changed unseen: reconcile after the next join.
     missed_workspace: bool,
     /// `cloud:realtime:connected` was emitted and `disconnected` not yet.
@@ -202,6 +192,8 @@ impl Task {
                                 .copied()
                                 .collect();
                             self.missed(new);
+                            // The list on connecting found them: none is owed any more.
+                            self.relist = None;
                         }
                     }
                     match self.connected(ws).await {
@@ -457,6 +449,7 @@ impl Task {
             // Not joined: the join starts them.
             if self.channel.is_joined() {
                 self.start_catchups();
+                self.retry_list(now);
             }
         }
         self.maybe_join(ws).await
@@ -720,7 +713,7 @@ impl Task {
                     match data.record_problem() {
                         RecordProblem::None => {
                             if let Some(row) = data.record {
-                                self.message(row);
+                                self.message(row, Via::Socket);
                             }
                         }
                         RecordProblem::TooLarge => self.fetch_message(data.record.as_ref()),
@@ -738,9 +731,9 @@ impl Task {
         Ok(())
     }
 
-    /// A message row from the socket or a catch-up pull: handed to the host once, unless
-    /// this client wrote it.
-    fn message(&mut self, row: Row) {
+    /// A message row from the socket, a read by id or a catch-up pull: handed to the host
+    /// once, unless this client wrote it.
+    fn message(&mut self, row: Row, via: Via) {
         // The host shows the row as a chat message: it must be one.
         let Some(m) = row.message() else {
             tracing::warn!("dropping a message row that is no valid chat message");
@@ -752,17 +745,11 @@ impl Task {
             tracing::debug!(id = %m.id, "dropping a message row of no watched conversation");
             return;
         }
-        if !self.seen.insert(m.id) {
+        if !self
+            .ledger
+            .deliver(m.conversation_id, m.id, m.created_at.as_deref(), via)
+        {
             return;
-        }
-        if let Some(t) = m.created_at.as_deref() {
-            let newer = self
-                .cursors
-                .get(&m.conversation_id)
-                .is_none_or(|c| later(t, c));
-            if newer {
-                self.cursors.insert(m.conversation_id, t.to_string());
-            }
         }
         let me = Some(self.channel.me.user_id.as_str());
         let own = m.sender_user_id.as_deref() == me || m.pushed_by.as_deref() == me;
@@ -785,17 +772,18 @@ impl Task {
         if !self.channel.conversations().contains(&conversation) {
             return;
         }
-        let Some(from) = self.cursors.get(&conversation).cloned() else {
+        let Some(from) = self.ledger.cursor(&conversation) else {
             return;
         };
         let Some(id) = id else {
-            self.missed_since(conversation, from);
+            self.ledger.missed_since(conversation, from);
             self.start_catchups();
             return;
         };
-        if self.seen.contains(&id) {
+        if self.ledger.seen(&id) {
             return;
         }
+        self.ledger.reading(conversation, &from);
         tracing::debug!(%id, "reading a message too large for the socket");
         let client = self.p.client.clone();
         let tx = self.internal_tx.clone();
@@ -811,6 +799,13 @@ impl Task {
     }
 
     fn fetched(&mut self, conversation: Uuid, id: Uuid, from: String, rows: Result<Vec<Value>>) {
+        if let Err(e) = &rows {
+            if !matches!(e, Error::ResponseTooLarge { .. }) {
+                // Before the read lets go of what it kept remembered.
+                self.ledger.missed_since(conversation, from.clone());
+            }
+        }
+        self.ledger.read_done(conversation, &from);
         match rows {
             Ok(rows) => {
                 // Only the row asked for: a server that ignored the filter sends others.
@@ -819,7 +814,7 @@ impl Task {
                     .filter_map(Row::from_value)
                     .find(|r| r.message_ids().0 == Some(id));
                 match row {
-                    Some(row) => self.message(row),
+                    Some(row) => self.message(row, Via::Read),
                     None => tracing::debug!(%id, "a message read by id is gone"),
                 }
             }
@@ -829,7 +824,6 @@ impl Task {
             }
             Err(e) => {
                 tracing::warn!(error = %e, %id, "cannot read a message by id; catching up");
-                self.missed_since(conversation, from);
                 // Not joined: the join starts it.
                 if self.channel.is_joined() {
                     self.start_catchups();
@@ -840,11 +834,7 @@ impl Task {
 
     /// Replaces the watched conversations; new ones are watched from `origin`.
     fn set_conversations(&mut self, set: BTreeSet<Uuid>, origin: &str) -> bool {
-        for c in &set {
-            self.cursors.entry(*c).or_insert_with(|| origin.to_string());
-        }
-        self.cursors.retain(|c, _| set.contains(c));
-        self.catchups.retain(|c, _| set.contains(c));
+        self.ledger.watch(&set, origin);
         self.channel.set_conversations(set)
     }
 
@@ -941,153 +931,139 @@ impl Task {
     /// then, from its cursor as it is now.
     fn missed(&mut self, conversations: impl IntoIterator<Item = Uuid>) {
         for conv in conversations {
-            let Some(cursor) = self.cursors.get(&conv).cloned() else {
-                continue;
-            };
-            self.missed_since(conv, cursor);
-        }
-    }
-
-    /// Rows of `conv` from `from` on may have been missed. `from` is a cursor the
-    /// conversation had, so a catch-up already waiting starts at or before it.
-    fn missed_since(&mut self, conv: Uuid, from: String) {
-        match self.catchups.entry(conv) {
-            Entry::Vacant(v) => {
-                v.insert(CatchUp {
-                    from,
-                    running: None,
-                    again: None,
-                    failures: 0,
-                    retry_at: None,
-                });
-            }
-            // One not under way already starts before this gap.
-            Entry::Occupied(mut o) => {
-                let c = o.get_mut();
-                if c.running.is_some() && c.again.is_none() {
-                    c.again = Some(from);
-                }
-            }
+            self.ledger.missed(conv);
         }
     }
 
     fn missed_all(&mut self) {
-        let all: Vec<Uuid> = self.channel.conversations().iter().copied().collect();
-        self.missed(all);
+        self.ledger.missed_all();
     }
 
     /// Starts the catch-ups that are due. Only once joined: rows written after the join
     /// arrive live, so a pull then closes the gap.
     fn start_catchups(&mut self) {
-        let now = Instant::now();
-        let due: Vec<Uuid> = self
-            .catchups
-            .iter()
-            .filter(|(_, c)| c.running.is_none() && c.retry_at.is_none_or(|t| t <= now))
-            .map(|(conv, _)| *conv)
-            .collect();
-        for conv in due {
+        for conv in self.ledger.due(Instant::now()) {
             self.start_pull(conv);
         }
-        self.catchup_retry = self
-            .catchups
-            .values()
-            .filter(|c| c.running.is_none())
-            .filter_map(|c| c.retry_at)
-            .min();
+        self.set_retry();
+    }
+
+    /// The earliest retry, of a catch-up or of the list of conversations.
+    fn set_retry(&mut self) {
+        let relist = self
+            .relist
+            .as_ref()
+            .filter(|r| !r.running)
+            .and_then(|r| r.retry_at);
+        self.catchup_retry = earliest(self.ledger.next_retry(), relist);
     }
 
     fn start_pull(&mut self, conversation: Uuid) {
-        self.next_pull += 1;
-        let pull = self.next_pull;
-        let Some(c) = self.catchups.get_mut(&conversation) else {
+        let Some((pull, plan)) = self.ledger.start(conversation) else {
             return;
         };
-        let Some(since) = catchup::with_slack(&c.from) else {
-            // Cursors are our own timestamps or checked ones, so this should not happen.
-            tracing::warn!(%conversation, "unreadable catch-up start; not pulling");
-            self.catchups.remove(&conversation);
-            return;
-        };
-        c.running = Some(pull);
-        c.retry_at = None;
         let client = self.p.client.clone();
         let tx = self.internal_tx.clone();
         tokio::spawn(async move {
-            let p = catchup::messages_since(&client, &conversation, &since).await;
+            let pulled = catchup::messages_since(&client, &conversation, &plan).await;
             let _ = tx.send(Internal::CaughtUp {
                 conversation,
                 pull,
-                rows: p.rows,
-                failed: p.failed,
+                pulled,
             });
         });
     }
 
-    /// The end of pull `pull`: its rows are delivered even if it failed (deduplication
-    /// makes a retry's overlap harmless); a failure is retried later from the same start.
-    fn caught_up(
-        &mut self,
-        conversation: Uuid,
-        pull: u64,
-        rows: Vec<Value>,
-        failed: Option<Error>,
-    ) {
-        let n = rows.len();
-        for row in rows.iter().filter_map(Row::from_value) {
-            self.message(row);
+    /// The end of round `pull`: its rows are delivered even if it failed (deduplication
+    /// makes any overlap harmless); the catch-up goes on from the last row read, at once
+    /// after a full round, after a wait after a failure.
+    fn caught_up(&mut self, conversation: Uuid, pull: u64, pulled: catchup::Pulled) {
+        let n = pulled.rows.len();
+        for row in pulled.rows.iter().filter_map(Row::from_value) {
+            self.message(row, Via::Pull);
         }
-        let joined = self.channel.is_joined();
-        let Some(c) = self.catchups.get_mut(&conversation) else {
-            return;
-        };
-        if c.running != Some(pull) {
-            return; // of a conversation dropped and watched again since
-        }
-        c.running = None;
-        match failed {
-            Some(e) => {
-                // `from` is at or before the start of any gap that began meanwhile.
-                c.again = None;
-                c.failures = c.failures.saturating_add(1);
-                let wait = CATCH_UP.sleep_duration(c.failures);
-                let at = Instant::now() + wait;
-                c.retry_at = Some(at);
-                self.catchup_retry = earliest(self.catchup_retry, Some(at));
-                tracing::warn!(error = %e, %conversation, rows = n, retry_in = ?wait, "catch-up pull failed");
+        let failed = pulled.failed;
+        match self
+            .ledger
+            .pulled(conversation, pull, pulled.reached, pulled.ended)
+        {
+            Next::Nothing => tracing::debug!(%conversation, rows = n, "catch-up round ended"),
+            Next::Pull => {
+                if self.channel.is_joined() {
+                    self.start_pull(conversation);
+                }
             }
-            None => match c.again.take() {
-                Some(from) => {
-                    c.from = from;
-                    c.failures = 0;
-                    if joined {
-                        self.start_pull(conversation);
-                    }
+            Next::RetryAt(at) => {
+                self.catchup_retry = earliest(self.catchup_retry, Some(at));
+                if let Some(e) = failed {
+                    tracing::warn!(error = %e, %conversation, rows = n, "catch-up pull failed");
                 }
-                None => {
-                    self.catchups.remove(&conversation);
-                    tracing::debug!(%conversation, rows = n, "caught up");
-                }
-            },
+            }
         }
     }
 
-    /// Lists the conversations after a gap that began at `origin`, for those it missed.
-    fn list_conversations(&self, origin: String) {
+    /// Lists the conversations after a gap that began at `origin`, for those it missed;
+    /// a list that fails is retried with backoff until one succeeds.
+    fn list_conversations(&mut self, origin: String) {
+        let r = self.relist.get_or_insert(Relist {
+            origin: origin.clone(),
+            running: false,
+            failures: 0,
+            retry_at: None,
+        });
+        // A list owed for an earlier gap watches what it finds from then.
+        if later(&r.origin, &origin) {
+            r.origin = origin;
+        }
+        if r.running {
+            // Under way: it may have been answered before this gap's conversations were
+            // created, so list again when it ends.
+            r.retry_at = Some(Instant::now());
+            return;
+        }
+        r.running = true;
+        r.retry_at = None;
+        let origin = r.origin.clone();
         let client = self.p.client.clone();
         let tx = self.internal_tx.clone();
         let ws = self.p.workspace_id;
         tokio::spawn(async move {
-            match catchup::conversations(&client, &ws).await {
-                Ok(conversations) => {
-                    let _ = tx.send(Internal::Listed {
-                        conversations,
-                        origin,
-                    });
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot list the conversations after a gap"),
-            }
+            let msg = match catchup::conversations(&client, &ws).await {
+                Ok(conversations) => Internal::Listed {
+                    conversations,
+                    origin,
+                },
+                Err(error) => Internal::ListFailed { origin, error },
+            };
+            let _ = tx.send(msg);
         });
+    }
+
+    /// Lists again if a failed list is due.
+    fn retry_list(&mut self, now: Instant) {
+        let due = self
+            .relist
+            .as_ref()
+            .is_some_and(|r| !r.running && r.retry_at.is_some_and(|t| t <= now));
+        if let Some(origin) = due
+            .then(|| self.relist.as_ref().map(|r| r.origin.clone()))
+            .flatten()
+        {
+            self.list_conversations(origin);
+        }
+        self.set_retry();
+    }
+
+    fn list_failed(&mut self, origin: String, error: Error) {
+        let Some(r) = self.relist.as_mut() else {
+            return;
+        };
+        r.running = false;
+        r.failures = r.failures.saturating_add(1);
+        let wait = CATCH_UP.sleep_duration(r.failures);
+        r.retry_at = Some(Instant::now() + wait);
+        tracing::warn!(error = %error, %origin, retry_in = ?wait, "cannot list the conversations after a gap");
+        self.set_retry();
     }
 
     /// Watches the listed conversations not watched yet, from `origin`. Only adds: one
@@ -1182,13 +1158,27 @@ impl Task {
             Internal::CaughtUp {
                 conversation,
                 pull,
-                rows,
-                failed,
-            } => self.caught_up(conversation, pull, rows, failed),
+                pulled,
+            } => self.caught_up(conversation, pull, pulled),
             Internal::Listed {
                 conversations,
                 origin,
-            } => self.listed(ws, conversations, origin).await?,
+            } => {
+                // Another gap asked for a list while this one ran: it goes again at once.
+                let owed = self.relist.as_ref().is_some_and(|r| r.retry_at.is_some());
+                match self.relist.as_mut() {
+                    Some(r) if owed => {
+                        r.running = false;
+                        r.failures = 0;
+                    }
+                    _ => self.relist = None,
+                }
+                self.listed(ws, conversations, origin).await?;
+                if owed && self.channel.is_joined() {
+                    self.retry_list(Instant::now());
+                }
+            }
+            Internal::ListFailed { origin, error } => self.list_failed(origin, error),
             Internal::Fetched {
                 conversation,
                 id,

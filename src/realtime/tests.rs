@@ -785,6 +785,9 @@ pub(crate) mod rest_mock {
         /// Message reads (0-based, counted over the mock's life) answered with 503.
         pub fail_reads: Range<usize>,
         pub message_reads: usize,
+        /// Conversation lists (0-based, counted like `fail_reads`) answered with 503.
+        pub fail_lists: Range<usize>,
+        pub lists: usize,
         /// Every path asked for, with its query, decoded.
         pub requests: Vec<String>,
     }
@@ -805,6 +808,8 @@ pub(crate) mod rest_mock {
                 max_rows: 1000,
                 fail_reads: 0..0,
                 message_reads: 0,
+                fail_lists: 0..0,
+                lists: 0,
                 requests: vec![],
             }));
             let d = db.clone();
@@ -879,6 +884,11 @@ pub(crate) mod rest_mock {
             .min(db.max_rows);
         match path {
             "/rest/v1/conversations" => {
+                let n = db.lists;
+                db.lists += 1;
+                if db.fail_lists.contains(&n) {
+                    return (503, json!({"message": "unavailable"}));
+                }
                 let mut ids = db.conversations.clone();
                 if param("order") == Some("id.asc") {
                     ids.sort();
@@ -953,6 +963,15 @@ pub(crate) mod rest_mock {
                         Uuid::parse_str(id).unwrap(),
                     );
                     rows.retain(|r| key(r) > after);
+                }
+                if let Some(and) = param("and") {
+                    // (created_at.lte.T)
+                    let t = and
+                        .strip_prefix("(created_at.lte.")
+                        .unwrap()
+                        .trim_end_matches(')');
+                    let until = chrono::DateTime::parse_from_rfc3339(t).unwrap();
+                    rows.retain(|r| key(r).0 <= until);
                 }
                 rows.sort_by_key(|r| key(r));
                 let rows: Vec<Value> = rows.into_iter().take(limit).cloned().collect();
@@ -1341,5 +1360,141 @@ async fn a_change_whose_errors_say_it_is_incomplete_is_never_emitted_as_it_came(
     assert!(
         rest.requests(&hidden_read).is_empty(),
         "a row the server hides is not asked for"
+    );
+}
+
+/// Waits (up to `secs`) until `pred` holds of the message contents received so far, which it
+/// returns.
+async fn contents_until(
+    client: &mut Client,
+    secs: u64,
+    got: &mut Vec<Value>,
+    pred: impl Fn(&[Value]) -> bool,
+) {
+    tokio::time::timeout(Duration::from_secs(secs), async {
+        while !pred(got) {
+            let (n, p) = client.events.recv().await.unwrap();
+            if n == "cloud:message:received" {
+                got.push(p["content"].clone());
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not within {secs} s; {} messages", got.len()));
+}
+
+#[tokio::test]
+async fn a_catch_up_failing_while_many_rows_arrive_live_delivers_nothing_twice() {
+    let rest = rest_mock::Rest::start().await;
+    let (c7, c8) = (Uuid::from_u128(7), Uuid::from_u128(8));
+    rest.db.lock().unwrap().conversations = vec![c7, c8];
+    let mut server = Server::start().await;
+    let mut client = Client::start_with_rest(&server, Duration::from_secs(25), &rest.base);
+    let join_ref = first_join(&mut server, &mut client, &[c7, c8]).await;
+    let t0 = chrono::Utc::now();
+    let before = row_at(1, c7, BOB, t0);
+    rest.db.lock().unwrap().messages.push(before.clone());
+    server.push(insert_of(&before));
+    assert_eq!(
+        client.event("cloud:message:received").await["content"],
+        json!("m1")
+    );
+
+    // The channel is lost; a row is written in the gap; every pull fails from now on.
+    rest.db.lock().unwrap().fail_reads = 0..usize::MAX;
+    server.push(json!({"topic": topic(), "event": "phx_close", "ref": join_ref, "payload": {}}));
+    let missed = row_at(2, c7, BOB, t0 + chrono::Duration::seconds(1));
+    rest.db.lock().unwrap().messages.push(missed);
+    server.next("phx_join").await;
+    server.next("presence").await;
+    // More live rows than the client remembers ids for, in the other conversation.
+    let many = 50_001u128;
+    for i in 0..many {
+        let r = row_at(1_000_000 + i, c8, BOB, t0 + chrono::Duration::seconds(2));
+        server.push(insert_of(&r));
+    }
+    let mut got = Vec::new();
+    contents_until(&mut client, 120, &mut got, |g| g.len() as u128 >= many).await;
+
+    // The pull succeeds at last: the row of the gap arrives, the one before it not again.
+    rest.db.lock().unwrap().fail_reads = 0..0;
+    let mut got = Vec::new();
+    contents_until(&mut client, 120, &mut got, |g| g.contains(&json!("m2"))).await;
+    got.extend(
+        messages_within(&mut client, Duration::from_millis(500))
+            .await
+            .into_iter()
+            .map(|m| m["content"].clone()),
+    );
+    assert_eq!(got, vec![json!("m2")], "delivered twice");
+}
+
+#[tokio::test]
+async fn a_long_catch_up_goes_on_past_a_round_of_pages() {
+    let rest = rest_mock::Rest::start().await;
+    let c7 = Uuid::from_u128(7);
+    rest.db.lock().unwrap().conversations = vec![c7];
+    let mut server = Server::start().await;
+    let mut client = Client::start_with_rest(&server, Duration::from_secs(25), &rest.base);
+    let join_ref = first_join(&mut server, &mut client, &[c7]).await;
+    let t0 = chrono::Utc::now();
+    // One row a page: the gap holds more pages than a round reads.
+    let n = 60u128;
+    {
+        let mut db = rest.db.lock().unwrap();
+        db.max_rows = 1;
+        for i in 0..n {
+            let at = t0 + chrono::Duration::milliseconds(i as i64);
+            db.messages.push(row_at(100 + i, c7, BOB, at));
+        }
+    }
+    server.push(json!({"topic": topic(), "event": "phx_close", "ref": join_ref, "payload": {}}));
+    let mut got = Vec::new();
+    contents_until(&mut client, 30, &mut got, |g| g.len() as u128 >= n).await;
+    got.extend(
+        messages_within(&mut client, Duration::from_millis(300))
+            .await
+            .into_iter()
+            .map(|m| m["content"].clone()),
+    );
+    let want: Vec<Value> = (0..n).map(|i| json!(format!("m{}", 100 + i))).collect();
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn a_failed_list_of_conversations_is_retried() {
+    let rest = rest_mock::Rest::start().await;
+    let (c7, c9) = (Uuid::from_u128(7), Uuid::from_u128(9));
+    rest.db.lock().unwrap().conversations = vec![c7];
+    let mut server = Server::start().await;
+    let mut client = Client::start_with_rest(&server, Duration::from_secs(25), &rest.base);
+    let join_ref = first_join(&mut server, &mut client, &[c7]).await;
+    let t0 = chrono::Utc::now();
+
+    // The channel is lost; a conversation and a message in it are created meanwhile; the
+    // list after the rejoin fails (every retry of the transport too).
+    let failures = 1 + crate::rest::http::MAX_RETRIES as usize;
+    let gap = row_at(4, c9, BOB, t0 + chrono::Duration::seconds(1));
+    {
+        let mut db = rest.db.lock().unwrap();
+        let lists = db.lists;
+        db.fail_lists = lists..lists + failures;
+        db.conversations.push(c9);
+        db.messages.push(gap.clone());
+    }
+    server.push(json!({"topic": topic(), "event": "phx_close", "ref": join_ref, "payload": {}}));
+    server.next("phx_join").await;
+    server.next("presence").await;
+
+    // A later list finds it: the client joins to watch it, and catches up on it.
+    server.next("phx_leave").await;
+    let (_, join) = server.next("phx_join").await;
+    assert_eq!(
+        join["payload"]["config"]["postgres_changes"][2]["filter"],
+        json!(format!("conversation_id=in.({c7},{c9})"))
+    );
+    assert_eq!(
+        client.event("cloud:message:received").await["content"],
+        json!("m4")
     );
 }
