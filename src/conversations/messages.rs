@@ -282,12 +282,7 @@ async fn own_rows_within(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        error::HttpError,
-        realtime::tests::rest_mock::Rest,
-        rest::{Credentials, Http, Timeouts},
-    };
-    use futures_util::future::BoxFuture;
+    use crate::{error::HttpError, rest::mock::Rest};
 
     fn http(status: u16, code: &str) -> Error {
         Error::Http(Box::new(HttpError {
@@ -330,20 +325,6 @@ mod tests {
         );
     }
 
-    fn mock_client(rest: &Rest) -> Client {
-        struct Anon;
-        impl Credentials for Anon {
-            fn access_token(&self) -> BoxFuture<'_, Result<Option<String>>> {
-                Box::pin(async { Ok(None) })
-            }
-            fn renew(&self, _: String) -> BoxFuture<'_, Result<Option<String>>> {
-                Box::pin(async { Ok(None) })
-            }
-        }
-        let http = Http::new(&rest.base, "anon", Timeouts::default()).unwrap();
-        Client::new(std::sync::Arc::new(http), std::sync::Arc::new(Anon))
-    }
-
     /// A stand-in that ignores the cursor (and the owner filter), holding `n` of `user`'s rows.
     async fn ignoring_the_cursor(conv: Uuid, user: &str, n: u128) -> Rest {
         let rest = Rest::start().await;
@@ -366,9 +347,7 @@ mod tests {
     async fn a_page_that_does_not_move_is_refused() {
         let (conv, user) = (Uuid::from_u128(9), Uuid::from_u128(2).to_string());
         let rest = ignoring_the_cursor(conv, &user, 3).await;
-        let e = own_rows(&mock_client(&rest), &conv, &user, 2)
-            .await
-            .unwrap_err();
+        let e = own_rows(&rest.client(), &conv, &user, 2).await.unwrap_err();
         assert_eq!(e.code(), "INVALID_RESPONSE", "{e}");
         assert!(e.to_string().contains("did not move"), "{e}");
     }
@@ -377,7 +356,7 @@ mod tests {
     async fn more_own_rows_than_the_bound_are_refused_not_cut() {
         let (conv, user) = (Uuid::from_u128(9), Uuid::from_u128(2).to_string());
         let rest = ignoring_the_cursor(conv, &user, 3).await;
-        let client = mock_client(&rest);
+        let client = rest.client();
         let e = own_rows_within(&client, &conv, &user, 2, 1, usize::MAX)
             .await
             .unwrap_err();

@@ -320,26 +320,7 @@ pub fn with_slack(ts: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        realtime::tests::rest_mock::Rest,
-        rest::{Credentials, Http, Timeouts},
-    };
-    use futures_util::future::BoxFuture;
-
-    struct Anon;
-    impl Credentials for Anon {
-        fn access_token(&self) -> BoxFuture<'_, Result<Option<String>>> {
-            Box::pin(async { Ok(None) })
-        }
-        fn renew(&self, _: String) -> BoxFuture<'_, Result<Option<String>>> {
-            Box::pin(async { Ok(None) })
-        }
-    }
-
-    fn client(rest: &Rest) -> Client {
-        let http = Http::new(&rest.base, "anon", Timeouts::default()).unwrap();
-        Client::new(std::sync::Arc::new(http), std::sync::Arc::new(Anon))
-    }
+    use crate::rest::mock::Rest;
 
     fn message(id: u128, conversation: Uuid, second: u32) -> Value {
         json!({"id": Uuid::from_u128(id).to_string(), "conversation_id": conversation.to_string(),
@@ -356,7 +337,7 @@ mod tests {
             db.conversations = (1..=5).rev().map(Uuid::from_u128).collect();
         }
         let ws = Uuid::from_u128(0xaa);
-        let got = conversations(&client(&rest), &ws).await.unwrap();
+        let got = conversations(&rest.client(), &ws).await.unwrap();
         assert_eq!(got, (1..=5).map(Uuid::from_u128).collect::<Vec<_>>());
         let asked = rest.requests("/rest/v1/conversations");
         assert_eq!(asked.len(), 4, "three pages and an empty one: {asked:?}");
@@ -383,7 +364,7 @@ mod tests {
         }
         let ws = Uuid::from_u128(0xaa);
         let me = Uuid::from_u128(1).to_string();
-        let got = poll_presence(&client(&rest), &ws, &me, chrono::Duration::minutes(1))
+        let got = poll_presence(&rest.client(), &ws, &me, chrono::Duration::minutes(1))
             .await
             .unwrap();
         let ids: Vec<String> = got.iter().map(|m| m.user_id.clone()).collect();
@@ -411,7 +392,7 @@ mod tests {
                 message(6, other, 2),
             ];
         }
-        let pulled = messages_since(&client(&rest), &conv, &since_start()).await;
+        let pulled = messages_since(&rest.client(), &conv, &since_start()).await;
         assert!(pulled.failed.is_none());
         assert_eq!(ids(&pulled.rows), vec![1, 2, 3, 4, 5]);
         assert_eq!(rest.requests("/rest/v1/messages").len(), 4);
@@ -438,7 +419,7 @@ mod tests {
             db.messages = (1..=5).map(|i| message(i, conv, i as u32)).collect();
             db.fail_reads = 1..1 + failures;
         }
-        let pulled = messages_since(&client(&rest), &conv, &since_start()).await;
+        let pulled = messages_since(&rest.client(), &conv, &since_start()).await;
         assert_eq!(pulled.failed.map(|e| e.status()), Some(Some(503)));
         assert_eq!(ids(&pulled.rows), vec![1, 2]);
     }
@@ -454,7 +435,7 @@ mod tests {
             // The last row of the first page cannot serve as the keyset.
             db.messages[1]["id"] = json!("not-a-uuid");
         }
-        let pulled = messages_since(&client(&rest), &conv, &since_start()).await;
+        let pulled = messages_since(&rest.client(), &conv, &since_start()).await;
         assert!(pulled.failed.is_none(), "{:?}", pulled.failed);
         let valid: Vec<u128> = pulled
             .rows
@@ -474,10 +455,7 @@ mod tests {
             db.messages = (1..=5).map(|i| message(i, conv, i as u32)).collect();
         }
         // Room for about two rows per reply.
-        let http = Http::new(&rest.base, "anon", Timeouts::default())
-            .unwrap()
-            .with_max_response_bytes(400);
-        let client = Client::new(std::sync::Arc::new(http), std::sync::Arc::new(Anon));
+        let client = rest.client_over(rest.http().with_max_response_bytes(400));
         let pulled = messages_since(&client, &conv, &since_start()).await;
         assert!(pulled.failed.is_none(), "{:?}", pulled.failed);
         assert_eq!(ids(&pulled.rows), vec![1, 2, 3, 4, 5]);

@@ -18,7 +18,7 @@ pub mod presence;
 pub mod row;
 pub mod socket;
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;
 #[cfg(test)]
 mod poll_tests {
     use super::*;

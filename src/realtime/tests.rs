@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
 use super::*;
+use crate::rest::mock::Rest;
 use crate::{
     error::Result,
     events::{EventSink, Pending, HOST_BACKLOG},
@@ -760,228 +761,6 @@ async fn a_closed_channel_drops_its_presence() {
     assert_eq!(client.rt().members().len(), 2);
 }
 
-/// A tiny PostgREST for the catch-up: `conversations` and `messages` served from rows in
-/// memory, filtered, ordered and paged the way PostgREST does it, with every page capped
-/// at `max_rows` (its `db-max-rows`, which may be below the `limit` asked for).
-pub(crate) mod rest_mock {
-    use std::{
-        ops::Range,
-        sync::{Arc, Mutex},
-    };
-
-    use serde_json::{json, Value};
-    use tokio::{
-        io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
-        net::TcpListener,
-    };
-    use uuid::Uuid;
-
-    pub(crate) struct Db {
-        pub conversations: Vec<Uuid>,
-        pub messages: Vec<Value>,
-        /// `workspace_members` rows (any workspace).
-        pub members: Vec<Value>,
-        pub max_rows: usize,
-        /// Message reads (0-based, counted over the mock's life) answered with 503.
-        pub fail_reads: Range<usize>,
-        pub message_reads: usize,
-        /// Conversation lists (0-based, counted like `fail_reads`) answered with 503.
-        pub fail_lists: Range<usize>,
-        pub lists: usize,
-        /// Every path asked for, with its query, decoded.
-        pub requests: Vec<String>,
-    }
-
-    pub(crate) struct Rest {
-        pub base: String,
-        pub db: Arc<Mutex<Db>>,
-    }
-
-    impl Rest {
-        pub(crate) async fn start() -> Rest {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let base = format!("http://{}", listener.local_addr().unwrap());
-            let db = Arc::new(Mutex::new(Db {
-                conversations: vec![],
-                messages: vec![],
-                members: vec![],
-                max_rows: 1000,
-                fail_reads: 0..0,
-                message_reads: 0,
-                fail_lists: 0..0,
-                lists: 0,
-                requests: vec![],
-            }));
-            let d = db.clone();
-            tokio::spawn(async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    let d = d.clone();
-                    tokio::spawn(async move {
-                        let mut stream = BufReader::new(stream);
-                        let mut head = String::new();
-                        let mut length = 0usize;
-                        loop {
-                            let mut line = String::new();
-                            if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
-                                return;
-                            }
-                            if line == "\r\n" {
-                                break;
-                            }
-                            let lower = line.to_ascii_lowercase();
-                            if let Some(v) = lower.strip_prefix("content-length:") {
-                                length = v.trim().parse().unwrap_or(0);
-                            }
-                            if head.is_empty() {
-                                head = line;
-                            }
-                        }
-                        let mut body = vec![0; length];
-                        let _ = stream.read_exact(&mut body).await;
-                        let target = head.split(' ').nth(1).unwrap_or("/").to_string();
-                        let (status, reply) = answer(&mut d.lock().unwrap(), &target);
-                        let text = reply.to_string();
-                        let out = format!(
-                            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
-                            text.len()
-                        );
-                        let _ = stream.get_mut().write_all(out.as_bytes()).await;
-                        let _ = stream.get_mut().shutdown().await;
-                    });
-                }
-            });
-            Rest { base, db }
-        }
-
-        pub(crate) fn requests(&self, prefix: &str) -> Vec<String> {
-            let db = self.db.lock().unwrap();
-            db.requests
-                .iter()
-                .filter(|r| r.starts_with(prefix))
-                .cloned()
-                .collect()
-        }
-    }
-
-    fn answer(db: &mut Db, target: &str) -> (u16, Value) {
-        let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        let params: Vec<(String, String)> = query
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| {
-                let v = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
-                (k.to_string(), v.into_owned())
-            })
-            .collect();
-        let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        db.requests.push(format!("{path}?{}", {
-            let p: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            p.join("&")
-        }));
-        let limit = param("limit")
-            .and_then(|l| l.parse().ok())
-            .unwrap_or(usize::MAX)
-            .min(db.max_rows);
-        match path {
-            "/rest/v1/conversations" => {
-                let n = db.lists;
-                db.lists += 1;
-                if db.fail_lists.contains(&n) {
-                    return (503, json!({"message": "unavailable"}));
-                }
-                let mut ids = db.conversations.clone();
-                if param("order") == Some("id.asc") {
-                    ids.sort();
-                }
-                if let Some(after) = param("id").and_then(|v| v.strip_prefix("gt.")) {
-                    let after = Uuid::parse_str(after).unwrap();
-                    ids.retain(|id| *id > after);
-                }
-                let rows: Vec<Value> = ids
-                    .iter()
-                    .take(limit)
-                    .map(|id| json!({"id": id.to_string()}))
-                    .collect();
-                (200, json!(rows))
-            }
-            "/rest/v1/workspace_members" => {
-                // The stamp of one's own `last_seen_at` (a PATCH) names the user.
-                if param("user_id").is_some_and(|v| v.starts_with("eq.")) {
-                    return (200, json!([]));
-                }
-                let key = |r: &Value| r["user_id"].as_str().unwrap_or("").to_string();
-                let mut rows: Vec<&Value> = db.members.iter().collect();
-                if let Some(after) = param("user_id").and_then(|v| v.strip_prefix("gt.")) {
-                    rows.retain(|r| key(r).as_str() > after);
-                }
-                rows.sort_by_key(|r| key(r));
-                let rows: Vec<Value> = rows.into_iter().take(limit).cloned().collect();
-                (200, json!(rows))
-            }
-            "/rest/v1/messages" => {
-                let n = db.message_reads;
-                db.message_reads += 1;
-                if db.fail_reads.contains(&n) {
-                    return (503, json!({"message": "unavailable"}));
-                }
-                if let Some(id) = param("id").and_then(|v| v.strip_prefix("eq.")) {
-                    let rows: Vec<Value> = db
-                        .messages
-                        .iter()
-                        .filter(|r| r["id"] == json!(id))
-                        .cloned()
-                        .collect();
-                    return (200, json!(rows));
-                }
-                let conv = param("conversation_id")
-                    .and_then(|v| v.strip_prefix("eq."))
-                    .unwrap()
-                    .to_string();
-                let key = |r: &Value| {
-                    let t = chrono::DateTime::parse_from_rfc3339(r["created_at"].as_str().unwrap())
-                        .unwrap();
-                    // A row whose id is no uuid (a bad row) sorts first among its instant's.
-                    let id = r["id"].as_str().and_then(|i| Uuid::parse_str(i).ok());
-                    (t, id.unwrap_or(Uuid::nil()))
-                };
-                let mut rows: Vec<&Value> = db
-                    .messages
-                    .iter()
-                    .filter(|r| r["conversation_id"] == json!(conv))
-                    .collect();
-                if let Some(since) = param("created_at").and_then(|v| v.strip_prefix("gte.")) {
-                    let since = chrono::DateTime::parse_from_rfc3339(since).unwrap();
-                    rows.retain(|r| key(r).0 >= since);
-                }
-                if let Some(or) = param("or") {
-                    // (created_at.gt.T,and(created_at.eq.T,id.gt.ID))
-                    let rest = or.strip_prefix("(created_at.gt.").unwrap();
-                    let (t, rest) = rest.split_once(",and(created_at.eq.").unwrap();
-                    let id = rest.split_once(",id.gt.").unwrap().1.trim_end_matches(')');
-                    let after = (
-                        chrono::DateTime::parse_from_rfc3339(t).unwrap(),
-                        Uuid::parse_str(id).unwrap(),
-                    );
-                    rows.retain(|r| key(r) > after);
-                }
-                if let Some(and) = param("and") {
-                    // (created_at.lte.T)
-                    let t = and
-                        .strip_prefix("(created_at.lte.")
-                        .unwrap()
-                        .trim_end_matches(')');
-                    let until = chrono::DateTime::parse_from_rfc3339(t).unwrap();
-                    rows.retain(|r| key(r).0 <= until);
-                }
-                rows.sort_by_key(|r| key(r));
-                let rows: Vec<Value> = rows.into_iter().take(limit).cloned().collect();
-                (200, json!(rows))
-            }
-            _ => (404, json!({"message": "no such table"})),
-        }
-    }
-}
-
 /// A message row of `conversation` written at `at`.
 fn row_at(id: u128, conversation: Uuid, sender: &str, at: chrono::DateTime<chrono::Utc>) -> Value {
     json!({"id": Uuid::from_u128(id).to_string(), "conversation_id": conversation.to_string(),
@@ -1034,7 +813,7 @@ async fn first_join(server: &mut Server, client: &mut Client, conversations: &[U
 
 #[tokio::test]
 async fn a_rejoin_for_a_new_conversation_misses_nothing() {
-    let rest = rest_mock::Rest::start().await;
+    let rest = Rest::start().await;
     let (c7, c8) = (Uuid::from_u128(7), Uuid::from_u128(8));
     rest.db.lock().unwrap().conversations = vec![c7];
     let mut server = Server::start().await;
@@ -1081,10 +860,8 @@ async fn a_rejoin_for_a_new_conversation_misses_nothing() {
 
 /// A client joined on `conversation` whose next REST reads fail with 503, more of them than
 /// the transport retries a read; with the join's ref and the number of failures.
-async fn joined_with_failing_reads(
-    conversation: Uuid,
-) -> (rest_mock::Rest, Server, Client, String, usize) {
-    let rest = rest_mock::Rest::start().await;
+async fn joined_with_failing_reads(conversation: Uuid) -> (Rest, Server, Client, String, usize) {
+    let rest = Rest::start().await;
     let failures = 1 + crate::rest::http::MAX_RETRIES as usize;
     {
         let mut db = rest.db.lock().unwrap();
@@ -1136,7 +913,7 @@ async fn a_failed_catch_up_is_retried_from_before_the_gap() {
 
 #[tokio::test]
 async fn a_conversation_created_in_the_rejoin_gap_is_watched() {
-    let rest = rest_mock::Rest::start().await;
+    let rest = Rest::start().await;
     let (c7, c8, c9) = (Uuid::from_u128(7), Uuid::from_u128(8), Uuid::from_u128(9));
     rest.db.lock().unwrap().conversations = vec![c7];
     let mut server = Server::start().await;
@@ -1196,7 +973,7 @@ fn too_large_insert_of(row: &Value) -> Value {
 
 #[tokio::test]
 async fn a_message_too_large_for_the_socket_is_read_over_rest() {
-    let rest = rest_mock::Rest::start().await;
+    let rest = Rest::start().await;
     let c7 = Uuid::from_u128(7);
     rest.db.lock().unwrap().conversations = vec![c7];
     let mut server = Server::start().await;
@@ -1272,7 +1049,7 @@ async fn a_message_too_large_for_the_socket_is_caught_up_when_its_read_fails() {
 /// clock runs five minutes ahead is still pulled from its creation after a gap.
 #[tokio::test]
 async fn a_new_conversation_is_watched_from_the_servers_time() {
-    let rest = rest_mock::Rest::start().await;
+    let rest = Rest::start().await;
     let (c7, c8) = (Uuid::from_u128(7), Uuid::from_u128(8));
     rest.db.lock().unwrap().conversations = vec![c7];
     let mut server = Server::start().await;
@@ -1312,7 +1089,7 @@ fn insert_with_errors(record: &Value, errors: Value) -> Value {
 
 #[tokio::test]
 async fn a_change_whose_errors_say_it_is_incomplete_is_never_emitted_as_it_came() {
-    let rest = rest_mock::Rest::start().await;
+    let rest = Rest::start().await;
     let c7 = Uuid::from_u128(7);
     rest.db.lock().unwrap().conversations = vec![c7];
     let mut server = Server::start().await;
@@ -1385,7 +1162,7 @@ async fn contents_until(
 
 #[tokio::test]
 async fn a_catch_up_failing_while_many_rows_arrive_live_delivers_nothing_twice() {
-    let rest = rest_mock::Rest::start().await;
+    let rest = Rest::start().await;
     let (c7, c8) = (Uuid::from_u128(7), Uuid::from_u128(8));
     rest.db.lock().unwrap().conversations = vec![c7, c8];
     let mut server = Server::start().await;
@@ -1431,7 +1208,7 @@ async fn a_catch_up_failing_while_many_rows_arrive_live_delivers_nothing_twice()
 
 #[tokio::test]
 async fn a_long_catch_up_goes_on_past_a_round_of_pages() {
-    let rest = rest_mock::Rest::start().await;
+    let rest = Rest::start().await;
     let c7 = Uuid::from_u128(7);
     rest.db.lock().unwrap().conversations = vec![c7];
     let mut server = Server::start().await;
@@ -1463,7 +1240,7 @@ async fn a_long_catch_up_goes_on_past_a_round_of_pages() {
 
 #[tokio::test]
 async fn a_failed_list_of_conversations_is_retried() {
-    let rest = rest_mock::Rest::start().await;
+    let rest = Rest::start().await;
     let (c7, c9) = (Uuid::from_u128(7), Uuid::from_u128(9));
     rest.db.lock().unwrap().conversations = vec![c7];
     let mut server = Server::start().await;

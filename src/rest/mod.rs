@@ -5,6 +5,8 @@
 pub mod backoff;
 pub mod client;
 pub mod http;
+#[cfg(test)]
+pub(crate) mod mock;
 pub mod pages;
 pub mod query;
 pub mod range;
