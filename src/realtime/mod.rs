@@ -72,7 +72,8 @@ pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Connecting,
-    /// Socket open, the workspace channel not (yet) joined.
+    /// Socket open, the workspace channel not (yet) joined, or joined without its changes
+    /// (the server refused the subscription).
     Connected,
     /// The workspace channel is joined: changes arrive live.
     Live,

@@ -121,6 +121,7 @@ pub(crate) async fn run(
         announced: false,
         presence_poll: None,
         lost_at: None,
+        changes_refused: false,
     };
     task.run().await;
     task.status.send_replace(Status::ShutDown);
@@ -159,6 +160,10 @@ struct Task {
     presence_poll: Option<Instant>,
     /// When the socket or the subscription was lost (the gap began), until the next join.
     lost_at: Option<String>,
+    /// The server refused this join's postgres_changes (a `system` error): no change comes
+    /// until it confirms them (`ok`, as it does after a token refresh), so the channel is
+    /// not live meanwhile and the sync engine polls.
+    changes_refused: bool,
 }
 
 impl Task {
@@ -466,8 +471,8 @@ impl Task {
         self.announce_down();
     }
 
-    /// Changes stop arriving until the next join: whatever they would have brought is
-    /// fetched after it (see `joined`).
+    /// Changes stop arriving until the next join (or until the server confirms a refused
+    /// subscription): whatever they would have brought is fetched then (`changes_live`).
     fn gap_began(&mut self) {
         self.lost_at.get_or_insert_with(now_iso);
         self.missed_all();
@@ -588,13 +593,21 @@ impl Task {
                     Value::String(m) => m.chars().take(200).collect(),
                     other => other.to_string().chars().take(200).collect::<String>(),
                 };
+                let changes = s.extension == "postgres_changes" && self.channel.is_joined();
                 if s.status == "error" {
                     tracing::warn!(extension = %s.extension, %message, "realtime system error");
                     if is_token_problem(&message) {
                         self.channel.token_rejected = true;
+                    } else if changes && !self.changes_refused {
+                        self.changes_refused = true;
+                        self.gap_began();
+                        self.status.send_replace(Status::Connected);
                     }
                 } else {
                     tracing::debug!(extension = %s.extension, %message, "realtime system message");
+                    if changes && s.status == "ok" && std::mem::take(&mut self.changes_refused) {
+                        self.changes_live();
+                    }
                 }
             }
             Incoming::Close { join_ref } | Incoming::Error { join_ref } => {
@@ -624,16 +637,9 @@ impl Task {
             self.channel.topic.clone(),
             self.channel.join_ref().map(String::from),
         );
-        self.status.send_replace(Status::Live);
         self.presence_poll = None;
-        let gap = self.lost_at.take();
-        self.start_catchups();
-        if std::mem::take(&mut self.missed_workspace) {
-            self.p.hooks.workspace_changed();
-            self.p.hooks.files_changed();
-            // A conversation created in the gap was announced while nothing listened.
-            self.list_conversations(gap.unwrap_or_else(now_iso));
-        }
+        self.changes_refused = false;
+        self.changes_live();
         if !self.announced {
             self.announced = true;
             self.p.events.emit(Event::RealtimeConnected {
@@ -643,6 +649,19 @@ impl Task {
         self.send(ws, &topic, "presence", &track, jr.as_deref())
             .await?;
         Ok(())
+    }
+
+    /// Changes arrive from now on: catch up with what the gap (if any) may have missed.
+    fn changes_live(&mut self) {
+        self.status.send_replace(Status::Live);
+        let gap = self.lost_at.take();
+        self.start_catchups();
+        if std::mem::take(&mut self.missed_workspace) {
+            self.p.hooks.workspace_changed();
+            self.p.hooks.files_changed();
+            // A conversation created in the gap was announced while nothing listened.
+            self.list_conversations(gap.unwrap_or_else(now_iso));
+        }
     }
 
     async fn change(

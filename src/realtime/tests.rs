@@ -485,6 +485,46 @@ async fn an_expired_token_close_renews_and_rejoins() {
     assert_eq!(client.rt().status(), Status::Live);
 }
 
+/// A `postgres_changes` system message of the current join.
+fn changes_system(status: &str, message: &str) -> Value {
+    json!({"topic": topic(), "event": "system", "ref": null, "payload": {
+        "extension": "postgres_changes", "status": status, "message": message, "channel": "x"}})
+}
+
+#[tokio::test]
+async fn a_refused_subscription_is_polled_until_the_server_confirms_it() {
+    let rest = Rest::start().await;
+    let c7 = Uuid::from_u128(7);
+    rest.db.lock().unwrap().conversations = vec![c7];
+    let mut server = Server::start().await;
+    let mut client = Client::start_with_rest(&server, Duration::from_secs(25), &rest.base);
+    first_join(&mut server, &mut client, &[c7]).await;
+    assert_eq!(client.rt().status(), Status::Live);
+    let hooks = client.hooks.0.load(Ordering::SeqCst);
+    // Joined, but no change will come: the engine must not rely on the socket.
+    server.push(changes_system(
+        "error",
+        "Unable to subscribe to changes with given parameters. Please check Realtime is enabled for the given connect parameters: [schema: public, table: messages]",
+    ));
+    status_becomes(&client, Status::Connected).await;
+    // A row committed meanwhile never comes as a change.
+    let missed = row_at(1, c7, BOB, chrono::Utc::now());
+    rest.db.lock().unwrap().messages.push(missed);
+    server.push(changes_system("ok", "Subscribed to PostgreSQL"));
+    status_becomes(&client, Status::Live).await;
+    assert_eq!(
+        client.event("cloud:message:received").await["content"],
+        json!("m1"),
+        "caught up once the changes come again"
+    );
+    hooks_reach(&client, hooks + 1).await;
+    // An `ok` that confirms nothing refused changes nothing.
+    server.push(changes_system("ok", "Subscribed to PostgreSQL"));
+    assert!(messages_within(&mut client, Duration::from_millis(300))
+        .await
+        .is_empty());
+}
+
 /// Counts `cloud:message:received` events from `got` until there are `until`.
 async fn messages_until(client: &mut Client, mut got: usize, until: usize) -> usize {
     while got < until {
