@@ -316,8 +316,14 @@ impl Ledger {
                 None => tracing::warn!(%conv, "unreadable catch-up start; not pulling"),
             },
             Some(cu) if cu.running.is_some() => {
-                // The earlier gap's start covers this one's.
-                if cu.again.is_none() {
+                // The earliest start wins: a failed read by id names the cursor of when its
+                // change came, which can be older than a gap's that began since.
+                let earlier = match (cu.again.as_deref().and_then(micros), micros(&from)) {
+                    (Some(again), Some(from)) => from < again,
+                    (Some(_), None) => false,
+                    (None, _) => true,
+                };
+                if earlier {
                     cu.again = Some(from);
                 }
             }
@@ -539,6 +545,36 @@ mod tests {
         assert!(bytes < 900_000, "{bytes} bytes");
         let before = (cap * 8 / 7).next_power_of_two() * 17 + cap.next_power_of_two() * 16;
         assert_eq!(before, 2_162_688);
+    }
+
+    /// A read by id that fails during a round, after a later gap: its older start is read
+    /// again, not only the gap's (or the row it was for is never read).
+    #[test]
+    fn a_failed_read_by_id_during_a_round_is_read_again_from_its_own_start() {
+        let t0: Micros = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
+        let s = |secs: i64| iso(t0 + secs * 1_000_000);
+        let mut l = Ledger::new(1000);
+        l.watch(&[C].into_iter().collect(), &s(0));
+        assert!(l.deliver(C, Uuid::from_u128(1), Some(&s(1)), Via::Socket));
+        l.missed(C);
+        let (r1, _) = l.start(C).expect("a round");
+        // A change comes without its row: read by id from the cursor of then.
+        l.reading(C, &s(2));
+        // Rows come live far past the slack, then the socket drops.
+        assert!(l.deliver(C, Uuid::from_u128(2), Some(&s(30)), Via::Socket));
+        l.missed(C);
+        // The read by id fails: a catch-up from where it began.
+        l.missed_since(C, s(2));
+        l.read_done(C, &s(2));
+        let next = l.pulled(C, r1, Some((s(4), Uuid::from_u128(3))), Ended::Done);
+        assert_eq!(next, Next::Pull);
+        let (_, plan) = l.start(C).expect("another round");
+        let from = plan.at.micros().expect("a start");
+        assert!(
+            from <= micros(&with_slack(&s(2)).unwrap()).unwrap(),
+            "the next round starts at {:?}, after the failed read's start",
+            plan.at
+        );
     }
 
     fn iso_at(m: Micros) -> String {
