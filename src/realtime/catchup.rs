@@ -34,11 +34,22 @@ pub const SLACK: chrono::Duration = chrono::Duration::seconds(10);
 /// The path of one page of at most `limit` of a conversation's messages from `at`, up to
 /// `until` (inclusive) when given.
 pub fn page_path(conversation: &Uuid, at: &At, until: Option<&str>, limit: usize) -> String {
+    columns_path(conversation, at, until, limit, "*")
+}
+
+/// [`page_path`] with only the columns `select` names.
+fn columns_path(
+    conversation: &Uuid,
+    at: &At,
+    until: Option<&str>,
+    limit: usize,
+    select: &str,
+) -> String {
     let conv = format!("eq.{conversation}");
     let limit = limit.to_string();
     let mut params: Vec<(&str, String)> = vec![
         ("conversation_id", conv),
-        ("select", "*".into()),
+        ("select", select.into()),
         ("order", "created_at.asc,id.asc".into()),
         ("limit", limit),
     ];
@@ -64,37 +75,37 @@ pub struct Pulled {
     pub reached: Option<(String, Uuid)>,
     pub ended: Ended,
     pub failed: Option<Error>,
+    /// Rows passed over because even alone they are larger than a reply may be.
+    pub too_large: Vec<Uuid>,
 }
 
 /// One round of a catch-up of `conversation`: at most [`MAX_PAGES`] pages as `plan` says,
 /// oldest first.
 pub async fn messages_since(client: &Client, conversation: &Uuid, plan: &Plan) -> Pulled {
-    let mut rows = Vec::new();
-    let mut reached = None;
-    let (ended, failed) =
-        match pull_pages(client, conversation, plan, &mut rows, &mut reached).await {
-            Ok(ended) => (ended, None),
-            Err(e) => (Ended::Failed, Some(e)),
-        };
-    Pulled {
-        rows,
-        reached,
-        ended,
-        failed,
+    let mut pulled = Pulled {
+        rows: Vec::new(),
+        reached: None,
+        ended: Ended::Failed,
+        failed: None,
+        too_large: Vec::new(),
+    };
+    match pull_pages(client, conversation, plan, &mut pulled).await {
+        Ok(ended) => pulled.ended = ended,
+        Err(e) => pulled.failed = Some(e),
     }
+    pulled
 }
 
 async fn pull_pages(
     client: &Client,
     conversation: &Uuid,
     plan: &Plan,
-    out: &mut Vec<Value>,
-    reached: &mut Option<(String, Uuid)>,
+    out: &mut Pulled,
 ) -> Result<Ended> {
     let mut limit = PAGE;
     let mut pages = 0;
     while pages < MAX_PAGES {
-        let at = match reached {
+        let at = match &out.reached {
             Some((t, id)) => At::After(t.clone(), *id),
             None => plan.at.clone(),
         };
@@ -105,6 +116,25 @@ async fn pull_pages(
             // get past them.
             Err(Error::ResponseTooLarge { .. }) if limit > 1 => {
                 limit /= 2;
+                continue;
+            }
+            // One row alone is too large: stopping at it would stop the catch-up for good,
+            // so it is passed over, as a read by id passes over it.
+            Err(Error::ResponseTooLarge { .. }) => {
+                pages += 1;
+                limit = PAGE;
+                match past_oversized(client, conversation, &at, plan.until.as_deref()).await? {
+                    Alone::Gone => return Ok(Ended::Done),
+                    Alone::Read(key, row) => {
+                        out.rows.push(row);
+                        out.reached = Some(key);
+                    }
+                    Alone::Deleted(key) => out.reached = Some(key),
+                    Alone::TooLarge(key) => {
+                        out.too_large.push(key.1);
+                        out.reached = Some(key);
+                    }
+                }
                 continue;
             }
             Err(e) => return Err(e),
@@ -126,7 +156,7 @@ async fn pull_pages(
         })?;
         // Each page must move the keyset on, or a server that ignores it would be asked for
         // the same page round after round.
-        if let Some((t, id)) = reached.as_ref() {
+        if let Some((t, id)) = out.reached.as_ref() {
             if !key_after(&next, (t, id)) {
                 return Err(Error::unexpected_reply(
                     &path,
@@ -134,10 +164,64 @@ async fn pull_pages(
                 ));
             }
         }
-        out.extend(rows);
-        *reached = Some(next);
+        out.rows.extend(rows);
+        out.reached = Some(next);
     }
     Ok(Ended::More)
+}
+
+/// The first row from a cursor, when a page of that one row was too large to read.
+enum Alone {
+    /// No row there any more.
+    Gone,
+    /// It could be read after all (a row committed since, sorting first, or one deleted and
+    /// its place taken): delivered like any other.
+    Read((String, Uuid), Value),
+    /// Deleted since the key was read: nothing to deliver there.
+    Deleted((String, Uuid)),
+    /// Too large even alone, read by id: its keyset, to go on after it.
+    TooLarge((String, Uuid)),
+}
+
+/// Learns the keyset of the row a page of one could not bring (only its id and
+/// `created_at`, which always fit), then reads that row by id: only a row that is too large
+/// on its own is ever passed over, never one that merely came first meanwhile.
+async fn past_oversized(
+    client: &Client,
+    conversation: &Uuid,
+    at: &At,
+    until: Option<&str>,
+) -> Result<Alone> {
+    let path = columns_path(conversation, at, until, 1, "id,created_at");
+    let body = client
+        .send(&Request::new(Method::GET, path.clone()))
+        .await?
+        .body;
+    let Value::Array(rows) = body else {
+        return Err(Error::unexpected_reply(&path, "expected an array of keys"));
+    };
+    let Some(first) = rows.first() else {
+        return Ok(Alone::Gone);
+    };
+    let key = keyset(first)
+        .ok_or_else(|| Error::unexpected_reply(&path, "a key without a valid id and created_at"))?;
+    // A server that ignored the cursor would hand back a row already passed.
+    if let At::After(t, id) = at {
+        if !key_after(&key, (t, id)) {
+            return Err(Error::unexpected_reply(&path, "a key out of keyset order"));
+        }
+    }
+    match message(client, &key.1).await {
+        Ok(rows) => {
+            // Only the row asked for: a server that ignored the filter sends others.
+            match rows.into_iter().find(|r| row_id(r) == Some(key.1)) {
+                Some(row) => Ok(Alone::Read(key, row)),
+                None => Ok(Alone::Deleted(key)),
+            }
+        }
+        Err(Error::ResponseTooLarge { .. }) => Ok(Alone::TooLarge(key)),
+        Err(e) => Err(e),
+    }
 }
 
 /// Whether keyset `a` comes after `b` (`created_at` as instants, then id).
@@ -459,6 +543,26 @@ mod tests {
         let pulled = messages_since(&client, &conv, &since_start()).await;
         assert!(pulled.failed.is_none(), "{:?}", pulled.failed);
         assert_eq!(ids(&pulled.rows), vec![1, 2, 3, 4, 5]);
+    }
+
+    #[tokio::test]
+    async fn a_row_too_large_alone_is_passed_over_and_named() {
+        let rest = Rest::start().await;
+        let conv = Uuid::from_u128(9);
+        {
+            let mut db = rest.db.lock().unwrap();
+            db.messages = (1..=5).map(|i| message(i, conv, i as u32)).collect();
+            db.messages[2]["content"] = json!("y".repeat(1000));
+        }
+        let client = rest.client_over(rest.http().with_max_response_bytes(400));
+        let pulled = messages_since(&client, &conv, &since_start()).await;
+        assert!(pulled.failed.is_none(), "{:?}", pulled.failed);
+        assert!(matches!(pulled.ended, Ended::Done));
+        assert_eq!(ids(&pulled.rows), vec![1, 2, 4, 5]);
+        assert_eq!(pulled.too_large, vec![Uuid::from_u128(3)]);
+        // The next round starts after the last row, not at the large one.
+        let last = pulled.reached.map(|(_, id)| id);
+        assert_eq!(last, Some(Uuid::from_u128(5)));
     }
 
     fn since_start() -> Plan {

@@ -1001,6 +1001,10 @@ impl Task {
         for row in pulled.rows.iter().filter_map(Row::from_value) {
             self.message(row, Via::Pull);
         }
+        // Passed over, as `fetched` passes over one: the catch-up goes on after it.
+        for id in &pulled.too_large {
+            tracing::warn!(%id, %conversation, "a message too large to read; left out");
+        }
         let failed = pulled.failed;
         match self
             .ledger

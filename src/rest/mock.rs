@@ -213,10 +213,31 @@ fn answer(db: &mut Db, target: &str) -> (u16, Value) {
                 rows.retain(|r| key(r).0 <= until);
             }
             rows.sort_by_key(|r| key(r));
-            let rows: Vec<Value> = rows.into_iter().take(limit).cloned().collect();
+            let rows: Vec<Value> = rows
+                .into_iter()
+                .take(limit)
+                .map(|r| select(r, param("select")))
+                .collect();
             (200, json!(rows))
         }
         _ => (404, json!({"message": "no such table"})),
+    }
+}
+
+/// `row` with only the columns `select` names (all of them for `*` or none).
+fn select(row: &Value, select: Option<&str>) -> Value {
+    match (select, row) {
+        (Some(cols), Value::Object(fields)) if cols != "*" => {
+            let cols: Vec<&str> = cols.split(',').collect();
+            Value::Object(
+                fields
+                    .iter()
+                    .filter(|(k, _)| cols.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            )
+        }
+        _ => row.clone(),
     }
 }
 
