@@ -147,7 +147,8 @@ struct OwnRow {
 /// The own rows a rewritten history is matched against, at most: beyond them the push fails
 /// (`TOO_MANY_ROWS`) rather than send again what the cloud may hold. A history that long
 /// is far past what a host keeps before compacting; the bytes bound keeps the rows held in
-/// memory bounded whatever their size.
+/// memory bounded whatever their size. The rows count bounds every row received too, the
+/// user's or not: the server filters by owner, so only one that ignores the filter sends more.
 pub const MAX_OWN_ROWS: usize = 100_000;
 pub const MAX_OWN_BYTES: usize = 64 * 1024 * 1024;
 
@@ -212,6 +213,7 @@ async fn own_rows_within(
     let user_id = query::uuid("user id", user)?;
     let mut own: Vec<(Option<u64>, (String, String))> = Vec::new();
     let mut bytes = 0usize;
+    let mut total = 0usize;
     let mut cursor: Option<pull::Cursor> = None;
     // The first page counts the user's rows in the conversation: all of them are read anyway,
     // and when they fit in that page the read costs one request.
@@ -238,15 +240,24 @@ async fn own_rows_within(
                 .map_err(|_| Error::unexpected_reply(&path, "unreadable created_at"))?,
             id: last.id,
         };
-        // A server that ignores the cursor would send the same page for ever.
-        if cursor.as_ref() == Some(&next) {
-            return Err(Error::unexpected_reply(
-                &path,
-                "the page did not move past the last one",
-            ));
+        // Newest first: each page must end before the last one did. A server that ignored
+        // the cursor could otherwise send the same pages round after round, for ever.
+        if let Some(prev) = &cursor {
+            if !before(&next, prev) {
+                return Err(Error::unexpected_reply(
+                    &path,
+                    "the page did not move past the last one",
+                ));
+            }
         }
         cursor = Some(next);
         let received = rows.len();
+        // Every row counts, not only the user's: a server that ignores the owner filter
+        // could send other users' rows without end, none of which would count.
+        total = total.saturating_add(received);
+        if total > max_rows {
+            return Err(too_many_own(max_rows, max_bytes));
+        }
         for r in rows {
             let pushed_by = r
                 .metadata
@@ -265,17 +276,33 @@ async fn own_rows_within(
             bytes = bytes.saturating_add(content.len());
             own.push((ordinal, (r.role, content)));
             if own.len() > max_rows || bytes > max_bytes {
-                return Err(Error::TooManyRows {
-                    what: "of this user's messages in the conversation to match a rewritten \
-                           history against; nothing was pushed"
-                        .into(),
-                    limit: format!("{max_rows} rows or {} MiB", max_bytes >> 20),
-                });
+                return Err(too_many_own(max_rows, max_bytes));
             }
         }
         if counting.page(&headers, received) {
             return Ok(push::in_push_order(own));
         }
+    }
+}
+
+fn too_many_own(max_rows: usize, max_bytes: usize) -> Error {
+    Error::TooManyRows {
+        what: "of this user's messages in the conversation to match a rewritten history \
+               against; nothing was pushed"
+            .into(),
+        limit: format!("{max_rows} rows or {} MiB", max_bytes >> 20),
+    }
+}
+
+/// Whether cursor `a` comes before `b` in the read's order (`created_at` as instants, then
+/// id); never when either time is unreadable.
+fn before(a: &pull::Cursor, b: &pull::Cursor) -> bool {
+    match (
+        chrono::DateTime::parse_from_rfc3339(&a.created_at),
+        chrono::DateTime::parse_from_rfc3339(&b.created_at),
+    ) {
+        (Ok(x), Ok(y)) => (x, a.id) < (y, b.id),
+        _ => false,
     }
 }
 
@@ -365,6 +392,56 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e.code(), "TOO_MANY_ROWS", "{e}");
+    }
+
+    /// Pages of other users' rows, newest first, `per` a page: page `p` holds the rows at
+    /// seconds `50 - p * per` downwards.
+    fn foreign_pages(conv: Uuid, pages: u32, per: u32) -> Vec<Vec<Value>> {
+        let other = Uuid::from_u128(3).to_string();
+        (0..pages)
+            .map(|p| {
+                (0..per)
+                    .map(|i| {
+                        let s = 50 - p * per - i;
+                        serde_json::json!({"id": Uuid::from_u128(s.into()).to_string(),
+                            "conversation_id": conv.to_string(), "role": "user", "content": "x",
+                            "created_at": format!("2026-01-01T00:00:{s:02}.000000Z"),
+                            "sender_user_id": other, "metadata": {}})
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn pages_that_go_back_and_forth_are_refused() {
+        let (conv, user) = (Uuid::from_u128(9), Uuid::from_u128(2).to_string());
+        let rest = Rest::start().await;
+        // Two pages of other users' rows, again and again: each differs from the one before.
+        rest.db.lock().unwrap().cycle = foreign_pages(conv, 2, 2);
+        let client = rest.client();
+        let read = own_rows(&client, &conv, &user, 2);
+        let e = tokio::time::timeout(std::time::Duration::from_secs(30), read)
+            .await
+            .expect("the read ends")
+            .unwrap_err();
+        assert_eq!(e.code(), "INVALID_RESPONSE", "{e}");
+    }
+
+    #[tokio::test]
+    async fn rows_received_are_bounded_not_only_own_ones() {
+        let (conv, user) = (Uuid::from_u128(9), Uuid::from_u128(2).to_string());
+        let rest = Rest::start().await;
+        // Every page moves the cursor on, and none holds a row of the user's.
+        rest.db.lock().unwrap().cycle = foreign_pages(conv, 4, 2);
+        let client = rest.client();
+        let read = own_rows_within(&client, &conv, &user, 2, 4, usize::MAX);
+        let e = tokio::time::timeout(std::time::Duration::from_secs(30), read)
+            .await
+            .expect("the read ends")
+            .unwrap_err();
+        assert_eq!(e.code(), "TOO_MANY_ROWS", "{e}");
+        assert_eq!(rest.requests("/rest/v1/messages").len(), 3);
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub(crate) struct Db {
     /// Message reads (0-based, counted over the mock's life) answered with 503.
     pub fail_reads: Range<usize>,
     pub message_reads: usize,
+    /// When not empty, message reads are answered with these pages in turn whatever they
+    /// ask: a server that ignores every filter and cursor.
+    pub cycle: Vec<Vec<Value>>,
     /// Conversation lists (0-based, counted like `fail_reads`) answered with 503.
     pub fail_lists: Range<usize>,
     pub lists: usize,
@@ -49,6 +52,7 @@ impl Rest {
             max_rows: 1000,
             fail_reads: 0..0,
             message_reads: 0,
+            cycle: vec![],
             fail_lists: 0..0,
             lists: 0,
             requests: vec![],
@@ -164,6 +168,9 @@ fn answer(db: &mut Db, target: &str) -> (u16, Value) {
             db.message_reads += 1;
             if db.fail_reads.contains(&n) {
                 return (503, json!({"message": "unavailable"}));
+            }
+            if !db.cycle.is_empty() {
+                return (200, json!(db.cycle[n % db.cycle.len()]));
             }
             if let Some(id) = param("id").and_then(|v| v.strip_prefix("eq.")) {
                 let rows: Vec<Value> = db
