@@ -52,6 +52,13 @@ pub enum Error {
         "The offline outbox is full (it holds at most {0}); reconnect to the cloud to drain it"
     )]
     OutboxFull(String),
+    /// Another process has held the outbox's lock for longer than a write may wait (it is
+    /// stopped, or its file system hangs): nothing was written, nothing lost.
+    #[error(
+        "The offline outbox is locked by another process (waited {0} ms); nothing was queued \
+         or removed, try again"
+    )]
+    OutboxLocked(u64),
     /// A listing holds more rows than the client reads whole: refused rather than cut short.
     #[error("Oboto Cloud holds more than {limit} {what}")]
     TooManyRows { what: String, limit: String },
@@ -142,6 +149,7 @@ impl Error {
             Error::LinkFile { .. } => "LINK_FILE_CORRUPT".into(),
             Error::Io(_) => "IO_ERROR".into(),
             Error::OutboxFull(_) => "OUTBOX_FULL".into(),
+            Error::OutboxLocked(_) => "OUTBOX_LOCKED".into(),
             Error::NoWorkingDir => "NO_WORKING_DIR".into(),
             Error::TooManyRows { .. } => "TOO_MANY_ROWS".into(),
             Error::ResponseTooLarge { .. } => "RESPONSE_TOO_LARGE".into(),

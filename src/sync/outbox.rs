@@ -35,6 +35,11 @@ pub const FILE_NAME: &str = ".cloud-outbox.jsonl";
 /// (Its name starts with the outbox's, so file sync skips it; it does not end in `.tmp`, so
 /// the stale temporary files' cleanup leaves it alone.)
 pub const LOCK_NAME: &str = ".cloud-outbox.jsonl.lock";
+/// How long a write waits for another process to let go of the lock (each holds it for one
+/// read and one write of the file), and how often it tries meanwhile: often, as a holder
+/// that writes again and again lets go only briefly, and tries cost a system call each.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// How much the outbox holds. Each user's backlog has its own bound, so that one user's
 /// backlog never refuses another's pushes; the file's bound only keeps a directory shared by
@@ -195,8 +200,22 @@ impl Outbox {
             .write(true)
             .open(&self.lock_path)
             .map_err(io)?;
-        fs4::FileExt::lock(&f).map_err(io)?;
-        Ok(FileLock(f))
+        // A holder that never lets go (stopped, or on a hung network file system) must not
+        // hold up this thread for ever: it is one of the runtime's workers.
+        let start = std::time::Instant::now();
+        loop {
+            match fs4::FileExt::try_lock(&f) {
+                Ok(()) => return Ok(FileLock(f)),
+                Err(fs4::TryLockError::WouldBlock) if start.elapsed() < LOCK_WAIT => {
+                    std::thread::sleep(LOCK_RETRY);
+                }
+                Err(fs4::TryLockError::WouldBlock) => {
+                    let waited = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    return Err(Error::OutboxLocked(waited));
+                }
+                Err(fs4::TryLockError::Error(e)) => return Err(io(e)),
+            }
+        }
     }
 
     /// The queued entries, oldest first.
@@ -402,6 +421,34 @@ mod tests {
                 json!({"v": 1, "id": ids[1], "userId": ALICE, "kind": "workspace", "workspaceId": "w", "state": {"task_goal": "g"}}),
             ]
         );
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_lock_held_elsewhere_fails_the_append_in_bounded_time() {
+        let d = tmp();
+        let ob = Outbox::new(&d, limits(10));
+        ob.append(ALICE, &[msgs(1)]).unwrap();
+        // Another process stopped while holding the lock (a lock on another open file
+        // conflicts like one in another process).
+        let held = File::options().write(true).open(d.join(LOCK_NAME)).unwrap();
+        fs4::FileExt::lock(&held).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dir = d.clone();
+        std::thread::spawn(move || {
+            let ob = Outbox::new(&dir, limits(10));
+            let _ = tx.send(ob.append(ALICE, &[msgs(2)]));
+        });
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the append gives up");
+        let e = got.unwrap_err();
+        assert_eq!(e.code(), "OUTBOX_LOCKED", "{e}");
+        // Nothing was lost, nothing added: once the lock is free the append goes through.
+        assert_eq!(entries(ob.load().unwrap()), vec![msgs(1)]);
+        fs4::FileExt::unlock(&held).unwrap();
+        ob.append(ALICE, &[msgs(2)]).unwrap();
+        assert_eq!(entries(ob.load().unwrap()), vec![msgs(1), msgs(2)]);
         fs::remove_dir_all(d).unwrap();
     }
 
@@ -670,6 +717,10 @@ mod tests {
             removed += done.len();
             drainer.remove(&done_of(&all, &done)).unwrap();
             round += 1;
+            // Between rewrites, as between real flushes (each sends over the network): a
+            // lock taken again at once, for ever, would keep the appends waiting past their
+            // bound, since they poll for it.
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
         appending.join().unwrap();
         assert_eq!(drainer.load().unwrap().len() + removed, total as usize);
