@@ -213,3 +213,42 @@ test('two processes draining one outbox at once store each row once and leave no
   assert.equal(rows.length, n, 'each row once');
   assert.deepEqual(new Set(rows.map((r) => r.content)), new Set(Array.from({ length: n }, (_, i) => `offline ${i}`)));
 });
+
+test('a push sends first what another process on the directory queued since this one started', async () => {
+  const dir = workdir();
+  const args = ['--port', String(await freePort()), '--data-dir', join(workdir('oboto-cloud-data-'), 'db')];
+  await cloud?.stop();
+  cloud = await startDevcloud(args);
+  const [queuedConv, pushedConv] = [await newConversation(cloud), await newConversation(cloud)];
+  const login = `await cs.login(${JSON.stringify(SEED.users.alice.email)}, ${JSON.stringify(DEMO_PASSWORD)});`;
+  // Started before anything is queued: its own count of queued entries stays 0.
+  const pusher = host(cloud.url, cloud.anonKey, dir, `
+    ${login}
+    await cs.linkWorkspace(${JSON.stringify(SEED.workspaces.websiteRevamp)});
+    say({ step: 'linked' });
+    await next();
+    const result = await cs.pushConversation(${JSON.stringify(pushedConv)}, [{ role: 'user', content: 'pushed' }]);
+    say({ step: 'pushed', result });
+  `);
+  await pusher.step('linked');
+  const queuer = host(cloud.url, cloud.anonKey, dir, `
+    ${login}
+    say({ step: 'ready' });
+    await next();
+    const history = [{ role: 'user', content: 'queued 0' }, { role: 'assistant', content: 'queued 1' }];
+    say({ step: 'queued', result: await cs.pushConversation(${JSON.stringify(queuedConv)}, history) });
+  `);
+  await queuer.step('ready');
+  await cloud.stop();
+  queuer.send('go');
+  assert.equal((await queuer.step('queued')).result.queued, 2);
+  await queuer.exited;
+
+  cloud = await startDevcloud(args);
+  pusher.send('go');
+  const { result } = await pusher.step('pushed');
+  await pusher.exited;
+  assert.equal(result.pushed, 1);
+  assert.deepEqual((await rowsOf(cloud, queuedConv)).map((r) => r.content), ['queued 0', 'queued 1'], 'sent before the push');
+  assert.equal(existsSync(join(dir, '.cloud-outbox.jsonl')), false, 'nothing is left queued');
+});

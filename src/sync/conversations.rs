@@ -126,8 +126,9 @@ impl Syncer {
         let recent = if plan == Plan::Rewritten {
             tracing::info!(conversation = %conv, "local history was rewritten; matching against its cloud rows");
             // Rows still queued are not in the cloud yet: matched without them, their
-            // messages would be sent again under new ordinals.
-            if self.outbox().is_some() && self.lock().board.outbox_pending > 0 {
+            // messages would be sent again under new ordinals. The file says, not this
+            // process's count: another process on the directory may have queued them.
+            if self.outbox().is_some_and(|ob| ob.pending(user) > 0) {
                 let flushed = self.flush_outbox(conn).await?;
                 let id = conv.to_string();
                 if let Some((_, e)) = flushed.held.into_iter().find(|(k, _)| *k == id) {
@@ -146,7 +147,7 @@ impl Syncer {
         // cloud refused for the user's identity stays queued and was reported; the rows of
         // this push may still pass.
         let mut offline = false;
-        if ob.is_some() && self.lock().board.outbox_pending > 0 && !rows.is_empty() {
+        if !rows.is_empty() && ob.as_ref().is_some_and(|ob| ob.pending(user) > 0) {
             if let Err(e) = self.flush_outbox(conn).await {
                 if !is_retryable(&e) {
                     return Err(e);
