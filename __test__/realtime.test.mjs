@@ -160,6 +160,30 @@ test('unlink and logout withdraw the members shown: a last, empty presence and g
   assert.deepEqual(alice.cs.getPresence(), []);
 });
 
+test('linking the same workspace again or logging in again withdraws nothing: no empty presence', async () => {
+  const alice = await linked('alice');
+  const me = (p) => p.workspaceId === WS && memberIds(p.members).join() === SEED.users.alice.id;
+  const withdrawn = (p) => p.workspaceId === WS && p.members.length === 0;
+  await waitFor(alice.bus, 'cloud:presence:updated', me);
+
+  const from = alice.bus.events.length;
+  let at = from;
+  await alice.cs.linkWorkspace(WS);
+  await waitFor(alice.bus, 'cloud:presence:updated', me, 20_000, at);
+  at = alice.bus.events.length;
+  await alice.cs.login(SEED.users.alice.email, DEMO_PASSWORD);
+  await waitFor(alice.bus, 'cloud:presence:updated', me, 20_000, at);
+  // The unlink's withdrawal is emitted before it returns, after any the old sockets sent.
+  await alice.cs.unlinkWorkspace();
+  await waitFor(alice.bus, 'cloud:presence:updated', withdrawn, 10_000, from);
+  const lists = alice.bus.events
+    .slice(from)
+    .filter((e) => e.name === 'cloud:presence:updated')
+    .map((e) => memberIds(e.payload.members).join());
+  assert.deepEqual(lists.slice(0, -1).filter((l) => l === ''), [], `no withdrawal before the unlink's: ${JSON.stringify(lists)}`);
+  assert.equal(lists.at(-1), '');
+});
+
 test('broadcasts reach the other members (not the sender), both ways with supabase-js', async () => {
   const alice = await linked('alice');
   const bob = await linked('bob');

@@ -16,6 +16,7 @@ pub mod delivered;
 pub mod frame;
 pub mod presence;
 pub mod row;
+mod shown;
 pub mod socket;
 #[cfg(test)]
 mod tests;
@@ -118,11 +119,8 @@ pub(crate) enum Command {
         event: String,
         payload: Value,
     },
-    /// Close the socket. `withdraw_presence`: tell the host nobody is shown online any
-    /// more (the members it was shown are of a channel that is gone).
-    Shutdown {
-        withdraw_presence: bool,
-    },
+    /// Close the socket (the members shown were dealt with by [`shown::Shown::close`]).
+    Shutdown,
 }
 
 /// The handle of a running realtime client; dropping it closes the socket.
@@ -130,6 +128,7 @@ pub struct Realtime {
     commands: mpsc::UnboundedSender<Command>,
     status: watch::Receiver<Status>,
     members: watch::Receiver<Vec<Member>>,
+    shown: Arc<shown::Shown>,
     workspace_id: Uuid,
 }
 
@@ -137,13 +136,14 @@ impl Realtime {
     pub fn start(params: Params, rt: &Handle) -> Realtime {
         let (commands, rx) = mpsc::unbounded_channel();
         let (status_tx, status) = watch::channel(Status::Connecting);
-        let (members_tx, members) = watch::channel(Vec::new());
         let workspace_id = params.workspace_id;
-        rt.spawn(socket::run(params, rx, status_tx, members_tx));
+        let (shown, members) = shown::Shown::new(params.events.clone(), workspace_id);
+        rt.spawn(socket::run(params, rx, status_tx, shown.clone()));
         Realtime {
             commands,
             status,
             members,
+            shown,
             workspace_id,
         }
     }
@@ -167,13 +167,12 @@ impl Realtime {
     }
 
     /// Closes the socket and withdraws the members shown: one last `cloud:presence:updated`
-    /// with nobody, unless nobody was shown. For a close the host asked for (unlink, logout,
-    /// a new working directory); dropping the handle closes it without that event, as
-    /// `destroy()` must, since the host takes no more events after it.
+    /// with nobody, unless nobody was shown, emitted before this returns (so before any list
+    /// of a socket started after it). For a close the host asked for (unlink, logout, a new
+    /// working directory); dropping the handle closes it without that event, as `destroy()`
+    /// and a restart of the same workspace's socket must.
     pub fn close(self) {
-        let _ = self.commands.send(Command::Shutdown {
-            withdraw_presence: true,
-        });
+        self.shown.close(true);
     }
 
     /// Sends an ephemeral message to the other members of the workspace (over the socket
@@ -211,8 +210,7 @@ pub async fn poll_wait(wait: Duration, status: Option<&mut watch::Receiver<Statu
 
 impl Drop for Realtime {
     fn drop(&mut self) {
-        let _ = self.commands.send(Command::Shutdown {
-            withdraw_presence: false,
-        });
+        self.shown.close(false);
+        let _ = self.commands.send(Command::Shutdown);
     }
 }

@@ -32,6 +32,7 @@ use super::{
     frame::{self, ChangeData, ChangeType, Incoming, Outgoing, RecordProblem},
     presence::Member,
     row::Row,
+    shown::Shown,
     token, Command, Params, Status, MAX_MESSAGE_BYTES,
 };
 use crate::{
@@ -96,7 +97,7 @@ pub(crate) async fn run(
     params: Params,
     commands: mpsc::UnboundedReceiver<Command>,
     status: watch::Sender<Status>,
-    members: watch::Sender<Vec<Member>>,
+    shown: Arc<Shown>,
 ) {
     let (internal_tx, internal_rx) = mpsc::unbounded_channel();
     let channel = Channel::new(params.workspace_id, params.me.clone());
@@ -106,7 +107,7 @@ pub(crate) async fn run(
         internal_tx,
         internal_rx,
         status,
-        members,
+        shown,
         channel,
         next_ref: 0,
         token: None,
@@ -125,7 +126,7 @@ pub(crate) async fn run(
     };
     task.run().await;
     task.status.send_replace(Status::ShutDown);
-    task.members.send_replace(Vec::new());
+    task.shown.close(false);
 }
 
 struct Task {
@@ -134,7 +135,7 @@ struct Task {
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     status: watch::Sender<Status>,
-    members: watch::Sender<Vec<Member>>,
+    shown: Arc<Shown>,
     channel: Channel,
     next_ref: u64,
     /// The newest access token the session gave us.
@@ -241,8 +242,7 @@ impl Task {
                         self.announce_down();
                         return None;
                     }
-                    Some(Command::Shutdown { withdraw_presence }) => {
-                        self.withdraw(withdraw_presence);
+                    Some(Command::Shutdown) => {
                         self.announce_down();
                         return None;
                     }
@@ -306,8 +306,7 @@ impl Task {
                         self.close(&mut ws).await;
                         return Exit::Shutdown;
                     }
-                    Some(Command::Shutdown { withdraw_presence }) => {
-                        self.withdraw(withdraw_presence);
+                    Some(Command::Shutdown) => {
                         self.close(&mut ws).await;
                         return Exit::Shutdown;
                     }
@@ -477,13 +476,6 @@ impl Task {
         self.lost_at.get_or_insert_with(now_iso);
         self.missed_all();
         self.missed_workspace = true;
-    }
-
-    /// Closed by us: the host stops showing the members of the channel (when asked to).
-    fn withdraw(&mut self, presence: bool) {
-        if presence {
-            self.publish(Vec::new());
-        }
     }
 
     fn announce_down(&mut self) {
@@ -876,14 +868,7 @@ impl Task {
     }
 
     fn publish(&mut self, members: Vec<Member>) {
-        if *self.members.borrow() == members {
-            return;
-        }
-        self.members.send_replace(members.clone());
-        self.p.events.emit(Event::PresenceUpdated {
-            workspace_id: self.p.workspace_id.to_string(),
-            members: json!(members),
-        });
+        self.shown.publish(members);
     }
 
     // ---- commands and side work --------------------------------------------------------

@@ -100,7 +100,7 @@ impl Syncer {
         let Some(dir) = self.lock().dir.clone() else {
             return Ok(());
         };
-        self.stop_engine();
+        self.stop_engine_with(super::Withdraw::Presence);
         let had = self.lock().link.take();
         let corrupt = self.lock().board.link_error.is_some();
         if had.is_none() && !corrupt {

@@ -145,7 +145,7 @@ impl Syncer {
     }
 
     pub fn set_dir(&self, dir: Option<PathBuf>) {
-        self.stop_engine();
+        self.stop_engine_with(Withdraw::Presence);
         let active = {
             let mut i = self.lock();
             i.dir = dir;
@@ -229,8 +229,11 @@ impl Syncer {
         self.update_board(|b| b.running = running);
     }
 
+    /// Stops the engine to start it again (a login, a link): the members shown stay until
+    /// the new socket's list replaces them. Only unlink, logout and a new working directory
+    /// withdraw them.
     fn stop_engine(&self) {
-        self.stop_engine_with(Withdraw::Presence);
+        self.stop_engine_with(Withdraw::Quietly);
     }
 
     fn stop_engine_with(&self, withdraw: Withdraw) {
@@ -242,7 +245,8 @@ impl Syncer {
             task.abort();
         }
         // Closing the socket announces the leave to the others; the host is told that the
-        // members it was shown are gone with it.
+        // members it was shown are gone with it (before this returns, so before the list of
+        // any socket started next).
         if let Some(r) = realtime {
             match withdraw {
                 Withdraw::Presence => r.close(),
@@ -352,6 +356,6 @@ impl Syncer {
 enum Withdraw {
     /// One last `cloud:presence:updated` with nobody.
     Presence,
-    /// No event (the host is tearing down).
+    /// No event (the host is tearing down, or a new socket is starting in its place).
     Quietly,
 }
