@@ -347,7 +347,8 @@ impl Ledger {
         }
     }
 
-    /// The catch-ups due at `now` (not under way, not waiting to be retried).
+    /// The catch-ups due at `now` (not under way, not waiting to be retried), in a fixed
+    /// order so that what happens does not depend on the map's.
     pub fn due(&self, now: Instant) -> Vec<Uuid> {
         self.convs
             .iter()
@@ -357,6 +358,8 @@ impl Ledger {
                     .is_some_and(|cu| cu.running.is_none() && cu.retry_at.is_none_or(|t| t <= now))
             })
             .map(|(conv, _)| *conv)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
             .collect()
     }
 
@@ -777,8 +780,8 @@ mod tests {
         fn end_read(&mut self, i: usize, ok: bool) {
             let (row, from) = self.reads.remove(i);
             if ok {
-                self.ledger.read_done(C, &from);
                 self.deliver(C, &row, Via::Read);
+                self.ledger.read_done(C, &from);
             } else {
                 self.ledger.missed_since(C, from.clone());
                 self.ledger.read_done(C, &from);

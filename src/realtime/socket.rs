@@ -816,7 +816,6 @@ impl Task {
                 self.ledger.missed_since(conversation, from.clone());
             }
         }
-        self.ledger.read_done(conversation, &from);
         match rows {
             Ok(rows) => {
                 // Only the row asked for: a server that ignored the filter sends others.
@@ -841,6 +840,9 @@ impl Task {
                 }
             }
         }
+        // Only now: until the row is checked against them, the read keeps remembered the
+        // rows from its start on (a pull may have delivered this one meanwhile).
+        self.ledger.read_done(conversation, &from);
     }
 
     /// Replaces the watched conversations; new ones are watched from `origin`.
