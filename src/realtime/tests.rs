@@ -493,12 +493,8 @@ fn changes_system(status: &str, message: &str) -> Value {
 
 #[tokio::test]
 async fn a_refused_subscription_is_polled_until_the_server_confirms_it() {
-    let rest = Rest::start().await;
     let c7 = Uuid::from_u128(7);
-    rest.db.lock().unwrap().conversations = vec![c7];
-    let mut server = Server::start().await;
-    let mut client = Client::start_with_rest(&server, Duration::from_secs(25), &rest.base);
-    first_join(&mut server, &mut client, &[c7]).await;
+    let (rest, server, mut client, _) = watching(&[c7]).await;
     assert_eq!(client.rt().status(), Status::Live);
     let hooks = client.hooks.0.load(Ordering::SeqCst);
     // Joined, but no change will come: the engine must not rely on the socket.
@@ -851,14 +847,21 @@ async fn first_join(server: &mut Server, client: &mut Client, conversations: &[U
     join["join_ref"].as_str().unwrap().to_string()
 }
 
-#[tokio::test]
-async fn a_rejoin_for_a_new_conversation_misses_nothing() {
+/// A joined client (25 s heartbeat) whose stand-in cloud lists `conversations`, watched
+/// from the first join; with that join's ref.
+async fn watching(conversations: &[Uuid]) -> (Rest, Server, Client, String) {
     let rest = Rest::start().await;
-    let (c7, c8) = (Uuid::from_u128(7), Uuid::from_u128(8));
-    rest.db.lock().unwrap().conversations = vec![c7];
+    rest.db.lock().unwrap().conversations = conversations.to_vec();
     let mut server = Server::start().await;
     let mut client = Client::start_with_rest(&server, Duration::from_secs(25), &rest.base);
-    first_join(&mut server, &mut client, &[c7]).await;
+    let join_ref = first_join(&mut server, &mut client, conversations).await;
+    (rest, server, client, join_ref)
+}
+
+#[tokio::test]
+async fn a_rejoin_for_a_new_conversation_misses_nothing() {
+    let (c7, c8) = (Uuid::from_u128(7), Uuid::from_u128(8));
+    let (rest, mut server, mut client, _) = watching(&[c7]).await;
     let t0 = chrono::Utc::now();
     let live = row_at(1, c7, BOB, t0);
     rest.db.lock().unwrap().messages.push(live.clone());
@@ -953,12 +956,8 @@ async fn a_failed_catch_up_is_retried_from_before_the_gap() {
 
 #[tokio::test]
 async fn a_conversation_created_in_the_rejoin_gap_is_watched() {
-    let rest = Rest::start().await;
     let (c7, c8, c9) = (Uuid::from_u128(7), Uuid::from_u128(8), Uuid::from_u128(9));
-    rest.db.lock().unwrap().conversations = vec![c7];
-    let mut server = Server::start().await;
-    let mut client = Client::start_with_rest(&server, Duration::from_secs(25), &rest.base);
-    first_join(&mut server, &mut client, &[c7]).await;
+    let (rest, mut server, mut client, _) = watching(&[c7]).await;
     let t0 = chrono::Utc::now();
     let insert = |c: Uuid| {
         json!({"topic": topic(), "event": "postgres_changes", "ref": null, "payload": {
@@ -1013,12 +1012,8 @@ fn too_large_insert_of(row: &Value) -> Value {
 
 #[tokio::test]
 async fn a_message_too_large_for_the_socket_is_read_over_rest() {
-    let rest = Rest::start().await;
     let c7 = Uuid::from_u128(7);
-    rest.db.lock().unwrap().conversations = vec![c7];
-    let mut server = Server::start().await;
-    let mut client = Client::start_with_rest(&server, Duration::from_secs(25), &rest.base);
-    first_join(&mut server, &mut client, &[c7]).await;
+    let (rest, server, mut client, _) = watching(&[c7]).await;
     let t0 = chrono::Utc::now();
 
     let mut big = row_at(5, c7, BOB, t0);
@@ -1089,12 +1084,8 @@ async fn a_message_too_large_for_the_socket_is_caught_up_when_its_read_fails() {
 /// clock runs five minutes ahead is still pulled from its creation after a gap.
 #[tokio::test]
 async fn a_new_conversation_is_watched_from_the_servers_time() {
-    let rest = Rest::start().await;
     let (c7, c8) = (Uuid::from_u128(7), Uuid::from_u128(8));
-    rest.db.lock().unwrap().conversations = vec![c7];
-    let mut server = Server::start().await;
-    let mut client = Client::start_with_rest(&server, Duration::from_secs(25), &rest.base);
-    let join_ref = first_join(&mut server, &mut client, &[c7]).await;
+    let (rest, mut server, mut client, join_ref) = watching(&[c7]).await;
     let server_now = chrono::Utc::now() - chrono::Duration::minutes(5);
     let stamp =
         |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
@@ -1129,12 +1120,8 @@ fn insert_with_errors(record: &Value, errors: Value) -> Value {
 
 #[tokio::test]
 async fn a_change_whose_errors_say_it_is_incomplete_is_never_emitted_as_it_came() {
-    let rest = Rest::start().await;
     let c7 = Uuid::from_u128(7);
-    rest.db.lock().unwrap().conversations = vec![c7];
-    let mut server = Server::start().await;
-    let mut client = Client::start_with_rest(&server, Duration::from_secs(25), &rest.base);
-    first_join(&mut server, &mut client, &[c7]).await;
+    let (rest, server, mut client, _) = watching(&[c7]).await;
     let t0 = chrono::Utc::now();
 
     // 401: the server says this subscriber may not see the row. Whatever the record holds,
@@ -1202,12 +1189,8 @@ async fn contents_until(
 
 #[tokio::test]
 async fn a_catch_up_failing_while_many_rows_arrive_live_delivers_nothing_twice() {
-    let rest = Rest::start().await;
     let (c7, c8) = (Uuid::from_u128(7), Uuid::from_u128(8));
-    rest.db.lock().unwrap().conversations = vec![c7, c8];
-    let mut server = Server::start().await;
-    let mut client = Client::start_with_rest(&server, Duration::from_secs(25), &rest.base);
-    let join_ref = first_join(&mut server, &mut client, &[c7, c8]).await;
+    let (rest, mut server, mut client, join_ref) = watching(&[c7, c8]).await;
     let t0 = chrono::Utc::now();
     let before = row_at(1, c7, BOB, t0);
     rest.db.lock().unwrap().messages.push(before.clone());
@@ -1248,12 +1231,8 @@ async fn a_catch_up_failing_while_many_rows_arrive_live_delivers_nothing_twice()
 
 #[tokio::test]
 async fn a_long_catch_up_goes_on_past_a_round_of_pages() {
-    let rest = Rest::start().await;
     let c7 = Uuid::from_u128(7);
-    rest.db.lock().unwrap().conversations = vec![c7];
-    let mut server = Server::start().await;
-    let mut client = Client::start_with_rest(&server, Duration::from_secs(25), &rest.base);
-    let join_ref = first_join(&mut server, &mut client, &[c7]).await;
+    let (rest, server, mut client, join_ref) = watching(&[c7]).await;
     let t0 = chrono::Utc::now();
     // One row a page: the gap holds more pages than a round reads.
     let n = 60u128;
@@ -1280,12 +1259,8 @@ async fn a_long_catch_up_goes_on_past_a_round_of_pages() {
 
 #[tokio::test]
 async fn a_failed_list_of_conversations_is_retried() {
-    let rest = Rest::start().await;
     let (c7, c9) = (Uuid::from_u128(7), Uuid::from_u128(9));
-    rest.db.lock().unwrap().conversations = vec![c7];
-    let mut server = Server::start().await;
-    let mut client = Client::start_with_rest(&server, Duration::from_secs(25), &rest.base);
-    let join_ref = first_join(&mut server, &mut client, &[c7]).await;
+    let (rest, mut server, mut client, join_ref) = watching(&[c7]).await;
     let t0 = chrono::Utc::now();
 
     // The channel is lost; a conversation and a message in it are created meanwhile; the
