@@ -26,11 +26,6 @@ const MAX_PAGES: usize = 50;
 /// Pages of the conversation list a client follows at most: a server that never sends an
 /// empty page must not grow the list without end.
 const MAX_CONVERSATION_PAGES: usize = 1000;
-/// The pull starts this long before the last row seen: rows commit out of `created_at`
-/// order (it is taken at insert, not at commit), so a row stamped a little earlier than the
-/// last one seen may still have been missed. Deduplication drops the overlap.
-pub const SLACK: chrono::Duration = chrono::Duration::seconds(10);
-
 /// The path of one page of at most `limit` of a conversation's messages from `at`, up to
 /// `until` (inclusive) when given.
 pub fn page_path(conversation: &Uuid, at: &At, until: Option<&str>, limit: usize) -> String {
@@ -395,12 +390,6 @@ fn row_id(row: &Value) -> Option<Uuid> {
         .and_then(|s| Uuid::parse_str(s).ok())
 }
 
-/// `ts` moved back by the slack, as an RFC 3339 string; `None` if `ts` is unreadable.
-pub fn with_slack(ts: &str) -> Option<String> {
-    let t = chrono::DateTime::parse_from_rfc3339(ts).ok()?;
-    Some((t - SLACK).to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -597,14 +586,5 @@ mod tests {
             next.contains("or=%28created_at.gt.2026-01-01T00%3A00%3A01Z"),
             "{next}"
         );
-    }
-
-    #[test]
-    fn slack_moves_back() {
-        assert_eq!(
-            with_slack("2026-01-01T00:00:10.5Z").as_deref(),
-            Some("2026-01-01T00:00:00.500000Z")
-        );
-        assert_eq!(with_slack("nope"), None);
     }
 }

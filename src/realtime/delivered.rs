@@ -19,10 +19,18 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::{
-    backoff::{Backoff, CATCH_UP},
-    catchup::{with_slack, SLACK},
-};
+use super::backoff::{Backoff, CATCH_UP};
+
+/// A catch-up starts this long before the last row seen: rows commit out of `created_at`
+/// order (it is taken at insert, not at commit), so a row stamped a little earlier than the
+/// last one seen may still have been missed. Deduplication drops the overlap.
+pub const SLACK: chrono::Duration = chrono::Duration::seconds(10);
+
+/// `ts` moved back by the slack, as an RFC 3339 string; `None` if `ts` is unreadable.
+pub fn with_slack(ts: &str) -> Option<String> {
+    let t = chrono::DateTime::parse_from_rfc3339(ts).ok()?;
+    Some((t - SLACK).to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+}
 
 /// Microseconds since the epoch, of a row's `created_at`.
 pub type Micros = i64;
@@ -516,6 +524,15 @@ mod tests {
 
     const C: Uuid = Uuid::from_u128(0xc);
     const NOISE: Uuid = Uuid::from_u128(0xe);
+
+    #[test]
+    fn slack_moves_back() {
+        assert_eq!(
+            with_slack("2026-01-01T00:00:10.5Z").as_deref(),
+            Some("2026-01-01T00:00:00.500000Z")
+        );
+        assert_eq!(with_slack("nope"), None);
+    }
 
     #[test]
     fn seen_is_bounded_and_remembers() {
