@@ -6,6 +6,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startDevcloud, ROOT, DEMO_PASSWORD, SEED } from './helpers/devcloud.mjs';
@@ -250,5 +251,42 @@ test('a push sends first what another process on the directory queued since this
   await pusher.exited;
   assert.equal(result.pushed, 1);
   assert.deepEqual((await rowsOf(cloud, queuedConv)).map((r) => r.content), ['queued 0', 'queued 1'], 'sent before the push');
+  assert.equal(existsSync(join(dir, '.cloud-outbox.jsonl')), false, 'nothing is left queued');
+});
+
+test('an idle linked process drains what another process on the directory queued', async () => {
+  const dir = workdir();
+  const args = ['--port', String(await freePort()), '--data-dir', join(workdir('oboto-cloud-data-'), 'db')];
+  await cloud?.stop();
+  cloud = await startDevcloud(args);
+  const conv = await newConversation(cloud);
+  const login = `await cs.login(${JSON.stringify(SEED.users.alice.email)}, ${JSON.stringify(DEMO_PASSWORD)});`;
+  // Linked before anything is queued, and never pushes: only its engine can send them.
+  const idle = host(cloud.url, cloud.anonKey, dir, `
+    ${login}
+    await cs.linkWorkspace(${JSON.stringify(SEED.workspaces.websiteRevamp)});
+    say({ step: 'linked' });
+    await next();
+  `);
+  await idle.step('linked');
+  const queuer = host(cloud.url, cloud.anonKey, dir, `
+    ${login}
+    say({ step: 'ready' });
+    await next();
+    const history = [{ role: 'user', content: 'queued 0' }, { role: 'assistant', content: 'queued 1' }];
+    say({ step: 'queued', result: await cs.pushConversation(${JSON.stringify(conv)}, history) });
+  `);
+  await queuer.step('ready');
+  await cloud.stop();
+  queuer.send('go');
+  assert.equal((await queuer.step('queued')).result.queued, 2);
+  await queuer.exited;
+
+  cloud = await startDevcloud(args);
+  let rows = [];
+  for (const end = Date.now() + 30_000; Date.now() < end && rows.length < 2; await sleep(200)) rows = await rowsOf(cloud, conv);
+  idle.send('go');
+  await idle.exited;
+  assert.deepEqual(rows.map((r) => r.content), ['queued 0', 'queued 1'], 'sent by the idle process');
   assert.equal(existsSync(join(dir, '.cloud-outbox.jsonl')), false, 'nothing is left queued');
 });

@@ -295,6 +295,12 @@ impl Syncer {
             return true;
         };
         let mut ok = true;
+        // Another process on this directory may have queued this user's entries since: the
+        // file, not this process's count, says what there is to send.
+        if let (Some(ob), Some(user)) = (self.outbox(), conn.user_id()) {
+            let pending = ob.pending(&user);
+            self.update_board(|b| b.outbox_pending = pending);
+        }
         let needs_flush = {
             let b = &self.lock().board;
             b.outbox_pending > 0
