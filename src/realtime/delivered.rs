@@ -14,7 +14,7 @@
 //!   from the first live row after its gap (rows committed before that join are older
 //!   than that row's `created_at` plus the slack). Everything else is forgotten.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -240,7 +240,9 @@ struct Conv {
 /// The one owner of delivery and catch-up state (the socket task holds it).
 pub struct Ledger {
     seen: Seen,
-    convs: HashMap<Uuid, Conv>,
+    /// By id, so that catch-ups come due in a fixed order: a seed of the property test
+    /// then replays the same run.
+    convs: BTreeMap<Uuid, Conv>,
     next_pull: u64,
 }
 
@@ -248,7 +250,7 @@ impl Ledger {
     pub fn new(seen_ids: usize) -> Ledger {
         Ledger {
             seen: Seen::new(seen_ids),
-            convs: HashMap::new(),
+            convs: BTreeMap::new(),
             next_pull: 0,
         }
     }
@@ -355,8 +357,7 @@ impl Ledger {
         }
     }
 
-    /// The catch-ups due at `now` (not under way, not waiting to be retried), in a fixed
-    /// order so that what happens does not depend on the map's.
+    /// The catch-ups due at `now` (not under way, not waiting to be retried).
     pub fn due(&self, now: Instant) -> Vec<Uuid> {
         self.convs
             .iter()
@@ -366,8 +367,6 @@ impl Ledger {
                     .is_some_and(|cu| cu.running.is_none() && cu.retry_at.is_none_or(|t| t <= now))
             })
             .map(|(conv, _)| *conv)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
             .collect()
     }
 
@@ -521,6 +520,7 @@ fn forget(keys: &mut BTreeSet<(Micros, u128)>, from: Micros, to: Micros) {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::HashMap;
 
     const C: Uuid = Uuid::from_u128(0xc);
     const NOISE: Uuid = Uuid::from_u128(0xe);
