@@ -74,14 +74,23 @@ function host(url, anonKey, dir, body) {
   };
 }
 
+const ALICE_LOGIN = `await cs.login(${JSON.stringify(SEED.users.alice.email)}, ${JSON.stringify(DEMO_PASSWORD)});`;
+
+/** A cloud that can stop and come back on the same port with its data. */
+async function restartableCloud() {
+  const args = ['--port', String(await freePort()), '--data-dir', join(workdir('oboto-cloud-data-'), 'db')];
+  await cloud?.stop();
+  cloud = await startDevcloud(args);
+  return args;
+}
+
 test('50 pushes queued offline survive a restart and arrive once when the cloud returns', async () => {
   const dir = workdir();
-  const args = ['--port', String(await freePort()), '--data-dir', join(workdir('oboto-cloud-data-'), 'db')];
-  cloud = await startDevcloud(args);
+  const args = await restartableCloud();
   const conv = await newConversation(cloud);
 
   const first = host(cloud.url, cloud.anonKey, dir, `
-    await cs.login(${JSON.stringify(SEED.users.alice.email)}, ${JSON.stringify(DEMO_PASSWORD)});
+    ${ALICE_LOGIN}
     await cs.linkWorkspace(${JSON.stringify(SEED.workspaces.websiteRevamp)});
     cs.workspaceSync.linkConversation('chat', ${JSON.stringify(conv)});
     say({ step: 'linked' });
@@ -134,9 +143,7 @@ test('50 pushes queued offline survive a restart and arrive once when the cloud 
 test('a push queued offline is sent when the cloud returns, though the engine would not poll for an hour', async () => {
   // No socket, and an hour between polls: the engine stands for one whose socket came back
   // live before its next poll, which then never comes while the socket stays up.
-  const args = ['--port', String(await freePort()), '--data-dir', join(workdir('oboto-cloud-data-'), 'db')];
-  await cloud?.stop();
-  cloud = await startDevcloud(args);
+  const args = await restartableCloud();
   const conv = await newConversation(cloud);
   const { cs, bus } = await loggedIn(cloud, 'alice', {
     dir: workdir(),
@@ -166,13 +173,11 @@ test('a push queued offline is sent when the cloud returns, though the engine wo
 
 test('two processes draining one outbox at once store each row once and leave nothing queued', async () => {
   const dir = workdir();
-  const args = ['--port', String(await freePort()), '--data-dir', join(workdir('oboto-cloud-data-'), 'db')];
-  await cloud?.stop();
-  cloud = await startDevcloud(args);
+  const args = await restartableCloud();
   const conv = await newConversation(cloud);
   const n = 40;
   const first = host(cloud.url, cloud.anonKey, dir, `
-    await cs.login(${JSON.stringify(SEED.users.alice.email)}, ${JSON.stringify(DEMO_PASSWORD)});
+    ${ALICE_LOGIN}
     await cs.linkWorkspace(${JSON.stringify(SEED.workspaces.websiteRevamp)});
     cs.workspaceSync.linkConversation('chat', ${JSON.stringify(conv)});
     say({ step: 'linked' });
@@ -215,62 +220,11 @@ test('two processes draining one outbox at once store each row once and leave no
   assert.deepEqual(new Set(rows.map((r) => r.content)), new Set(Array.from({ length: n }, (_, i) => `offline ${i}`)));
 });
 
-test('a push sends first what another process on the directory queued since this one started', async () => {
-  const dir = workdir();
-  const args = ['--port', String(await freePort()), '--data-dir', join(workdir('oboto-cloud-data-'), 'db')];
-  await cloud?.stop();
-  cloud = await startDevcloud(args);
-  const [queuedConv, pushedConv] = [await newConversation(cloud), await newConversation(cloud)];
-  const login = `await cs.login(${JSON.stringify(SEED.users.alice.email)}, ${JSON.stringify(DEMO_PASSWORD)});`;
-  // Started before anything is queued: its own count of queued entries stays 0.
-  const pusher = host(cloud.url, cloud.anonKey, dir, `
-    ${login}
-    await cs.linkWorkspace(${JSON.stringify(SEED.workspaces.websiteRevamp)});
-    say({ step: 'linked' });
-    await next();
-    const result = await cs.pushConversation(${JSON.stringify(pushedConv)}, [{ role: 'user', content: 'pushed' }]);
-    say({ step: 'pushed', result });
-  `);
-  await pusher.step('linked');
+/** Another process of alice's on `dir` queues two rows of `conv` while the cloud is down and
+ *  exits; the cloud then comes back on `args`. */
+async function queuedByAnotherProcess(dir, conv, args) {
   const queuer = host(cloud.url, cloud.anonKey, dir, `
-    ${login}
-    say({ step: 'ready' });
-    await next();
-    const history = [{ role: 'user', content: 'queued 0' }, { role: 'assistant', content: 'queued 1' }];
-    say({ step: 'queued', result: await cs.pushConversation(${JSON.stringify(queuedConv)}, history) });
-  `);
-  await queuer.step('ready');
-  await cloud.stop();
-  queuer.send('go');
-  assert.equal((await queuer.step('queued')).result.queued, 2);
-  await queuer.exited;
-
-  cloud = await startDevcloud(args);
-  pusher.send('go');
-  const { result } = await pusher.step('pushed');
-  await pusher.exited;
-  assert.equal(result.pushed, 1);
-  assert.deepEqual((await rowsOf(cloud, queuedConv)).map((r) => r.content), ['queued 0', 'queued 1'], 'sent before the push');
-  assert.equal(existsSync(join(dir, '.cloud-outbox.jsonl')), false, 'nothing is left queued');
-});
-
-test('an idle linked process drains what another process on the directory queued', async () => {
-  const dir = workdir();
-  const args = ['--port', String(await freePort()), '--data-dir', join(workdir('oboto-cloud-data-'), 'db')];
-  await cloud?.stop();
-  cloud = await startDevcloud(args);
-  const conv = await newConversation(cloud);
-  const login = `await cs.login(${JSON.stringify(SEED.users.alice.email)}, ${JSON.stringify(DEMO_PASSWORD)});`;
-  // Linked before anything is queued, and never pushes: only its engine can send them.
-  const idle = host(cloud.url, cloud.anonKey, dir, `
-    ${login}
-    await cs.linkWorkspace(${JSON.stringify(SEED.workspaces.websiteRevamp)});
-    say({ step: 'linked' });
-    await next();
-  `);
-  await idle.step('linked');
-  const queuer = host(cloud.url, cloud.anonKey, dir, `
-    ${login}
+    ${ALICE_LOGIN}
     say({ step: 'ready' });
     await next();
     const history = [{ role: 'user', content: 'queued 0' }, { role: 'assistant', content: 'queued 1' }];
@@ -281,8 +235,45 @@ test('an idle linked process drains what another process on the directory queued
   queuer.send('go');
   assert.equal((await queuer.step('queued')).result.queued, 2);
   await queuer.exited;
-
   cloud = await startDevcloud(args);
+}
+
+test('a push sends first what another process on the directory queued since this one started', async () => {
+  const dir = workdir();
+  const args = await restartableCloud();
+  const [queuedConv, pushedConv] = [await newConversation(cloud), await newConversation(cloud)];
+  // Started before anything is queued: its own count of queued entries stays 0.
+  const pusher = host(cloud.url, cloud.anonKey, dir, `
+    ${ALICE_LOGIN}
+    await cs.linkWorkspace(${JSON.stringify(SEED.workspaces.websiteRevamp)});
+    say({ step: 'linked' });
+    await next();
+    const result = await cs.pushConversation(${JSON.stringify(pushedConv)}, [{ role: 'user', content: 'pushed' }]);
+    say({ step: 'pushed', result });
+  `);
+  await pusher.step('linked');
+  await queuedByAnotherProcess(dir, queuedConv, args);
+  pusher.send('go');
+  const { result } = await pusher.step('pushed');
+  await pusher.exited;
+  assert.equal(result.pushed, 1);
+  assert.deepEqual((await rowsOf(cloud, queuedConv)).map((r) => r.content), ['queued 0', 'queued 1'], 'sent before the push');
+  assert.equal(existsSync(join(dir, '.cloud-outbox.jsonl')), false, 'nothing is left queued');
+});
+
+test('an idle linked process drains what another process on the directory queued', async () => {
+  const dir = workdir();
+  const args = await restartableCloud();
+  const conv = await newConversation(cloud);
+  // Linked before anything is queued, and never pushes: only its engine can send them.
+  const idle = host(cloud.url, cloud.anonKey, dir, `
+    ${ALICE_LOGIN}
+    await cs.linkWorkspace(${JSON.stringify(SEED.workspaces.websiteRevamp)});
+    say({ step: 'linked' });
+    await next();
+  `);
+  await idle.step('linked');
+  await queuedByAnotherProcess(dir, conv, args);
   let rows = [];
   for (const end = Date.now() + 30_000; Date.now() < end && rows.length < 2; await sleep(200)) rows = await rowsOf(cloud, conv);
   idle.send('go');
