@@ -14,6 +14,8 @@ use serde::Serialize;
 use serde_json::{value::RawValue, Value};
 use tokio::sync::Notify;
 
+use crate::heap::AfterBurst;
+
 pub trait EventSink: Send + Sync {
     /// `payload` is always the text of a JSON object (the host spreads it into
     /// `{...payload, timestamp}`). `handled` is dropped once the host has handled the event
@@ -25,6 +27,9 @@ pub trait EventSink: Send + Sync {
 /// socket) stops reading: the rest wait in the kernel and at the server, as they do for a
 /// JS client, instead of in this process's memory.
 pub const HOST_BACKLOG: usize = 1024;
+
+/// A burst's memory goes back to the system once the host has handled it.
+static AFTER_BURST: AfterBurst = AfterBurst::new();
 
 #[derive(Default)]
 struct Backlog {
@@ -40,6 +45,9 @@ impl Drop for Pending {
         // Waiters resume once half the backlog is handled, not at every event.
         if self.0.waiting.fetch_sub(1, Ordering::AcqRel) == HOST_BACKLOG / 2 {
             self.0.drained.notify_waiters();
+        }
+        if AFTER_BURST.handled() {
+            AFTER_BURST.trim();
         }
     }
 }

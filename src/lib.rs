@@ -18,6 +18,7 @@ pub mod conversations;
 pub mod error;
 pub mod events;
 pub mod files;
+pub mod heap;
 pub mod link_file;
 pub mod log;
 pub mod realtime;
