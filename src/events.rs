@@ -146,6 +146,12 @@ pub enum Event {
         bytes: u64,
         total: u64,
     },
+    /// `cloud:conversation:deleted`: a conversation of the linked workspace is gone
+    /// (deleted, or moved to another workspace), seen live or by a list after a gap.
+    ConversationDeleted {
+        workspace_id: String,
+        conversation_id: String,
+    },
     /// `cloud:message:received`: a message row another sender wrote, as the cloud sent it.
     MessageReceived(Box<RawValue>),
     PresenceUpdated {
@@ -190,6 +196,7 @@ impl Event {
             Event::FileDownloaded { .. } => "cloud:file:downloaded",
             Event::FileDeleted { .. } => "cloud:file:deleted",
             Event::FileProgress { .. } => "cloud:file:progress",
+            Event::ConversationDeleted { .. } => "cloud:conversation:deleted",
             Event::MessageReceived(_) => "cloud:message:received",
             Event::PresenceUpdated { .. } => "cloud:presence:updated",
             Event::RealtimeConnected { .. } => "cloud:realtime:connected",

@@ -15,6 +15,7 @@ export type CloudEventName =
   | 'cloud:workspace:pushed'
   | 'cloud:workspace:pulled'
   | 'cloud:workspace:remote-update'
+  | 'cloud:conversation:deleted'
   | 'cloud:message:received'
   | 'cloud:presence:updated'
   | 'cloud:realtime:connected'

@@ -19,6 +19,11 @@ use super::{
 /// join never carries an unbounded filter.
 pub const MAX_FILTERED_CONVERSATIONS: usize = 100;
 
+/// The most bindings watching conversations' deletions (each up to
+/// `MAX_FILTERED_CONVERSATIONS` ids), so a join stays well inside a server's 100
+/// postgres_changes entries per socket.
+pub const MAX_DELETION_BINDINGS: usize = 20;
+
 /// How long a join may wait for its reply (Phoenix's push timeout).
 pub const JOIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -151,7 +156,26 @@ impl Channel {
             event: "*",
             filter: Some(format!("workspace_id=eq.{ws}")),
         });
+        b.extend(self.deletion_bindings());
         b
+    }
+
+    /// A DELETE's filters are evaluated on the old row's primary key alone (it is all its
+    /// `old_record` holds on an RLS table), so the `workspace_id` binding above never sees
+    /// one: the known conversations are watched by id, at most the server's 100 `in` values
+    /// per binding. Never unfiltered, which would bring the id of every conversation any
+    /// tenant deletes (a DELETE is not checked against policies). Beyond
+    /// `MAX_DELETION_BINDINGS` the rest are found gone by the list after the next gap.
+    fn deletion_bindings(&self) -> Vec<Binding> {
+        let ids: Vec<String> = self.conversations.iter().map(Uuid::to_string).collect();
+        ids.chunks(MAX_FILTERED_CONVERSATIONS)
+            .take(MAX_DELETION_BINDINGS)
+            .map(|chunk| Binding {
+                table: Table::Conversations,
+                event: "DELETE",
+                filter: Some(format!("id=in.({})", chunk.join(","))),
+            })
+            .collect()
     }
 
     pub fn is_joined(&self) -> bool {
@@ -307,20 +331,22 @@ impl Channel {
         matches!(self.state, State::Joining { deadline, .. } if deadline <= now)
     }
 
-    /// Which binding a change belongs to: its table's binding, when the server listed that
-    /// binding's id. A change for a binding of an earlier join, or for a conversation not in
-    /// the set, is not ours.
+    /// Which table a change belongs to: that of a binding of its table and event whose id
+    /// the server listed (realtime-js fires a binding the same way). A change for a binding
+    /// of an earlier join is not ours.
     pub fn route(&self, ids: &[i64], data: &ChangeData) -> Option<Table> {
         if data.schema != "public" {
             return None;
         }
-        let (i, b) = self
-            .bindings
+        self.bindings
             .iter()
-            .enumerate()
-            .find(|(_, b)| b.table.name() == data.table)?;
-        let id = self.ids.get(i)?;
-        ids.contains(id).then_some(b.table)
+            .zip(&self.ids)
+            .find(|(b, id)| {
+                b.table.name() == data.table
+                    && (b.event == "*" || b.event == data.kind.as_str())
+                    && ids.contains(id)
+            })
+            .map(|(b, _)| b.table)
     }
 }
 
@@ -391,7 +417,12 @@ mod tests {
             json!({"key": "u1", "enabled": true})
         );
         let pc = p["config"]["postgres_changes"].as_array().unwrap();
-        assert_eq!(pc.len(), 4);
+        assert_eq!(pc.len(), 5);
+        assert_eq!(
+            pc[4],
+            json!({"event": "DELETE", "schema": "public", "table": "conversations",
+                   "filter": format!("id=in.({conv})")})
+        );
         assert_eq!(pc[0]["filter"], json!(format!("id=eq.{WS}")));
         assert_eq!(pc[3]["table"], json!("workspace_files"));
         assert_eq!(
@@ -472,6 +503,95 @@ mod tests {
         let before = c.deadline();
         c.join_paused(t0, t0 + s(100));
         assert_eq!(c.deadline(), before);
+    }
+
+    /// A DELETE is filtered on the primary key alone: the known conversations are watched
+    /// by id, 100 per binding, never by an unfiltered binding.
+    #[test]
+    fn deletions_are_watched_by_id_in_bounded_filters() {
+        let mut c = Channel::new(WS, me());
+        assert!(c.bindings_for().iter().all(|b| b.event != "DELETE"));
+        let ids: Vec<Uuid> = (1..=250u128).map(Uuid::from_u128).collect();
+        c.set_conversations(ids.iter().copied().collect());
+        let deletes: Vec<Binding> = c
+            .bindings_for()
+            .into_iter()
+            .filter(|b| b.event == "DELETE")
+            .collect();
+        assert_eq!(deletes.len(), 3);
+        let mut watched = Vec::new();
+        for b in &deletes {
+            assert_eq!(b.table, Table::Conversations);
+            let f = b.filter.as_deref().unwrap();
+            let list = f
+                .strip_prefix("id=in.(")
+                .unwrap()
+                .strip_suffix(')')
+                .unwrap();
+            let n = list.split(',').count();
+            assert!(n <= MAX_FILTERED_CONVERSATIONS);
+            watched.extend(list.split(',').map(|s| Uuid::parse_str(s).unwrap()));
+        }
+        assert_eq!(watched, ids);
+        // However many conversations, a join carries a bounded number of bindings.
+        let many = MAX_FILTERED_CONVERSATIONS * MAX_DELETION_BINDINGS + 1;
+        c.set_conversations((0..many as u128).map(Uuid::from_u128).collect());
+        let b = c.bindings_for();
+        assert_eq!(
+            b.iter().filter(|b| b.event == "DELETE").count(),
+            MAX_DELETION_BINDINGS
+        );
+        assert!(b
+            .iter()
+            .all(|b| b.filter.is_some() || b.table == Table::Messages));
+    }
+
+    #[test]
+    fn a_change_goes_to_a_binding_of_its_event() {
+        let mut c = Channel::new(WS, me());
+        let conv = Uuid::from_u128(5);
+        c.set_conversations([conv].into());
+        let now = Instant::now();
+        c.join("1".into(), None, now);
+        let (wf, cf) = (format!("id=eq.{WS}"), format!("workspace_id=eq.{WS}"));
+        let (mf, df) = (
+            format!("conversation_id=in.({conv})"),
+            format!("id=in.({conv})"),
+        );
+        let r = ok_reply(&[
+            (7, "*", "workspaces", Some(&wf)),
+            (8, "*", "conversations", Some(&cf)),
+            (9, "INSERT", "messages", Some(&mf)),
+            (10, "*", "workspace_files", Some(&cf)),
+            (11, "DELETE", "conversations", Some(&df)),
+        ]);
+        assert_eq!(c.on_join_reply("1", &r, now), Ok(true));
+        let data = |table: &str, kind| ChangeData {
+            schema: "public".into(),
+            table: table.into(),
+            kind,
+            commit_timestamp: None,
+            record: None,
+            old_record: None,
+            errors: None,
+        };
+        use super::super::frame::ChangeType::{Delete, Insert, Update};
+        assert_eq!(
+            c.route(&[11], &data("conversations", Delete)),
+            Some(Table::Conversations)
+        );
+        assert_eq!(
+            c.route(&[8, 11], &data("conversations", Delete)),
+            Some(Table::Conversations)
+        );
+        // The deletion binding's id on another event, or another binding's id: not ours.
+        assert_eq!(c.route(&[11], &data("conversations", Update)), None);
+        assert_eq!(c.route(&[11], &data("messages", Insert)), None);
+        assert_eq!(c.route(&[9], &data("messages", Update)), None);
+        assert_eq!(
+            c.route(&[9], &data("messages", Insert)),
+            Some(Table::Messages)
+        );
     }
 
     #[test]

@@ -88,6 +88,17 @@ pub enum ChangeType {
     Delete,
 }
 
+impl ChangeType {
+    /// As a binding's `event` names it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ChangeType::Insert => "INSERT",
+            ChangeType::Update => "UPDATE",
+            ChangeType::Delete => "DELETE",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ChangeData {
     pub schema: String,

@@ -69,6 +69,8 @@ enum Internal {
     Listed {
         conversations: Vec<Uuid>,
         origin: String,
+        /// What was watched when the list began: only those can be known gone by it.
+        watched: BTreeSet<Uuid>,
     },
     /// That list failed.
     ListFailed {
@@ -845,10 +847,26 @@ impl Task {
         self.ledger.read_done(conversation, &from);
     }
 
-    /// Replaces the watched conversations; new ones are watched from `origin`.
+    /// Replaces the watched conversations; new ones are watched from `origin`. Each one that
+    /// leaves the set (deleted, or moved out of the workspace) is announced here, so once
+    /// whichever way its end was learnt: live, or by a list after a gap.
     fn set_conversations(&mut self, set: BTreeSet<Uuid>, origin: &str) -> bool {
+        let gone: Vec<Uuid> = self
+            .channel
+            .conversations()
+            .difference(&set)
+            .copied()
+            .collect();
         self.ledger.watch(&set, origin);
-        self.channel.set_conversations(set)
+        let changed = self.channel.set_conversations(set);
+        for conversation in gone {
+            tracing::debug!(%conversation, "a watched conversation is gone");
+            self.p.events.emit(Event::ConversationDeleted {
+                workspace_id: self.p.workspace_id.to_string(),
+                conversation_id: conversation.to_string(),
+            });
+        }
+        changed
     }
 
     fn deliver_broadcast(&mut self, event: String, payload: Value) {
@@ -1037,11 +1055,13 @@ impl Task {
         let client = self.p.client.clone();
         let tx = self.internal_tx.clone();
         let ws = self.p.workspace_id;
+        let watched = self.channel.conversations().clone();
         tokio::spawn(async move {
             let msg = match catchup::conversations(&client, &ws).await {
                 Ok(conversations) => Internal::Listed {
                     conversations,
                     origin,
+                    watched,
                 },
                 Err(error) => Internal::ListFailed { origin, error },
             };
@@ -1076,25 +1096,27 @@ impl Task {
         self.set_retry();
     }
 
-    /// Watches the listed conversations not watched yet, from `origin`. Only adds: one
-    /// missing from the list was deleted meanwhile, and sends nothing more.
+    /// Watches the listed conversations not watched yet, from `origin`, and lets go of
+    /// those watched when the list began that it does not hold: deleted in the gap, their
+    /// DELETE unseen. One added since the list began (a live INSERT) is not in it and stays.
     async fn listed(
         &mut self,
         ws: Option<&mut Ws>,
         conversations: Vec<Uuid>,
         origin: String,
+        watched: BTreeSet<Uuid>,
     ) -> std::result::Result<(), String> {
+        let listed: BTreeSet<Uuid> = conversations.into_iter().collect();
         let mut set = self.channel.conversations().clone();
-        let new: Vec<Uuid> = conversations
-            .into_iter()
-            .filter(|c| !set.contains(c))
-            .collect();
+        let new: Vec<Uuid> = listed.difference(&set).copied().collect();
+        set.retain(|c| listed.contains(c) || !watched.contains(c));
+        set.extend(new.iter().copied());
+        // A deletion alone needs no rejoin: the id left in a filter matches nothing more.
+        self.set_conversations(set, &origin);
         if new.is_empty() {
             return Ok(());
         }
         tracing::debug!(conversations = new.len(), "conversations created in a gap");
-        set.extend(new.iter().copied());
-        self.set_conversations(set, &origin);
         self.missed(new);
         // A join made or under way has the old filter; a closed channel's next join takes
         // the new one, and without a socket the reconnect lists them anyway.
@@ -1173,6 +1195,7 @@ impl Task {
             Internal::Listed {
                 conversations,
                 origin,
+                watched,
             } => {
                 // Another gap asked for a list while this one ran: it goes again at once.
                 let owed = self.relist.as_ref().is_some_and(|r| r.retry_at.is_some());
@@ -1183,7 +1206,7 @@ impl Task {
                     }
                     _ => self.relist = None,
                 }
-                self.listed(ws, conversations, origin).await?;
+                self.listed(ws, conversations, origin, watched).await?;
                 if owed && self.channel.is_joined() {
                     self.retry_list(Instant::now());
                 }

@@ -342,10 +342,59 @@ async fn joined_with_messages(server: &mut Server, client: &mut Client) {
         .as_array()
         .unwrap()
         .clone();
-    assert_eq!(pcs.len(), 4);
+    assert_eq!(pcs.len(), 5);
     assert_eq!(
         pcs[2]["filter"],
         json!(format!("conversation_id=in.({})", Uuid::from_u128(7)))
+    );
+    assert_eq!(
+        (&pcs[4]["event"], &pcs[4]["filter"]),
+        (
+            &json!("DELETE"),
+            &json!(format!("id=in.({})", Uuid::from_u128(7)))
+        )
+    );
+}
+
+/// A DELETE carries the primary key alone: a watched conversation's is announced once and
+/// ends its watch (a rejoin without it); another's, or a repeat, changes nothing.
+#[tokio::test]
+async fn a_deleted_conversation_is_announced_once() {
+    let mut server = Server::start().await;
+    let mut client = Client::start(&server, Duration::from_secs(25));
+    joined_with_messages(&mut server, &mut client).await;
+    let delete = |id: Value| {
+        json!({"topic": topic(), "event": "postgres_changes", "ref": null, "payload": {
+        "ids": [104], "data": {"schema": "public", "table": "conversations", "type": "DELETE",
+        "commit_timestamp": "2026-01-01T00:00:00.000Z", "record": null, "old_record": {"id": id}}}})
+    };
+    server.push(delete(json!(Uuid::from_u128(8).to_string())));
+    server.push(delete(json!(42)));
+    server.push(delete(json!(Uuid::from_u128(7).to_string())));
+    let gone = client.event("cloud:conversation:deleted").await;
+    assert_eq!(
+        gone,
+        json!({"workspaceId": WS.to_string(), "conversationId": Uuid::from_u128(7).to_string()})
+    );
+    server.next("phx_leave").await;
+    let (_, join) = server.next("phx_join").await;
+    let pcs = join["payload"]["config"]["postgres_changes"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        pcs.iter()
+            .all(|b| b["table"] != "messages" && b["event"] != "DELETE"),
+        "{pcs:?}"
+    );
+    server.push(delete(json!(Uuid::from_u128(7).to_string())));
+    // Frames are handled in order: once the broadcast is out, the repeat was handled.
+    server.push(json!({"topic": topic(), "event": "broadcast", "ref": null, "payload": {"type": "broadcast", "event": "typing", "payload": {}}}));
+    client.event("cloud:broadcast:typing").await;
+    let left = client.drain();
+    assert!(
+        left.iter().all(|(n, _)| n != "cloud:conversation:deleted"),
+        "{left:?}"
     );
 }
 
@@ -911,6 +960,34 @@ async fn a_rejoin_for_a_new_conversation_misses_nothing() {
     hooks_reach(&client, hooks + 1).await;
     let more = messages_within(&mut client, Duration::from_millis(300)).await;
     assert!(more.is_empty(), "delivered twice: {more:?}");
+}
+
+/// A conversation deleted while the channel was down (its DELETE unseen) is let go of by
+/// the list after the gap, and announced once; a DELETE of it arriving later is no second.
+#[tokio::test]
+async fn a_conversation_deleted_in_a_gap_is_found_by_the_list() {
+    let (c7, c8) = (Uuid::from_u128(7), Uuid::from_u128(8));
+    let (rest, mut server, mut client, join_ref) = watching(&[c7, c8]).await;
+    server.push(json!({"topic": topic(), "event": "phx_close", "ref": join_ref, "payload": {}}));
+    rest.db.lock().unwrap().conversations = vec![c7];
+    server.next("phx_join").await;
+    server.next("presence").await;
+    assert_eq!(
+        client.event("cloud:conversation:deleted").await["conversationId"],
+        json!(c8.to_string())
+    );
+    server.push(
+        json!({"topic": topic(), "event": "postgres_changes", "ref": null, "payload": {
+        "ids": [104], "data": {"schema": "public", "table": "conversations", "type": "DELETE",
+        "record": null, "old_record": {"id": c8.to_string()}}}}),
+    );
+    server.push(json!({"topic": topic(), "event": "broadcast", "ref": null, "payload": {"type": "broadcast", "event": "typing", "payload": {}}}));
+    client.event("cloud:broadcast:typing").await;
+    let left = client.drain();
+    assert!(
+        left.iter().all(|(n, _)| n != "cloud:conversation:deleted"),
+        "{left:?}"
+    );
 }
 
 /// A client joined on `conversation` whose next REST reads fail with 503, more of them than
