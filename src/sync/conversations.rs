@@ -244,18 +244,25 @@ impl Syncer {
                 Ok(())
             }
             Err(e) => {
-                if matches!(e, Error::OutboxFull(_)) {
-                    let mut detail = serde_json::Map::new();
-                    detail.insert("path".into(), json!(ob.path().display().to_string()));
-                    self.events.emit(Event::SyncError {
-                        r#type: "outbox",
-                        code: e.code(),
-                        error: e.to_string(),
-                        detail,
-                    });
-                }
+                self.report_outbox(ob, &e);
                 Err(e)
             }
+        }
+    }
+
+    /// A full outbox, or one whose lock another process holds past the wait, is the file's
+    /// problem and not the cloud's: besides the failed operation's own `cloud:sync:error`,
+    /// the host is told which file (`{type: 'outbox', code, path}`).
+    fn report_outbox(&self, ob: &Outbox, e: &Error) {
+        if matches!(e, Error::OutboxFull(_) | Error::OutboxLocked(_)) {
+            let mut detail = serde_json::Map::new();
+            detail.insert("path".into(), json!(ob.path().display().to_string()));
+            self.events.emit(Event::SyncError {
+                r#type: "outbox",
+                code: e.code(),
+                error: e.to_string(),
+                detail,
+            });
         }
     }
 
@@ -353,7 +360,11 @@ impl Syncer {
                 }
             }
         }
-        let left = ob.remove(&done)?;
+        // Locked: what was sent stays queued, and is sent again (its rows' fixed ids store
+        // it once) by the next flush, which the engine's backoff brings.
+        let left = ob
+            .remove(&done)
+            .inspect_err(|e| self.report_outbox(&ob, e))?;
         let pending = left.iter().filter(|q| q.belongs_to(&user)).count();
         self.update_board(|b| b.outbox_pending = pending);
         match failure {

@@ -146,14 +146,17 @@ impl Syncer {
                 let user = conn.user_id();
                 match (self.outbox(), user) {
                     (Some(ob), Some(user)) => {
-                        self.enqueue(
-                            &ob,
-                            &user,
-                            &[Entry::Workspace {
-                                workspace_id: ws,
-                                state: local,
-                            }],
-                        )?;
+                        let entry = Entry::Workspace {
+                            workspace_id: ws,
+                            state: local.clone(),
+                        };
+                        if let Err(queueing) = self.enqueue(&ob, &user, &[entry]) {
+                            // Not queued (the outbox locked by another process, or full):
+                            // kept for the next cycle, and that failure is the one reported,
+                            // since it is what stands between the state and the cloud.
+                            self.restore_pending(local);
+                            return Err(queueing);
+                        }
                     }
                     // Queued without an owner, the state would go to whoever logs in next.
                     _ => self.restore_pending(local),
