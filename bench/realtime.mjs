@@ -245,6 +245,7 @@ async function sustained(conv, rx, n) {
   const rates = [];
   const fromCommit = [];
   let delivered = 0;
+  const cpu = process.cpuUsage();
   for (let done = 0; done < n; done += BURST) {
     const size = Math.min(BURST, n - done);
     count = 0;
@@ -256,11 +257,13 @@ async function sustained(conv, rx, n) {
     if (count > 1) rates.push((count - 1) / ((last - first) / 1000));
     fromCommit.push(last - committed);
   }
+  const used = process.cpuUsage(cpu);
   clearInterval(sampler);
   const after = await rssMb();
   rx.onRow = () => {};
   return {
     count: delivered,
+    cpu: (used.user + used.system) / delivered,
     rate: pct(rates, 50),
     drain: pct(fromCommit, 50),
     rssPeak: peak - before,
@@ -488,6 +491,7 @@ function report({ addon, sb }) {
   const sus = [
     ['sustained: events/s into JS (burst)', addon.sus.rate, sb.sus.rate, true],
     ['sustained: commit → burst in JS (ms)', addon.sus.drain, sb.sus.drain, false],
+    ['sustained: CPU per event (µs)', addon.sus.cpu, sb.sus.cpu, false],
     ['sustained: RSS growth, peak (MB)', addon.sus.rssPeak, sb.sus.rssPeak, false],
     ['sustained: RSS growth after GC (MB)', addon.sus.rssAfter, sb.sus.rssAfter, false],
   ];
