@@ -285,6 +285,11 @@ export interface FileSyncResult {
   conflicts: { filePath: string; conflictPath: string }[]
   /** Paths changed in the cloud during the run; the next run takes them. */
   skipped: string[]
+  /**
+   * Synced before and unchanged here, but without a cloud row or a record of their
+   * deletion: left as they are, not uploaded again (see `FileDelta.keptLocal`).
+   */
+  keptLocal: string[]
   failed: { filePath: string; code: string; error: string }[]
   inSync: number
 }
@@ -584,6 +589,12 @@ export interface FileDelta {
   toDeleteLocal: Array<string>
   toDeleteRemote: Array<string>
   conflicts: Array<string>
+  /**
+   * Synced before and unchanged here, but the cloud has no row for them and no record
+   * of their deletion (rows removed outside the sync): left as they are, not uploaded
+   * again. Only a deletion recorded in the cloud deletes a local file.
+   */
+  keptLocal: Array<string>
   /** Files whose contents the scan read (the rest came from the size + mtime cache). */
   hashed: number
 }

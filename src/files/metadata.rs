@@ -280,6 +280,83 @@ pub async fn soft_delete(client: &Client, row: &RowState) -> Result<bool> {
     Ok(!rows.is_empty())
 }
 
+/// A tombstone: the version at which a path was deleted.
+#[derive(Deserialize)]
+struct Tombstone {
+    file_path: String,
+    version: i64,
+}
+
+/// Longest `in.(…)` list sent in one request, in encoded bytes (URLs stay well under the
+/// 8 KiB that servers and proxies commonly accept).
+const IN_LIST_BYTES: usize = 4000;
+
+/// Of `paths`, those whose row is deleted (`is_deleted`), with the version of the deletion.
+/// Only a tombstone says that a file was deleted: a row that is not listed may just be one
+/// this session cannot read.
+pub async fn tombstones(
+    client: &Client,
+    ws: &Uuid,
+    paths: &[&RelPath],
+) -> Result<HashMap<RelPath, i64>> {
+    let mut out = HashMap::new();
+    for batch in in_lists(paths) {
+        let asked: HashMap<&str, &RelPath> = batch.iter().map(|p| (p.as_str(), *p)).collect();
+        let path = format!(
+            "{TABLE}?workspace_id={}&is_deleted=eq.true&file_path={}&select=file_path,version",
+            query::eq(&ws.to_string()),
+            query::encode(&in_list(&batch)),
+        );
+        let reply = client.send(&Request::new(Method::GET, &path)).await?;
+        let rows: Vec<Tombstone> = parse(&path, reply.body)?;
+        for row in rows {
+            let Some(rel) = asked.get(row.file_path.as_str()) else {
+                return Err(Error::unexpected_reply(
+                    &path,
+                    format!("a row for {:?}, which was not asked for", row.file_path),
+                ));
+            };
+            if out.insert((*rel).clone(), row.version).is_some() {
+                return Err(Error::unexpected_reply(&path, "two rows for one path"));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `paths` cut into batches whose encoded `in.(…)` lists stay under [`IN_LIST_BYTES`] (a
+/// path alone is far shorter: [`super::paths::MAX_PATH_BYTES`] encoded).
+fn in_lists<'a>(paths: &[&'a RelPath]) -> Vec<Vec<&'a RelPath>> {
+    let mut batches: Vec<Vec<&RelPath>> = Vec::new();
+    let mut size = 0;
+    for p in paths {
+        // The value and its separator, encoded.
+        let len = query::encode(&quoted(p)).len() + 3;
+        match batches.last_mut() {
+            Some(b) if size + len <= IN_LIST_BYTES => b.push(p),
+            _ => {
+                batches.push(vec![p]);
+                size = 0;
+            }
+        }
+        size += len;
+    }
+    batches
+}
+
+/// A value of an `in.(…)` list, quoted, so that commas, parentheses and dots in it are data.
+fn quoted(p: &RelPath) -> String {
+    format!(
+        "\"{}\"",
+        p.as_str().replace('\\', "\\\\").replace('"', "\\\"")
+    )
+}
+
+fn in_list(paths: &[&RelPath]) -> String {
+    let values: Vec<String> = paths.iter().map(|p| quoted(p)).collect();
+    format!("in.({})", values.join(","))
+}
+
 fn extension(rel: &RelPath) -> Option<String> {
     let name = rel.segments().last()?;
     match name.rfind('.') {
@@ -355,6 +432,23 @@ mod tests {
         assert!(!other(|r| r.checksum = Some("d".into())));
         assert!(!other(|r| r.checksum = None));
         assert!(!other(|r| r.file_size = -1));
+    }
+
+    #[test]
+    fn in_lists_quote_every_path_and_stay_short() {
+        let odd = RelPath::parse(r#"a, (b) "c".txt"#).unwrap();
+        assert_eq!(in_list(&[&odd]), r#"in.("a, (b) \"c\".txt")"#);
+        let long: Vec<RelPath> = (0..40)
+            .map(|i| RelPath::parse(&format!("{i}/{}", "é".repeat(120))).unwrap())
+            .collect();
+        let refs: Vec<&RelPath> = long.iter().collect();
+        let batches = in_lists(&refs);
+        assert!(batches.len() > 1);
+        assert_eq!(batches.concat(), refs, "every path once, in order");
+        for b in &batches {
+            assert!(query::encode(&in_list(b)).len() <= IN_LIST_BYTES + 8);
+        }
+        assert!(in_lists(&[]).is_empty());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::{
-    delta::{classify, Class, Side},
+    delta::{classify, Class, Remote, Side},
     manifest::{Hashed, Manifest, Synced},
     metadata::{self, FileRow, RowState},
     paths::{self, RelPath},
@@ -30,6 +30,7 @@ use super::{
 use crate::{
     error::{Error, Result},
     events::Event,
+    workspace,
 };
 
 /// Transfers at once.
@@ -116,40 +117,60 @@ pub async fn compute_delta(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Delta
     known.extend(manifest.files.keys().filter_map(|k| RelPath::parse(k).ok()));
     let cache = std::mem::take(&mut manifest.hashes);
     let root = dir.to_path_buf();
-    // Every path either side knows, less those that are not this machine's to touch.
-    let (scan, all) = tokio::task::spawn_blocking(move || {
-        let scan = scan::scan(&root, &cache)?;
-        let unseen = known.iter().filter(|p| !scan.files.contains_key(*p));
-        let unsynced = Rules::new(&root).unsynced(unseen);
-        for p in &unsynced {
-            tracing::debug!(
-                path = p.as_str(),
-                "not synced on this machine; left as it is"
-            );
-        }
-        known.extend(scan.files.keys().cloned());
-        known.retain(|p| !unsynced.contains(p));
-        Ok::<_, Error>((scan, known))
-    })
-    .await
-    .map_err(|e| Error::Io(format!("the scan failed: {e}")))??;
+    let (scan, all) = tokio::task::spawn_blocking(move || local_view(&root, &cache, known))
+        .await
+        .map_err(|e| Error::Io(format!("the scan failed: {e}")))??;
     // The cache keeps only files that still exist, as they are now.
     manifest.hashes = scan
         .files
         .iter()
         .map(|(p, f)| (p.as_str().to_string(), hashed(f)))
         .collect();
+    // A file here without a live row is uploaded or kept; neither may happen for a workspace
+    // this session cannot see (row-level security lists it as empty, not as an error).
+    let unlisted: Vec<&RelPath> = all
+        .iter()
+        .filter(|p| scan.files.contains_key(*p) && !remote.contains_key(*p))
+        .collect();
+    if !unlisted.is_empty()
+        && workspace::find(ctx.client, &ws.to_string())
+            .await?
+            .is_none()
+    {
+        return Err(Error::InvalidArgument(format!(
+            "The workspace {ws} does not exist or is not visible to you; its files were left as they are"
+        )));
+    }
+    // Only those a tombstone could delete: synced before and unchanged since.
+    let unchanged: Vec<&RelPath> = unlisted
+        .into_iter()
+        .filter(|p| {
+            let local = scan.files.get(*p).map(|l| l.checksum.as_str());
+            let base = manifest.files.get(p.as_str()).map(|b| b.checksum.as_str());
+            local.is_some() && local == base
+        })
+        .collect();
+    let deleted = if unchanged.is_empty() {
+        Default::default()
+    } else {
+        metadata::tombstones(ctx.client, ws, &unchanged).await?
+    };
     let mut entries = Vec::new();
     for path in all {
         let local = scan.files.get(&path).cloned();
         let row = remote.get(&path).cloned();
         let base = manifest.files.get(path.as_str());
-        let class = classify(
-            local.as_ref().map(|l| l.checksum.as_str()),
-            row.as_ref().map(|r| Side {
+        let cloud = match (&row, deleted.get(&path)) {
+            (Some(r), _) => Remote::Live(Side {
                 checksum: r.checksum.as_deref(),
                 version: r.version,
             }),
+            (None, Some(&version)) => Remote::Deleted { version },
+            (None, None) => Remote::Absent,
+        };
+        let class = classify(
+            local.as_ref().map(|l| l.checksum.as_str()),
+            cloud,
             base.map(|b| Side {
                 checksum: Some(b.checksum.as_str()),
                 version: b.version,
@@ -180,6 +201,27 @@ pub async fn compute_delta(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Delta
     })
 }
 
+/// The local side of a delta (blocking): the scan, and every path either side knows that
+/// this machine may act on (less those that are not this machine's to touch).
+fn local_view(
+    root: &Path,
+    cache: &BTreeMap<String, Hashed>,
+    mut known: BTreeSet<RelPath>,
+) -> Result<(scan::Scan, BTreeSet<RelPath>)> {
+    let scan = scan::scan(root, cache)?;
+    let unseen = known.iter().filter(|p| !scan.files.contains_key(*p));
+    let unsynced = Rules::new(root).unsynced(unseen);
+    for p in &unsynced {
+        tracing::debug!(
+            path = p.as_str(),
+            "not synced on this machine; left as it is"
+        );
+    }
+    known.extend(scan.files.keys().cloned());
+    known.retain(|p| !unsynced.contains(p));
+    Ok((scan, known))
+}
+
 /// Removes what an interrupted run left in the temporary directory.
 fn clean_temp(dir: &Path) {
     let tmp = dir.join(TEMP_DIR);
@@ -208,6 +250,8 @@ enum Outcome {
     Forgotten(RelPath),
     /// Someone changed the cloud meanwhile; the next run sees it.
     Skipped,
+    /// Left as it is, base and all (see [`Class::KeepLocal`]).
+    Kept,
     /// A new file's object is sent; its row goes with the next batch.
     Sent(transfer::Sent),
 }
@@ -220,6 +264,7 @@ struct Report {
     deleted_remote: Vec<String>,
     conflicts: Vec<Value>,
     skipped: Vec<String>,
+    kept_local: Vec<String>,
     failed: Vec<Value>,
     in_sync: usize,
 }
@@ -301,6 +346,7 @@ pub async fn sync_files(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Value> {
         "deletedRemote": r.deleted_remote,
         "conflicts": r.conflicts,
         "skipped": r.skipped,
+        "keptLocal": r.kept_local,
         "failed": r.failed,
         "inSync": r.in_sync,
     }))
@@ -362,6 +408,7 @@ impl Tally<'_> {
                 m.hashes.remove(path.as_str());
             }
             Ok(Outcome::Skipped) => r.skipped.push(p),
+            Ok(Outcome::Kept) => r.kept_local.push(p),
             // Only `apply` makes these, and the run loop takes them.
             Ok(Outcome::Sent(_)) => {}
             Err(e) => self.failed(&p, &e),
@@ -486,6 +533,7 @@ async fn apply(
         version,
     };
     match e.class {
+        Class::KeepLocal => Ok(Outcome::Kept),
         Class::InSync => {
             let (Some(l), Some(r)) = (&e.local, &e.remote) else {
                 return Ok(Outcome::Skipped);

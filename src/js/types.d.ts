@@ -285,6 +285,11 @@ export interface FileSyncResult {
   conflicts: { filePath: string; conflictPath: string }[]
   /** Paths changed in the cloud during the run; the next run takes them. */
   skipped: string[]
+  /**
+   * Synced before and unchanged here, but without a cloud row or a record of their
+   * deletion: left as they are, not uploaded again (see `FileDelta.keptLocal`).
+   */
+  keptLocal: string[]
   failed: { filePath: string; code: string; error: string }[]
   inSync: number
 }

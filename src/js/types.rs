@@ -349,6 +349,10 @@ pub struct FileDelta {
     pub to_delete_local: Vec<String>,
     pub to_delete_remote: Vec<String>,
     pub conflicts: Vec<String>,
+    /// Synced before and unchanged here, but the cloud has no row for them and no record
+    /// of their deletion (rows removed outside the sync): left as they are, not uploaded
+    /// again. Only a deletion recorded in the cloud deletes a local file.
+    pub kept_local: Vec<String>,
     /// Files whose contents the scan read (the rest came from the size + mtime cache).
     pub hashed: u32,
 }
@@ -363,6 +367,7 @@ impl From<files::sync::Delta> for FileDelta {
             to_delete_local: d.paths(Class::DeleteLocal),
             to_delete_remote: d.paths(Class::DeleteRemote),
             conflicts: d.paths(Class::Conflict),
+            kept_local: d.paths(Class::KeepLocal),
             hashed: u32::try_from(d.hashed).unwrap_or(u32::MAX),
         }
     }

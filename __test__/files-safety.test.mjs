@@ -1,0 +1,80 @@
+// File sync never loses a file for a cloud it cannot see: an absent row is no deletion (only
+// a tombstone is), and a workspace the session cannot see causes neither deletes nor uploads.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileSuite, put } from './helpers/files.mjs';
+import { workdir } from './helpers/sync.mjs';
+
+const suite = fileSuite();
+const { user, newWorkspace } = suite;
+const FILES = { 'a.txt': 'alpha', 'docs/b.md': '# beta', 'c.json': '{"c": 3}' };
+
+/** A directory alice synced with `FILES` into a fresh workspace. */
+async function synced() {
+  const ws = await newWorkspace();
+  const dir = workdir();
+  for (const [rel, data] of Object.entries(FILES)) put(dir, rel, data);
+  const { cs } = await user('alice');
+  const res = await cs.fileSync.syncFiles(ws, dir);
+  assert.deepEqual(res.uploaded.sort(), Object.keys(FILES).sort());
+  return { ws, dir, alice: cs };
+}
+
+function assertAllThere(dir) {
+  for (const [rel, data] of Object.entries(FILES)) {
+    assert.ok(existsSync(join(dir, rel)), `${rel} still exists`);
+    assert.equal(readFileSync(join(dir, rel), 'utf8'), data);
+  }
+}
+
+test('a workspace another org cannot see deletes and uploads nothing of its directory', async () => {
+  const { ws, dir, alice } = await synced();
+  put(dir, 'new.txt', 'written after the sync');
+  const { cs: carol } = await user('carol');
+  await assert.rejects(carol.fileSync.syncFiles(ws, dir), { code: 'INVALID_ARGUMENT' });
+  await assert.rejects(carol.fileSync.computeDelta(ws, dir), { code: 'INVALID_ARGUMENT' });
+  assertAllThere(dir);
+  assert.ok(existsSync(join(dir, 'new.txt')));
+  assert.deepEqual((await alice.fileSync.listFiles(ws)).map((r) => r.file_path).sort(), Object.keys(FILES).sort());
+});
+
+test('rows removed without a tombstone leave the local files, which are not uploaded again', async () => {
+  const { ws, dir, alice } = await synced();
+  await suite.cloud.serviceRest(`workspace_files?workspace_id=eq.${ws}`, { method: 'DELETE' });
+  const delta = await alice.fileSync.computeDelta(ws, dir);
+  assert.deepEqual(delta.toDeleteLocal, []);
+  assert.deepEqual(delta.toUpload, []);
+  assert.deepEqual(delta.keptLocal.sort(), Object.keys(FILES).sort());
+  const res = await alice.fileSync.syncFiles(ws, dir);
+  assert.deepEqual([res.deletedLocal, res.uploaded], [[], []]);
+  assert.deepEqual(res.keptLocal.sort(), Object.keys(FILES).sort());
+  assertAllThere(dir);
+  assert.deepEqual(await alice.fileSync.listFiles(ws), []);
+  // An edit of a kept file is the user's: it goes up.
+  put(dir, 'a.txt', 'alpha, edited');
+  assert.deepEqual((await alice.fileSync.syncFiles(ws, dir)).uploaded, ['a.txt']);
+});
+
+test('a workspace deleted in the cloud leaves its synced files where they are', async () => {
+  const { ws, dir, alice } = await synced();
+  await suite.cloud.serviceRest(`workspaces?id=eq.${ws}`, { method: 'DELETE' });
+  await assert.rejects(alice.fileSync.syncFiles(ws, dir), { code: 'INVALID_ARGUMENT' });
+  assertAllThere(dir);
+});
+
+test('a file deleted in the cloud (a tombstone) is still deleted locally', async () => {
+  const { ws, dir, alice } = await synced();
+  // A name that an unquoted `in.(…)` list would split.
+  const odd = 'odd, (1) "q".txt';
+  put(dir, odd, 'odd');
+  assert.deepEqual((await alice.fileSync.syncFiles(ws, dir)).uploaded, [odd]);
+  await alice.fileSync.deleteFile(ws, 'docs/b.md');
+  await alice.fileSync.deleteFile(ws, odd);
+  const res = await alice.fileSync.syncFiles(ws, dir);
+  assert.deepEqual(res.deletedLocal.sort(), ['docs/b.md', odd].sort());
+  assert.equal(existsSync(join(dir, 'docs/b.md')), false);
+  assert.equal(existsSync(join(dir, odd)), false);
+  assert.ok(existsSync(join(dir, 'a.txt')));
+});
