@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileSuite, put } from './helpers/files.mjs';
-import { workdir } from './helpers/sync.mjs';
+import { workdir, waitFor } from './helpers/sync.mjs';
 
 const suite = fileSuite();
 const { user, newWorkspace } = suite;
@@ -29,6 +29,17 @@ function assertAllThere(dir) {
   }
 }
 
+function link(dir, ws, syncConfig = {}) {
+  writeFileSync(join(dir, '.cloud-link.json'), JSON.stringify({
+    version: 1, cloudWorkspaceId: ws, cloudWorkspaceName: 'files', linkedAt: new Date().toISOString(), lastSyncAt: null,
+    conversations: {},
+    syncConfig: {
+      autoSync: true, syncIntervalMs: 3_600_000, syncConversations: true, syncWorkspaceState: true, syncFiles: true,
+      ...syncConfig,
+    },
+  }));
+}
+
 test('a workspace another org cannot see deletes and uploads nothing of its directory', async () => {
   const { ws, dir, alice } = await synced();
   put(dir, 'new.txt', 'written after the sync');
@@ -38,6 +49,23 @@ test('a workspace another org cannot see deletes and uploads nothing of its dire
   assertAllThere(dir);
   assert.ok(existsSync(join(dir, 'new.txt')));
   assert.deepEqual((await alice.fileSync.listFiles(ws)).map((r) => r.file_path).sort(), Object.keys(FILES).sort());
+});
+
+test('the engine of a user who cannot see the linked workspace leaves its files alone', async () => {
+  const { ws, dir } = await synced();
+  link(dir, ws);
+  const { cs, bus } = await user('carol', dir);
+  // The second failed workspace step comes from the retry, so the first cycle is over.
+  const isWs = (p) => p.type === 'workspace';
+  await waitFor(bus, 'cloud:sync:error', isWs);
+  const at = bus.events.findIndex((e) => e.name === 'cloud:sync:error' && isWs(e.payload));
+  await waitFor(bus, 'cloud:sync:error', isWs, 20_000, at + 1);
+  assertAllThere(dir);
+  assert.deepEqual(bus.events.filter((e) => e.name === 'cloud:file:deleted'), []);
+  // A cycle whose workspace step failed does not go on to the files.
+  assert.deepEqual(bus.events.filter((e) => e.name === 'cloud:sync:error' && e.payload.type === 'files'), []);
+  // Its retries would poll the cloud under the later tests.
+  await cs.destroy();
 });
 
 test('rows removed without a tombstone leave the local files, which are not uploaded again', async () => {

@@ -320,11 +320,15 @@ impl Syncer {
                 .await;
             ok &= r.is_ok();
         }
-        if cfg.sync_workspace_state {
-            ok &= self.sync_workspace(conn, true, None).await.is_ok();
+        let workspace_ok =
+            !cfg.sync_workspace_state || self.sync_workspace(conn, true, None).await.is_ok();
+        // A workspace step that failed (the workspace deleted, or no longer visible to this
+        // session, or the cloud out of reach) says the file listing could not be trusted
+        // either: the files wait for a cycle that gets through.
+        if workspace_ok {
+            ok &= self.sync_files(conn).await;
         }
-        ok &= self.sync_files(conn).await;
-        ok
+        ok && workspace_ok
     }
 
     /// With `syncConfig.syncFiles: true`, a two-way file sync of the working directory each
