@@ -2,7 +2,9 @@
 //! SHA-256. The walk honours `.gitignore` and `.obotoignore` (as git reads them, also outside
 //! a git repository) and never enters `.git` or `node_modules` or looks at sync's own files.
 //! Symlinks are not synced. Hashing runs on several threads, and a file whose size and
-//! modification time match the cache is not read at all.
+//! modification time match the cache is not read at all. A file found but not stat-able or
+//! readable (a directory without search permission, an I/O error) is reported as such,
+//! never left out as if it were not there.
 
 use std::{
     collections::BTreeMap,
@@ -44,6 +46,21 @@ pub struct Scan {
     pub files: BTreeMap<RelPath, LocalFile>,
     /// Files whose contents were read (cache misses).
     pub hashed: usize,
+    /// Files found that could not be stat-ed or read, with the error.
+    pub unreadable: BTreeMap<RelPath, String>,
+}
+
+/// A file the walk found, as stat-ed.
+struct Found {
+    rel: RelPath,
+    abs: PathBuf,
+    size: u64,
+    mtime: i64,
+}
+
+struct Walk {
+    found: Vec<Found>,
+    unreadable: BTreeMap<RelPath, String>,
 }
 
 pub fn mtime_of(m: &std::fs::Metadata) -> i64 {
@@ -68,8 +85,8 @@ pub fn hash_file(path: &Path) -> std::io::Result<String> {
     }
 }
 
-/// Walks `root` (blocking; run it off the async workers).
-pub fn scan(root: &Path, cache: &BTreeMap<String, Hashed>) -> Result<Scan> {
+/// Every syncable file under `root`, stat-ed but not read (blocking).
+fn walk(root: &Path) -> Result<Walk> {
     let walker = ignore::WalkBuilder::new(root)
         .hidden(false)
         .ignore(false)
@@ -85,7 +102,8 @@ pub fn scan(root: &Path, cache: &BTreeMap<String, Hashed>) -> Result<Scan> {
             !(SKIPPED.contains(&name) || (e.depth() == 1 && is_own_file(name)))
         })
         .build();
-    let mut found: Vec<(RelPath, PathBuf, u64, i64)> = Vec::new();
+    let mut found = Vec::new();
+    let mut unreadable = BTreeMap::new();
     for entry in walker {
         let entry = entry.map_err(|e| Error::Io(format!("cannot scan {}: {e}", root.display())))?;
         if !entry.file_type().is_some_and(|t| t.is_file()) {
@@ -98,12 +116,41 @@ pub fn scan(root: &Path, cache: &BTreeMap<String, Hashed>) -> Result<Scan> {
             tracing::debug!(path = %relative.display(), "not syncable; skipped");
             continue;
         };
-        let Ok(meta) = entry.metadata() else { continue };
-        found.push((rel, entry.into_path(), meta.len(), mtime_of(&meta)));
+        match entry.metadata() {
+            Ok(meta) => found.push(Found {
+                rel,
+                abs: entry.into_path(),
+                size: meta.len(),
+                mtime: mtime_of(&meta),
+            }),
+            // Gone since the directory was read: not there, as a later walk would say.
+            Err(e)
+                if e.io_error()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound) => {}
+            Err(e) => {
+                unreadable.insert(rel, e.to_string());
+            }
+        }
     }
+    Ok(Walk { found, unreadable })
+}
+
+/// Walks `root` and hashes what the cache does not vouch for (blocking; run it off the
+/// async workers).
+pub fn scan(root: &Path, cache: &BTreeMap<String, Hashed>) -> Result<Scan> {
+    let Walk {
+        found,
+        mut unreadable,
+    } = walk(root)?;
     let mut files = BTreeMap::new();
     let mut todo = Vec::new();
-    for (rel, abs, size, mtime) in found {
+    for Found {
+        rel,
+        abs,
+        size,
+        mtime,
+    } in found
+    {
         match cache.get(rel.as_str()) {
             Some(h) if h.size == size && h.mtime == mtime => {
                 files.insert(
@@ -133,23 +180,39 @@ pub fn scan(root: &Path, cache: &BTreeMap<String, Hashed>) -> Result<Scan> {
                 let Some((rel, abs, size, mtime)) = todo.get(i) else {
                     return;
                 };
-                // A file that vanished or became unreadable since the walk is left out.
-                if let Ok(checksum) = hash_file(abs) {
-                    let f = LocalFile {
+                // A file that vanished since the walk is not there; one that cannot be read
+                // is there all the same.
+                let got = match hash_file(abs) {
+                    Ok(checksum) => Ok(LocalFile {
                         size: *size,
                         mtime: *mtime,
                         checksum,
-                    };
-                    results
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push((rel.clone(), f));
-                }
+                    }),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => Err(e.to_string()),
+                };
+                results
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((rel.clone(), got));
             });
         }
     });
-    files.extend(results.into_inner().unwrap_or_else(|p| p.into_inner()));
-    Ok(Scan { files, hashed })
+    for (rel, got) in results.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        match got {
+            Ok(f) => {
+                files.insert(rel, f);
+            }
+            Err(e) => {
+                unreadable.insert(rel, e);
+            }
+        }
+    }
+    Ok(Scan {
+        files,
+        hashed,
+        unreadable,
+    })
 }
 
 #[cfg(test)]

@@ -52,6 +52,8 @@ pub struct Delta {
     pub manifest: Manifest,
     /// Files whose contents the scan read (hash cache misses).
     pub hashed: usize,
+    /// Files the scan found but could not stat or read, with why: left alone both ways.
+    pub unreadable: Vec<(RelPath, String)>,
 }
 
 impl Delta {
@@ -198,18 +200,23 @@ pub async fn compute_delta(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Delta
         entries,
         manifest,
         hashed: scan.hashed,
+        unreadable: scan.unreadable.into_iter().collect(),
     })
 }
 
 /// The local side of a delta (blocking): the scan, and every path either side knows that
-/// this machine may act on (less those that are not this machine's to touch).
+/// this machine may act on. Left out are the paths that are not this machine's to touch,
+/// and those the scan found but could not stat or read, which are neither missing nor
+/// known: taking one for deleted would delete it from every other machine.
 fn local_view(
     root: &Path,
     cache: &BTreeMap<String, Hashed>,
     mut known: BTreeSet<RelPath>,
 ) -> Result<(scan::Scan, BTreeSet<RelPath>)> {
     let scan = scan::scan(root, cache)?;
-    let unseen = known.iter().filter(|p| !scan.files.contains_key(*p));
+    let unseen = known
+        .iter()
+        .filter(|p| !scan.files.contains_key(*p) && !scan.unreadable.contains_key(*p));
     let unsynced = Rules::new(root).unsynced(unseen);
     for p in &unsynced {
         tracing::debug!(
@@ -217,8 +224,11 @@ fn local_view(
             "not synced on this machine; left as it is"
         );
     }
+    for (p, why) in &scan.unreadable {
+        tracing::warn!(path = p.as_str(), error = %why, "unreadable; left as it is");
+    }
     known.extend(scan.files.keys().cloned());
-    known.retain(|p| !unsynced.contains(p));
+    known.retain(|p| !unsynced.contains(p) && !scan.unreadable.contains_key(p));
     Ok((scan, known))
 }
 
@@ -282,6 +292,10 @@ pub async fn sync_files(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Value> {
         manifest: delta.manifest,
         unflushed: Vec::new(),
     };
+    for (path, why) in &delta.unreadable {
+        let e = Error::Io(format!("cannot read {path}: {why}; left as it is"));
+        tally.failed(path.as_str(), &e);
+    }
     let taken: Mutex<BTreeSet<RelPath>> = Mutex::new(
         delta
             .entries
@@ -774,6 +788,74 @@ mod tests {
         };
         assert!(states[0].2.is_none());
         assert!(matches!(synced_upload(&p, None), Outcome::Skipped));
+    }
+
+    /// Drops, for the calling thread only, what lets root ignore file permissions
+    /// (`CAP_DAC_OVERRIDE`, `CAP_DAC_READ_SEARCH`), so that a permission test means as root
+    /// what it means for anyone. `false` when the kernel refuses.
+    #[cfg(target_os = "linux")]
+    fn without_permission_override() -> bool {
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: i32,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy, Default)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        let mut header = Header {
+            version: 0x2008_0522,
+            pid: 0,
+        };
+        let mut data = [Data::default(); 2];
+        // SAFETY: a version-3 header and two data words, as the kernel expects.
+        unsafe {
+            if libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) != 0 {
+                return false;
+            }
+            data[0].effective &= !((1 << 1) | (1 << 2));
+            libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) == 0
+        }
+    }
+
+    /// A directory that can be listed but not searched: its files are found, but neither
+    /// they nor a cloud path in it can be stat-ed. None of them is missing, so none may be
+    /// deleted in the cloud.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_path_that_cannot_be_stat_ed_is_never_taken_for_deleted() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = std::env::temp_dir().join(format!("oboto-unreadable-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(root.join("d")).unwrap();
+        std::fs::write(root.join("d/f"), b"synced").unwrap();
+        std::fs::write(root.join("g.txt"), b"readable").unwrap();
+        let p = |s: &str| RelPath::parse(s).unwrap();
+        // Both have a cloud row and a base; `d/gone` was never here.
+        let known: BTreeSet<RelPath> = [p("d/f"), p("d/gone"), p("g.txt")].into();
+        std::fs::set_permissions(root.join("d"), std::fs::Permissions::from_mode(0o444)).unwrap();
+        let at = root.clone();
+        let view = std::thread::spawn(move || {
+            without_permission_override().then(|| local_view(&at, &BTreeMap::new(), known))
+        })
+        .join()
+        .unwrap();
+        std::fs::set_permissions(root.join("d"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+        let Some(view) = view else {
+            eprintln!("skipped: this process cannot drop its permission override");
+            return;
+        };
+        let (scan, all) = view.unwrap();
+        assert_eq!(all.into_iter().collect::<Vec<_>>(), [p("g.txt")]);
+        assert_eq!(
+            scan.unreadable.keys().collect::<Vec<_>>(),
+            [&p("d/f")],
+            "reported, not silently left out"
+        );
     }
 
     #[test]

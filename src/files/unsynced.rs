@@ -6,7 +6,9 @@
 //! directory at any depth; sync's own files beside the link file; whatever `.gitignore` and
 //! `.obotoignore` ignore (with the walker's precedence); anything under a symlink. A path
 //! that exists here in any form the scan did not read (a symlink, a file it could not read)
-//! is left alone as well: taking it for absent would delete it from every other machine.
+//! is left alone as well: taking it for absent would delete it from every other machine. So
+//! is a path whose state cannot be known (stat fails otherwise than "not found": no search
+//! permission on a directory, an I/O error): only a path known to be missing is missing.
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -70,7 +72,10 @@ impl<'a> Rules<'a> {
             at.push(name);
             match std::fs::symlink_metadata(&at) {
                 // Missing: created by the download, unless what is below is ignored.
-                Err(_) => return !self.ignored_below(&segments, i),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return !self.ignored_below(&segments, i)
+                }
+                Err(_) => return false,
                 Ok(m) if is_dir && m.file_type().is_dir() => {}
                 // A symlink, a file where a directory should be, or the file itself present
                 // though the scan did not read it.

@@ -290,6 +290,7 @@ export interface FileSyncResult {
    * deletion: left as they are, not uploaded again (see `FileDelta.keptLocal`).
    */
   keptLocal: string[]
+  /** Includes files here that could not be stat-ed or read (`IO_ERROR`): left alone both ways. */
   failed: { filePath: string; code: string; error: string }[]
   inSync: number
 }
