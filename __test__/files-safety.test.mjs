@@ -1,11 +1,13 @@
 // File sync never loses a file for a cloud it cannot see: an absent row is no deletion (only
-// a tombstone is), and a workspace the session cannot see causes neither deletes nor uploads.
+// a tombstone is), a workspace the session cannot see causes neither deletes nor uploads, and
+// with realtime live a local edit still goes up without the workspace polling the cloud.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileSuite, put } from './helpers/files.mjs';
-import { workdir, waitFor } from './helpers/sync.mjs';
+import { loggedIn, workdir, waitFor } from './helpers/sync.mjs';
 
 const suite = fileSuite();
 const { user, newWorkspace } = suite;
@@ -105,4 +107,52 @@ test('a file deleted in the cloud (a tombstone) is still deleted locally', async
   assert.equal(existsSync(join(dir, 'docs/b.md')), false);
   assert.equal(existsSync(join(dir, odd)), false);
   assert.ok(existsSync(join(dir, 'a.txt')));
+});
+
+/** Alice's engine on `dir`, polling every 300 ms when it polls, once its socket is live. */
+async function liveEngine(dir) {
+  const r = await loggedIn(suite.cloud, 'alice', { dir, syncDebounceMs: 0, syncInterval: 300 });
+  suite.track(r.cs);
+  await waitFor(r.bus, 'cloud:realtime:connected');
+  return r;
+}
+
+test('with realtime live, a local edit goes up within about the sync interval', async () => {
+  const ws = await newWorkspace();
+  const dir = workdir();
+  link(dir, ws);
+  const { cs } = await liveEngine(dir);
+  // The first cycle's file step writes the manifest at its end; after it, and once what that
+  // cycle set off has settled, nothing but a local edit has anything to sync.
+  for (let i = 0; i < 200 && !existsSync(join(dir, '.cloud-sync-manifest.json')); i++) await sleep(50);
+  assert.ok(existsSync(join(dir, '.cloud-sync-manifest.json')), 'the first file sync ran');
+  await sleep(1_000);
+  put(dir, 'x.txt', 'written while live');
+  let rows = [];
+  for (let i = 0; i < 200 && rows.length === 0; i++) {
+    await sleep(100);
+    rows = await cs.fileSync.listFiles(ws);
+  }
+  assert.deepEqual(rows.map((row) => row.file_path), ['x.txt']);
+  await cs.destroy();
+});
+
+test('with realtime live and syncFiles on, an idle linked workspace sends no REST request', async () => {
+  const { ws, dir } = await synced();
+  link(dir, ws);
+  const manifest = join(dir, '.cloud-sync-manifest.json');
+  const before = statSync(manifest).mtimeMs;
+  const { cs } = await liveEngine(dir);
+  // The first cycle's file step rewrites the manifest at its end; let what it set off
+  // settle, then count.
+  for (let i = 0; i < 200 && statSync(manifest).mtimeMs === before; i++) await sleep(50);
+  assert.notEqual(statSync(manifest).mtimeMs, before, 'the first file sync ran');
+  await sleep(1_000);
+  await suite.cloud.resetStats();
+  await sleep(2_000);
+  const { requests } = await suite.cloud.stats();
+  const rest = Object.keys(requests).filter((k) => / \/(rest|storage|functions)\/v1\//.test(k));
+  assert.deepEqual(rest, [], 'no polling while live');
+  assert.equal(cs.getStatus().syncEngineStatus.running, true);
+  assertAllThere(dir);
 });

@@ -135,6 +135,41 @@ fn walk(root: &Path) -> Result<Walk> {
     Ok(Walk { found, unreadable })
 }
 
+/// The tree as a walk sees it, without reading a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Glance {
+    /// The files are exactly those of the cache, at the same sizes and modification times:
+    /// the tree as the last sync left it.
+    pub as_cached: bool,
+    /// Of the paths, sizes and modification times found (and the paths that could not be
+    /// stat-ed): two walks of an unchanged tree give the same one.
+    pub fingerprint: u64,
+}
+
+/// Walks `root` against `cache` (blocking).
+pub fn glance(root: &Path, cache: &BTreeMap<String, Hashed>) -> Result<Glance> {
+    use std::hash::{Hash, Hasher};
+    let mut walk = walk(root)?;
+    let as_cached = walk.found.len() == cache.len()
+        && walk.found.iter().all(|f| {
+            cache
+                .get(f.rel.as_str())
+                .is_some_and(|h| h.size == f.size && h.mtime == f.mtime)
+        });
+    walk.found.sort_by(|a, b| a.rel.cmp(&b.rel));
+    let mut h = std::hash::DefaultHasher::new();
+    for f in &walk.found {
+        (f.rel.as_str(), f.size, f.mtime).hash(&mut h);
+    }
+    for rel in walk.unreadable.keys() {
+        rel.as_str().hash(&mut h);
+    }
+    Ok(Glance {
+        as_cached,
+        fingerprint: h.finish(),
+    })
+}
+
 /// Walks `root` and hashes what the cache does not vouch for (blocking; run it off the
 /// async workers).
 pub fn scan(root: &Path, cache: &BTreeMap<String, Hashed>) -> Result<Scan> {
@@ -276,6 +311,20 @@ mod tests {
         let again = scan(&root, &cache).unwrap();
         assert_eq!(again.hashed, 0, "an unchanged tree reads no contents");
         assert_eq!(again.files, s.files);
+        // A glance agrees, and tells one tree from another without the cache.
+        let g = glance(&root, &cache).unwrap();
+        assert!(g.as_cached);
+        assert_eq!(glance(&root, &cache).unwrap(), g);
+        assert!(!glance(&root, &BTreeMap::new()).unwrap().as_cached);
+        w("a.txt", "edited");
+        let edited = glance(&root, &cache).unwrap();
+        assert!(!edited.as_cached);
+        assert_ne!(edited.fingerprint, g.fingerprint);
+        std::fs::remove_file(root.join("a.txt")).unwrap();
+        assert!(
+            !glance(&root, &cache).unwrap().as_cached,
+            "a deletion is a change"
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -232,6 +232,16 @@ fn local_view(
     Ok((scan, known))
 }
 
+/// The files of `dir` against its last sync with `ws` (blocking): a walk that compares sizes
+/// and modification times with the manifest's hash cache, which records the tree as that
+/// sync left it. No request and no file read, so it can run while nothing else does; a
+/// directory never synced has no cache, so it is not as cached.
+pub fn glance(dir: &Path, ws: &Uuid) -> Result<scan::Glance> {
+    check_dir(dir)?;
+    let manifest = Manifest::load(dir, &ws.to_string());
+    scan::glance(dir, &manifest.hashes)
+}
+
 /// Removes what an interrupted run left in the temporary directory.
 fn clean_temp(dir: &Path) {
     let tmp = dir.join(TEMP_DIR);

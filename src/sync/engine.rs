@@ -2,6 +2,10 @@
 //! reconcile the workspace state) right away, after each local change once `syncDebounceMs`
 //! have passed without another, and otherwise every `syncInterval`. Failed cycles are
 //! retried sooner, with capped exponential backoff.
+//!
+//! While the realtime socket is live the cloud is not polled (its changes arrive over the
+//! socket); the working directory's files, when the link syncs them, are still looked at
+//! every `syncInterval`, by a walk that costs no request, and a cycle runs when one changed.
 
 use std::{
     sync::{Arc, Weak},
@@ -38,11 +42,19 @@ pub async fn run(hub: Weak<Syncer>, conn: Arc<Connection>, wake: Arc<Notify>, mu
     // The first cycle runs at once; a failed one is retried on its backoff even while the
     // socket is live, since the socket cannot deliver what the cycle failed to send.
     let mut wait = Some(Duration::ZERO);
+    // The last tree a local look started a cycle for (or found as synced).
+    let mut seen = None;
     loop {
         let idle = async {
             match wait {
                 Some(d) => tokio::time::sleep(d).await,
-                None => realtime::poll_wait(interval, pace.status.as_mut()).await,
+                None => {
+                    let live = pace.status.clone();
+                    tokio::select! {
+                        _ = realtime::poll_wait(interval, pace.status.as_mut()) => {}
+                        _ = local_edit(&hub, interval, live, &mut seen) => {}
+                    }
+                }
             }
         };
         tokio::select! {
@@ -59,6 +71,38 @@ pub async fn run(hub: Weak<Syncer>, conn: Arc<Connection>, wake: Arc<Notify>, mu
         let ok = hub.cycle(&conn).await;
         let failures = hub.record_cycle(ok);
         wait = (!ok).then(|| retry_delay(failures, interval));
+    }
+}
+
+/// Returns once the working directory's files are not as their last sync left them, looked
+/// at every `every` while the socket is live. Never without a socket, nor while it is not
+/// live: the engine polls then, and each poll syncs the files anyway.
+///
+/// A tree is acted on once: one that a cycle could not make synced (a file that cannot be
+/// read, say) starts no cycle again until it changes, or the idle workspace would send
+/// requests every interval.
+async fn local_edit(
+    hub: &Weak<Syncer>,
+    every: Duration,
+    status: Option<watch::Receiver<realtime::Status>>,
+    seen: &mut Option<u64>,
+) {
+    let Some(status) = status else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        if !status.borrow().is_live() {
+            continue;
+        }
+        let Some(hub) = hub.upgrade() else { return };
+        let Some(glance) = hub.files_glance().await else {
+            continue;
+        };
+        let new = seen.replace(glance.fingerprint) != Some(glance.fingerprint);
+        if new && !glance.as_cached {
+            return;
+        }
     }
 }
 

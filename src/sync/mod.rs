@@ -331,20 +331,40 @@ impl Syncer {
         ok && workspace_ok
     }
 
+    /// The working directory and the workspace whose files the engine syncs, when the link
+    /// says so.
+    fn files_target(&self) -> Option<(PathBuf, Uuid)> {
+        let i = self.lock();
+        let link = i.link.as_ref().filter(|l| l.sync_config().sync_files)?;
+        let ws = Uuid::parse_str(link.workspace_id()?).ok()?;
+        Some((i.dir.clone()?, ws))
+    }
+
+    /// The working directory's files against their last file sync, from a walk alone (no
+    /// request, no file read); `None` when files are not synced or the walk fails (a cycle
+    /// would fail the same way).
+    async fn files_glance(&self) -> Option<crate::files::scan::Glance> {
+        let (dir, ws) = self.files_target()?;
+        let walked =
+            tokio::task::spawn_blocking(move || crate::files::sync::glance(&dir, &ws)).await;
+        match walked {
+            Ok(Ok(glance)) => Some(glance),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "local files not looked at");
+                None
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "local files not looked at");
+                None
+            }
+        }
+    }
+
     /// With `syncConfig.syncFiles: true`, a two-way file sync of the working directory each
     /// cycle (cheap when nothing changed: one listing, and the hash cache spares the reads).
     async fn sync_files(&self, conn: &Arc<Connection>) -> bool {
-        let (dir, ws) = {
-            let i = self.lock();
-            let on = i.link.as_ref().is_some_and(|l| l.sync_config().sync_files);
-            let ws = i
-                .link
-                .as_ref()
-                .and_then(|l| l.workspace_id().map(String::from));
-            match (on, i.dir.clone(), ws.and_then(|w| Uuid::parse_str(&w).ok())) {
-                (true, Some(dir), Some(ws)) => (dir, ws),
-                _ => return true,
-            }
+        let Some((dir, ws)) = self.files_target() else {
+            return true;
         };
         let ctx = crate::files::Ctx {
             client: &conn.client,
