@@ -43,8 +43,9 @@ impl AfterBurst {
         self.trimming.store(false, Ordering::Release);
     }
 
-    /// Waits on a thread of its own for the burst to end, then trims: neither the JS thread
-    /// nor the runtime waits while it walks the arenas.
+    /// Waits on a thread of its own for the burst to end, then trims, so that the walk is
+    /// nobody's work; a thread allocating meanwhile waits only for the one arena being
+    /// trimmed (each is locked in turn).
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     pub fn trim(&'static self) {
         use std::time::{Duration, Instant};
