@@ -4,9 +4,9 @@
 // deleted, and the cloud keeps its files.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync, symlinkSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileSuite, put } from './helpers/files.mjs';
+import { readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { fileSuite, put, sha } from './helpers/files.mjs';
 import { workdir, waitFor } from './helpers/sync.mjs';
 
 // PostgREST's `db-max-rows` below the 1,000 rows a client asks for, as a Supabase project
@@ -14,6 +14,29 @@ import { workdir, waitFor } from './helpers/sync.mjs';
 const MAX_ROWS = 500;
 const suite = fileSuite(['--db-max-rows', String(MAX_ROWS)]);
 const { user, newWorkspace } = suite;
+
+/** What any org member can make: a row and its object at `file_path`, whatever the path
+ *  (written here with the service key, as a client that skips the checks would). */
+async function planted(ws, file_path, data) {
+  const r = await fetch(`${suite.cloud.url}/storage/v1/object/workspace-files/${ws}/${file_path.split('/').map(encodeURIComponent).join('/')}`, {
+    method: 'POST',
+    headers: { apikey: suite.cloud.serviceRoleKey, Authorization: `Bearer ${suite.cloud.serviceRoleKey}`, 'content-type': 'text/plain' },
+    body: data,
+  });
+  assert.equal(r.status, 200, `${file_path}: ${await r.text()}`);
+  await suite.cloud.serviceRest('workspace_files', {
+    method: 'POST',
+    body: { workspace_id: ws, file_path, file_size: Buffer.byteLength(data), checksum: sha(data), version: 1 },
+  });
+}
+
+/** Every file under `dir`, relative, sorted. */
+function files(dir) {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => relative(dir, join(e.parentPath, e.name)))
+    .sort();
+}
 
 test('a cloud that returns fewer rows than asked for is paged to the end: nothing is taken for deleted', async () => {
   const ws = await newWorkspace();
@@ -37,7 +60,6 @@ test('cloud rows for paths this machine does not sync never overwrite local file
   // Another machine, where none of these paths is ignored, uploads them.
   const other = workdir();
   const excluded = {
-    '.git/config': '[core]\n\tfsmonitor = touch /tmp/pwned\n',
     'node_modules/pkg/index.js': 'evil()',
     '.cloud-outbox.jsonl': '',
     '.cloud-link.json': '{"workspaceId":"x"}',
@@ -51,6 +73,8 @@ test('cloud rows for paths this machine does not sync never overwrite local file
   }
   put(other, 'shared.md', 'synced');
   await cs.fileSync.uploadFile(ws, other, 'shared.md');
+  // No client uploads into `.git` any more; an old one could have.
+  await planted(ws, '.git/config', '[core]\n\tfsmonitor = touch /tmp/pwned\n');
 
   const dir = workdir();
   put(dir, '.gitignore', '.env\nbuild/\n');
@@ -75,7 +99,41 @@ test('cloud rows for paths this machine does not sync never overwrite local file
   const again = await cs.fileSync.syncFiles(ws, dir);
   assert.deepEqual([again.deletedRemote, again.downloaded, again.uploaded], [[], [], []]);
   const listed = (await cs.fileSync.listFiles(ws)).map((r) => r.file_path).sort();
-  assert.deepEqual(listed, [...Object.keys(excluded), 'shared.md', '.gitignore', 'real/notes.md'].sort());
+  assert.deepEqual(listed, [...Object.keys(excluded), '.git/config', 'shared.md', '.gitignore', 'real/notes.md'].sort());
+});
+
+test('cloud rows that would open .git, node_modules or the link file on some file system are never downloaded', async () => {
+  const ws = await newWorkspace();
+  const { cs } = await user();
+  const hook = '#!/bin/sh\ntouch /tmp/pwned\n';
+  const aliases = [
+    '.GIT/hooks/pre-commit',
+    '.git/hooks/post-checkout',
+    '.Git/hooks/pre-push',
+    '.git./hooks/pre-commit',
+    '.git /hooks/pre-commit',
+    'GIT~1/hooks/pre-commit',
+    '.g\u200cit/hooks/pre-commit',
+    'sub/.GIT/hooks/pre-commit',
+    'NODE_MODULES/pkg/index.js',
+    'Node_Modules./pkg/index.js',
+    '.CLOUD-LINK.JSON',
+    '.Cloud-Sync-Manifest.json',
+  ];
+  for (const p of aliases) await planted(ws, p, hook);
+  await planted(ws, 'fine.txt', 'ok');
+  const dir = workdir();
+  const res = await cs.fileSync.syncFiles(ws, dir);
+  assert.deepEqual(res.downloaded, ['fine.txt']);
+  assert.deepEqual(res.failed, [], 'skipped, not a failure of the sync');
+  assert.deepEqual(files(dir), ['.cloud-sync-manifest.json', 'fine.txt'], 'nothing else is written anywhere under the directory');
+  // Nor are they taken for deleted here.
+  const again = await cs.fileSync.syncFiles(ws, dir);
+  assert.deepEqual([again.deletedRemote, again.downloaded, again.failed], [[], [], []]);
+  assert.equal((await cs.fileSync.listFiles(ws)).length, aliases.length + 1);
+  await assert.rejects(cs.fileSync.downloadFile(ws, dir, '.GIT/hooks/pre-commit'), { code: 'INVALID_ARGUMENT' });
+  put(dir, 'x.txt', 'x');
+  await assert.rejects(cs.fileSync.uploadFile(ws, dir, '.Git/config'), { code: 'INVALID_ARGUMENT' });
 });
 
 test('a synced file that becomes ignored is not deleted from the cloud', async () => {

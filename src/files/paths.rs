@@ -31,6 +31,61 @@ fn bad(path: &str, why: &str) -> Error {
     Error::InvalidArgument(format!("Invalid file path {shown:?}: {why}"))
 }
 
+/// Code points HFS+ leaves out when it compares names: there `.g\u{200c}it` is `.git`.
+fn hfs_ignorable(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200c}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{206a}'..='\u{206f}' | '\u{feff}'
+    )
+}
+
+/// The name a segment opens on the file systems that are loosest about names: HFS+ drops
+/// ignorable code points, Windows cuts an NTFS stream (`name:stream`) and strips trailing
+/// dots and spaces, and both fold case (upper then lower, so `ı` and the Kelvin sign fold to
+/// ASCII as well).
+fn folded(seg: &str) -> String {
+    let name = seg.split(':').next().unwrap_or(seg);
+    let kept: String = name.chars().filter(|c| !hfs_ignorable(*c)).collect();
+    kept.trim_end_matches(['.', ' '])
+        .chars()
+        .flat_map(char::to_uppercase)
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Whether `folded` is an NTFS short (8.3) name Windows may give `reserved`: the first up to
+/// six characters of its stem (leading dots, dots and spaces dropped), `~` and a number, any
+/// extension. Like git for `.git` (`git~1`), but any number, since `~1` may be taken.
+fn is_short_name(folded: &str, reserved: &str) -> bool {
+    let Some((base, tail)) = folded.split_once('~') else {
+        return false;
+    };
+    let digits = tail.split('.').next().unwrap_or(tail);
+    let trimmed = reserved.trim_start_matches('.');
+    let stem = trimmed.rsplit_once('.').map_or(trimmed, |(s, _)| s);
+    let prefix: String = stem
+        .chars()
+        .filter(|c| !matches!(c, '.' | ' '))
+        .take(6)
+        .collect();
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && base == prefix
+}
+
+/// Whether the segment `seg` may open the file or directory `reserved` (a lower-case name) on
+/// some file system: in any case, with trailing dots or spaces, as an NTFS short name or
+/// stream, or with code points HFS+ ignores. On a case-sensitive volume these are other
+/// names, but a path synced there reaches the machines where they are not.
+pub fn is_alias(seg: &str, reserved: &str) -> bool {
+    let f = folded(seg);
+    f == reserved || is_short_name(&f, reserved)
+}
+
+/// Whether `seg` may open a `.git` directory somewhere: writing below it could plant a hook
+/// that git then runs, so no such path is synced, uploaded or downloaded.
+pub fn is_dot_git(seg: &str) -> bool {
+    is_alias(seg, ".git")
+}
+
 impl RelPath {
     /// Normalizes `input` (drops empty and `.` segments) and refuses anything that could name
     /// a file outside the workspace or that storage would refuse.
@@ -52,6 +107,12 @@ impl RelPath {
             match seg {
                 "" | "." => continue,
                 ".." => return Err(bad(input, "'..' segments are not allowed")),
+                s if is_dot_git(s) => {
+                    return Err(bad(
+                        input,
+                        "'.git' (in any spelling that opens it on some file system) is git's own directory",
+                    ))
+                }
                 s if s.len() > MAX_SEGMENT_BYTES => {
                     return Err(bad(input, "a segment is longer than 255 bytes"))
                 }
@@ -211,6 +272,78 @@ mod tests {
         }
         assert!(RelPath::parse(&"a/".repeat(600)).is_err());
         assert!(RelPath::parse(&"a".repeat(256)).is_err());
+    }
+
+    /// Every spelling under which some file system (case-folding, Windows stripping trailing
+    /// dots and spaces, NTFS short names and streams, HFS+ ignorable code points) opens `.git`.
+    const DOT_GIT_ALIASES: &[&str] = &[
+        ".git",
+        ".GIT",
+        ".Git",
+        ".gIt",
+        ".git.",
+        ".git ",
+        ".git. .",
+        ".GIT..",
+        "git~1",
+        "GIT~1",
+        "Git~2",
+        "git~1.",
+        ".git::$INDEX_ALLOCATION",
+        ".g\u{200c}it",
+        ".\u{feff}GIT",
+        ".gi\u{206f}t\u{200e}",
+        ".g\u{0131}t",
+    ];
+
+    #[test]
+    fn refuses_every_alias_of_dot_git_at_any_depth() {
+        for alias in DOT_GIT_ALIASES {
+            for input in [
+                format!("{alias}/hooks/pre-commit"),
+                format!("sub/{alias}/config"),
+                alias.to_string(),
+            ] {
+                let e = RelPath::parse(&input).unwrap_err();
+                assert_eq!(e.code(), "INVALID_ARGUMENT", "{input:?}");
+                assert!(e.to_string().contains(".git"), "{e}");
+                assert!(is_dot_git(alias), "{alias:?}");
+            }
+        }
+        // Names that only look alike are ordinary files.
+        for fine in [
+            ".gitignore",
+            ".gitattributes",
+            "git",
+            ".git-x",
+            "x.git",
+            "git~",
+            "git~a",
+            ".github/ci.yml",
+        ] {
+            assert!(RelPath::parse(fine).is_ok(), "{fine:?}");
+        }
+    }
+
+    #[test]
+    fn reserved_names_match_in_every_spelling() {
+        for (seg, reserved) in [
+            ("node_modules", "node_modules"),
+            ("NODE_MODULES", "node_modules"),
+            ("Node_Modules. ", "node_modules"),
+            ("node_m~1", "node_modules"),
+            ("node\u{200d}_modules", "node_modules"),
+            (".CLOUD-LINK.JSON", ".cloud-link.json"),
+            (".Cloud-Sync-Tmp", ".cloud-sync-tmp"),
+        ] {
+            assert!(is_alias(seg, reserved), "{seg:?} is {reserved:?}");
+        }
+        for (seg, reserved) in [
+            ("node_modules2", "node_modules"),
+            ("modules", "node_modules"),
+        ] {
+            assert!(!is_alias(seg, reserved), "{seg:?} is not {reserved:?}");
+        }
     }
 
     #[test]

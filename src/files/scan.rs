@@ -19,20 +19,35 @@ use std::{
 
 use sha2::{Digest, Sha256};
 
-use super::{manifest::Hashed, paths::RelPath, TEMP_DIR};
+use super::{
+    manifest::Hashed,
+    paths::{self, RelPath},
+    TEMP_DIR,
+};
 use crate::{
     error::{Error, Result},
     link_file,
 };
 
 /// Names never walked into or synced, at any depth.
-pub(super) const SKIPPED: &[&str] = &[".git", "node_modules", TEMP_DIR];
-/// Sync's own files beside the link file.
+const SKIPPED: &[&str] = &[".git", "node_modules", TEMP_DIR];
+
+/// Whether `name` is one of [`SKIPPED`] in any spelling that opens it on some file system.
+pub(super) fn is_skipped(name: &str) -> bool {
+    SKIPPED.iter().any(|s| paths::is_alias(name, s))
+}
+
+/// Sync's own files beside the link file, in any spelling that opens them somewhere (a
+/// `.CLOUD-LINK.JSON` downloaded to a Mac would replace the link).
 pub(super) fn is_own_file(name: &str) -> bool {
-    name == link_file::FILE_NAME
-        || name.starts_with(".cloud-link.json.")
-        || name.starts_with(".cloud-outbox.jsonl")
-        || name.starts_with(super::manifest::FILE_NAME)
+    let own = |prefix: &str| {
+        name.char_indices()
+            .map(|(i, _)| i)
+            .chain(std::iter::once(name.len()))
+            .any(|i| paths::is_alias(&name[..i], prefix))
+    };
+    // The link file's name is a prefix of its temporary files' (`.cloud-link.json.…`).
+    own(link_file::FILE_NAME) || own(".cloud-outbox.jsonl") || own(super::manifest::FILE_NAME)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +114,7 @@ fn walk(root: &Path) -> Result<Walk> {
         .add_custom_ignore_filename(".obotoignore")
         .filter_entry(|e| {
             let name = e.file_name().to_str().unwrap_or("");
-            !(SKIPPED.contains(&name) || (e.depth() == 1 && is_own_file(name)))
+            !(is_skipped(name) || (e.depth() == 1 && is_own_file(name)))
         })
         .build();
     let mut found = Vec::new();
@@ -272,6 +287,10 @@ mod tests {
         w("sub/.obotoignore", "local-only.md\n");
         w("sub/local-only.md", "l");
         w("node_modules/m/index.js", "m");
+        w("sub/NODE_MODULES/m/index.js", "m");
+        w("Node_Modules. /m/index.js", "m");
+        w(".CLOUD-LINK.JSON", "{}");
+        w(".GIT/hooks/pre-commit", "#!/bin/sh");
         w(".git/HEAD", "h");
         w(".cloud-link.json", "{}");
         w(".cloud-sync-manifest.json", "{}");

@@ -22,7 +22,7 @@ use ignore::{
 
 use super::{
     paths::RelPath,
-    scan::{is_own_file, SKIPPED},
+    scan::{is_own_file, is_skipped},
 };
 
 /// The ignore files of one directory, in the walker's order of precedence.
@@ -60,7 +60,7 @@ impl<'a> Rules<'a> {
 
     fn synced(&mut self, rel: &RelPath) -> bool {
         let segments: Vec<&str> = rel.as_str().split('/').collect();
-        if segments.iter().any(|s| SKIPPED.contains(s)) || is_own_file(segments[0]) {
+        if segments.iter().any(|s| is_skipped(s)) || is_own_file(segments[0]) {
             return false;
         }
         let mut at = self.root.to_path_buf();
@@ -200,9 +200,11 @@ mod tests {
                 "docs/drafts/a.md",
                 "docs/final/a.md",
                 "src/debug.log",
-                ".git/config",
-                "sub/.git/config",
                 "node_modules/p/index.js",
+                "NODE_MODULES/p/index.js",
+                "sub/Node_Modules/p/index.js",
+                ".Cloud-Sync-Tmp/x.part",
+                ".CLOUD-LINK.JSON",
                 ".cloud-sync-tmp/x.part",
                 ".cloud-link.json",
                 ".cloud-outbox.jsonl",
@@ -213,17 +215,19 @@ mod tests {
         assert_eq!(
             got,
             [
+                ".CLOUD-LINK.JSON",
+                ".Cloud-Sync-Tmp/x.part",
                 ".cloud-link.json",
                 ".cloud-outbox.jsonl",
                 ".cloud-sync-manifest.json",
                 ".cloud-sync-tmp/x.part",
-                ".git/config",
+                "NODE_MODULES/p/index.js",
                 "build/out.js",
                 "deep/build/out.js",
                 "docs/drafts/a.md",
                 "node_modules/p/index.js",
                 "private/a.md",
-                "sub/.git/config",
+                "sub/Node_Modules/p/index.js",
                 "x.log",
             ]
         );
