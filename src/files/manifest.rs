@@ -1,6 +1,6 @@
 //! The local sync manifest, beside the link file: per path the checksum and cloud version of
 //! the last sync (the base that tells a one-sided change from a conflict), and a hash cache
-//! keyed by size + modification time (so a re-scan of an unchanged tree reads no contents).
+//! keyed by stat (so a re-scan of an unchanged tree reads no contents).
 //!
 //! It is only an optimisation and a base: losing it is safe. Without a base, equal content
 //! is in sync and different content is a conflict that keeps both copies.
@@ -9,6 +9,7 @@ use std::{collections::BTreeMap, path::Path};
 
 use serde::{Deserialize, Serialize};
 
+use super::scan::Stat;
 use crate::{error::Result, link_file};
 
 pub const FILE_NAME: &str = ".cloud-sync-manifest.json";
@@ -19,11 +20,16 @@ pub struct Synced {
     pub version: i64,
 }
 
+/// A hash cache entry: the file's stat when it was hashed, and when that stat was taken
+/// (`scan::still_holds` decides whether a later stat proves the same contents).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hashed {
-    pub size: u64,
-    /// Nanoseconds since the Unix epoch.
-    pub mtime: i64,
+    #[serde(flatten)]
+    pub stat: Stat,
+    /// Nanoseconds since the Unix epoch, before the stat. Entries of manifests written before
+    /// it existed read as 0, and are hashed once more.
+    #[serde(default)]
+    pub seen: i64,
     pub checksum: String,
 }
 
@@ -83,8 +89,13 @@ mod tests {
         m.hashes.insert(
             "a".into(),
             Hashed {
-                size: 1,
-                mtime: 5,
+                stat: Stat {
+                    size: 1,
+                    mtime: 5,
+                    ctime: 6,
+                    ino: 7,
+                },
+                seen: 8,
                 checksum: "c".into(),
             },
         );
@@ -93,6 +104,17 @@ mod tests {
         let other = Manifest::load(&dir, "ws2");
         assert!(other.files.is_empty());
         assert_eq!(other.hashes.len(), 1);
+        // A manifest of an earlier version: its entries are there, with nothing to trust.
+        std::fs::write(
+            dir.join(FILE_NAME),
+            br#"{"workspaceId":"ws1","hashes":{"a":{"size":1,"mtime":5,"checksum":"c"}}}"#,
+        )
+        .unwrap();
+        let old = &Manifest::load(&dir, "ws1").hashes["a"];
+        assert_eq!(
+            (old.stat.size, old.stat.mtime, old.stat.ctime, old.seen),
+            (1, 5, 0, 0)
+        );
         std::fs::write(dir.join(FILE_NAME), b"{oops").unwrap();
         assert!(Manifest::load(&dir, "ws1").files.is_empty());
         std::fs::remove_dir_all(&dir).unwrap();

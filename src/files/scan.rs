@@ -1,10 +1,10 @@
 //! The local side of a delta: every syncable file under the working directory with its
 //! SHA-256. The walk honours `.gitignore` and `.obotoignore` (as git reads them, also outside
 //! a git repository) and never enters `.git` or `node_modules` or looks at sync's own files.
-//! Symlinks are not synced. Hashing runs on several threads, and a file whose size and
-//! modification time match the cache is not read at all. A file found but not stat-able or
-//! readable (a directory without search permission, an I/O error) is reported as such,
-//! never left out as if it were not there.
+//! Symlinks are not synced. Hashing runs on several threads, and a file whose stat proves
+//! it unchanged since it was hashed (see [`still_holds`]) is not read at all. A file found
+//! but not stat-able or readable (a directory without search permission, an I/O error) is
+//! reported as such, never left out as if it were not there.
 
 use std::{
     collections::BTreeMap,
@@ -14,9 +14,10 @@ use std::{
         atomic::{AtomicUsize, Ordering},
         Mutex,
     },
-    time::UNIX_EPOCH,
+    time::{SystemTime, UNIX_EPOCH},
 };
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{
@@ -50,10 +51,70 @@ pub(super) fn is_own_file(name: &str) -> bool {
     own(link_file::FILE_NAME) || own(".cloud-outbox.jsonl") || own(super::manifest::FILE_NAME)
 }
 
+/// File time stamps may trail the clock they are read against by this much: coarse kernel
+/// clocks, 1 s on HFS+ and ext3, 2 s (truncated) on FAT.
+const STAMP_SLACK_NS: i64 = 2_000_000_000;
+
+/// What a stat says of a file's contents without reading them. Writes change the
+/// modification time, unless a tool sets it back; the change time (Unix) then still moves,
+/// and a file replaced by a rename has another inode. Where the system has no change time or
+/// inode they are 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Stat {
+    pub size: u64,
+    /// Nanoseconds since the Unix epoch.
+    pub mtime: i64,
+    #[serde(default)]
+    pub ctime: i64,
+    #[serde(default)]
+    pub ino: u64,
+}
+
+impl Stat {
+    pub fn of(m: &std::fs::Metadata) -> Stat {
+        #[cfg(unix)]
+        let (ctime, ino) = {
+            use std::os::unix::fs::MetadataExt;
+            (
+                m.ctime()
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(m.ctime_nsec()),
+                m.ino(),
+            )
+        };
+        #[cfg(not(unix))]
+        let (ctime, ino) = (0, 0);
+        Stat {
+            size: m.len(),
+            mtime: mtime_of(m),
+            ctime,
+            ino,
+        }
+    }
+}
+
+/// Now, in nanoseconds since the Unix epoch: when a stat is taken.
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Whether a file whose stat is `now` still holds what was hashed when its stat was `then`,
+/// taken at `seen`. Equal stats are not enough for a file changed shortly before `seen`: a
+/// write after the stat, within the time stamps' granularity, leaves them as they were (git's
+/// "racy clean" entries). Such a file is read again, until it has been quiet for long enough
+/// when it is looked at.
+pub fn still_holds(then: &Stat, seen: i64, now: &Stat) -> bool {
+    then == now && then.mtime.max(then.ctime) < seen.saturating_sub(STAMP_SLACK_NS)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalFile {
-    pub size: u64,
-    pub mtime: i64,
+    pub stat: Stat,
+    /// When `stat` was taken (see [`still_holds`]).
+    pub seen: i64,
     pub checksum: String,
 }
 
@@ -69,8 +130,7 @@ pub struct Scan {
 struct Found {
     rel: RelPath,
     abs: PathBuf,
-    size: u64,
-    mtime: i64,
+    stat: Stat,
 }
 
 struct Walk {
@@ -135,8 +195,7 @@ fn walk(root: &Path) -> Result<Walk> {
             Ok(meta) => found.push(Found {
                 rel,
                 abs: entry.into_path(),
-                size: meta.len(),
-                mtime: mtime_of(&meta),
+                stat: Stat::of(&meta),
             }),
             // Gone since the directory was read: not there, as a later walk would say.
             Err(e)
@@ -153,11 +212,13 @@ fn walk(root: &Path) -> Result<Walk> {
 /// The tree as a walk sees it, without reading a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Glance {
-    /// The files are exactly those of the cache, at the same sizes and modification times:
-    /// the tree as the last sync left it.
+    /// The files are exactly those of the cache, each with a stat that proves it unchanged
+    /// since it was hashed, as a scan would trust it (see [`still_holds`]): the tree as the
+    /// last sync left it. A file hashed right after it was written is not proven so; the next
+    /// scan reads it again, and records it as quiet.
     pub as_cached: bool,
-    /// Of the paths, sizes and modification times found (and the paths that could not be
-    /// stat-ed): two walks of an unchanged tree give the same one.
+    /// Of the paths and stats found (and the paths that could not be stat-ed): two walks of
+    /// an unchanged tree give the same one, and any change a scan would read again changes it.
     pub fingerprint: u64,
 }
 
@@ -169,12 +230,12 @@ pub fn glance(root: &Path, cache: &BTreeMap<String, Hashed>) -> Result<Glance> {
         && walk.found.iter().all(|f| {
             cache
                 .get(f.rel.as_str())
-                .is_some_and(|h| h.size == f.size && h.mtime == f.mtime)
+                .is_some_and(|h| still_holds(&h.stat, h.seen, &f.stat))
         });
     walk.found.sort_by(|a, b| a.rel.cmp(&b.rel));
     let mut h = std::hash::DefaultHasher::new();
     for f in &walk.found {
-        (f.rel.as_str(), f.size, f.mtime).hash(&mut h);
+        (f.rel.as_str(), f.stat).hash(&mut h);
     }
     for rel in walk.unreadable.keys() {
         rel.as_str().hash(&mut h);
@@ -188,31 +249,27 @@ pub fn glance(root: &Path, cache: &BTreeMap<String, Hashed>) -> Result<Glance> {
 /// Walks `root` and hashes what the cache does not vouch for (blocking; run it off the
 /// async workers).
 pub fn scan(root: &Path, cache: &BTreeMap<String, Hashed>) -> Result<Scan> {
+    // Before any stat: a file written after it is not quiet at `seen`.
+    let seen = now_ns();
     let Walk {
         found,
         mut unreadable,
     } = walk(root)?;
     let mut files = BTreeMap::new();
     let mut todo = Vec::new();
-    for Found {
-        rel,
-        abs,
-        size,
-        mtime,
-    } in found
-    {
+    for Found { rel, abs, stat } in found {
         match cache.get(rel.as_str()) {
-            Some(h) if h.size == size && h.mtime == mtime => {
+            Some(h) if still_holds(&h.stat, h.seen, &stat) => {
                 files.insert(
                     rel,
                     LocalFile {
-                        size,
-                        mtime,
+                        stat,
+                        seen: h.seen,
                         checksum: h.checksum.clone(),
                     },
                 );
             }
-            _ => todo.push((rel, abs, size, mtime)),
+            _ => todo.push((rel, abs, stat)),
         }
     }
     let hashed = todo.len();
@@ -227,15 +284,15 @@ pub fn scan(root: &Path, cache: &BTreeMap<String, Hashed>) -> Result<Scan> {
         for _ in 0..workers {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((rel, abs, size, mtime)) = todo.get(i) else {
+                let Some((rel, abs, stat)) = todo.get(i) else {
                     return;
                 };
                 // A file that vanished since the walk is not there; one that cannot be read
                 // is there all the same.
                 let got = match hash_file(abs) {
                     Ok(checksum) => Ok(LocalFile {
-                        size: *size,
-                        mtime: *mtime,
+                        stat: *stat,
+                        seen,
                         checksum,
                     }),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -268,6 +325,98 @@ pub fn scan(root: &Path, cache: &BTreeMap<String, Hashed>) -> Result<Scan> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Long enough for a file to count as quiet when it was hashed.
+    const QUIET: i64 = STAMP_SLACK_NS + 1_000_000_000;
+
+    /// The hash cache a sync would keep after `s`, as if taken `later` ns after it.
+    fn cache_of(s: &Scan, later: i64) -> BTreeMap<String, Hashed> {
+        s.files
+            .iter()
+            .map(|(k, v)| {
+                let h = Hashed {
+                    stat: v.stat,
+                    seen: v.seen + later,
+                    checksum: v.checksum.clone(),
+                };
+                (k.as_str().to_string(), h)
+            })
+            .collect()
+    }
+
+    fn root_with(files: &[(&str, &str)]) -> PathBuf {
+        let root = std::env::temp_dir().join(format!("oboto-scan-{}", uuid::Uuid::new_v4()));
+        for (p, c) in files {
+            let p = root.join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, c).unwrap();
+        }
+        root
+    }
+
+    fn sha(s: &str) -> String {
+        hex::encode(Sha256::digest(s.as_bytes()))
+    }
+
+    /// A same-size edit that keeps the modification time (a tool that sets it back, or an
+    /// edit within its granularity) is still seen.
+    #[test]
+    fn a_same_size_edit_with_its_mtime_restored_is_hashed_again() {
+        let root = root_with(&[("a.txt", "aaaa")]);
+        let a = root.join("a.txt");
+        let first = scan(&root, &BTreeMap::new()).unwrap();
+        let mtime = std::fs::metadata(&a).unwrap().modified().unwrap();
+        std::fs::write(&a, "bbbb").unwrap();
+        let f = std::fs::File::options().write(true).open(&a).unwrap();
+        f.set_times(std::fs::FileTimes::new().set_modified(mtime))
+            .unwrap();
+        drop(f);
+        let now = Stat::of(&std::fs::metadata(&a).unwrap());
+        let then = first.files.values().next().unwrap().stat;
+        assert_eq!((now.size, now.mtime), (then.size, then.mtime));
+        let again = scan(&root, &cache_of(&first, 0)).unwrap();
+        assert_eq!(again.hashed, 1);
+        assert_eq!(again.files.values().next().unwrap().checksum, sha("bbbb"));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A file changed just before it was hashed is read again on the next scan; once it has
+    /// been quiet when hashed, its entry holds.
+    #[test]
+    fn a_fresh_file_is_hashed_again_an_old_one_is_not() {
+        let root = root_with(&[("a.txt", "aaaa")]);
+        let first = scan(&root, &BTreeMap::new()).unwrap();
+        assert_eq!(first.hashed, 1);
+        assert_eq!(scan(&root, &cache_of(&first, 0)).unwrap().hashed, 1);
+        assert_eq!(scan(&root, &cache_of(&first, QUIET)).unwrap().hashed, 0);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Where the system has a change time and inodes, either moving alone means a re-read:
+    /// the modification time and size can be set back, they cannot.
+    #[cfg(unix)]
+    #[test]
+    fn a_moved_change_time_or_inode_alone_is_a_change() {
+        let then = Stat {
+            size: 4,
+            mtime: 10,
+            ctime: 20,
+            ino: 30,
+        };
+        let seen = 20 + QUIET;
+        assert!(still_holds(&then, seen, &then));
+        assert!(!still_holds(&then, seen, &Stat { ctime: 21, ..then }));
+        assert!(!still_holds(&then, seen, &Stat { ino: 31, ..then }));
+        assert!(!still_holds(&then, seen, &Stat { mtime: 11, ..then }));
+        assert!(!still_holds(&then, seen, &Stat { size: 5, ..then }));
+        // Changed within the slack before it was looked at: not trusted, whatever the stat.
+        assert!(!still_holds(&then, 20 + STAMP_SLACK_NS, &then));
+        assert!(!still_holds(
+            &Stat { mtime: 25, ..then },
+            20 + STAMP_SLACK_NS + 3,
+            &Stat { mtime: 25, ..then }
+        ));
+    }
 
     #[test]
     fn honours_ignore_files_and_skips_own_files() {
@@ -313,24 +462,17 @@ mod tests {
             f.checksum,
             "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb"
         );
-        let cache: BTreeMap<String, Hashed> = s
-            .files
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    Hashed {
-                        size: v.size,
-                        mtime: v.mtime,
-                        checksum: v.checksum.clone(),
-                    },
-                )
-            })
-            .collect();
-        let again = scan(&root, &cache).unwrap();
-        assert_eq!(again.hashed, 0, "an unchanged tree reads no contents");
-        assert_eq!(again.files, s.files);
+        let again = scan(&root, &cache_of(&s, QUIET)).unwrap();
+        assert_eq!(again.hashed, 0, "an unchanged old tree reads no contents");
+        let stats = |s: &Scan| -> Vec<(Stat, String)> {
+            s.files
+                .values()
+                .map(|f| (f.stat, f.checksum.clone()))
+                .collect()
+        };
+        assert_eq!(stats(&again), stats(&s));
         // A glance agrees, and tells one tree from another without the cache.
+        let cache = cache_of(&s, QUIET);
         let g = glance(&root, &cache).unwrap();
         assert!(g.as_cached);
         assert_eq!(glance(&root, &cache).unwrap(), g);
@@ -343,6 +485,62 @@ mod tests {
         assert!(
             !glance(&root, &cache).unwrap().as_cached,
             "a deletion is a change"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A glance trusts the cache exactly as far as a scan does: a file hashed right after it
+    /// was written is not as cached (a scan would read it again), and once a scan has hashed
+    /// it quiet, it is. An unchanged tree keeps its fingerprint either way, so the engine does
+    /// not start a cycle for it twice.
+    #[test]
+    fn a_glance_trusts_what_a_scan_trusts() {
+        let root = root_with(&[("a.txt", "aaaa"), ("b/c.txt", "cc")]);
+        let first = scan(&root, &BTreeMap::new()).unwrap();
+        for later in [0, QUIET] {
+            let cache = cache_of(&first, later);
+            let g = glance(&root, &cache).unwrap();
+            let s = scan(&root, &cache).unwrap();
+            assert_eq!(g.as_cached, s.hashed == 0, "{later} ns later");
+            assert_eq!(
+                g.fingerprint,
+                glance(&root, &BTreeMap::new()).unwrap().fingerprint
+            );
+        }
+        assert!(!glance(&root, &cache_of(&first, 0)).unwrap().as_cached);
+        // The re-hash records when it looked; a scan that looks once the file is quiet
+        // settles it.
+        let again = scan(&root, &cache_of(&first, 0)).unwrap();
+        assert_eq!(again.hashed, 2);
+        assert!(glance(&root, &cache_of(&again, QUIET)).unwrap().as_cached);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// An edit that keeps size and modification time still changes the fingerprint, as it
+    /// makes a scan read the file again.
+    #[cfg(unix)]
+    #[test]
+    fn a_same_size_edit_with_its_mtime_restored_changes_the_fingerprint() {
+        let root = root_with(&[("a.txt", "aaaa")]);
+        let a = root.join("a.txt");
+        let stat = || Stat::of(&std::fs::metadata(&a).unwrap());
+        let before = (stat(), glance(&root, &BTreeMap::new()).unwrap().fingerprint);
+        let mtime = std::fs::metadata(&a).unwrap().modified().unwrap();
+        std::fs::write(&a, "bbbb").unwrap();
+        // The change time moves with the kernel's coarse clock: touch until it has.
+        loop {
+            let f = std::fs::File::options().write(true).open(&a).unwrap();
+            f.set_times(std::fs::FileTimes::new().set_modified(mtime))
+                .unwrap();
+            if stat().ctime != before.0.ctime {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        assert_eq!((stat().size, stat().mtime), (before.0.size, before.0.mtime));
+        assert_ne!(
+            glance(&root, &BTreeMap::new()).unwrap().fingerprint,
+            before.1
         );
         std::fs::remove_dir_all(&root).unwrap();
     }

@@ -92,8 +92,8 @@ fn check_dir(dir: &Path) -> Result<()> {
 
 fn hashed(f: &LocalFile) -> Hashed {
     Hashed {
-        size: f.size,
-        mtime: f.mtime,
+        stat: f.stat,
+        seen: f.seen,
         checksum: f.checksum.clone(),
     }
 }
@@ -232,10 +232,10 @@ fn local_view(
     Ok((scan, known))
 }
 
-/// The files of `dir` against its last sync with `ws` (blocking): a walk that compares sizes
-/// and modification times with the manifest's hash cache, which records the tree as that
-/// sync left it. No request and no file read, so it can run while nothing else does; a
-/// directory never synced has no cache, so it is not as cached.
+/// The files of `dir` against its last sync with `ws` (blocking): a walk that compares stats
+/// with the manifest's hash cache, which records the tree as that sync left it, trusting an
+/// entry as the scan does. No request and no file read, so it can run while nothing else
+/// does; a directory never synced has no cache, so it is not as cached.
 pub fn glance(dir: &Path, ws: &Uuid) -> Result<scan::Glance> {
     check_dir(dir)?;
     let manifest = Manifest::load(dir, &ws.to_string());
@@ -583,8 +583,9 @@ async fn apply(
             let replace = match &e.local {
                 None => Replace::Nothing,
                 Some(l) => Replace::Unchanged {
-                    size: l.size,
-                    mtime: l.mtime,
+                    stat: l.stat,
+                    seen: l.seen,
+                    checksum: l.checksum.clone(),
                 },
             };
             let to = Landing {
@@ -672,8 +673,8 @@ fn downloaded(path: &RelPath, got: &transfer::Downloaded) -> (RelPath, Synced, O
             version: got.version,
         },
         Some(Hashed {
-            size: got.size,
-            mtime: got.mtime,
+            stat: got.stat,
+            seen: got.seen,
             checksum,
         }),
     )
@@ -699,9 +700,9 @@ fn synced_upload(path: &RelPath, up: Option<transfer::Uploaded>) -> Outcome {
         return Outcome::Skipped;
     };
     let checksum = up.row.checksum.clone().unwrap_or_default();
-    let hash = (i64::try_from(up.stat.len).ok() == Some(up.row.file_size)).then(|| Hashed {
-        size: up.stat.len,
-        mtime: up.stat.mtime,
+    let hash = (i64::try_from(up.stat.stat.size).ok() == Some(up.row.file_size)).then(|| Hashed {
+        stat: up.stat.stat,
+        seen: up.stat.seen,
         checksum: checksum.clone(),
     });
     Outcome::Synced(vec![(
@@ -772,7 +773,14 @@ mod tests {
                 updated_at: None,
             },
             storage_path: String::new(),
-            stat: transfer::LocalStat { len, mtime },
+            stat: transfer::LocalStat {
+                stat: scan::Stat {
+                    size: len,
+                    mtime,
+                    ..Default::default()
+                },
+                seen: 50,
+            },
         }
     }
 
@@ -789,8 +797,13 @@ mod tests {
         assert_eq!((synced.checksum.as_str(), synced.version), ("c", 1));
         let hash = hash.as_ref().expect("a cache entry");
         assert_eq!(
-            (hash.size, hash.mtime, hash.checksum.as_str()),
-            (3, 42, "c")
+            (
+                hash.stat.size,
+                hash.stat.mtime,
+                hash.seen,
+                hash.checksum.as_str()
+            ),
+            (3, 42, 50, "c")
         );
         // Sent bytes that are not the size seen before: no entry, the next scan hashes it.
         let Outcome::Synced(states) = synced_upload(&p, Some(uploaded(3, 42, 4))) else {

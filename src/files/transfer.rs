@@ -69,13 +69,12 @@ impl Uploaded {
     }
 }
 
-/// A local file's length and modification time, taken before its bytes are read: a hash
-/// cache entry made from them is stale, and re-hashed, if the file changes during or after
-/// the upload.
+/// A local file's stat, taken before its bytes are read, and when: a hash cache entry made
+/// from them is stale, and re-hashed, if the file changes during or after the upload.
 #[derive(Debug, Clone, Copy)]
 pub struct LocalStat {
-    pub len: u64,
-    pub mtime: i64,
+    pub stat: scan::Stat,
+    pub seen: i64,
 }
 
 /// An object sent whose row is still to be written.
@@ -123,6 +122,7 @@ fn still_as_seen(seen: Option<&RowState>, now: Option<&RowState>) -> bool {
 /// The file to upload, checked: inside the root and a regular file.
 pub fn local_file(root: &Path, rel: &RelPath) -> Result<(PathBuf, LocalStat)> {
     let abs = paths::resolve(root, rel)?;
+    let seen = scan::now_ns();
     let meta = std::fs::metadata(&abs)
         .map_err(|e| Error::Io(format!("cannot read {}: {e}", abs.display())))?;
     if !meta.is_file() {
@@ -132,8 +132,8 @@ pub fn local_file(root: &Path, rel: &RelPath) -> Result<(PathBuf, LocalStat)> {
         )));
     }
     let stat = LocalStat {
-        len: meta.len(),
-        mtime: scan::mtime_of(&meta),
+        stat: scan::Stat::of(&meta),
+        seen,
     };
     Ok((abs, stat))
 }
@@ -159,7 +159,7 @@ pub async fn send_object(
         &object_path(ws, rel),
         abs,
         &headers,
-        progress(&ctx.events, rel.as_str(), stat.len),
+        progress(&ctx.events, rel.as_str(), stat.stat.size),
     )
     .await?;
     Ok(Sent {
@@ -228,8 +228,9 @@ pub struct Downloaded {
     pub size: u64,
     pub checksum: Option<String>,
     pub version: i64,
-    /// The written file's modification time, for the hash cache.
-    pub mtime: i64,
+    /// The written file's stat, and when it was taken, for the hash cache.
+    pub stat: scan::Stat,
+    pub seen: i64,
 }
 
 /// Removes the temporary file unless it was renamed into place.
@@ -246,14 +247,19 @@ impl Drop for TempFile {
 /// What a download may replace at its destination. A sync decides from a scan, and the user
 /// may edit or create the file while the bytes are on their way: such an edit is kept (the
 /// download is skipped, and the next sync sees both changes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Replace {
     /// Whatever is there (`downloadFile`: the caller asked for the cloud copy).
     Any,
     /// Nothing: the scan found no file there.
     Nothing,
-    /// The file only as the scan found it.
-    Unchanged { size: u64, mtime: i64 },
+    /// The file only as the scan found it: the same stat, and, if that stat cannot prove the
+    /// same contents (see [`scan::still_holds`]), the same checksum.
+    Unchanged {
+        stat: scan::Stat,
+        seen: i64,
+        checksum: String,
+    },
 }
 
 /// Where a download lands.
@@ -316,7 +322,7 @@ pub async fn download(
     let placed = tokio::task::spawn_blocking(move || place(&root_owned, &dest_owned, tmp, replace))
         .await
         .map_err(|e| Error::Io(format!("cannot write {}: {e}", target.display())))??;
-    let Some(mtime) = placed else {
+    let Some((stat, seen)) = placed else {
         tracing::info!(
             path = dest.as_str(),
             "changed here during the download; kept, not replaced"
@@ -332,13 +338,19 @@ pub async fn download(
         size: got.size,
         checksum: Some(got.sha256),
         version: row.version,
-        mtime,
+        stat,
+        seen,
     }))
 }
 
 /// Moves the downloaded `tmp` to `root/dest` if `replace` allows what is there now, and
-/// returns its mtime; `None` (and `tmp` removed) if it does not.
-fn place(root: &Path, dest: &RelPath, mut tmp: TempFile, replace: Replace) -> Result<Option<i64>> {
+/// returns its stat and when it was taken; `None` (and `tmp` removed) if it does not.
+fn place(
+    root: &Path,
+    dest: &RelPath,
+    mut tmp: TempFile,
+    replace: Replace,
+) -> Result<Option<(scan::Stat, i64)>> {
     let target = paths::resolve(root, dest)?;
     if let Some(parent) = target.parent() {
         std::fs::create_dir_all(parent)
@@ -357,12 +369,20 @@ fn place(root: &Path, dest: &RelPath, mut tmp: TempFile, replace: Replace) -> Re
                 return Ok(None);
             }
         }
-        Replace::Unchanged { size, mtime } => {
+        Replace::Unchanged {
+            stat,
+            seen,
+            checksum,
+        } => {
             // The window between this look and the rename is the file system's to close; no
             // portable call replaces a file only if it is unchanged.
-            let now = std::fs::symlink_metadata(&target).ok();
-            let same = now.is_some_and(|m| {
-                m.file_type().is_file() && m.len() == size && scan::mtime_of(&m) == mtime
+            let now = std::fs::symlink_metadata(&target)
+                .ok()
+                .filter(|m| m.file_type().is_file())
+                .map(|m| scan::Stat::of(&m));
+            let same = now.is_some_and(|now| {
+                scan::still_holds(&stat, seen, &now)
+                    || (now == stat && scan::hash_file(&target).is_ok_and(|h| h == checksum))
             });
             if !same {
                 return Ok(None);
@@ -371,11 +391,13 @@ fn place(root: &Path, dest: &RelPath, mut tmp: TempFile, replace: Replace) -> Re
         }
     }
     tmp.0 = None;
-    Ok(Some(
+    let seen = scan::now_ns();
+    Ok(Some((
         std::fs::metadata(&target)
-            .map(|m| scan::mtime_of(&m))
-            .unwrap_or(0),
-    ))
+            .map(|m| scan::Stat::of(&m))
+            .unwrap_or_default(),
+        seen,
+    )))
 }
 
 /// Renames `from` to `to` unless `to` exists (in one step where the system has one);
@@ -536,12 +558,18 @@ mod tests {
         (root, RelPath::parse("a.txt").unwrap(), TempFile(Some(tmp)))
     }
 
-    fn stat(p: &Path) -> Replace {
+    /// What a scan of `p` would have found, `seen` ns after the epoch.
+    fn scanned_at(p: &Path, seen: i64) -> Replace {
         let m = std::fs::metadata(p).unwrap();
         Replace::Unchanged {
-            size: m.len(),
-            mtime: scan::mtime_of(&m),
+            stat: scan::Stat::of(&m),
+            seen,
+            checksum: scan::hash_file(p).unwrap(),
         }
+    }
+
+    fn stat(p: &Path) -> Replace {
+        scanned_at(p, scan::now_ns())
     }
 
     fn read(root: &Path) -> String {
@@ -587,6 +615,25 @@ mod tests {
         std::fs::write(root.join("a.txt"), "my edit").unwrap();
         assert_eq!(place(&root, &rel, tmp, scanned).unwrap(), None);
         assert_eq!(read(&root), "my edit");
+        assert_eq!(temp_left(&root), 0);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// An edit of the same size whose modification time is set back, made right after the
+    /// scan: the stat cannot tell, so the contents do.
+    #[test]
+    fn a_same_size_edit_with_its_mtime_restored_during_the_download_is_kept() {
+        let (root, rel, tmp) = setup(Some("old"));
+        let a = root.join("a.txt");
+        let scanned = stat(&a);
+        let mtime = std::fs::metadata(&a).unwrap().modified().unwrap();
+        std::fs::write(&a, "min").unwrap();
+        let f = std::fs::File::options().write(true).open(&a).unwrap();
+        f.set_times(std::fs::FileTimes::new().set_modified(mtime))
+            .unwrap();
+        drop(f);
+        assert_eq!(place(&root, &rel, tmp, scanned).unwrap(), None);
+        assert_eq!(read(&root), "min");
         assert_eq!(temp_left(&root), 0);
         std::fs::remove_dir_all(&root).unwrap();
     }
