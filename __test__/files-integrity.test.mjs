@@ -126,7 +126,11 @@ test('cloud rows that would open .git, node_modules or the link file on some fil
   const res = await cs.fileSync.syncFiles(ws, dir);
   assert.deepEqual(res.downloaded, ['fine.txt']);
   assert.deepEqual(res.failed, [], 'skipped, not a failure of the sync');
-  assert.deepEqual(files(dir), ['.cloud-sync-manifest.json', 'fine.txt'], 'nothing else is written anywhere under the directory');
+  assert.deepEqual(
+    files(dir),
+    ['.cloud-sync-manifest.json', '.cloud-sync-manifest.json.lock', 'fine.txt'],
+    'nothing else is written anywhere under the directory',
+  );
   // Nor are they taken for deleted here.
   const again = await cs.fileSync.syncFiles(ws, dir);
   assert.deepEqual([again.deletedRemote, again.downloaded, again.failed], [[], [], []]);

@@ -23,7 +23,7 @@ function tree(dir) {
   const out = {};
   const walk = (d) => {
     for (const e of readdirSync(d, { withFileTypes: true })) {
-      if (['.cloud-link.json', '.cloud-sync-manifest.json', '.cloud-sync-tmp'].includes(e.name)) continue;
+      if (['.cloud-link.json', '.cloud-sync-manifest.json', '.cloud-sync-manifest.json.lock', '.cloud-sync-tmp'].includes(e.name)) continue;
       const p = join(d, e.name);
       if (e.isDirectory()) walk(p);
       else out[relative(dir, p)] = sha(readFileSync(p));

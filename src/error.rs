@@ -59,6 +59,13 @@ pub enum Error {
          or removed, try again"
     )]
     OutboxLocked(u64),
+    /// Another process has been syncing the directory (or downloading into it) for longer
+    /// than a run waits for it: nothing was done.
+    #[error(
+        "Another process has been syncing this directory's files for longer than a sync waits \
+         (waited {0} ms); nothing was done, try again"
+    )]
+    FileSyncLocked(u64),
     /// A listing holds more rows than the client reads whole: refused rather than cut short.
     #[error("Oboto Cloud holds more than {limit} {what}")]
     TooManyRows { what: String, limit: String },
@@ -150,6 +157,7 @@ impl Error {
             Error::Io(_) => "IO_ERROR".into(),
             Error::OutboxFull(_) => "OUTBOX_FULL".into(),
             Error::OutboxLocked(_) => "OUTBOX_LOCKED".into(),
+            Error::FileSyncLocked(_) => "FILE_SYNC_LOCKED".into(),
             Error::NoWorkingDir => "NO_WORKING_DIR".into(),
             Error::TooManyRows { .. } => "TOO_MANY_ROWS".into(),
             Error::ResponseTooLarge { .. } => "RESPONSE_TOO_LARGE".into(),

@@ -7,11 +7,12 @@
 //! - [`metadata`]: the rows, changed by compare-and-set on `version`;
 //! - [`scan`], [`manifest`], [`delta`]: what changed where since the last sync, and
 //!   [`unsynced`]: which paths the scan did not see are still not this machine's to touch;
-//! - [`sync`]: applying a delta.
+//! - [`sync`]: applying a delta, one run per directory at a time ([`lock`]).
 //!
 //! Operations take what they need in a [`Ctx`]; this module never sees `Cloud`.
 
 pub mod delta;
+pub mod lock;
 pub mod manifest;
 pub mod metadata;
 pub mod paths;
@@ -31,7 +32,8 @@ use crate::{
 };
 
 /// Downloads land in this directory under the working directory, then are renamed into
-/// place; whatever an interrupted run left there is removed by the next sync.
+/// place; whatever an interrupted run left there is removed by the next sync (which holds
+/// the directory's [`lock`], so no other run is writing there).
 pub const TEMP_DIR: &str = ".cloud-sync-tmp";
 /// Storage bucket of workspace files.
 pub const BUCKET: &str = "workspace-files";

@@ -9,7 +9,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::Mutex,
     time::{Duration, Instant},
 };
 
@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::{
     delta::{classify, Class, Remote, Side},
+    lock,
     manifest::{Hashed, Manifest, Synced},
     metadata::{self, FileRow, RowState},
     paths::{self, RelPath},
@@ -67,18 +68,6 @@ impl Delta {
     }
 }
 
-/// One sync per directory at a time, across every instance in the process.
-fn dir_lock(dir: &Path) -> Arc<tokio::sync::Mutex<()>> {
-    static LOCKS: Mutex<Option<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> = Mutex::new(None);
-    let key = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-    let mut locks = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
-    locks
-        .get_or_insert_with(HashMap::new)
-        .entry(key)
-        .or_default()
-        .clone()
-}
-
 fn check_dir(dir: &Path) -> Result<()> {
     if dir.is_dir() {
         Ok(())
@@ -98,7 +87,32 @@ fn hashed(f: &LocalFile) -> Hashed {
     }
 }
 
+/// `computeDelta`: the delta, computed while any run may be going on. Its hash cache is kept
+/// only if no run holds the directory, and only the cache: the bases it loaded may be older
+/// than a run's that finished since, and writing them back would undo that run.
 pub async fn compute_delta(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Delta> {
+    let delta = delta(ctx, ws, dir).await?;
+    if delta.hashed > 0 {
+        // Best effort: a cache that is not written only costs a re-hash next time.
+        let saved = lock::try_exclusive(dir).and_then(|held| {
+            let Some(_held) = held else {
+                return Ok(false);
+            };
+            let mut now = Manifest::load(dir, &ws.to_string());
+            now.hashes = delta.manifest.hashes.clone();
+            now.save(dir).map(|()| true)
+        });
+        match saved {
+            Ok(true) => {}
+            Ok(false) => tracing::debug!("a run holds the directory; hash cache not saved"),
+            Err(e) => tracing::debug!(error = %e, "hash cache not saved"),
+        }
+    }
+    Ok(delta)
+}
+
+/// The delta; the caller owns the manifest it returns.
+async fn delta(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Delta> {
     check_dir(dir)?;
     let rows = metadata::list(ctx.client, ws).await?;
     let mut manifest = Manifest::load(dir, &ws.to_string());
@@ -190,12 +204,6 @@ pub async fn compute_delta(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Delta
             }
         }
     }
-    if scan.hashed > 0 {
-        // Best effort: a cache that cannot be written only costs a re-hash next time.
-        if let Err(e) = manifest.save(dir) {
-            tracing::debug!(error = %e, "hash cache not saved");
-        }
-    }
     Ok(Delta {
         entries,
         manifest,
@@ -242,7 +250,8 @@ pub fn glance(dir: &Path, ws: &Uuid) -> Result<scan::Glance> {
     scan::glance(dir, &manifest.hashes)
 }
 
-/// Removes what an interrupted run left in the temporary directory.
+/// Removes what an interrupted run left in the temporary directory (under the exclusive
+/// lock: no live run has a file there).
 fn clean_temp(dir: &Path) {
     let tmp = dir.join(TEMP_DIR);
     if let Ok(entries) = std::fs::read_dir(&tmp) {
@@ -291,10 +300,15 @@ struct Report {
 
 pub async fn sync_files(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Value> {
     check_dir(dir)?;
-    let lock = dir_lock(dir);
-    let _guard = lock.lock().await;
+    let _held = lock::exclusive(dir).await?;
     clean_temp(dir);
-    let delta = compute_delta(ctx, ws, dir).await?;
+    let delta = delta(ctx, ws, dir).await?;
+    if delta.hashed > 0 {
+        // Best effort, as early as this: an interrupted run still spares the next the reads.
+        if let Err(e) = delta.manifest.save(dir) {
+            tracing::debug!(error = %e, "hash cache not saved");
+        }
+    }
     let mut saved_at = Instant::now();
     let mut tally = Tally {
         dir,

@@ -459,9 +459,14 @@ pub async fn download_latest(
         replace: Replace::Any,
         durable: true,
     };
+    // Shared with other downloads; a sync, which clears the temporary directory, waits.
+    let held = super::lock::shared(root).await?;
     let got = download(ctx, ws, root, rel, &row, to).await;
-    // Only removed when empty: another download may be using it.
-    let _ = std::fs::remove_dir(root.join(TEMP_DIR));
+    drop(held);
+    // Only by the last run out: another may be about to write there.
+    if let Ok(Some(_last)) = super::lock::try_exclusive(root) {
+        let _ = std::fs::remove_dir(root.join(TEMP_DIR));
+    }
     let Some(got) = got? else {
         return Err(Error::Io(format!("{} was not written", rel.as_str())));
     };
