@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileSuite, put, sha } from './helpers/files.mjs';
 import { workdir } from './helpers/sync.mjs';
@@ -100,4 +100,37 @@ test('two processes syncing one directory with downloads take turns: no failure,
     [[], [], [], [], [], [], 154],
   );
   assert.equal((await cs.fileSync.listFiles(ws)).length, 154);
+});
+
+test('computeDelta writes no manifest while another process holds the directory, and only its hash cache after', { skip: !existsSync('/usr/bin/flock') && 'needs flock(1)' }, async () => {
+  const ws = await newWorkspace();
+  const { cs } = await user();
+  const dir = workdir();
+  put(dir, 'a.txt', 'a');
+  await cs.fileSync.syncFiles(ws, dir);
+  const manifest = join(dir, '.cloud-sync-manifest.json');
+  const synced = readFileSync(manifest, 'utf8');
+  put(dir, 'b.txt', 'b');
+  // Another process's sync, as flock(1) takes the lock a sync takes (flock(2) on Linux).
+  const holder = spawn('/usr/bin/flock', [join(dir, '.cloud-sync-manifest.json.lock'), '-c', 'echo locked; exec sleep 60'], {
+    detached: true,
+  });
+  await new Promise((resolve, reject) => {
+    holder.stdout.once('data', resolve);
+    holder.once('exit', (code) => reject(new Error(`flock exited ${code}`)));
+  });
+  try {
+    const delta = await cs.fileSync.computeDelta(ws, dir);
+    assert.deepEqual(delta.toUpload, ['b.txt']);
+    assert.equal(delta.hashed, 2, 'a.txt was written just before its sync, so it is read again');
+    assert.equal(readFileSync(manifest, 'utf8'), synced, 'the manifest is the running sync\'s to write');
+  } finally {
+    // The shell's sleep holds the lock too (an inherited descriptor): the whole group goes.
+    process.kill(-holder.pid, 'SIGKILL');
+  }
+  await new Promise((r) => holder.once('exit', r));
+  await cs.fileSync.computeDelta(ws, dir);
+  const after = JSON.parse(readFileSync(manifest, 'utf8'));
+  assert.deepEqual(after.files, JSON.parse(synced).files, 'the bases are left as the sync wrote them');
+  assert.deepEqual(Object.keys(after.hashes).sort(), ['a.txt', 'b.txt']);
 });
