@@ -692,7 +692,6 @@ impl Task {
                     }
                 }
                 let mut set = self.channel.conversations().clone();
-                let ws_id = self.p.workspace_id;
                 match data.kind {
                     ChangeType::Insert | ChangeType::Update => {
                         let Some(row) = data.record.as_ref().map(Row::ids) else {
@@ -701,11 +700,17 @@ impl Task {
                         let Some(conv) = row.id else {
                             return Ok(());
                         };
-                        if row.workspace_id == Some(ws_id) {
-                            set.insert(conv);
-                        } else {
-                            set.remove(&conv);
-                        }
+                        // Only a well-formed other workspace says it moved away: a record
+                        // without a readable one says nothing of where it is.
+                        match row.workspace_id {
+                            Some(w) if w == self.p.workspace_id => set.insert(conv),
+                            Some(_) => set.remove(&conv),
+                            None => {
+                                tracing::warn!("a conversation change without a readable workspace; listing them");
+                                self.list_conversations(origin);
+                                return Ok(());
+                            }
+                        };
                     }
                     ChangeType::Delete => {
                         if let Some(conv) = data.old_record.as_ref().and_then(|r| r.ids().id) {
@@ -713,7 +718,13 @@ impl Task {
                         }
                     }
                 }
-                if self.set_conversations(set, &origin) {
+                let added = !set.is_subset(self.channel.conversations());
+                self.set_conversations(set, &origin);
+                // Only a new conversation needs the new filter. A conversation let go of
+                // needs no rejoin: the id left in the join's filters matches nothing more,
+                // and its messages are dropped here. The next join, for whatever reason,
+                // takes the smaller set.
+                if added {
                     // The leave ends the server's subscription and nothing is taken until the
                     // new join's reply: as across a reconnect, every watched conversation
                     // (the new one from now) and the workspace may miss changes meanwhile.

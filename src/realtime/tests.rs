@@ -356,45 +356,155 @@ async fn joined_with_messages(server: &mut Server, client: &mut Client) {
     );
 }
 
+/// The DELETE change of conversation `id` (the deletion binding is the fifth: id 104).
+fn delete_of(id: Value) -> Value {
+    json!({"topic": topic(), "event": "postgres_changes", "ref": null, "payload": {
+    "ids": [104], "data": {"schema": "public", "table": "conversations", "type": "DELETE",
+    "commit_timestamp": "2026-01-01T00:00:00.000Z", "record": null, "old_record": {"id": id}}}})
+}
+
+/// An UPDATE change of a conversation whose record is `record`.
+fn conversation_update(record: Value) -> Value {
+    json!({"topic": topic(), "event": "postgres_changes", "ref": null, "payload": {
+    "ids": [101], "data": {"schema": "public", "table": "conversations", "type": "UPDATE",
+    "commit_timestamp": "2026-01-01T00:00:00.000Z", "record": record, "old_record": {}}}})
+}
+
+/// The events of the frames the client sent until everything pushed before was handled:
+/// frames are handled in order, so once a broadcast pushed now comes back as an event, and
+/// one the client sends after that reaches the server, whatever came before is done.
+/// Events the client emitted meanwhile are consumed up to the broadcast's.
+async fn sent_meanwhile(server: &mut Server, client: &mut Client) -> Vec<String> {
+    server.push(json!({"topic": topic(), "event": "broadcast", "ref": null, "payload": {"type": "broadcast", "event": "typing", "payload": {}}}));
+    client.event("cloud:broadcast:typing").await;
+    client.rt().broadcast("mark".into(), json!({}));
+    let mut sent = vec![];
+    loop {
+        let (_, f) = tokio::time::timeout(Duration::from_secs(10), server.sent.recv())
+            .await
+            .expect("the mark within 10 s")
+            .unwrap();
+        let event = f["event"].as_str().unwrap_or("").to_string();
+        if event == "broadcast" && f["payload"]["event"] == "mark" {
+            return sent;
+        }
+        sent.push(event);
+    }
+}
+
+/// Wait until the stand-in has been asked for `n` conversation lists in all.
+async fn lists_reach(rest: &Rest, n: usize) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while rest.db.lock().unwrap().lists < n {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {n} conversation lists within 10 s"));
+}
+
 /// A DELETE carries the primary key alone: a watched conversation's is announced once and
-/// ends its watch (a rejoin without it); another's, or a repeat, changes nothing.
+/// ends its watch; another's, or a repeat, changes nothing. The id left in the join's filter
+/// matches nothing more, so the channel stays as it is: no leave, no join.
 #[tokio::test]
 async fn a_deleted_conversation_is_announced_once() {
     let mut server = Server::start().await;
     let mut client = Client::start(&server, Duration::from_secs(25));
     joined_with_messages(&mut server, &mut client).await;
-    let delete = |id: Value| {
-        json!({"topic": topic(), "event": "postgres_changes", "ref": null, "payload": {
-        "ids": [104], "data": {"schema": "public", "table": "conversations", "type": "DELETE",
-        "commit_timestamp": "2026-01-01T00:00:00.000Z", "record": null, "old_record": {"id": id}}}})
-    };
-    server.push(delete(json!(Uuid::from_u128(8).to_string())));
-    server.push(delete(json!(42)));
-    server.push(delete(json!(Uuid::from_u128(7).to_string())));
+    server.push(delete_of(json!(Uuid::from_u128(8).to_string())));
+    server.push(delete_of(json!(42)));
+    server.push(delete_of(json!(Uuid::from_u128(7).to_string())));
     let gone = client.event("cloud:conversation:deleted").await;
     assert_eq!(
         gone,
         json!({"workspaceId": WS.to_string(), "conversationId": Uuid::from_u128(7).to_string()})
     );
-    server.next("phx_leave").await;
-    let (_, join) = server.next("phx_join").await;
-    let pcs = join["payload"]["config"]["postgres_changes"]
-        .as_array()
-        .unwrap()
-        .clone();
+    server.push(delete_of(json!(Uuid::from_u128(7).to_string())));
+    let sent = sent_meanwhile(&mut server, &mut client).await;
     assert!(
-        pcs.iter()
-            .all(|b| b["table"] != "messages" && b["event"] != "DELETE"),
-        "{pcs:?}"
+        sent.iter().all(|e| e != "phx_leave" && e != "phx_join"),
+        "{sent:?}"
     );
-    server.push(delete(json!(Uuid::from_u128(7).to_string())));
-    // Frames are handled in order: once the broadcast is out, the repeat was handled.
-    server.push(json!({"topic": topic(), "event": "broadcast", "ref": null, "payload": {"type": "broadcast", "event": "typing", "payload": {}}}));
-    client.event("cloud:broadcast:typing").await;
     let left = client.drain();
     assert!(
         left.iter().all(|(n, _)| n != "cloud:conversation:deleted"),
         "{left:?}"
+    );
+    // Its messages are no longer delivered, though the join's filter still names it.
+    server.push(message(1, BOB));
+    let sent = sent_meanwhile(&mut server, &mut client).await;
+    assert!(sent.is_empty(), "{sent:?}");
+    let left = client.drain();
+    assert!(
+        left.iter().all(|(n, _)| n != "cloud:message:received"),
+        "{left:?}"
+    );
+}
+
+/// A live deletion is no gap: nothing is read over REST, the sync engine is not woken, and
+/// the other conversations go on arriving live.
+#[tokio::test]
+async fn a_live_deletion_costs_no_rejoin_nor_reads() {
+    let (c7, c8) = (Uuid::from_u128(7), Uuid::from_u128(8));
+    let (rest, mut server, mut client, _) = watching(&[c7, c8]).await;
+    let reads = rest.db.lock().unwrap().requests.clone();
+    let hooks = client.hooks.0.load(Ordering::SeqCst);
+    server.push(delete_of(json!(c8.to_string())));
+    assert_eq!(
+        client.event("cloud:conversation:deleted").await["conversationId"],
+        json!(c8.to_string())
+    );
+    let live = row_at(1, c7, BOB, chrono::Utc::now());
+    server.push(insert_of(&live));
+    assert_eq!(
+        client.event("cloud:message:received").await["content"],
+        json!("m1")
+    );
+    let sent = sent_meanwhile(&mut server, &mut client).await;
+    assert!(
+        sent.iter().all(|e| e != "phx_leave" && e != "phx_join"),
+        "{sent:?}"
+    );
+    assert_eq!(rest.db.lock().unwrap().requests, reads);
+    assert_eq!(client.hooks.0.load(Ordering::SeqCst), hooks);
+}
+
+/// A change of a watched conversation whose record names no workspace (or none readable)
+/// does not say it moved away: the list says where it is. One that names another
+/// workspace does.
+#[tokio::test]
+async fn a_conversation_change_without_its_workspace_is_no_deletion() {
+    let (c7, c8) = (Uuid::from_u128(7), Uuid::from_u128(8));
+    let (rest, mut server, mut client, _) = watching(&[c7, c8]).await;
+    let lists = rest.db.lock().unwrap().lists;
+    server.push(conversation_update(
+        json!({"id": c7.to_string(), "title": "x"}),
+    ));
+    server.push(conversation_update(
+        json!({"id": c8.to_string(), "workspace_id": 42}),
+    ));
+    server.push(conversation_update(
+        json!({"id": c8.to_string(), "workspace_id": "not-a-uuid"}),
+    ));
+    let sent = sent_meanwhile(&mut server, &mut client).await;
+    assert!(
+        sent.iter().all(|e| e != "phx_leave" && e != "phx_join"),
+        "{sent:?}"
+    );
+    let left = client.drain();
+    assert!(
+        left.iter().all(|(n, _)| n != "cloud:conversation:deleted"),
+        "{left:?}"
+    );
+    lists_reach(&rest, lists + 1).await;
+
+    let elsewhere = Uuid::from_u128(0xcc);
+    server.push(conversation_update(
+        json!({"id": c8.to_string(), "workspace_id": elsewhere.to_string()}),
+    ));
+    assert_eq!(
+        client.event("cloud:conversation:deleted").await["conversationId"],
+        json!(c8.to_string())
     );
 }
 
