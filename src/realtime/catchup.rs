@@ -257,6 +257,45 @@ pub async fn message(client: &Client, id: &Uuid) -> Result<Vec<Value>> {
     }
 }
 
+/// The workspace's conversations as the session sees them, and whether it still sees the
+/// workspace.
+pub struct Listing {
+    pub conversations: Vec<Uuid>,
+    /// The workspace row was visible when read, after the list. Row-level security shows a
+    /// conversation exactly when it shows its workspace (both ask for membership of its
+    /// organization), so a member removed meanwhile is answered no conversations at all:
+    /// only a list of a workspace still visible says that one it lacks was deleted.
+    pub workspace_visible: bool,
+}
+
+/// Lists the conversations, then reads the workspace row: read after, a workspace still
+/// visible was visible during the list too (a membership that ends stays ended).
+pub async fn listing(client: &Client, workspace: &Uuid) -> Result<Listing> {
+    let conversations = conversations(client, workspace).await?;
+    let workspace_visible = workspace_visible(client, workspace).await?;
+    Ok(Listing {
+        conversations,
+        workspace_visible,
+    })
+}
+
+async fn workspace_visible(client: &Client, workspace: &Uuid) -> Result<bool> {
+    let id = format!("eq.{workspace}");
+    let path = query::build("/rest/v1/workspaces", &[("id", &id), ("select", "id")]);
+    let body = client
+        .send(&Request::new(Method::GET, path.clone()))
+        .await?
+        .body;
+    let Value::Array(rows) = body else {
+        return Err(Error::unexpected_reply(
+            &path,
+            "expected an array of workspaces",
+        ));
+    };
+    // A row of another id (a server that ignored the filter) does not show this one.
+    Ok(rows.iter().any(|r| row_id(r) == Some(*workspace)))
+}
+
 /// The ids of the workspace's conversations, in id order.
 pub async fn conversations(client: &Client, workspace: &Uuid) -> Result<Vec<Uuid>> {
     let ws = format!("eq.{workspace}");

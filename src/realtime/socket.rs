@@ -65,18 +65,24 @@ enum Internal {
         from: String,
         rows: Result<Vec<Value>>,
     },
-    /// The workspace's conversations, listed after a gap that began at `origin`.
-    Listed {
-        conversations: Vec<Uuid>,
-        origin: String,
-        /// What was watched when the list began: only those can be known gone by it.
-        watched: BTreeSet<Uuid>,
-    },
+    /// The workspace's conversations, listed after a gap.
+    Listed(Found),
     /// That list failed.
     ListFailed {
         origin: String,
         error: Error,
     },
+}
+
+/// A list's answer, with what it was asked under.
+struct Found {
+    conversations: Vec<Uuid>,
+    /// When the gap it is for began.
+    origin: String,
+    /// What was watched when the list began: only those can be known gone by it.
+    watched: BTreeSet<Uuid>,
+    /// Whether it was still the session's workspace: otherwise none is known gone.
+    workspace_visible: bool,
 }
 
 /// The list of conversations after a gap, until one succeeds.
@@ -190,9 +196,12 @@ impl Task {
                         // the moment it went down.
                         let origin = self.lost_at.clone().unwrap_or_else(now_iso);
                         let before = self.channel.conversations().clone();
-                        if self.set_conversations(c.into_iter().collect(), &origin)
-                            && self.lost_at.is_some()
-                        {
+                        let mut set: BTreeSet<Uuid> = c.conversations.into_iter().collect();
+                        if !c.workspace_visible {
+                            // Not a deletion: the session no longer sees the workspace.
+                            set.extend(before.iter().copied());
+                        }
+                        if self.set_conversations(set, &origin) && self.lost_at.is_some() {
                             let new: Vec<Uuid> = self
                                 .channel
                                 .conversations()
@@ -1068,12 +1077,13 @@ impl Task {
         let ws = self.p.workspace_id;
         let watched = self.channel.conversations().clone();
         tokio::spawn(async move {
-            let msg = match catchup::conversations(&client, &ws).await {
-                Ok(conversations) => Internal::Listed {
-                    conversations,
+            let msg = match catchup::listing(&client, &ws).await {
+                Ok(l) => Internal::Listed(Found {
+                    conversations: l.conversations,
                     origin,
                     watched,
-                },
+                    workspace_visible: l.workspace_visible,
+                }),
                 Err(error) => Internal::ListFailed { origin, error },
             };
             let _ = tx.send(msg);
@@ -1110,17 +1120,24 @@ impl Task {
     /// Watches the listed conversations not watched yet, from `origin`, and lets go of
     /// those watched when the list began that it does not hold: deleted in the gap, their
     /// DELETE unseen. One added since the list began (a live INSERT) is not in it and stays.
+    /// A list of a workspace the session no longer sees lets go of none.
     async fn listed(
         &mut self,
         ws: Option<&mut Ws>,
-        conversations: Vec<Uuid>,
-        origin: String,
-        watched: BTreeSet<Uuid>,
+        found: Found,
     ) -> std::result::Result<(), String> {
+        let Found {
+            conversations,
+            origin,
+            watched,
+            workspace_visible,
+        } = found;
         let listed: BTreeSet<Uuid> = conversations.into_iter().collect();
         let mut set = self.channel.conversations().clone();
         let new: Vec<Uuid> = listed.difference(&set).copied().collect();
-        set.retain(|c| listed.contains(c) || !watched.contains(c));
+        if workspace_visible {
+            set.retain(|c| listed.contains(c) || !watched.contains(c));
+        }
         set.extend(new.iter().copied());
         // A deletion alone needs no rejoin: the id left in a filter matches nothing more.
         self.set_conversations(set, &origin);
@@ -1203,11 +1220,7 @@ impl Task {
                 pull,
                 pulled,
             } => self.caught_up(conversation, pull, pulled),
-            Internal::Listed {
-                conversations,
-                origin,
-                watched,
-            } => {
+            Internal::Listed(found) => {
                 // Another gap asked for a list while this one ran: it goes again at once.
                 let owed = self.relist.as_ref().is_some_and(|r| r.retry_at.is_some());
                 match self.relist.as_mut() {
@@ -1217,7 +1230,7 @@ impl Task {
                     }
                     _ => self.relist = None,
                 }
-                self.listed(ws, conversations, origin, watched).await?;
+                self.listed(ws, found).await?;
                 if owed && self.channel.is_joined() {
                     self.retry_list(Instant::now());
                 }
@@ -1252,8 +1265,8 @@ async fn connect(
     credentials: Arc<dyn Credentials>,
     client: Arc<Client>,
     workspace: Uuid,
-) -> Result<(Ws, Option<String>, Option<Vec<Uuid>>)> {
-    let conversations = match catchup::conversations(&client, &workspace).await {
+) -> Result<(Ws, Option<String>, Option<catchup::Listing>)> {
+    let conversations = match catchup::listing(&client, &workspace).await {
         Ok(c) => Some(c),
         Err(e) => {
             tracing::info!(error = %e, "cannot list the workspace's conversations");

@@ -508,6 +508,56 @@ async fn a_conversation_change_without_its_workspace_is_no_deletion() {
     );
 }
 
+/// A change the client cannot place: it lists the conversations again.
+fn unplaceable_change() -> Value {
+    let mut change = conversation_update(json!({"id": Uuid::from_u128(7).to_string()}));
+    change["payload"]["data"]["errors"] = json!(["Error 500: whatever"]);
+    change
+}
+
+/// Lets the held list go, then has another list started and waits for it: the client
+/// starts it only once it handled the one before (a list asked for while one runs waits
+/// for its end), so everything that list brought is done.
+async fn list_handled(rest: &Rest, server: &Server) {
+    rest.release_list();
+    server.push(unplaceable_change());
+    rest.list_arrived().await;
+}
+
+/// A member removed from the workspace is answered an empty list (RLS hides every row):
+/// nothing was deleted, and nothing is announced, after a lost channel or a lost socket.
+#[tokio::test]
+async fn an_empty_list_of_a_hidden_workspace_announces_no_deletion() {
+    let (c7, c8) = (Uuid::from_u128(7), Uuid::from_u128(8));
+    let (rest, mut server, mut client, _) = watching(&[c7, c8]).await;
+    {
+        let mut db = rest.db.lock().unwrap();
+        db.conversations = vec![];
+        db.workspace_visible = false;
+        db.hold_lists = true;
+    }
+    server.push(json!({"topic": topic(), "event": "phx_close", "ref": null, "payload": {}}));
+    server.next("phx_join").await;
+    rest.list_arrived().await;
+    list_handled(&rest, &server).await;
+    rest.release_list();
+
+    // The socket is lost: the list on connecting finds nothing either, nor the one after
+    // the join.
+    server.close_connection();
+    rest.list_arrived().await;
+    rest.release_list();
+    server.next_on(2, "phx_join").await;
+    rest.list_arrived().await;
+    list_handled(&rest, &server).await;
+    rest.release_list();
+    let left = client.drain();
+    assert!(
+        left.iter().all(|(n, _)| n != "cloud:conversation:deleted"),
+        "{left:?}"
+    );
+}
+
 #[tokio::test]
 async fn delivers_changes_presence_and_broadcasts_and_drops_bad_frames() {
     let mut server = Server::start().await;

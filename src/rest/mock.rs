@@ -1,6 +1,6 @@
 //! A tiny PostgREST for unit tests of paged reads (the realtime catch-up, the presence poll,
-//! the own-rows read): `conversations`, `messages` and `workspace_members` served from rows in
-//! memory, filtered, ordered and paged the way PostgREST does it, with every page capped
+//! the own-rows read): `conversations`, `messages`, `workspace_members` and `workspaces` served
+//! from rows in memory, filtered, ordered and paged the way PostgREST does it, with every page capped
 //! at `max_rows` (its `db-max-rows`, which may be below the `limit` asked for).
 use std::{
     ops::Range,
@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::TcpListener,
+    sync::Semaphore,
 };
 use uuid::Uuid;
 
@@ -32,6 +33,12 @@ pub(crate) struct Db {
     /// Conversation lists (0-based, counted like `fail_reads`) answered with 503.
     pub fail_lists: Range<usize>,
     pub lists: usize,
+    /// Whether RLS lets the session see the workspace row (a removed member sees none, nor
+    /// any of its conversations).
+    pub workspace_visible: bool,
+    /// While set, each conversation list waits for [`Rest::release_list`] before its first
+    /// page is read.
+    pub hold_lists: bool,
     /// Every path asked for, with its query, decoded.
     pub requests: Vec<String>,
 }
@@ -39,6 +46,10 @@ pub(crate) struct Db {
 pub(crate) struct Rest {
     pub base: String,
     pub db: Arc<Mutex<Db>>,
+    /// A permit for each conversation list that arrived while held.
+    lists_held: Arc<Semaphore>,
+    /// A permit for each held list that may go on.
+    list_gate: Arc<Semaphore>,
 }
 
 impl Rest {
@@ -55,12 +66,16 @@ impl Rest {
             cycle: vec![],
             fail_lists: 0..0,
             lists: 0,
+            workspace_visible: true,
+            hold_lists: false,
             requests: vec![],
         }));
-        let d = db.clone();
+        let lists_held = Arc::new(Semaphore::new(0));
+        let list_gate = Arc::new(Semaphore::new(0));
+        let (d, held, gate) = (db.clone(), lists_held.clone(), list_gate.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let d = d.clone();
+                let (d, held, gate) = (d.clone(), held.clone(), gate.clone());
                 tokio::spawn(async move {
                     let mut stream = BufReader::new(stream);
                     let mut head = String::new();
@@ -84,6 +99,16 @@ impl Rest {
                     let mut body = vec![0; length];
                     let _ = stream.read_exact(&mut body).await;
                     let target = head.split(' ').nth(1).unwrap_or("/").to_string();
+                    // A list's first page: its later pages (`id=gt.`) go on at once.
+                    let hold = target.starts_with("/rest/v1/conversations?")
+                        && !target.contains("id=gt.")
+                        && d.lock().unwrap().hold_lists;
+                    if hold {
+                        held.add_permits(1);
+                        if let Ok(p) = gate.acquire().await {
+                            p.forget();
+                        }
+                    }
                     let (status, reply) = answer(&mut d.lock().unwrap(), &target);
                     let text = reply.to_string();
                     let out = format!(
@@ -95,7 +120,29 @@ impl Rest {
                 });
             }
         });
-        Rest { base, db }
+        Rest {
+            base,
+            db,
+            lists_held,
+            list_gate,
+        }
+    }
+
+    /// Waits until a conversation list held by `hold_lists` has arrived.
+    pub(crate) async fn list_arrived(&self) {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            self.lists_held.acquire(),
+        )
+        .await
+        .expect("a conversation list within 10 s")
+        .unwrap()
+        .forget();
+    }
+
+    /// Lets one held conversation list be read and answered.
+    pub(crate) fn release_list(&self) {
+        self.list_gate.add_permits(1);
     }
 
     pub(crate) fn requests(&self, prefix: &str) -> Vec<String> {
@@ -148,6 +195,16 @@ fn answer(db: &mut Db, target: &str) -> (u16, Value) {
                 .map(|id| json!({"id": id.to_string()}))
                 .collect();
             (200, json!(rows))
+        }
+        "/rest/v1/workspaces" => {
+            let id = param("id")
+                .and_then(|v| v.strip_prefix("eq."))
+                .unwrap_or("");
+            if db.workspace_visible {
+                (200, json!([{ "id": id }]))
+            } else {
+                (200, json!([]))
+            }
         }
         "/rest/v1/workspace_members" => {
             // The stamp of one's own `last_seen_at` (a PATCH) names the user.
