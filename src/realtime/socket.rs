@@ -93,6 +93,9 @@ struct Relist {
     failures: u32,
     /// When to retry a failed list (once joined).
     retry_at: Option<Instant>,
+    /// Conversations let go of live since the running list began: it may have been read
+    /// before their end, and must not bring them back.
+    removed: BTreeSet<Uuid>,
 }
 
 /// Why the connected phase ended.
@@ -728,7 +731,7 @@ impl Task {
                     }
                 }
                 let added = !set.is_subset(self.channel.conversations());
-                self.set_conversations(set, &origin);
+                self.set_conversations_live(set, &origin);
                 // Only a new conversation needs the new filter. A conversation let go of
                 // needs no rejoin: the id left in the join's filters matches nothing more,
                 // and its messages are dropped here. The next join, for whatever reason,
@@ -865,6 +868,17 @@ impl Task {
         // Only now: until the row is checked against them, the read keeps remembered the
         // rows from its start on (a pull may have delivered this one meanwhile).
         self.ledger.read_done(conversation, &from);
+    }
+
+    /// `set_conversations` for a live change: a list running meanwhile may have been read
+    /// before it, and must not undo a conversation's end.
+    fn set_conversations_live(&mut self, set: BTreeSet<Uuid>, origin: &str) {
+        if let Some(r) = self.relist.as_mut().filter(|r| r.running) {
+            let before = self.channel.conversations();
+            r.removed.extend(before.difference(&set).copied());
+            r.removed.retain(|c| !set.contains(c));
+        }
+        self.set_conversations(set, origin);
     }
 
     /// Replaces the watched conversations; new ones are watched from `origin`. Each one that
@@ -1058,6 +1072,7 @@ impl Task {
             running: false,
             failures: 0,
             retry_at: None,
+            removed: BTreeSet::new(),
         });
         // A list owed for an earlier gap watches what it finds from then.
         if later(&r.origin, &origin) {
@@ -1071,6 +1086,7 @@ impl Task {
         }
         r.running = true;
         r.retry_at = None;
+        r.removed.clear();
         let origin = r.origin.clone();
         let client = self.p.client.clone();
         let tx = self.internal_tx.clone();
@@ -1119,12 +1135,14 @@ impl Task {
 
     /// Watches the listed conversations not watched yet, from `origin`, and lets go of
     /// those watched when the list began that it does not hold: deleted in the gap, their
-    /// DELETE unseen. One added since the list began (a live INSERT) is not in it and stays.
-    /// A list of a workspace the session no longer sees lets go of none.
+    /// DELETE unseen. One added since the list began (a live INSERT) is not in it and stays;
+    /// one let go of live since (`removed`) may still be in it and stays gone. A list of a
+    /// workspace the session no longer sees lets go of none.
     async fn listed(
         &mut self,
         ws: Option<&mut Ws>,
         found: Found,
+        removed: &BTreeSet<Uuid>,
     ) -> std::result::Result<(), String> {
         let Found {
             conversations,
@@ -1134,7 +1152,11 @@ impl Task {
         } = found;
         let listed: BTreeSet<Uuid> = conversations.into_iter().collect();
         let mut set = self.channel.conversations().clone();
-        let new: Vec<Uuid> = listed.difference(&set).copied().collect();
+        let new: Vec<Uuid> = listed
+            .iter()
+            .filter(|c| !set.contains(c) && !removed.contains(c))
+            .copied()
+            .collect();
         if workspace_visible {
             set.retain(|c| listed.contains(c) || !watched.contains(c));
         }
@@ -1221,6 +1243,11 @@ impl Task {
                 pulled,
             } => self.caught_up(conversation, pull, pulled),
             Internal::Listed(found) => {
+                let removed = self
+                    .relist
+                    .as_mut()
+                    .map(|r| std::mem::take(&mut r.removed))
+                    .unwrap_or_default();
                 // Another gap asked for a list while this one ran: it goes again at once.
                 let owed = self.relist.as_ref().is_some_and(|r| r.retry_at.is_some());
                 match self.relist.as_mut() {
@@ -1230,7 +1257,7 @@ impl Task {
                     }
                     _ => self.relist = None,
                 }
-                self.listed(ws, found).await?;
+                self.listed(ws, found, &removed).await?;
                 if owed && self.channel.is_joined() {
                     self.retry_list(Instant::now());
                 }

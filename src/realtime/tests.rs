@@ -558,6 +558,44 @@ async fn an_empty_list_of_a_hidden_workspace_announces_no_deletion() {
     );
 }
 
+/// A list read before a conversation's live DELETE and answered after it still holds the
+/// conversation: it is not watched again, and the next list, without it, announces nothing.
+#[tokio::test]
+async fn a_list_older_than_a_live_deletion_does_not_bring_it_back() {
+    let (c7, c8) = (Uuid::from_u128(7), Uuid::from_u128(8));
+    let (rest, mut server, mut client, _) = watching(&[c7, c8]).await;
+    rest.db.lock().unwrap().hold_lists = true;
+    server.push(json!({"topic": topic(), "event": "phx_close", "ref": null, "payload": {}}));
+    server.next("phx_join").await;
+    rest.list_arrived().await;
+    server.push(delete_of(json!(c8.to_string())));
+    assert_eq!(
+        client.event("cloud:conversation:deleted").await["conversationId"],
+        json!(c8.to_string())
+    );
+    // The list answers with c8, as read before the deletion.
+    list_handled(&rest, &server).await;
+    let sent = sent_meanwhile(&mut server, &mut client).await;
+    assert!(
+        sent.iter().all(|e| e != "phx_leave" && e != "phx_join"),
+        "c8 watched again: {sent:?}"
+    );
+    rest.db.lock().unwrap().conversations = vec![c7];
+    rest.release_list();
+
+    // A later gap's list, without c8.
+    server.push(json!({"topic": topic(), "event": "phx_close", "ref": null, "payload": {}}));
+    server.next("phx_join").await;
+    rest.list_arrived().await;
+    list_handled(&rest, &server).await;
+    rest.release_list();
+    let left = client.drain();
+    assert!(
+        left.iter().all(|(n, _)| n != "cloud:conversation:deleted"),
+        "announced twice: {left:?}"
+    );
+}
+
 #[tokio::test]
 async fn delivers_changes_presence_and_broadcasts_and_drops_bad_frames() {
     let mut server = Server::start().await;
