@@ -1,9 +1,11 @@
-// Workspace and agent listings against a cloud that returns fewer rows than a request asks
-// for (PostgREST's `db-max-rows`, which Supabase projects often set at 1,000 or lower): every
-// listing still reads to the end, in its documented order.
+// Workspace, agent and file listings against a cloud that returns fewer rows than a request
+// asks for (PostgREST's `db-max-rows`, which Supabase projects often set at 1,000 or lower):
+// every listing still reads to the end, in its documented order.
 import { before, after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { startDevcloud, SEED } from './helpers/devcloud.mjs';
 import { loggedIn, requests, workdir } from './helpers/sync.mjs';
 
@@ -91,4 +93,22 @@ test('listCloudConversations reads past pages the cloud cut short, oldest first'
   } finally {
     await linked.destroy();
   }
+});
+
+test('a file sync finds every tombstone of its files however short the pages: each deleted file goes', async () => {
+  const [row] = await cloud.serviceRest('workspaces', {
+    method: 'POST',
+    body: { org_id: SEED.orgs.acme, name: `files ${randomUUID().slice(0, 8)}`, slug: `files-${randomUUID()}` },
+  });
+  const dir = workdir();
+  const names = Array.from({ length: 3 * MAX_ROWS + 1 }, (_, i) => `d/f${i}.txt`);
+  mkdirSync(join(dir, 'd'));
+  for (const n of names) writeFileSync(join(dir, n), n);
+  assert.equal((await cs.fileSync.syncFiles(row.id, dir)).uploaded.length, names.length);
+  // Deleted on another machine: only tombstones say so, more of them than a page holds.
+  for (const n of names) await cs.fileSync.deleteFile(row.id, n);
+  const res = await cs.fileSync.syncFiles(row.id, dir);
+  assert.deepEqual(res.keptLocal, []);
+  assert.deepEqual(res.deletedLocal.sort(), [...names].sort());
+  for (const n of names) assert.equal(existsSync(join(dir, n)), false, n);
 });

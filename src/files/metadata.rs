@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::paths::RelPath;
 use crate::{
     error::{Error, Result},
-    rest::{query, range, Client, Request},
+    rest::{pages, query, range, Client, Request},
 };
 
 const TABLE: &str = "/rest/v1/workspace_files";
@@ -293,31 +293,42 @@ const IN_LIST_BYTES: usize = 4000;
 
 /// Of `paths`, those whose row is deleted (`is_deleted`), with the version of the deletion.
 /// Only a tombstone says that a file was deleted: a row that is not listed may just be one
-/// this session cannot read.
+/// this session cannot read. Each batch is read page by page: a server may cut a reply
+/// short of the batch (`db-max-rows`), and a tombstone it left out would keep the file.
 pub async fn tombstones(
     client: &Client,
     ws: &Uuid,
     paths: &[&RelPath],
 ) -> Result<HashMap<RelPath, i64>> {
     let mut out = HashMap::new();
+    let workspace = format!("eq.{ws}");
     for batch in in_lists(paths) {
         let asked: HashMap<&str, &RelPath> = batch.iter().map(|p| (p.as_str(), *p)).collect();
-        let path = format!(
-            "{TABLE}?workspace_id={}&is_deleted=eq.true&file_path={}&select=file_path,version",
-            query::eq(&ws.to_string()),
-            query::encode(&in_list(&batch)),
-        );
-        let reply = client.send(&Request::new(Method::GET, &path)).await?;
-        let rows: Vec<Tombstone> = parse(&path, reply.body)?;
+        let listed = in_list(&batch);
+        let listing = pages::Listing {
+            path: TABLE,
+            params: &[
+                ("workspace_id", &workspace),
+                ("is_deleted", "eq.true"),
+                ("file_path", &listed),
+                ("select", "file_path,version"),
+                ("order", "file_path.asc"),
+            ],
+            what: "deleted files",
+            after: |t: &Tombstone| Some(("file_path", format!("gt.{}", t.file_path))),
+        };
+        // One row per path at most: more is no answer to this batch.
+        let rows = pages::read_all(client, &listing, pages::PAGE, batch.len()).await?;
         for row in rows {
+            let row = row.typed;
             let Some(rel) = asked.get(row.file_path.as_str()) else {
                 return Err(Error::unexpected_reply(
-                    &path,
+                    TABLE,
                     format!("a row for {:?}, which was not asked for", row.file_path),
                 ));
             };
             if out.insert((*rel).clone(), row.version).is_some() {
-                return Err(Error::unexpected_reply(&path, "two rows for one path"));
+                return Err(Error::unexpected_reply(TABLE, "two rows for one path"));
             }
         }
     }
