@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileSuite, put } from './helpers/files.mjs';
 import { loggedIn, workdir, waitFor } from './helpers/sync.mjs';
+import { startProxy } from './helpers/proxy.mjs';
 
 const suite = fileSuite();
 const { user, newWorkspace } = suite;
@@ -110,8 +111,8 @@ test('a file deleted in the cloud (a tombstone) is still deleted locally', async
 });
 
 /** Alice's engine on `dir`, polling every 300 ms when it polls, once its socket is live. */
-async function liveEngine(dir) {
-  const r = await loggedIn(suite.cloud, 'alice', { dir, syncDebounceMs: 0, syncInterval: 300 });
+async function liveEngine(dir, config = {}) {
+  const r = await loggedIn(suite.cloud, 'alice', { dir, syncDebounceMs: 0, syncInterval: 300, ...config });
   suite.track(r.cs);
   await waitFor(r.bus, 'cloud:realtime:connected');
   return r;
@@ -135,6 +136,42 @@ test('with realtime live, a local edit goes up within about the sync interval', 
   }
   assert.deepEqual(rows.map((row) => row.file_path), ['x.txt']);
   await cs.destroy();
+});
+
+test('with realtime live, a local edit whose upload failed goes up on a retry', async () => {
+  const ws = await newWorkspace();
+  const dir = workdir();
+  link(dir, ws);
+  // The first upload of the file fails, as a storage server's hiccup would; later ones pass.
+  let refused = 0;
+  const proxy = await startProxy(suite.cloud.url, {
+    intercept: (req) => {
+      if (refused > 0 || req.method !== 'POST' || !req.url.startsWith('/storage/v1/object/') || !req.url.includes('retried.txt')) return null;
+      refused++;
+      return {
+        status: 500,
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ statusCode: '500', error: 'Internal Server Error', message: 'refused once by the test' }),
+      };
+    },
+  });
+  try {
+    const { cs } = await liveEngine(dir, { baseUrl: proxy.url });
+    for (let i = 0; i < 200 && !existsSync(join(dir, '.cloud-sync-manifest.json')); i++) await sleep(50);
+    assert.ok(existsSync(join(dir, '.cloud-sync-manifest.json')), 'the first file sync ran');
+    await sleep(1_000);
+    put(dir, 'retried.txt', 'refused once, then taken');
+    let rows = [];
+    for (let i = 0; i < 300 && rows.length === 0; i++) {
+      await sleep(100);
+      rows = await cs.fileSync.listFiles(ws);
+    }
+    assert.equal(refused, 1, 'the first upload was refused');
+    assert.deepEqual(rows.map((row) => row.file_path), ['retried.txt']);
+    await cs.destroy();
+  } finally {
+    await proxy.close();
+  }
 });
 
 test('with realtime live and syncFiles on, an idle linked workspace sends no REST request', async () => {

@@ -1,7 +1,8 @@
 // An HTTP proxy in front of the local cloud, for what a real server rarely does on demand:
 // answering one route differently, delaying it, or delivering a response body one byte at a
-// time.
+// time. WebSocket upgrades (the realtime socket) pass through untouched.
 import { createServer, request } from 'node:http';
+import { connect } from 'node:net';
 import { setImmediate as tick, setTimeout as sleep } from 'node:timers/promises';
 
 /**
@@ -60,11 +61,32 @@ export async function startProxy(target, { intercept = () => null, interceptBody
     if (buffered) out.end(buffered);
     else req.pipe(out);
   });
+  // Upgraded sockets are the server's no longer: closed by hand with it.
+  const tunnels = new Set();
+  server.on('upgrade', (req, socket, head) => {
+    const up = connect(Number(upstream.port), upstream.hostname, () => {
+      const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
+      for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+      up.write(`${lines.join('\r\n')}\r\n\r\n`);
+      if (head.length > 0) up.write(head);
+      up.pipe(socket);
+      socket.pipe(up);
+    });
+    tunnels.add(socket).add(up);
+    const end = () => {
+      socket.destroy();
+      up.destroy();
+      tunnels.delete(socket);
+      tunnels.delete(up);
+    };
+    for (const s of [socket, up]) s.on('error', end).on('close', end);
+  });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     url: `http://127.0.0.1:${server.address().port}`,
     stats,
     close: () => {
+      for (const s of tunnels) s.destroy();
       server.closeAllConnections();
       return new Promise((resolve) => server.close(resolve));
     },

@@ -61,7 +61,8 @@ impl CloudSync {
     pub async fn sync_files(&self, ws: Option<String>, dir: Option<String>) -> Result<Value> {
         let (ws, dir) = self.file_target(ws, dir)?;
         let cloud = self.session()?;
-        files::sync::sync_files(&ctx(&cloud), &ws, &dir).await
+        let run = files::sync::sync_files(&ctx(&cloud), &ws, &dir).await?;
+        Ok(run.report)
     }
 
     fn file_target(&self, ws: Option<String>, dir: Option<String>) -> Result<(Uuid, PathBuf)> {

@@ -296,9 +296,18 @@ struct Report {
     kept_local: Vec<String>,
     failed: Vec<Value>,
     in_sync: usize,
+    /// A transfer failed (unlike a file that cannot be read or a case clash, which only a
+    /// change here can fix): a run again may get it through.
+    transfers_failed: bool,
 }
 
-pub async fn sync_files(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Value> {
+/// What a run did: its report (`FileSyncResult`), and whether a transfer failed.
+pub struct Run {
+    pub report: Value,
+    pub transfers_failed: bool,
+}
+
+pub async fn sync_files(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Run> {
     check_dir(dir)?;
     let _held = lock::exclusive(dir).await?;
     clean_temp(dir);
@@ -377,7 +386,7 @@ pub async fn sync_files(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Value> {
     tally.save().await?;
     clean_temp(dir);
     let r = tally.report;
-    Ok(json!({
+    let report = json!({
         "uploaded": r.uploaded,
         "downloaded": r.downloaded,
         "deletedLocal": r.deleted_local,
@@ -387,7 +396,11 @@ pub async fn sync_files(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Value> {
         "keptLocal": r.kept_local,
         "failed": r.failed,
         "inSync": r.in_sync,
-    }))
+    });
+    Ok(Run {
+        report,
+        transfers_failed: r.transfers_failed,
+    })
 }
 
 /// Where each finished action of a run is written down: its report and the manifest.
@@ -449,8 +462,13 @@ impl Tally<'_> {
             Ok(Outcome::Kept) => r.kept_local.push(p),
             // Only `apply` makes these, and the run loop takes them.
             Ok(Outcome::Sent(_)) => {}
-            Err(e) => self.failed(&p, &e),
+            Err(e) => self.transfer_failed(&p, &e),
         }
+    }
+
+    fn transfer_failed(&mut self, path: &str, e: &Error) {
+        self.report.transfers_failed = true;
+        self.failed(path, e);
     }
 
     fn failed(&mut self, path: &str, e: &Error) {
@@ -470,7 +488,7 @@ async fn record_new(ctx: &Ctx<'_>, ws: &Uuid, staged: Vec<transfer::Sent>, tally
         Ok(rows) => rows,
         Err(e) => {
             for s in &staged {
-                tally.failed(s.rel.as_str(), &e);
+                tally.transfer_failed(s.rel.as_str(), &e);
             }
             return;
         }

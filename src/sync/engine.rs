@@ -80,7 +80,8 @@ pub async fn run(hub: Weak<Syncer>, conn: Arc<Connection>, wake: Arc<Notify>, mu
 ///
 /// A tree is acted on once: one that a cycle could not make synced (a file that cannot be
 /// read, say) starts no cycle again until it changes, or the idle workspace would send
-/// requests every interval.
+/// requests every interval. A transfer that failed is no such case: it fails its cycle, and
+/// the backoff tries again.
 async fn local_edit(
     hub: &Weak<Syncer>,
     every: Duration,

@@ -362,6 +362,8 @@ impl Syncer {
 
     /// With `syncConfig.syncFiles: true`, a two-way file sync of the working directory each
     /// cycle (cheap when nothing changed: one listing, and the hash cache spares the reads).
+    /// A run in which a transfer failed fails the cycle, so the engine's backoff tries again:
+    /// the tree is as that run left it, so with the socket live no glance would.
     async fn sync_files(&self, conn: &Arc<Connection>) -> bool {
         let Some((dir, ws)) = self.files_target() else {
             return true;
@@ -372,7 +374,7 @@ impl Syncer {
             user_id: conn.user_id(),
         };
         match crate::files::sync::sync_files(&ctx, &ws, &dir).await {
-            Ok(_) => true,
+            Ok(run) => !run.transfers_failed,
             Err(e) => {
                 self.events.emit(Event::sync_error("files", &e));
                 false
