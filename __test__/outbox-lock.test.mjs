@@ -129,3 +129,31 @@ test('a push that cannot queue for the lock rejects with OUTBOX_LOCKED, reported
   assert.equal((await cs.pushConversation(conv, h)).pushed, 2);
   assert.deepEqual((await rowsOf(cloud, conv)).map((r) => r.content), ['not queued 0', 'not queued 1'], 'each once');
 });
+
+test('a queued workspace state sent while the lock is held is not sent again over a newer state', async () => {
+  const args = await restartableCloud();
+  const { cs, bus, dir } = await linkedAlice(cloud, null, { realtime: false, syncDebounceMs: 0 });
+  cleanups.push(() => cs.destroy());
+  await waitFor(bus, 'cloud:sync:completed', (p) => p.type === 'workspace');
+  await cloud.stop();
+  await cs.pushWorkspaceState({ task_goal: 'queued offline' }).catch(() => null);
+  assert.equal(cs.getStatus().syncEngineStatus.outboxPending, 1, 'the state is queued');
+
+  // The cloud back, the queued state is sent, but not taken out of the outbox: locked.
+  const release = await holdLock(dir);
+  cloud = await startDevcloud(args);
+  const goal = async () =>
+    (await cloud.serviceRest(`workspaces?id=eq.${SEED.workspaces.websiteRevamp}&select=task_goal`))[0].task_goal;
+  let now = await goal();
+  for (let i = 0; i < 300 && now !== 'queued offline'; i++) {
+    await sleep(100);
+    now = await goal();
+  }
+  assert.equal(now, 'queued offline');
+  assert.equal(cs.getStatus().syncEngineStatus.outboxPending, 1, 'still queued: the lock is held');
+  // The host moves on; then the lock is let go and the entry leaves the outbox.
+  assert.equal((await cs.pushWorkspaceState({ task_goal: 'newer, pushed directly' })).task_goal, 'newer, pushed directly');
+  await release();
+  await drained(cs);
+  assert.equal(await goal(), 'newer, pushed directly', 'the queued state did not overwrite the newer one');
+});

@@ -278,7 +278,9 @@ impl Syncer {
     /// time, and both then send them. That stores nothing twice: message rows carry
     /// deterministic ids and are inserted with `ignore-duplicates`, and a workspace state is
     /// a conditional update of the one row, not a new row. Each removes what it handled by
-    /// id, so neither drops an entry the other queued meanwhile.
+    /// id, so neither drops an entry the other queued meanwhile. A workspace state is sent
+    /// only while the link's base is the one it was queued on: once the base has moved, a
+    /// state was pushed (it, or a newer one) or pulled since, and it would overwrite that.
     pub(super) async fn flush_outbox(&self, conn: &Arc<Connection>) -> Result<Flushed> {
         let Some(ob) = self.outbox() else {
             return Ok(Flushed::default());
@@ -319,14 +321,26 @@ impl Syncer {
                             self.report_refused(&conv, &refused);
                         }
                     }),
-                Entry::Workspace { state, .. } if Some(i) == last_state => {
+                Entry::Workspace { state, base, .. } if Some(i) == last_state => {
                     let _g = self.workspace_guard.lock().await;
                     // A newer local state, if any, supersedes the queued one.
                     let newer = self.lock().pending_state.take();
-                    let local = newer.unwrap_or_else(|| state.clone());
-                    self.sync_workspace_inner(conn, false, Some(local), false)
-                        .await
-                        .map(|_| ())
+                    match newer {
+                        Some(local) => self
+                            .sync_workspace_inner(conn, false, Some(local), false)
+                            .await
+                            .map(|_| ()),
+                        None if self.base_moved_from(base.as_ref()) => {
+                            tracing::debug!(
+                                "a queued workspace state older than the cloud's base is dropped"
+                            );
+                            Ok(())
+                        }
+                        None => self
+                            .sync_workspace_inner(conn, false, Some(state.clone()), false)
+                            .await
+                            .map(|_| ()),
+                    }
                 }
                 Entry::Workspace { .. } => Ok(()),
             };
@@ -360,8 +374,10 @@ impl Syncer {
                 }
             }
         }
-        // Locked: what was sent stays queued, and is sent again (its rows' fixed ids store
-        // it once) by the next flush, which the engine's backoff brings.
+        // Locked: what was sent stays queued for the next flush, which the engine's backoff
+        // brings. Its message rows' fixed ids store them once; a workspace state is not sent
+        // again, as its own push moved the base on from the one it was queued on (and a
+        // newer state pushed since would otherwise be overwritten by the older one).
         let left = ob
             .remove(&done)
             .inspect_err(|e| self.report_outbox(&ob, e))?;

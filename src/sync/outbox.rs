@@ -76,7 +76,27 @@ pub enum Entry {
     },
     /// A workspace state push; only the newest one of a workspace matters.
     #[serde(rename_all = "camelCase")]
-    Workspace { workspace_id: String, state: Value },
+    Workspace {
+        workspace_id: String,
+        state: Value,
+        /// The cloud state it was made on: the link's base when it was queued (`null` for
+        /// none). Once the base has moved on, a state was pushed or pulled since, this one
+        /// included when its drain could not remove it, and sending it would overwrite a
+        /// newer one. Absent on lines of earlier versions, which are sent as before.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        base: Option<Option<String>>,
+    },
+}
+
+/// A field that is there, `null` or not (absent is `None` through `default`).
+fn present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 impl Entry {
@@ -398,6 +418,7 @@ mod tests {
                 Entry::Workspace {
                     workspace_id: "w".into(),
                     state: json!({"task_goal": "g"}),
+                    base: Some(None),
                 },
             ],
         )
@@ -418,9 +439,34 @@ mod tests {
             lines,
             vec![
                 json!({"v": 1, "id": ids[0], "userId": ALICE, "kind": "messages", "conversationId": "c", "rows": [{"id": 1}]}),
-                json!({"v": 1, "id": ids[1], "userId": ALICE, "kind": "workspace", "workspaceId": "w", "state": {"task_goal": "g"}}),
+                json!({"v": 1, "id": ids[1], "userId": ALICE, "kind": "workspace", "workspaceId": "w", "state": {"task_goal": "g"}, "base": null}),
             ]
         );
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    /// A state's base reads back as written, a `null` one too; a line of an earlier version
+    /// has none, which is not the same as a `null` one.
+    #[test]
+    fn a_workspace_state_keeps_the_base_it_was_queued_on() {
+        let d = tmp();
+        let ob = Outbox::new(&d, limits(10));
+        let state = |base| Entry::Workspace {
+            workspace_id: "w".into(),
+            state: json!({}),
+            base,
+        };
+        let written = vec![
+            state(Some(Some("2026-01-01T00:00:00Z".into()))),
+            state(Some(None)),
+        ];
+        ob.append(ALICE, &written).unwrap();
+        let mut text = fs::read_to_string(ob.path()).unwrap();
+        text.push_str("{\"v\":1,\"kind\":\"workspace\",\"workspaceId\":\"w\",\"state\":{}}\n");
+        fs::write(ob.path(), text).unwrap();
+        let mut want = written;
+        want.push(state(None));
+        assert_eq!(entries(ob.load().unwrap()), want);
         fs::remove_dir_all(d).unwrap();
     }
 

@@ -149,6 +149,7 @@ impl Syncer {
                         let entry = Entry::Workspace {
                             workspace_id: ws,
                             state: local.clone(),
+                            base: Some(base),
                         };
                         if let Err(queueing) = self.enqueue(&ob, &user, &[entry]) {
                             // Not queued (the outbox locked by another process, or full):
@@ -168,6 +169,17 @@ impl Syncer {
                 Err(e)
             }
         }
+    }
+
+    /// Whether the link's base has moved on from `queued_on`, the base a queued state was
+    /// made on (`None`: a line of an earlier version, which does not say).
+    pub(super) fn base_moved_from(&self, queued_on: Option<&Option<String>>) -> bool {
+        let Some(queued_on) = queued_on else {
+            return false;
+        };
+        let i = self.lock();
+        let now = i.link.as_ref().and_then(|l| l.get(BASE_KEY));
+        now.and_then(Value::as_str) != queued_on.as_deref()
     }
 
     /// Puts a state that could not be pushed back, unless a newer one arrived meanwhile.
