@@ -371,7 +371,8 @@ export declare class FileSync {
   deleteFile(wsId: string, relPath: string): Promise<DeletedFile>
   /**
    * What a sync of `localDir` would do: `{ toUpload, toDownload, synced, toDeleteLocal,
-   * toDeleteRemote, conflicts }` (paths), and `hashed` (files whose contents were read).
+   * toDeleteRemote, conflicts, keptLocal }` (paths), and `hashed` (files whose contents
+   * were read).
    */
   computeDelta(wsId: string, localDir: string): Promise<FileDelta>
   /**

@@ -136,7 +136,8 @@ impl FileSync {
     }
 
     /// What a sync of `localDir` would do: `{ toUpload, toDownload, synced, toDeleteLocal,
-    /// toDeleteRemote, conflicts }` (paths), and `hashed` (files whose contents were read).
+    /// toDeleteRemote, conflicts, keptLocal }` (paths), and `hashed` (files whose contents
+    /// were read).
     #[napi(ts_args_type = "wsId: string, localDir: string")]
     pub fn compute_delta<'e>(
         &self,

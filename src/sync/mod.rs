@@ -345,14 +345,12 @@ impl Syncer {
     /// would fail the same way).
     async fn files_glance(&self) -> Option<crate::files::scan::Glance> {
         let (dir, ws) = self.files_target()?;
-        let walked =
-            tokio::task::spawn_blocking(move || crate::files::sync::glance(&dir, &ws)).await;
+        let walked = tokio::task::spawn_blocking(move || crate::files::sync::glance(&dir, &ws))
+            .await
+            .map_err(|e| crate::error::Error::Io(format!("the walk failed: {e}")))
+            .and_then(|walk| walk);
         match walked {
-            Ok(Ok(glance)) => Some(glance),
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "local files not looked at");
-                None
-            }
+            Ok(glance) => Some(glance),
             Err(e) => {
                 tracing::debug!(error = %e, "local files not looked at");
                 None
