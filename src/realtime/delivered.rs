@@ -225,6 +225,9 @@ struct CatchUp {
     until: Option<Micros>,
     /// The number of the round under way, if one is.
     running: Option<u64>,
+    /// The round under way was planned before its end was known, so it reads to no end
+    /// even if one is learnt meanwhile.
+    open_round: bool,
     /// The cursor when another gap began during that round, which may have read its last
     /// page before the gap: read from there as well, to no known end.
     again: Option<String>,
@@ -238,6 +241,7 @@ impl CatchUp {
             at: At::Since(with_slack(from)?),
             until: None,
             running: None,
+            open_round: false,
             again: None,
             failures: 0,
             retry_at: None,
@@ -251,7 +255,7 @@ impl CatchUp {
         if let Some(again) = self.again.as_deref().and_then(micros) {
             start = start.min(again - slack());
         }
-        let until = if self.again.is_some() {
+        let until = if self.again.is_some() || (self.running.is_some() && self.open_round) {
             None
         } else {
             self.until
@@ -368,7 +372,11 @@ impl Ledger {
                 // Cursors are our own timestamps or checked ones, so this should not happen.
                 None => tracing::warn!(%conv, "unreadable catch-up start; not pulling"),
             },
-            Some(cu) if cu.running.is_some() => {
+            // A round under way, or a range whose end is known, is read as planned first:
+            // the rows above that end and below the slack under the cursor may be
+            // forgotten already, so the range is never stretched over them. This gap's
+            // rows are read after it, from before `from` on.
+            Some(cu) if cu.running.is_some() || cu.until.is_some() => {
                 // The earliest start wins: a failed read by id names the cursor of when its
                 // change came, which can be older than a gap's that began since.
                 let earlier = match (cu.again.as_deref().and_then(micros), micros(&from)) {
@@ -381,8 +389,7 @@ impl Ledger {
                 }
             }
             Some(cu) => {
-                // Rows committed before the next join may be newer than any end known.
-                cu.until = None;
+                // A range to no end yet: it covers this gap if it starts early enough.
                 if let Some(start) = with_slack(&from) {
                     if micros(&start) < cu.at.micros() {
                         cu.at = At::Since(start);
@@ -428,6 +435,7 @@ impl Ledger {
         let cu = self.convs.get_mut(&conv)?.catchup.as_mut()?;
         self.next_pull += 1;
         cu.running = Some(self.next_pull);
+        cu.open_round = cu.until.is_none();
         cu.retry_at = None;
         Some((
             self.next_pull,
@@ -460,18 +468,19 @@ impl Ledger {
         if let Some((t, id)) = reached {
             cu.at = At::After(t, id);
         }
-        // A gap began during the round: read from before it too, to no known end.
-        if let Some(from) = cu.again.take() {
-            cu.until = None;
-            if let Some(start) = with_slack(&from) {
-                if micros(&start) < cu.at.micros() {
-                    cu.at = At::Since(start);
+        // A later gap is read once this range is read to its end, from before it on.
+        if matches!(ended, Ended::Done) {
+            if let Some(from) = cu.again.take() {
+                match with_slack(&from) {
+                    Some(start) => {
+                        cu.at = At::Since(start);
+                        cu.until = None;
+                        cu.failures = 0;
+                        prune(&conv, c);
+                        return Next::Pull;
+                    }
+                    None => tracing::warn!(%conv, "unreadable catch-up start; not pulling"),
                 }
-            }
-            if !matches!(ended, Ended::Failed) {
-                cu.failures = 0;
-                prune(&conv, c);
-                return Next::Pull;
             }
         }
         let next = match ended {
