@@ -282,18 +282,20 @@ pub async fn listing(client: &Client, workspace: &Uuid) -> Result<Listing> {
 async fn workspace_visible(client: &Client, workspace: &Uuid) -> Result<bool> {
     let id = format!("eq.{workspace}");
     let path = query::build("/rest/v1/workspaces", &[("id", &id), ("select", "id")]);
-    let body = client
-        .send(&Request::new(Method::GET, path.clone()))
-        .await?
-        .body;
-    let Value::Array(rows) = body else {
-        return Err(Error::unexpected_reply(
-            &path,
-            "expected an array of workspaces",
-        ));
-    };
+    let rows = rows_of(client, &path, "workspaces").await?;
     // A row of another id (a server that ignored the filter) does not show this one.
     Ok(rows.iter().any(|r| row_id(r) == Some(*workspace)))
+}
+
+/// The rows of `GET path`: an array of `what`, or an error.
+async fn rows_of(client: &Client, path: &str, what: &str) -> Result<Vec<Value>> {
+    match client.send(&Request::new(Method::GET, path)).await?.body {
+        Value::Array(rows) => Ok(rows),
+        _ => Err(Error::unexpected_reply(
+            path,
+            format!("expected an array of {what}"),
+        )),
+    }
 }
 
 /// The ids of the workspace's conversations, in id order.
@@ -313,16 +315,7 @@ pub async fn conversations(client: &Client, workspace: &Uuid) -> Result<Vec<Uuid
             params.push(("id", after.as_str()));
         }
         let path = query::build("/rest/v1/conversations", &params);
-        let body = client
-            .send(&Request::new(Method::GET, path.clone()))
-            .await?
-            .body;
-        let Value::Array(rows) = body else {
-            return Err(Error::unexpected_reply(
-                &path,
-                "expected an array of conversations",
-            ));
-        };
+        let rows = rows_of(client, &path, "conversations").await?;
         if rows.is_empty() {
             return Ok(out);
         }

@@ -370,6 +370,15 @@ fn conversation_update(record: Value) -> Value {
     "commit_timestamp": "2026-01-01T00:00:00.000Z", "record": record, "old_record": {}}}})
 }
 
+/// Asserts that none of the events so far announces a deleted conversation.
+fn no_deletion_announced(client: &mut Client) {
+    let left = client.drain();
+    assert!(
+        left.iter().all(|(n, _)| n != "cloud:conversation:deleted"),
+        "{left:?}"
+    );
+}
+
 /// The events of the frames the client sent until everything pushed before was handled:
 /// frames are handled in order, so once a broadcast pushed now comes back as an event, and
 /// one the client sends after that reaches the server, whatever came before is done.
@@ -425,11 +434,7 @@ async fn a_deleted_conversation_is_announced_once() {
         sent.iter().all(|e| e != "phx_leave" && e != "phx_join"),
         "{sent:?}"
     );
-    let left = client.drain();
-    assert!(
-        left.iter().all(|(n, _)| n != "cloud:conversation:deleted"),
-        "{left:?}"
-    );
+    no_deletion_announced(&mut client);
     // Its messages are no longer delivered, though the join's filter still names it.
     server.push(message(1, BOB));
     let sent = sent_meanwhile(&mut server, &mut client).await;
@@ -491,11 +496,7 @@ async fn a_conversation_change_without_its_workspace_is_no_deletion() {
         sent.iter().all(|e| e != "phx_leave" && e != "phx_join"),
         "{sent:?}"
     );
-    let left = client.drain();
-    assert!(
-        left.iter().all(|(n, _)| n != "cloud:conversation:deleted"),
-        "{left:?}"
-    );
+    no_deletion_announced(&mut client);
     lists_reach(&rest, lists + 1).await;
 
     let elsewhere = Uuid::from_u128(0xcc);
@@ -551,11 +552,7 @@ async fn an_empty_list_of_a_hidden_workspace_announces_no_deletion() {
     rest.list_arrived().await;
     list_handled(&rest, &server).await;
     rest.release_list();
-    let left = client.drain();
-    assert!(
-        left.iter().all(|(n, _)| n != "cloud:conversation:deleted"),
-        "{left:?}"
-    );
+    no_deletion_announced(&mut client);
 }
 
 /// A list read before a conversation's live DELETE and answered after it still holds the
@@ -589,11 +586,7 @@ async fn a_list_older_than_a_live_deletion_does_not_bring_it_back() {
     rest.list_arrived().await;
     list_handled(&rest, &server).await;
     rest.release_list();
-    let left = client.drain();
-    assert!(
-        left.iter().all(|(n, _)| n != "cloud:conversation:deleted"),
-        "announced twice: {left:?}"
-    );
+    no_deletion_announced(&mut client);
 }
 
 #[tokio::test]
@@ -1181,11 +1174,7 @@ async fn a_conversation_deleted_in_a_gap_is_found_by_the_list() {
     );
     server.push(json!({"topic": topic(), "event": "broadcast", "ref": null, "payload": {"type": "broadcast", "event": "typing", "payload": {}}}));
     client.event("cloud:broadcast:typing").await;
-    let left = client.drain();
-    assert!(
-        left.iter().all(|(n, _)| n != "cloud:conversation:deleted"),
-        "{left:?}"
-    );
+    no_deletion_announced(&mut client);
 }
 
 /// A client joined on `conversation` whose next REST reads fail with 503, more of them than
