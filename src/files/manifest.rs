@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, path::Path};
 
 use serde::{Deserialize, Serialize};
 
-use super::scan::Stat;
+use super::stat::Stat;
 use crate::{error::Result, link_file};
 
 pub const FILE_NAME: &str = ".cloud-sync-manifest.json";
@@ -21,7 +21,7 @@ pub struct Synced {
 }
 
 /// A hash cache entry: the file's stat when it was hashed, and when that stat was taken
-/// (`scan::still_holds` decides whether a later stat proves the same contents).
+/// (`stat::still_holds` decides whether a later stat proves the same contents).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hashed {
     #[serde(flatten)]

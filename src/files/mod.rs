@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod metadata;
 pub mod paths;
 pub mod scan;
+pub mod stat;
 pub mod sync;
 pub mod transfer;
 pub mod unsynced;

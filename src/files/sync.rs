@@ -806,7 +806,7 @@ mod tests {
             },
             storage_path: String::new(),
             stat: transfer::LocalStat {
-                stat: scan::Stat {
+                stat: crate::files::stat::Stat {
                     size: len,
                     mtime,
                     ..Default::default()

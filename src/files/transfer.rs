@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{
     metadata::{self, FileRow, NewContent, RowState},
     paths::{self, RelPath},
-    progress, scan, Ctx, BUCKET, TEMP_DIR,
+    progress, scan, stat, Ctx, BUCKET, TEMP_DIR,
 };
 use crate::{
     error::{Error, Result},
@@ -73,7 +73,7 @@ impl Uploaded {
 /// from them is stale, and re-hashed, if the file changes during or after the upload.
 #[derive(Debug, Clone, Copy)]
 pub struct LocalStat {
-    pub stat: scan::Stat,
+    pub stat: stat::Stat,
     pub seen: i64,
 }
 
@@ -122,7 +122,7 @@ fn still_as_seen(seen: Option<&RowState>, now: Option<&RowState>) -> bool {
 /// The file to upload, checked: inside the root and a regular file.
 pub fn local_file(root: &Path, rel: &RelPath) -> Result<(PathBuf, LocalStat)> {
     let abs = paths::resolve(root, rel)?;
-    let seen = scan::now_ns();
+    let seen = stat::now_ns();
     let meta = std::fs::metadata(&abs)
         .map_err(|e| Error::Io(format!("cannot read {}: {e}", abs.display())))?;
     if !meta.is_file() {
@@ -132,7 +132,7 @@ pub fn local_file(root: &Path, rel: &RelPath) -> Result<(PathBuf, LocalStat)> {
         )));
     }
     let stat = LocalStat {
-        stat: scan::Stat::of(&meta),
+        stat: stat::Stat::of(&meta),
         seen,
     };
     Ok((abs, stat))
@@ -229,7 +229,7 @@ pub struct Downloaded {
     pub checksum: Option<String>,
     pub version: i64,
     /// The written file's stat, and when it was taken, for the hash cache.
-    pub stat: scan::Stat,
+    pub stat: stat::Stat,
     pub seen: i64,
 }
 
@@ -254,9 +254,9 @@ pub enum Replace {
     /// Nothing: the scan found no file there.
     Nothing,
     /// The file only as the scan found it: the same stat, and, if that stat cannot prove the
-    /// same contents (see [`scan::still_holds`]), the same checksum.
+    /// same contents (see [`stat::still_holds`]), the same checksum.
     Unchanged {
-        stat: scan::Stat,
+        stat: stat::Stat,
         seen: i64,
         checksum: String,
     },
@@ -350,7 +350,7 @@ fn place(
     dest: &RelPath,
     mut tmp: TempFile,
     replace: Replace,
-) -> Result<Option<(scan::Stat, i64)>> {
+) -> Result<Option<(stat::Stat, i64)>> {
     let target = paths::resolve(root, dest)?;
     if let Some(parent) = target.parent() {
         std::fs::create_dir_all(parent)
@@ -379,9 +379,9 @@ fn place(
             let now = std::fs::symlink_metadata(&target)
                 .ok()
                 .filter(|m| m.file_type().is_file())
-                .map(|m| scan::Stat::of(&m));
+                .map(|m| stat::Stat::of(&m));
             let same = now.is_some_and(|now| {
-                scan::still_holds(&stat, seen, &now)
+                stat::still_holds(&stat, seen, &now)
                     || (now == stat && scan::hash_file(&target).is_ok_and(|h| h == checksum))
             });
             if !same {
@@ -391,10 +391,10 @@ fn place(
         }
     }
     tmp.0 = None;
-    let seen = scan::now_ns();
+    let seen = stat::now_ns();
     Ok(Some((
         std::fs::metadata(&target)
-            .map(|m| scan::Stat::of(&m))
+            .map(|m| stat::Stat::of(&m))
             .unwrap_or_default(),
         seen,
     )))
@@ -567,14 +567,14 @@ mod tests {
     fn scanned_at(p: &Path, seen: i64) -> Replace {
         let m = std::fs::metadata(p).unwrap();
         Replace::Unchanged {
-            stat: scan::Stat::of(&m),
+            stat: stat::Stat::of(&m),
             seen,
             checksum: scan::hash_file(p).unwrap(),
         }
     }
 
     fn stat(p: &Path) -> Replace {
-        scanned_at(p, scan::now_ns())
+        scanned_at(p, stat::now_ns())
     }
 
     fn read(root: &Path) -> String {
