@@ -108,11 +108,23 @@ test('status goes offline when the cloud stops, and back when it returns; queued
     assert.deepEqual([r.pushed, r.queued], [0, 1]);
     assert.equal(cs.getStatus().syncState, 'offline');
     assert.equal(cs.getStatus().syncEngineStatus.outboxPending, 1);
-    await waitFor(bus, 'cloud:sync-status', (p) => p.state === 'offline');
+    const offline = bus.events.findIndex((e) => e.name === 'cloud:sync-status' && e.payload.state === 'offline');
+    assert.ok(offline >= 0, 'offline was announced');
+    // The engine's retries while the cloud is away do not flap the status to `syncing`.
+    const retry = bus.events.length;
+    await waitFor(bus, 'cloud:sync:error', () => true, 10_000, retry);
+    await waitFor(bus, 'cloud:sync:error', () => true, 10_000, bus.events.length);
+    assert.equal(cs.getStatus().syncState, 'offline');
 
     const mark = bus.events.length;
     own = await startDevcloud(args);
     await waitFor(bus, 'cloud:sync-status', (p) => p.state === 'synced', 30_000, mark);
+    const states = bus.events
+      .slice(offline + 1)
+      .filter((e) => e.name === 'cloud:sync-status')
+      .map((e) => e.payload.state);
+    const until = states.slice(0, states.indexOf('synced'));
+    assert.deepEqual(until, until.map(() => 'offline'), 'offline until synced');
     assert.equal(cs.getStatus().syncEngineStatus.outboxPending, 0);
     const rows = await rowsOf(own, conv);
     assert.deepEqual(rows.map((x) => x.content), ['written offline']);

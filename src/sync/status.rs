@@ -42,7 +42,11 @@ impl Syncer {
     ) -> Result<T> {
         let ty = kind.as_str();
         let before = self.lock().board.get_mut(kind).state;
-        self.update_board(|b| b.get_mut(kind).state = SyncState::Syncing);
+        // A retry while the cloud is away stays `offline` until it succeeds: the status
+        // would otherwise flap on every backoff cycle.
+        if before != SyncState::Offline {
+            self.update_board(|b| b.get_mut(kind).state = SyncState::Syncing);
+        }
         self.events.emit(Event::SyncStarted { r#type: ty });
         let outcome = fut.await;
         match &outcome {
