@@ -30,6 +30,9 @@ test('a change on both sides is a conflict: the cloud version is kept and the lo
   // Without a socket, the remote change stays unseen until the push finds it: a live socket
   // would have pulled it first, making the push a plain last write.
   const { cs, bus } = await linkedAlice(cloud, { realtime: false });
+  // The engine's first cycle pulls the workspace right after the link: one that reads the
+  // row after the remote change takes it as the new base, and the push is no conflict.
+  await waitFor(bus, 'cloud:sync:completed', (p) => p.type === 'workspace');
   await cloud.serviceRest(`workspaces?id=eq.${WS}`, { method: 'PATCH', body: { task_goal: 'edited elsewhere' } });
   const result = await cs.pushWorkspaceState({ task_goal: 'edited here', current_step: 'local step' });
   assert.equal(result, null, 'nothing was written');
