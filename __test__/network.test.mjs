@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import net from 'node:net';
 import { CloudSync } from '../cloud-sync.mjs';
+import { freePort } from './helpers/sync.mjs';
 
 const servers = [];
 after(() => servers.forEach((s) => s.close()));
@@ -21,9 +22,9 @@ async function clientFor(baseUrl, extra = {}) {
 }
 
 test('an unreachable server fails fast with a clear message', async () => {
-  const closed = await listen(net.createServer());
-  servers.pop().close();
-  await new Promise((r) => setTimeout(r, 50));
+  // Not a port just freed by a listen(0): the kernel may hand that one to another socket
+  // (the test file running alongside) before the client connects.
+  const closed = `http://127.0.0.1:${await freePort()}`;
   const cs = await clientFor(closed);
   const started = Date.now();
   await assert.rejects(cs.login('a@b.c', 'secret-pw'), (e) => {

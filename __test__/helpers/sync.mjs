@@ -1,5 +1,5 @@
 // Helpers for the workspace/conversation sync suites.
-import { chmodSync, mkdtempSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -78,13 +78,44 @@ export function waitFor(bus, name, pred = () => true, timeoutMs = 20_000, from =
   });
 }
 
-/** A TCP port free right now, for a cloud that must come back where its clients expect it. */
+/**
+ * A TCP port free right now, for a cloud that must come back where its clients expect it, or
+ * for a server that must stay absent. Taken outside the kernel's ephemeral range: ports of
+ * that range go to any socket that asks for none in particular (each outgoing connection,
+ * each `listen(0)` of the test file running alongside), so one freed there may be taken
+ * before the cloud binds it again; a port outside it is only ever taken by its number.
+ */
 export async function freePort() {
+  const [low, high] = ephemeralRange();
+  const span = low > 10_000 ? [10_000, low] : high < 60_000 ? [high + 1, 65_536] : null;
+  if (!span) return listening(0);
+  for (let i = 0; i < 100; i++) {
+    const port = span[0] + Math.floor(Math.random() * (span[1] - span[0]));
+    const free = await listening(port).catch(() => null);
+    if (free) return free;
+  }
+  throw new Error(`no free port in ${span[0]}..${span[1] - 1}`);
+}
+
+/** Linux says; elsewhere, the IANA range that macOS and Windows use. */
+function ephemeralRange() {
+  try {
+    return readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+  } catch {
+    return [49_152, 65_535];
+  }
+}
+
+/** Listens on `port` (0: any) and closes again: the port, or a rejection if it is taken. */
+async function listening(port) {
   const srv = createServer();
-  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address();
+  await new Promise((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(port, '127.0.0.1', resolve);
+  });
+  const bound = srv.address().port;
   await new Promise((r) => srv.close(r));
-  return port;
+  return bound;
 }
 
 /** Alice, linked to Website Revamp (with `conv`, if given, mapped as `chat`) and an engine
