@@ -11,6 +11,8 @@ import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startDevcloud, DEMO_PASSWORD } from './helpers/devcloud.mjs';
 import { cloudSyncFor } from './helpers/client.mjs';
+import { waitFor } from './helpers/sync.mjs';
+import { until } from './helpers/wait.mjs';
 
 const MODEL = 'oboto/echo-1';
 const ask = (content) => [{ role: 'user', content }];
@@ -168,14 +170,18 @@ test('the stream emits cloud:usage-update once, at its end, with the usage figur
     assert.ok(!bus.names().includes('cloud:usage-update'), 'not before the end');
     last = c;
   }
-  await sleep(100);
-  const updates = bus.events.filter((e) => e.name === 'cloud:usage-update');
-  assert.equal(updates.length, 1);
-  const { timestamp, ...figures } = updates[0].payload;
+  // Announced on the last pull, the event crosses to JS on the event queue, after the loop
+  // has ended: a timer may fire first on a busy event loop.
+  await waitFor(bus, 'cloud:usage-update');
+  const updates = () => bus.events.filter((e) => e.name === 'cloud:usage-update');
+  assert.equal(updates().length, 1);
+  const { timestamp, ...figures } = updates()[0].payload;
   assert.ok(timestamp);
   assert.deepStrictEqual(figures, last._cloud_usage);
   assert.ok(figures.tokens_used_today > 0);
+  // Once: nothing more came by the time the instance is gone.
   await cs.destroy();
+  assert.equal(updates().length, 1);
 });
 
 /**
@@ -221,6 +227,10 @@ async function frontWithAiProxy(answer) {
 
 const event = (content) =>
   `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content } }] })}\n\n`;
+
+/** Resolves once the front saw `n` AI proxy responses closed: the server learns of a close
+ * the client made when its event loop gets to it. */
+const closed = (front, n) => until(() => front.stats.closed >= n, 20_000, () => `${n} closed responses (saw ${front.stats.closed})`);
 
 /** Reads the stream to its end: the chunks, and how it ended (`null` when it ended normally). */
 async function drain(stream) {
@@ -296,7 +306,7 @@ test('a line that never ends fails fast with RESPONSE_TOO_LARGE, and memory stay
     assert.ok(performance.now() - t0 < 5000, 'it fails fast');
     assert.ok(front.stats.written < 16 * 1024 * 1024, `read ${front.stats.written} bytes for a 1 MiB limit`);
     assert.ok(process.memoryUsage().rss - rss < 64 * 1024 * 1024, 'RSS stays flat');
-    await sleep(100);
+    await closed(front, 1);
     assert.equal(front.stats.closed, 1, 'the connection is closed');
   } finally {
     await front.close();
@@ -325,7 +335,7 @@ test('logout and destroy fail a stream still being read (SESSION_ENDED, DESTROYE
       assert.equal(w.error?.code, code, `${end}, waiting: ${w.error} after ${w.chunks.length} chunks`);
       const b = await drain(between);
       assert.equal(b.error?.code, code, `${end}, between chunks: ${b.error} after ${b.chunks.length} chunks`);
-      await sleep(100);
+      await closed(front, 2);
       assert.equal(front.stats.closed, 2, 'both connections are closed');
     } finally {
       await front.close();
@@ -371,7 +381,7 @@ test('a consumer that stops pulling stops the reading: memory stays bounded', as
       n++;
     }
     await stream.return();
-    await sleep(200);
+    await closed(front, 1);
     assert.equal(front.stats.closed, 1, 'leaving the stream closed the connection');
   } finally {
     await front.close();

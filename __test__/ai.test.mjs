@@ -3,10 +3,10 @@
 import { before, after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { startDevcloud, DEMO_PASSWORD } from './helpers/devcloud.mjs';
 import { cloudSyncFor } from './helpers/client.mjs';
 import { startProxy } from './helpers/proxy.mjs';
+import { until } from './helpers/wait.mjs';
 
 const MODEL = 'oboto/echo-1';
 const ask = (content) => [{ role: 'system', content: 'be brief' }, { role: 'user', content }];
@@ -72,9 +72,18 @@ test('leaving the loop early closes the connection and stops the generation', as
     assert.ok(chunk.choices);
     if (++seen === 3) break;
   }
-  await sleep(300);
+  // The proxy sees the close, and the cloud records the usage once it noticed the client
+  // gone, each when it gets to it.
+  await until(() => proxy.stats.closedEarly >= 1, 20_000, 'the connection closed');
   assert.equal(proxy.stats.closedEarly, 1, 'the connection was closed before the stream ended');
-  const [usage] = await slow.serviceRest('ai_usage?select=completion_tokens&order=created_at.desc&limit=1');
+  const [usage] = await until(
+    async () => {
+      const rows = await slow.serviceRest('ai_usage?select=completion_tokens&order=created_at.desc&limit=1');
+      return rows.length > 0 && rows;
+    },
+    20_000,
+    'the usage of the cancelled stream',
+  );
   assert.ok(usage.completion_tokens < 20, `the cloud stopped generating (${usage.completion_tokens} of 200 tokens)`);
   await cs.destroy();
   await proxy.close();
