@@ -6,6 +6,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startDevcloud, SEED, ROOT, DEMO_PASSWORD } from './helpers/devcloud.mjs';
 import { JWT_PATTERN } from './helpers/host.mjs';
+import { startProxy } from './helpers/proxy.mjs';
 import { loggedIn, workdir, newConversation, requests, waitFor } from './helpers/sync.mjs';
 
 const WS = SEED.workspaces.websiteRevamp;
@@ -140,19 +141,24 @@ test('linking checks that the workspace exists and is visible', async () => {
 });
 
 test('malformed ids are rejected before any request', async () => {
-  const dir = workdir();
-  const { cs } = await alice({ dir });
-  const conv = await newConversation(cloud);
-  await cloud.resetStats();
-  const bad = 'x&org_id=neq.0';
-  await assert.rejects(cs.linkWorkspace(bad), { code: 'INVALID_ARGUMENT' });
-  await assert.rejects(cs.pushConversation(bad, [{ role: 'user', content: 'x' }]), { code: 'INVALID_ARGUMENT' });
-  await assert.rejects(cs.pullConversation(bad), { code: 'INVALID_ARGUMENT' });
-  await assert.rejects(cs.pullConversation(conv, `2026-01-01T00:00:00Z,id.gt.0`), { code: 'INVALID_ARGUMENT' });
-  assert.throws(() => cs.workspaceSync.linkConversation('chat', bad), { code: 'INVALID_ARGUMENT' });
-  const { requests: seen } = await cloud.stats();
-  const rest = Object.keys(seen).filter((k) => k.includes('/rest/'));
-  assert.deepEqual(rest, [], 'no REST request was made');
+  // Counted on the way from this instance alone: the engines the earlier tests linked may
+  // still be in their first cycle, and the cloud's own counters would see their requests.
+  const proxy = await startProxy(cloud.url);
+  try {
+    const dir = workdir();
+    const { cs } = await alice({ dir, baseUrl: proxy.url });
+    const conv = await newConversation(cloud);
+    const before = proxy.stats.requests;
+    const bad = 'x&org_id=neq.0';
+    await assert.rejects(cs.linkWorkspace(bad), { code: 'INVALID_ARGUMENT' });
+    await assert.rejects(cs.pushConversation(bad, [{ role: 'user', content: 'x' }]), { code: 'INVALID_ARGUMENT' });
+    await assert.rejects(cs.pullConversation(bad), { code: 'INVALID_ARGUMENT' });
+    await assert.rejects(cs.pullConversation(conv, `2026-01-01T00:00:00Z,id.gt.0`), { code: 'INVALID_ARGUMENT' });
+    assert.throws(() => cs.workspaceSync.linkConversation('chat', bad), { code: 'INVALID_ARGUMENT' });
+    assert.equal(proxy.stats.requests, before, 'no request was made');
+  } finally {
+    await proxy.close();
+  }
 });
 
 test('listCloudWorkspaces: the documented fields, most recently active first', async () => {
