@@ -114,8 +114,10 @@ test('an outbox entry refused with 403 is kept and reported; its conversation wa
   for (let i = 0; i < 100 && (await rowsOf(cloud, other)).length === 0; i++) await sleep(100);
   assert.deepEqual((await rowsOf(cloud, other)).map((r) => r.content), ['other 0'], 'the other conversation went');
   assert.deepEqual(await rowsOf(cloud, held), []);
-  // The other conversation's entry leaves the file after its rows are in the cloud.
-  for (let i = 0; i < 100 && queuedLines(outbox).length > 2; i++) await sleep(100);
+  // The other conversation's entry leaves the file after its rows are in the cloud, and the
+  // count follows the file (the engine writes one, then the other, on its own thread).
+  const settled = () => queuedLines(outbox).length <= 2 && cs.getStatus().syncEngineStatus.outboxPending <= 2;
+  for (let i = 0; i < 200 && !settled(); i++) await sleep(100);
   const lines = queuedLines(outbox).map((l) => JSON.parse(l));
   assert.deepEqual(lines.map((l) => [l.conversationId, l.rows.map((r) => r.content)]), [[held, ['held 0']], [held, ['held 1']]], 'kept, in order');
   assert.equal(cs.getStatus().syncEngineStatus.outboxPending, 2);
