@@ -3,6 +3,7 @@ import { before, after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startDevcloud, DEMO_PASSWORD, SEED } from './helpers/devcloud.mjs';
 import { cloudSyncFor } from './helpers/client.mjs';
+import { waitFor } from './helpers/sync.mjs';
 
 let cloud;
 before(async () => {
@@ -58,9 +59,11 @@ test('invokeAgent returns the persona reply and emits cloud:agent:invoked', asyn
   assert.match(reply.content, /Please review the login form\./);
   assert.match(reply.messageId, /^[0-9a-f-]{36}$/);
   assert.deepEqual(Object.keys(reply).sort(), ['agentName', 'content', 'messageId']);
-  const event = bus.events.find((e) => e.name === 'cloud:agent:invoked');
+  // Events cross to JS on a queue of their own: one emitted before the call resolved may
+  // still be on its way.
+  const event = await waitFor(bus, 'cloud:agent:invoked');
   assert.deepEqual(
-    { slug: event.payload.slug, agentName: event.payload.agentName, messageId: event.payload.messageId },
+    { slug: event.slug, agentName: event.agentName, messageId: event.messageId },
     { slug: 'code-reviewer', agentName: 'Code Reviewer', messageId: reply.messageId },
   );
   await cs.destroy();

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { startDevcloud, DEMO_PASSWORD, SEED } from './helpers/devcloud.mjs';
 import { JWT_PATTERN, secretsManager } from './helpers/host.mjs';
 import { cloudSyncFor } from './helpers/client.mjs';
+import { waitFor } from './helpers/sync.mjs';
 
 let cloud;
 before(async () => {
@@ -24,6 +25,8 @@ test('a wrong password is refused with a readable error that does not contain it
     return true;
   });
   assert.equal(cs.isLoggedIn(), false);
+  // Emitted before the login rejected, the event crosses to JS on a queue of its own.
+  await waitFor(bus, 'cloud:auth:error', () => true, 10_000);
   const errors = bus.events.filter((e) => e.name === 'cloud:auth:error');
   assert.equal(errors.length, 1);
   assert.ok(!JSON.stringify(errors).includes(password));
@@ -48,9 +51,11 @@ test('login fills user, profile, org and role, and emits logged-in', async () =>
   assert.equal(cs.auth.org.id, SEED.orgs.acme);
   assert.equal(cs.auth.profile.display_name, 'Alice Anders');
   assert.equal(cs.auth.membership.role, 'owner');
+  const from = bus.events.length;
   await cs.logout();
   assert.equal(cs.isLoggedIn(), false);
   assert.equal(cs.auth.user, null);
+  await waitFor(bus, 'cloud:auth:logged-out', () => true, 10_000, from);
   assert.deepEqual(bus.names().slice(-1), ['cloud:auth:logged-out']);
   await cs.destroy();
 });
@@ -71,6 +76,8 @@ test('no token appears in the status, the auth facade or any event', async () =>
   await cs.login('alice@acme.test', DEMO_PASSWORD);
   await cs.auth.refresh();
   await cs.logout();
+  // Every event of the session, the last one included, before looking.
+  await waitFor(bus, 'cloud:auth:logged-out', () => true, 10_000);
   const stored = secrets.writes.map((w) => w.value);
   assert.ok(stored.length >= 2, 'the refresh token was stored at login and after refresh');
   const seen = JSON.stringify([cs.getStatus(), bus.events, cs.auth.user, cs.auth.profile]);

@@ -12,8 +12,9 @@ import { workdir, waitFor } from './helpers/sync.mjs';
 
 const suite = fileSuite();
 const { user, newWorkspace } = suite;
-// Events cross to JS on their own queue; let them arrive before looking.
-const settle = () => new Promise((r) => setTimeout(r, 50));
+// Events cross to JS on their own queue, in order: a call can resolve before the events it
+// emitted arrive, so a test waits for the last one it looks at (a fixed pause may end first
+// on a busy event loop).
 // Longer than the 2 s within which a file's time stamps cannot prove it unchanged.
 const quiet = () => new Promise((r) => setTimeout(r, 2_100));
 const totalRequests = async () => Object.values((await suite.cloud.stats()).requests).reduce((a, b) => a + b, 0);
@@ -50,7 +51,7 @@ test('an upload twice upserts: one row, version 2, the new bytes', async () => {
   const rows = await cs.fileSync.listFiles(ws);
   assert.equal(rows.length, 1);
   assert.deepEqual([rows[0].file_path, rows[0].version, rows[0].file_size, rows[0].checksum], ['notes.txt', 2, 6, sha('second')]);
-  await settle();
+  await waitFor(bus, 'cloud:file:uploaded', (p) => p.size === 6);
   const uploaded = bus.events.filter((e) => e.name === 'cloud:file:uploaded').map((e) => e.payload);
   assert.deepEqual(uploaded.at(-1), { filePath: 'notes.txt', cloudPath: `${ws}/notes.txt`, size: 6, timestamp: uploaded.at(-1).timestamp });
   const out = workdir();
@@ -84,7 +85,7 @@ test('JSON, binary, empty and subfolder files round-trip byte for byte', async (
     assert.equal(got.size, Buffer.byteLength(data));
     assert.equal(got.storagePath, `${ws}/${rel}`);
   }
-  await settle();
+  await waitFor(bus, 'cloud:file:downloaded', (p) => p.filePath === Object.keys(files).at(-1));
   assert.equal(existsSync(join(out, '.cloud-sync-tmp')), false, 'no temporary files are left');
   const progress = bus.events.filter((e) => e.name === 'cloud:file:progress' && e.payload.filePath === 'image.bin');
   assert.ok(progress.length >= 2, 'progress up and down');
@@ -136,8 +137,7 @@ test('deleteFile removes the object and soft-deletes the row at version + 1', as
     headers: { apikey: suite.cloud.serviceRoleKey, Authorization: `Bearer ${suite.cloud.serviceRoleKey}` },
   });
   assert.notEqual(r.status, 200, 'the object is gone');
-  await settle();
-  assert.ok(bus.events.some((e) => e.name === 'cloud:file:deleted' && e.payload.filePath === 'gone/soon.txt'));
+  await waitFor(bus, 'cloud:file:deleted', (p) => p.filePath === 'gone/soon.txt');
   assert.deepEqual(await cs.fileSync.deleteFile(ws, 'gone/soon.txt'), { filePath: 'gone/soon.txt', deleted: false });
   // Uploading again revives the row at the next version.
   assert.equal((await cs.fileSync.uploadFile(ws, dir, 'gone/soon.txt')).version, 3);
@@ -258,9 +258,8 @@ test('two machines converge: create, modify, delete, rename on both sides; a con
   await bob.fileSync.syncFiles(ws, b);
   const res = await alice.fileSync.syncFiles(ws, a);
   assert.deepEqual(res.conflicts, [{ filePath: 'readme.md', conflictPath: 'readme (cloud conflict).md' }]);
-  await settle();
-  const conflict = aliceBus.events.find((e) => e.name === 'cloud:sync:conflict' && e.payload.type === 'file');
-  assert.equal(conflict.payload.filePath, 'readme.md');
+  const conflict = await waitFor(aliceBus, 'cloud:sync:conflict', (p) => p.type === 'file');
+  assert.equal(conflict.filePath, 'readme.md');
   assert.equal(readFileSync(join(a, 'readme.md'), 'utf8'), 'alice edit');
   assert.equal(readFileSync(join(a, 'readme (cloud conflict).md'), 'utf8'), 'bob edit');
   await sync();
