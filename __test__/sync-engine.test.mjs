@@ -63,7 +63,7 @@ test('only one side changed: last write wins without a conflict', async () => {
 });
 
 test('local changes are debounced into one push', async () => {
-  const { cs, bus } = await linkedAlice(cloud, { syncDebounceMs: 300, workspace: SEED.workspaces.dataPipeline });
+  const { cs, bus } = await linkedAlice(cloud, { syncDebounceMs: 2000, workspace: SEED.workspaces.dataPipeline });
   await waitFor(bus, 'cloud:sync:completed', (p) => p.type === 'workspace');
   await cloud.resetStats();
   for (let i = 1; i <= 5; i++) {
