@@ -19,6 +19,8 @@ pub mod paths;
 pub mod scan;
 pub mod stat;
 pub mod sync;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod transfer;
 pub mod unsynced;
 

@@ -4,7 +4,8 @@
 //! Symlinks are not synced. Hashing runs on several threads, and a file whose stat proves
 //! it unchanged since it was hashed (see [`still_holds`]) is not read at all. A file found
 //! but not stat-able or readable (a directory without search permission, an I/O error) is
-//! reported as such, never left out as if it were not there.
+//! reported as such, never left out as if it were not there; so is a directory that cannot
+//! be listed, and nothing under it is taken for missing.
 
 use std::{
     collections::BTreeMap,
@@ -64,6 +65,21 @@ pub struct Scan {
     pub hashed: usize,
     /// Files found that could not be stat-ed or read, with the error.
     pub unreadable: BTreeMap<RelPath, String>,
+    /// Directories that could not be read, with the error: what is under them was not seen.
+    pub unreadable_dirs: BTreeMap<RelPath, String>,
+}
+
+impl Scan {
+    /// Whether the scan could not look at `path`: a file it could not read, or a path at or
+    /// under a directory it could not read. Such a path is neither there nor missing.
+    pub fn unseen(&self, path: &RelPath) -> bool {
+        let p = path.as_str();
+        self.unreadable.contains_key(path)
+            || self.unreadable_dirs.keys().any(|d| {
+                p.strip_prefix(d.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            })
+    }
 }
 
 /// A file the walk found, as stat-ed.
@@ -76,6 +92,27 @@ struct Found {
 struct Walk {
     found: Vec<Found>,
     unreadable: BTreeMap<RelPath, String>,
+    unreadable_dirs: BTreeMap<RelPath, String>,
+}
+
+/// Where below `root` a walk error is, for an I/O error on a path the walk went into (a
+/// directory it could not list); `None` for the root itself, or an error of no path.
+fn failed_below(root: &Path, e: &ignore::Error) -> Option<(RelPath, String)> {
+    fn path(e: &ignore::Error) -> Option<&Path> {
+        match e {
+            ignore::Error::WithPath { path, .. } => Some(path),
+            ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
+                path(err)
+            }
+            _ => None,
+        }
+    }
+    let io = e.io_error()?;
+    let relative = path(e)?.strip_prefix(root).ok()?;
+    if relative.as_os_str().is_empty() {
+        return None;
+    }
+    Some((RelPath::from_local(relative)?, io.to_string()))
 }
 
 /// SHA-256 of a file, read in chunks.
@@ -111,8 +148,19 @@ fn walk(root: &Path) -> Result<Walk> {
         .build();
     let mut found = Vec::new();
     let mut unreadable = BTreeMap::new();
+    let mut unreadable_dirs = BTreeMap::new();
     for entry in walker {
-        let entry = entry.map_err(|e| Error::Io(format!("cannot scan {}: {e}", root.display())))?;
+        // A directory that cannot be listed costs what is under it, not the whole tree.
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => match failed_below(root, &e) {
+                Some((rel, why)) => {
+                    unreadable_dirs.insert(rel, why);
+                    continue;
+                }
+                None => return Err(Error::Io(format!("cannot scan {}: {e}", root.display()))),
+            },
+        };
         if !entry.file_type().is_some_and(|t| t.is_file()) {
             continue;
         }
@@ -138,7 +186,11 @@ fn walk(root: &Path) -> Result<Walk> {
             }
         }
     }
-    Ok(Walk { found, unreadable })
+    Ok(Walk {
+        found,
+        unreadable,
+        unreadable_dirs,
+    })
 }
 
 /// The tree as a walk sees it, without reading a file.
@@ -169,7 +221,7 @@ pub fn glance(root: &Path, cache: &BTreeMap<String, Hashed>) -> Result<Glance> {
     for f in &walk.found {
         (f.rel.as_str(), f.stat).hash(&mut h);
     }
-    for rel in walk.unreadable.keys() {
+    for rel in walk.unreadable.keys().chain(walk.unreadable_dirs.keys()) {
         rel.as_str().hash(&mut h);
     }
     Ok(Glance {
@@ -186,6 +238,7 @@ pub fn scan(root: &Path, cache: &BTreeMap<String, Hashed>) -> Result<Scan> {
     let Walk {
         found,
         mut unreadable,
+        unreadable_dirs,
     } = walk(root)?;
     let mut files = BTreeMap::new();
     let mut todo = Vec::new();
@@ -251,6 +304,7 @@ pub fn scan(root: &Path, cache: &BTreeMap<String, Hashed>) -> Result<Scan> {
         files,
         hashed,
         unreadable,
+        unreadable_dirs,
     })
 }
 
@@ -420,6 +474,44 @@ mod tests {
         assert_eq!(again.hashed, 2);
         assert!(glance(&root, &cache_of(&again, QUIET)).unwrap().as_cached);
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// One directory that cannot be read costs its own files, not the scan: it is reported,
+    /// and every other file is found.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_directory_that_cannot_be_read_is_reported_and_the_rest_scanned() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = root_with(&[("a.txt", "a"), ("d/f.txt", "f"), ("d/e/g.txt", "g")]);
+        let mode = |m| std::fs::set_permissions(root.join("d"), std::fs::Permissions::from_mode(m));
+        mode(0o000).unwrap();
+        let at = root.clone();
+        let got = std::thread::spawn(move || {
+            crate::files::testing::without_permission_override()
+                .then(|| (scan(&at, &BTreeMap::new()), glance(&at, &BTreeMap::new())))
+        })
+        .join()
+        .unwrap();
+        mode(0o755).unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+        let Some((scanned, glanced)) = got else {
+            eprintln!("skipped: this process cannot drop its permission override");
+            return;
+        };
+        let s = scanned.unwrap();
+        let d = RelPath::parse("d").unwrap();
+        assert_eq!(
+            s.files.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            ["a.txt"]
+        );
+        assert_eq!(s.unreadable_dirs.keys().collect::<Vec<_>>(), [&d]);
+        assert!(
+            s.unreadable_dirs[&d].contains("ermission denied"),
+            "{:?}",
+            s.unreadable_dirs
+        );
+        assert!(s.unreadable.is_empty());
+        assert!(!glanced.unwrap().as_cached);
     }
 
     /// An edit that keeps size and modification time still changes the fingerprint, as it

@@ -53,7 +53,8 @@ pub struct Delta {
     pub manifest: Manifest,
     /// Files whose contents the scan read (hash cache misses).
     pub hashed: usize,
-    /// Files the scan found but could not stat or read, with why: left alone both ways.
+    /// Files the scan found but could not stat or read, and directories it could not list,
+    /// each with a message that says so: left alone both ways, with all that is under them.
     pub unreadable: Vec<(RelPath, String)>,
 }
 
@@ -208,8 +209,23 @@ async fn delta(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Delta> {
         entries,
         manifest,
         hashed: scan.hashed,
-        unreadable: scan.unreadable.into_iter().collect(),
+        unreadable: unreadable(scan),
     })
+}
+
+/// What the scan could not look at, each with the message a run reports for it.
+fn unreadable(scan: scan::Scan) -> Vec<(RelPath, String)> {
+    let files = scan.unreadable.into_iter().map(|(p, why)| {
+        let m = format!("cannot read {p}: {why}; left as it is");
+        (p, m)
+    });
+    let dirs = scan.unreadable_dirs.into_iter().map(|(p, why)| {
+        let m = format!(
+            "cannot read the directory {p}: {why}; nothing under it is synced, nor taken for deleted"
+        );
+        (p, m)
+    });
+    files.chain(dirs).collect()
 }
 
 /// The local side of a delta (blocking): the scan, and every path either side knows that
@@ -219,12 +235,18 @@ async fn delta(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Delta> {
 fn local_view(
     root: &Path,
     cache: &BTreeMap<String, Hashed>,
-    mut known: BTreeSet<RelPath>,
+    known: BTreeSet<RelPath>,
 ) -> Result<(scan::Scan, BTreeSet<RelPath>)> {
     let scan = scan::scan(root, cache)?;
+    let all = actionable(root, &scan, known);
+    Ok((scan, all))
+}
+
+/// Of the paths either side knows, and those `scan` found, the ones this machine may act on.
+fn actionable(root: &Path, scan: &scan::Scan, mut known: BTreeSet<RelPath>) -> BTreeSet<RelPath> {
     let unseen = known
         .iter()
-        .filter(|p| !scan.files.contains_key(*p) && !scan.unreadable.contains_key(*p));
+        .filter(|p| !scan.files.contains_key(*p) && !scan.unseen(p));
     let unsynced = Rules::new(root).unsynced(unseen);
     for p in &unsynced {
         tracing::debug!(
@@ -232,12 +254,12 @@ fn local_view(
             "not synced on this machine; left as it is"
         );
     }
-    for (p, why) in &scan.unreadable {
+    for (p, why) in scan.unreadable.iter().chain(&scan.unreadable_dirs) {
         tracing::warn!(path = p.as_str(), error = %why, "unreadable; left as it is");
     }
     known.extend(scan.files.keys().cloned());
-    known.retain(|p| !unsynced.contains(p) && !scan.unreadable.contains_key(p));
-    Ok((scan, known))
+    known.retain(|p| !unsynced.contains(p) && !scan.unseen(p));
+    known
 }
 
 /// The files of `dir` against its last sync with `ws` (blocking): a walk that compares stats
@@ -326,8 +348,7 @@ pub async fn sync_files(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Run> {
         unflushed: Vec::new(),
     };
     for (path, why) in &delta.unreadable {
-        let e = Error::Io(format!("cannot read {path}: {why}; left as it is"));
-        tally.failed(path.as_str(), &e);
+        tally.failed(path.as_str(), &Error::Io(why.clone()));
     }
     let taken: Mutex<BTreeSet<RelPath>> = Mutex::new(
         delta
@@ -845,38 +866,6 @@ mod tests {
         assert!(matches!(synced_upload(&p, None), Outcome::Skipped));
     }
 
-    /// Drops, for the calling thread only, what lets root ignore file permissions
-    /// (`CAP_DAC_OVERRIDE`, `CAP_DAC_READ_SEARCH`), so that a permission test means as root
-    /// what it means for anyone. `false` when the kernel refuses.
-    #[cfg(target_os = "linux")]
-    fn without_permission_override() -> bool {
-        #[repr(C)]
-        struct Header {
-            version: u32,
-            pid: i32,
-        }
-        #[repr(C)]
-        #[derive(Clone, Copy, Default)]
-        struct Data {
-            effective: u32,
-            permitted: u32,
-            inheritable: u32,
-        }
-        let mut header = Header {
-            version: 0x2008_0522,
-            pid: 0,
-        };
-        let mut data = [Data::default(); 2];
-        // SAFETY: a version-3 header and two data words, as the kernel expects.
-        unsafe {
-            if libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) != 0 {
-                return false;
-            }
-            data[0].effective &= !((1 << 1) | (1 << 2));
-            libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) == 0
-        }
-    }
-
     /// A directory that can be listed but not searched: its files are found, but neither
     /// they nor a cloud path in it can be stat-ed. None of them is missing, so none may be
     /// deleted in the cloud.
@@ -894,7 +883,8 @@ mod tests {
         std::fs::set_permissions(root.join("d"), std::fs::Permissions::from_mode(0o444)).unwrap();
         let at = root.clone();
         let view = std::thread::spawn(move || {
-            without_permission_override().then(|| local_view(&at, &BTreeMap::new(), known))
+            crate::files::testing::without_permission_override()
+                .then(|| local_view(&at, &BTreeMap::new(), known))
         })
         .join()
         .unwrap();
@@ -910,6 +900,44 @@ mod tests {
             scan.unreadable.keys().collect::<Vec<_>>(),
             [&p("d/f")],
             "reported, not silently left out"
+        );
+    }
+
+    /// A directory the scan could not read: no known path under it is missing, whatever the
+    /// disk says (here nothing is there at all, as it looks to a scan that cannot list it),
+    /// so none is downloaded over it or deleted in the cloud. This holds without a
+    /// permission, so it is tested where tests run as root as well.
+    #[test]
+    fn nothing_under_a_directory_the_scan_could_not_read_is_acted_on() {
+        let root = std::env::temp_dir().join(format!("oboto-unreadable-dir-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&root).unwrap();
+        let p = |s: &str| RelPath::parse(s).unwrap();
+        let file = LocalFile {
+            stat: Default::default(),
+            seen: 0,
+            checksum: "c".into(),
+        };
+        let scan = scan::Scan {
+            files: [(p("g.txt"), file)].into(),
+            hashed: 0,
+            unreadable: BTreeMap::new(),
+            unreadable_dirs: [(p("d/e"), "Permission denied (os error 13)".to_string())].into(),
+        };
+        // Cloud rows or bases: under the directory, the directory's own name, and beside it.
+        let known: BTreeSet<RelPath> = [
+            p("d/e/f"),
+            p("d/e/sub/x"),
+            p("d/e"),
+            p("d/ex.txt"),
+            p("d/f"),
+            p("g.txt"),
+        ]
+        .into();
+        let all = actionable(&root, &scan, known);
+        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(
+            all.iter().map(RelPath::as_str).collect::<Vec<_>>(),
+            ["d/ex.txt", "d/f", "g.txt"]
         );
     }
 
