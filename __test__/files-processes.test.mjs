@@ -5,10 +5,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileSuite, put, sha } from './helpers/files.mjs';
-import { workdir } from './helpers/sync.mjs';
+import { loggedIn, workdir, waitFor } from './helpers/sync.mjs';
 import { ROOT, SEED, DEMO_PASSWORD } from './helpers/devcloud.mjs';
 
 const suite = fileSuite();
@@ -100,6 +100,61 @@ test('two processes syncing one directory with downloads take turns: no failure,
     [[], [], [], [], [], [], 154],
   );
   assert.equal((await cs.fileSync.listFiles(ws)).length, 154);
+});
+
+/** Another process's file sync of `dir`, as flock(1) takes the lock a sync takes (flock(2)
+ *  on Linux), until `release()`. */
+async function heldElsewhere(dir) {
+  const holder = spawn('/usr/bin/flock', [join(dir, '.cloud-sync-manifest.json.lock'), '-c', 'echo locked; exec sleep 600'], {
+    detached: true,
+  });
+  const exited = new Promise((r) => holder.once('exit', r));
+  await new Promise((resolve, reject) => {
+    holder.stdout.once('data', resolve);
+    exited.then((code) => reject(new Error(`flock exited ${code}`)));
+  });
+  return async () => {
+    // The shell's sleep holds the lock too (an inherited descriptor): the whole group goes.
+    process.kill(-holder.pid, 'SIGKILL');
+    await exited;
+  };
+}
+
+test('the engine does not wait for another process\'s file sync: its other steps go on, and the files sync once it is over', { skip: !existsSync('/usr/bin/flock') && 'needs flock(1)' }, async () => {
+  const ws = await newWorkspace();
+  const dir = workdir();
+  put(dir, 'engine/a.txt', 'synced once the directory is free');
+  writeFileSync(join(dir, '.cloud-link.json'), JSON.stringify({
+    version: 1, cloudWorkspaceId: ws, cloudWorkspaceName: 'files', linkedAt: new Date().toISOString(), lastSyncAt: null,
+    conversations: {},
+    syncConfig: { autoSync: true, syncIntervalMs: 3_600_000, syncConversations: true, syncWorkspaceState: true, syncFiles: true },
+  }));
+  const release = await heldElsewhere(dir);
+  try {
+    const { cs, bus } = await loggedIn(suite.cloud, 'alice', { dir, syncDebounceMs: 200, syncInterval: 300 });
+    suite.track(cs);
+    await waitFor(bus, 'cloud:sync:completed', (p) => p.type === 'workspace');
+    // From now on only a look at the files (or a change) starts a cycle: no polling.
+    await waitFor(bus, 'cloud:realtime:connected');
+    // The engine takes this change and pushes it in its next cycle, not after the other run.
+    assert.equal(await cs.pushWorkspaceState({ task_goal: 'pushed while another process syncs files' }), null);
+    await waitFor(bus, 'cloud:workspace:pushed');
+    // Its files are not taken as done: it keeps coming back to them (each cycle starts with
+    // its workspace step), and nothing was reported as an error.
+    const isWs = (p) => p.type === 'workspace';
+    for (let i = 0; i < 3; i++) await waitFor(bus, 'cloud:sync:started', isWs, 20_000, bus.events.length);
+    assert.deepEqual(await cs.fileSync.listFiles(ws), []);
+    assert.deepEqual(bus.events.filter((e) => e.name === 'cloud:sync:error'), []);
+  } finally {
+    await release();
+  }
+  const { cs } = await user();
+  let rows = [];
+  for (let i = 0; i < 200 && rows.length === 0; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    rows = await cs.fileSync.listFiles(ws);
+  }
+  assert.deepEqual(rows.map((r) => r.file_path), ['engine/a.txt']);
 });
 
 test('computeDelta writes no manifest while another process holds the directory, and only its hash cache after', { skip: !existsSync('/usr/bin/flock') && 'needs flock(1)' }, async () => {

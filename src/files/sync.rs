@@ -329,9 +329,25 @@ pub struct Run {
     pub transfers_failed: bool,
 }
 
+/// `syncFiles`: waits its turn behind any other run on `dir` (see [`lock`]).
 pub async fn sync_files(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Run> {
     check_dir(dir)?;
-    let _held = lock::exclusive(dir).await?;
+    let held = lock::exclusive(dir).await?;
+    run(ctx, ws, dir, held).await
+}
+
+/// The sync engine's run: `None`, at once, when another run holds `dir`. Waiting would hold
+/// up the engine's other steps for as long as that run takes (minutes for a large tree),
+/// and that run is syncing the directory anyway.
+pub async fn sync_files_unless_busy(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Option<Run>> {
+    check_dir(dir)?;
+    let Some(held) = lock::try_exclusive(dir)? else {
+        return Ok(None);
+    };
+    run(ctx, ws, dir, held).await.map(Some)
+}
+
+async fn run(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path, _held: lock::DirLock) -> Result<Run> {
     clean_temp(dir);
     let delta = delta(ctx, ws, dir).await?;
     if delta.hashed > 0 {

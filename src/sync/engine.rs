@@ -68,9 +68,15 @@ pub async fn run(hub: Weak<Syncer>, conn: Arc<Connection>, wake: Arc<Notify>, mu
             hub.engine_exited();
             return;
         }
-        let ok = hub.cycle(&conn).await;
-        let failures = hub.record_cycle(ok);
-        wait = (!ok).then(|| retry_delay(failures, interval));
+        let cycle = hub.cycle(&conn).await;
+        let failures = hub.record_cycle(cycle.ok);
+        wait = (!cycle.ok).then(|| retry_delay(failures, interval));
+        if cycle.files_busy {
+            // The tree the last look saw was not synced by this cycle: the next look must
+            // not take it as handled, or, with the socket live, no cycle would come back to
+            // it until it changed again.
+            seen = None;
+        }
     }
 }
 

@@ -289,10 +289,13 @@ impl Syncer {
         b.failures
     }
 
-    /// One engine cycle: drain the outbox, then reconcile the workspace state.
-    async fn cycle(&self, conn: &Arc<Connection>) -> bool {
+    /// One engine cycle: drain the outbox, reconcile the workspace state, then sync the files.
+    async fn cycle(&self, conn: &Arc<Connection>) -> Cycle {
         let Some(cfg) = self.lock().link.as_ref().map(Link::sync_config) else {
-            return true;
+            return Cycle {
+                ok: true,
+                files_busy: false,
+            };
         };
         let mut ok = true;
         // Another process on this directory may have queued this user's entries since: the
@@ -325,10 +328,18 @@ impl Syncer {
         // A workspace step that failed (the workspace deleted, or no longer visible to this
         // session, or the cloud out of reach) says the file listing could not be trusted
         // either: the files wait for a cycle that gets through.
+        let mut files_busy = false;
         if workspace_ok {
-            ok &= self.sync_files(conn).await;
+            match self.sync_files(conn).await {
+                FilesStep::Done => {}
+                FilesStep::Failed => ok = false,
+                FilesStep::Busy => files_busy = true,
+            }
         }
-        ok && workspace_ok
+        Cycle {
+            ok: ok && workspace_ok,
+            files_busy,
+        }
     }
 
     /// The working directory and the workspace whose files the engine syncs, when the link
@@ -361,24 +372,45 @@ impl Syncer {
     /// With `syncConfig.syncFiles: true`, a two-way file sync of the working directory each
     /// cycle (cheap when nothing changed: one listing, and the hash cache spares the reads).
     /// A run in which a transfer failed fails the cycle, so the engine's backoff tries again:
-    /// the tree is as that run left it, so with the socket live no glance would.
-    async fn sync_files(&self, conn: &Arc<Connection>) -> bool {
+    /// the tree is as that run left it, so with the socket live no glance would. While
+    /// another run holds the directory the step waits for nothing (see
+    /// [`sync_files_unless_busy`](crate::files::sync::sync_files_unless_busy)).
+    async fn sync_files(&self, conn: &Arc<Connection>) -> FilesStep {
         let Some((dir, ws)) = self.files_target() else {
-            return true;
+            return FilesStep::Done;
         };
         let ctx = crate::files::Ctx {
             client: &conn.client,
             events: conn.events.clone(),
             user_id: conn.user_id(),
         };
-        match crate::files::sync::sync_files(&ctx, &ws, &dir).await {
-            Ok(run) => !run.transfers_failed,
+        match crate::files::sync::sync_files_unless_busy(&ctx, &ws, &dir).await {
+            Ok(Some(run)) if run.transfers_failed => FilesStep::Failed,
+            Ok(Some(_)) => FilesStep::Done,
+            Ok(None) => {
+                tracing::debug!(dir = %dir.display(), "another run holds the directory; its files wait for a later cycle");
+                FilesStep::Busy
+            }
             Err(e) => {
                 self.events.emit(Event::sync_error("files", &e));
-                false
+                FilesStep::Failed
             }
         }
     }
+}
+
+/// How an engine cycle went.
+struct Cycle {
+    /// No step failed.
+    ok: bool,
+    /// The files step was left for a later cycle: another run held the directory.
+    files_busy: bool,
+}
+
+enum FilesStep {
+    Done,
+    Failed,
+    Busy,
 }
 
 /// How a realtime socket the client closes leaves the presence the host was shown.
