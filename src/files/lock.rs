@@ -152,6 +152,30 @@ mod tests {
         d
     }
 
+    /// Waiting for another process's run leaves the runtime's thread to its other tasks:
+    /// on a runtime of one thread, one of them runs to its end while the sync waits.
+    #[test]
+    fn waiting_for_another_process_leaves_the_runtime_to_its_other_tasks() {
+        let d = dir();
+        let other = open(&d).unwrap();
+        fs4::FileExt::try_lock(&other).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let waiting = tokio::spawn({
+                let d = d.clone();
+                async move { exclusive(&d).await.map(|_| ()) }
+            });
+            tokio::spawn(tokio::task::yield_now()).await.unwrap();
+            assert!(!waiting.is_finished());
+            fs4::FileExt::unlock(&other).unwrap();
+            waiting.await.unwrap().unwrap();
+        });
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
     /// Another process's lock is another open file's: a second handle stands in for it.
     #[tokio::test]
     async fn a_sync_excludes_everything_downloads_share() {

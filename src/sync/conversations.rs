@@ -181,7 +181,7 @@ impl Syncer {
                 .collect();
             queued = batches[i..].iter().map(|b| b.len()).sum();
             if let Some(ob) = &ob {
-                self.enqueue(ob, user, &rest)?;
+                self.enqueue(ob, user, rest).await?;
             }
             break;
         }
@@ -232,8 +232,8 @@ impl Syncer {
     }
 
     /// Queues `entries` as `user`'s: only a session of `user` sends them.
-    pub(super) fn enqueue(&self, ob: &Outbox, user: &str, entries: &[Entry]) -> Result<()> {
-        match ob.append(user, entries) {
+    pub(super) async fn enqueue(&self, ob: &Outbox, user: &str, entries: Vec<Entry>) -> Result<()> {
+        match ob.append(user, entries).await {
             Ok(n) => {
                 self.update_board(|b| b.outbox_pending = n);
                 // The engine may be idle until its next poll, which never comes while the
@@ -378,17 +378,16 @@ impl Syncer {
         // brings. Its message rows' fixed ids store them once; a workspace state is not sent
         // again, as its own push moved the base on from the one it was queued on (and a
         // newer state pushed since would otherwise be overwritten by the older one).
+        let sent = done.len();
         let left = ob
-            .remove(&done)
+            .remove(done)
+            .await
             .inspect_err(|e| self.report_outbox(&ob, e))?;
         let pending = left.iter().filter(|q| q.belongs_to(&user)).count();
         self.update_board(|b| b.outbox_pending = pending);
         match failure {
             Some(e) => Err(e),
-            None => Ok(Flushed {
-                sent: done.len(),
-                held,
-            }),
+            None => Ok(Flushed { sent, held }),
         }
     }
 

@@ -188,6 +188,7 @@ impl Drop for FileLock {
     }
 }
 
+#[derive(Clone)]
 pub struct Outbox {
     path: PathBuf,
     lock_path: PathBuf,
@@ -221,7 +222,7 @@ impl Outbox {
             .open(&self.lock_path)
             .map_err(io)?;
         // A holder that never lets go (stopped, or on a hung network file system) must not
-        // hold up this thread for ever: it is one of the runtime's workers.
+        // hold up the write for ever.
         let start = std::time::Instant::now();
         loop {
             match fs4::FileExt::try_lock(&f) {
@@ -262,7 +263,18 @@ impl Outbox {
     /// Appends `entries`, queued by `user`, durably, or refuses all of them with
     /// `OutboxFull` when they would take `user`'s backlog (what `user`'s session sends)
     /// or the file past its [`Limits`]. Returns how many entries `user` has queued now.
-    pub fn append(&self, user: &str, entries: &[Entry]) -> Result<usize> {
+    pub async fn append(&self, user: &str, entries: Vec<Entry>) -> Result<usize> {
+        let (ob, user) = (self.clone(), user.to_string());
+        off_the_runtime(move || ob.append_blocking(&user, &entries)).await
+    }
+
+    /// Drops the entries with ids `done`; see [`remove_blocking`](Self::remove_blocking).
+    pub async fn remove(&self, done: Vec<Uuid>) -> Result<Vec<Queued>> {
+        let ob = self.clone();
+        off_the_runtime(move || ob.remove_blocking(&done)).await
+    }
+
+    fn append_blocking(&self, user: &str, entries: &[Entry]) -> Result<usize> {
         let _lock = self.lock()?;
         let existing = self.text()?;
         let queued = parse(&existing);
@@ -317,7 +329,7 @@ impl Outbox {
     /// Drops the entries with ids `done` (delivered, or given up), keeping every other one:
     /// those appended since they were loaded, and those another process removed are not
     /// brought back. Returns what is left.
-    pub fn remove(&self, done: &[Uuid]) -> Result<Vec<Queued>> {
+    fn remove_blocking(&self, done: &[Uuid]) -> Result<Vec<Queued>> {
         let _lock = self.lock()?;
         let done: HashSet<&Uuid> = done.iter().collect();
         let all = self.load()?;
@@ -337,6 +349,20 @@ impl Outbox {
         write_atomic(&self.path, text.as_bytes())?;
         Ok(rest)
     }
+}
+
+/// Runs a write of the outbox on the blocking pool: it may wait up to [`LOCK_WAIT`] for
+/// another process's lock, then reads, writes and syncs the file, and on a runtime worker
+/// that would stall every other task of that worker (realtime delivery, timers) meanwhile.
+/// Waiting there keeps the outbox plain blocking file code, which its cross-process tests
+/// drive from threads; an async try-lock loop would move only the wait, not the fsync. A
+/// caller that stops waiting does not stop the write: it happens whole, or not at all.
+async fn off_the_runtime<T: Send + 'static>(
+    write: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(write)
+        .await
+        .map_err(|e| Error::Io(format!("the outbox write did not finish: {e}")))?
 }
 
 /// Every complete, readable line; a torn or foreign line is skipped (and logged).
@@ -411,7 +437,7 @@ mod tests {
     fn the_file_format_is_one_versioned_object_per_line() {
         let d = tmp();
         let ob = Outbox::new(&d, limits(10));
-        ob.append(
+        ob.append_blocking(
             ALICE,
             &[
                 msgs(1),
@@ -460,7 +486,7 @@ mod tests {
             state(Some(Some("2026-01-01T00:00:00Z".into()))),
             state(Some(None)),
         ];
-        ob.append(ALICE, &written).unwrap();
+        ob.append_blocking(ALICE, &written).unwrap();
         let mut text = fs::read_to_string(ob.path()).unwrap();
         text.push_str("{\"v\":1,\"kind\":\"workspace\",\"workspaceId\":\"w\",\"state\":{}}\n");
         fs::write(ob.path(), text).unwrap();
@@ -474,7 +500,7 @@ mod tests {
     fn a_lock_held_elsewhere_fails_the_append_in_bounded_time() {
         let d = tmp();
         let ob = Outbox::new(&d, limits(10));
-        ob.append(ALICE, &[msgs(1)]).unwrap();
+        ob.append_blocking(ALICE, &[msgs(1)]).unwrap();
         // Another process stopped while holding the lock (a lock on another open file
         // conflicts like one in another process).
         let held = File::options().write(true).open(d.join(LOCK_NAME)).unwrap();
@@ -483,7 +509,7 @@ mod tests {
         let dir = d.clone();
         std::thread::spawn(move || {
             let ob = Outbox::new(&dir, limits(10));
-            let _ = tx.send(ob.append(ALICE, &[msgs(2)]));
+            let _ = tx.send(ob.append_blocking(ALICE, &[msgs(2)]));
         });
         let got = rx
             .recv_timeout(std::time::Duration::from_secs(30))
@@ -493,8 +519,46 @@ mod tests {
         // Nothing was lost, nothing added: once the lock is free the append goes through.
         assert_eq!(entries(ob.load().unwrap()), vec![msgs(1)]);
         fs4::FileExt::unlock(&held).unwrap();
-        ob.append(ALICE, &[msgs(2)]).unwrap();
+        ob.append_blocking(ALICE, &[msgs(2)]).unwrap();
         assert_eq!(entries(ob.load().unwrap()), vec![msgs(1), msgs(2)]);
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    /// Waiting for a lock another process holds leaves the runtime's thread to its other
+    /// tasks: on a runtime of one thread, one of them runs to its end while the append waits,
+    /// and the append then goes through once the lock is free.
+    #[test]
+    fn waiting_for_the_lock_leaves_the_runtime_to_its_other_tasks() {
+        let d = tmp();
+        let ob = Outbox::new(&d, limits(10));
+        let held = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(d.join(LOCK_NAME))
+            .unwrap();
+        fs4::FileExt::lock(&held).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let appending = tokio::spawn({
+                let ob = ob.clone();
+                async move { ob.append(ALICE, vec![msgs(1)]).await }
+            });
+            tokio::spawn(tokio::task::yield_now()).await.unwrap();
+            assert!(
+                !appending.is_finished(),
+                "the other task ran only once the append had given up: {:?}",
+                appending.await
+            );
+            fs4::FileExt::unlock(&held).unwrap();
+            assert_eq!(appending.await.unwrap().unwrap(), 1);
+        });
+        assert_eq!(entries(ob.load().unwrap()), vec![msgs(1)]);
+        let left = rt.block_on(ob.remove(ob.load().unwrap().iter().map(|q| q.id).collect()));
+        assert!(left.unwrap().is_empty());
         fs::remove_dir_all(d).unwrap();
     }
 
@@ -502,18 +566,18 @@ mod tests {
     fn keeps_order_survives_reopening_and_drains() {
         let d = tmp();
         Outbox::new(&d, limits(10))
-            .append(ALICE, &[msgs(1), msgs(2)])
+            .append_blocking(ALICE, &[msgs(1), msgs(2)])
             .unwrap();
         let ob = Outbox::new(&d, limits(10));
-        ob.append(ALICE, &[msgs(3)]).unwrap();
+        ob.append_blocking(ALICE, &[msgs(3)]).unwrap();
         let all = ob.load().unwrap();
         assert_eq!(entries(all.clone()), vec![msgs(1), msgs(2), msgs(3)]);
         assert_eq!(
-            entries(ob.remove(&done_of(&all, &[0, 1])).unwrap()),
+            entries(ob.remove_blocking(&done_of(&all, &[0, 1])).unwrap()),
             vec![msgs(3)]
         );
         assert_eq!(ob.load().unwrap(), all[2..], "ids survive a rewrite");
-        assert!(ob.remove(&done_of(&all, &[2])).unwrap().is_empty());
+        assert!(ob.remove_blocking(&done_of(&all, &[2])).unwrap().is_empty());
         assert!(!ob.path().exists());
         fs::remove_dir_all(d).unwrap();
     }
@@ -522,16 +586,20 @@ mod tests {
     fn entries_belong_to_the_user_who_queued_them() {
         let d = tmp();
         let ob = Outbox::new(&d, limits(10));
-        assert_eq!(ob.append(ALICE, &[msgs(1), msgs(2)]).unwrap(), 2);
-        assert_eq!(ob.append(BOB, &[msgs(3)]).unwrap(), 1, "bob's own count");
-        assert_eq!(ob.append(ALICE, &[msgs(4)]).unwrap(), 3);
+        assert_eq!(ob.append_blocking(ALICE, &[msgs(1), msgs(2)]).unwrap(), 2);
+        assert_eq!(
+            ob.append_blocking(BOB, &[msgs(3)]).unwrap(),
+            1,
+            "bob's own count"
+        );
+        assert_eq!(ob.append_blocking(ALICE, &[msgs(4)]).unwrap(), 3);
         assert_eq!((ob.pending(ALICE), ob.pending(BOB)), (3, 1));
         let all = ob.load().unwrap();
         let owners: Vec<_> = all.iter().map(|q| q.owner()).collect();
         assert_eq!(owners, [Some(ALICE), Some(ALICE), Some(BOB), Some(ALICE)]);
         assert!(all[2].belongs_to(BOB) && !all[2].belongs_to(ALICE));
         // Bob sent his; alice's stay, in their order, with their owner.
-        let left = ob.remove(&done_of(&all, &[2])).unwrap();
+        let left = ob.remove_blocking(&done_of(&all, &[2])).unwrap();
         assert_eq!(entries(left.clone()), vec![msgs(1), msgs(2), msgs(4)]);
         assert!(left.iter().all(|q| q.user.as_deref() == Some(ALICE)));
         assert_eq!(ob.load().unwrap(), left, "the rewrite keeps the owners");
@@ -566,7 +634,7 @@ mod tests {
         // Whoever flushes first takes what names nobody.
         assert_eq!((ob.pending(ALICE), ob.pending(BOB)), (3, 3));
         // Rewritten, they stay as they were: still without a recorded owner.
-        ob.remove(&[]).unwrap();
+        ob.remove_blocking(&[]).unwrap();
         let again = ob.load().unwrap();
         assert_eq!(again, all);
         assert!(!fs::read_to_string(ob.path()).unwrap().contains("userId"));
@@ -577,11 +645,11 @@ mod tests {
     fn a_torn_last_line_is_skipped() {
         let d = tmp();
         let ob = Outbox::new(&d, limits(10));
-        ob.append(ALICE, &[msgs(1)]).unwrap();
+        ob.append_blocking(ALICE, &[msgs(1)]).unwrap();
         let mut f = OpenOptions::new().append(true).open(ob.path()).unwrap();
         f.write_all(b"{\"v\":1,\"kind\":\"mess").unwrap();
         assert_eq!(entries(ob.load().unwrap()), vec![msgs(1)]);
-        ob.append(ALICE, &[msgs(2)]).unwrap();
+        ob.append_blocking(ALICE, &[msgs(2)]).unwrap();
         assert_eq!(entries(ob.load().unwrap()), vec![msgs(1), msgs(2)]);
         fs::remove_dir_all(d).unwrap();
     }
@@ -590,15 +658,15 @@ mod tests {
     fn it_is_bounded() {
         let d = tmp();
         let ob = Outbox::new(&d, limits(2));
-        ob.append(ALICE, &[msgs(1)]).unwrap();
-        let err = ob.append(ALICE, &[msgs(2), msgs(3)]).unwrap_err();
+        ob.append_blocking(ALICE, &[msgs(1)]).unwrap();
+        let err = ob.append_blocking(ALICE, &[msgs(2), msgs(3)]).unwrap_err();
         assert_eq!(err.code(), "OUTBOX_FULL");
         assert_eq!(
             ob.load().unwrap().len(),
             1,
             "nothing of a refused append is kept"
         );
-        ob.append(ALICE, &[msgs(2)]).unwrap();
+        ob.append_blocking(ALICE, &[msgs(2)]).unwrap();
         fs::remove_dir_all(d).unwrap();
     }
 
@@ -620,12 +688,12 @@ mod tests {
                 file_bytes: 3 * one,
             },
         );
-        ob.append(ALICE, &[msgs(1), msgs(2)]).unwrap();
-        let err = ob.append(ALICE, &[msgs(3)]).unwrap_err();
+        ob.append_blocking(ALICE, &[msgs(1), msgs(2)]).unwrap();
+        let err = ob.append_blocking(ALICE, &[msgs(3)]).unwrap_err();
         assert_eq!(err.code(), "OUTBOX_FULL");
         assert!(err.to_string().contains("this user's"), "{err}");
-        ob.append(BOB, &[msgs(3)]).unwrap();
-        let err = ob.append(BOB, &[msgs(4)]).unwrap_err();
+        ob.append_blocking(BOB, &[msgs(3)]).unwrap();
+        let err = ob.append_blocking(BOB, &[msgs(4)]).unwrap_err();
         assert!(err.to_string().contains("every user"), "{err}");
         assert_eq!(ob.load().unwrap().len(), 3);
         fs::remove_dir_all(d).unwrap();
@@ -640,7 +708,7 @@ mod tests {
         let all = ob.load().unwrap();
         assert_ne!(all[0].id, all[1].id);
         assert_eq!(ob.load().unwrap(), all, "the same ids at every read");
-        let left = ob.remove(&done_of(&all, &[0])).unwrap();
+        let left = ob.remove_blocking(&done_of(&all, &[0])).unwrap();
         assert_eq!(left, all[1..]);
         assert_eq!(
             ob.load().unwrap(),
@@ -654,18 +722,18 @@ mod tests {
     fn each_users_backlog_has_its_own_bound() {
         let d = tmp();
         let ob = Outbox::new(&d, limits(2));
-        ob.append(ALICE, &[msgs(1), msgs(2)]).unwrap();
+        ob.append_blocking(ALICE, &[msgs(1), msgs(2)]).unwrap();
         assert_eq!(
-            ob.append(ALICE, &[msgs(3)]).unwrap_err().code(),
+            ob.append_blocking(ALICE, &[msgs(3)]).unwrap_err().code(),
             "OUTBOX_FULL"
         );
         assert_eq!(
-            ob.append(BOB, &[msgs(4), msgs(5)]).unwrap(),
+            ob.append_blocking(BOB, &[msgs(4), msgs(5)]).unwrap(),
             2,
             "alice's backlog is hers"
         );
         assert_eq!(
-            ob.append(BOB, &[msgs(6)]).unwrap_err().code(),
+            ob.append_blocking(BOB, &[msgs(6)]).unwrap_err().code(),
             "OUTBOX_FULL"
         );
         fs::remove_dir_all(d).unwrap();
@@ -708,7 +776,7 @@ mod tests {
             for op in &ops {
                 match op {
                     Op::Append(p) => {
-                        procs[*p].append(ALICE, &[msgs(next)]).unwrap();
+                        procs[*p].append_blocking(ALICE, &[msgs(next)]).unwrap();
                         appended.insert(next);
                         next += 1;
                     }
@@ -716,7 +784,7 @@ mod tests {
                     Op::Remove(p, mask) => {
                         let done = sent(&loaded[*p], *mask);
                         delivered.extend(done.iter().map(|&i| n(&loaded[*p][i])));
-                        procs[*p].remove(&done_of(&loaded[*p], &done)).unwrap();
+                        procs[*p].remove_blocking(&done_of(&loaded[*p], &done)).unwrap();
                         loaded[*p].clear();
                     }
                 }
@@ -745,7 +813,7 @@ mod tests {
         let total = 300u32;
         let appending = std::thread::spawn(move || {
             for i in 0..total {
-                writer.append(ALICE, &[msgs(i)]).unwrap();
+                writer.append_blocking(ALICE, &[msgs(i)]).unwrap();
             }
         });
         // Rewrites the file again and again (removing the entries it saw, every other time):
@@ -761,7 +829,7 @@ mod tests {
                 vec![]
             };
             removed += done.len();
-            drainer.remove(&done_of(&all, &done)).unwrap();
+            drainer.remove_blocking(&done_of(&all, &done)).unwrap();
             round += 1;
             // Between rewrites, as between real flushes (each sends over the network): a
             // lock taken again at once, for ever, would keep the appends waiting past their

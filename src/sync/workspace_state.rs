@@ -151,7 +151,7 @@ impl Syncer {
                             state: local.clone(),
                             base: Some(base),
                         };
-                        if let Err(queueing) = self.enqueue(&ob, &user, &[entry]) {
+                        if let Err(queueing) = self.enqueue(&ob, &user, vec![entry]).await {
                             // Not queued (the outbox locked by another process, or full):
                             // kept for the next cycle, and that failure is the one reported,
                             // since it is what stands between the state and the cloud.
