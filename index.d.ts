@@ -290,7 +290,10 @@ export interface FileSyncResult {
    * deletion: left as they are, not uploaded again (see `FileDelta.keptLocal`).
    */
   keptLocal: string[]
-  /** Includes files here that could not be stat-ed or read (`IO_ERROR`): left alone both ways. */
+  /**
+   * Includes files here that could not be stat-ed or read, and directories that could not
+   * be read (`IO_ERROR`): left alone both ways, with everything under them.
+   */
   failed: { filePath: string; code: string; error: string }[]
   inSync: number
 }
