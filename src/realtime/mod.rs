@@ -14,6 +14,7 @@ pub mod catchup;
 pub mod channel;
 pub mod delivered;
 pub mod frame;
+pub mod lists;
 pub mod presence;
 pub mod row;
 mod shown;

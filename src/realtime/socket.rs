@@ -25,11 +25,12 @@ use tokio_tungstenite::{
 use uuid::Uuid;
 
 use super::{
-    backoff::{Backoff, CATCH_UP, RECONNECT},
+    backoff::{Backoff, RECONNECT},
     catchup,
     channel::{is_token_problem, Channel, State, Table},
     delivered::{Ledger, Next, Via},
     frame::{self, ChangeData, ChangeType, Incoming, Outgoing, RecordProblem},
+    lists::{Listed, Lists, Ticket},
     presence::Member,
     row::Row,
     shown::Shown,
@@ -66,36 +67,7 @@ enum Internal {
         rows: Result<Vec<Value>>,
     },
     /// The workspace's conversations, listed after a gap.
-    Listed(Found),
-    /// That list failed.
-    ListFailed {
-        origin: String,
-        error: Error,
-    },
-}
-
-/// A list's answer, with what it was asked under.
-struct Found {
-    conversations: Vec<Uuid>,
-    /// When the gap it is for began.
-    origin: String,
-    /// What was watched when the list began: only those can be known gone by it.
-    watched: BTreeSet<Uuid>,
-    /// Whether it was still the session's workspace: otherwise none is known gone.
-    workspace_visible: bool,
-}
-
-/// The list of conversations after a gap, until one succeeds.
-struct Relist {
-    /// When the earliest gap it is for began: conversations it finds are watched from then.
-    origin: String,
-    running: bool,
-    failures: u32,
-    /// When to retry a failed list (once joined).
-    retry_at: Option<Instant>,
-    /// Conversations let go of live since the running list began: it may have been read
-    /// before their end, and must not bring them back.
-    removed: BTreeSet<Uuid>,
+    Listed(Ticket, Result<Listed>),
 }
 
 /// Why the connected phase ended.
@@ -128,7 +100,7 @@ pub(crate) async fn run(
         paused_since: None,
         ledger: Ledger::new(SEEN_IDS),
         catchup_retry: None,
-        relist: None,
+        lists: Lists::new(),
         missed_workspace: false,
         announced: false,
         presence_poll: None,
@@ -161,9 +133,10 @@ struct Task {
     /// What reached the host, and the catch-ups of what may have been missed: pulled once
     /// joined, and again after a failure, until a round reads to the end.
     ledger: Ledger,
-    /// The earliest retry of a failed catch-up or list.
+    /// The earliest retry of a failed catch-up, or start of an owed list.
     catchup_retry: Option<Instant>,
-    relist: Option<Relist>,
+    /// The conversation lists: which runs, which is owed, which answer still applies.
+    lists: Lists,
     /// The workspace row may have changed unseen: reconcile after the next join.
     missed_workspace: bool,
     /// `cloud:realtime:connected` was emitted and `disconnected` not yet.
@@ -183,6 +156,7 @@ impl Task {
         let mut attempt = 0u32;
         loop {
             self.status.send_replace(Status::Connecting);
+            let list = self.lists.connecting();
             let connecting = connect(
                 self.p.base_url.clone(),
                 self.p.anon_key.clone(),
@@ -194,26 +168,21 @@ impl Task {
                 None => return,
                 Some(Ok((ws, token, conversations))) => {
                     self.set_token(token);
-                    if let Some(c) = conversations {
-                        // A conversation created while the socket was down is watched from
-                        // the moment it went down.
-                        let origin = self.lost_at.clone().unwrap_or_else(now_iso);
-                        let before = self.channel.conversations().clone();
-                        let mut set: BTreeSet<Uuid> = c.conversations.into_iter().collect();
-                        if !c.workspace_visible {
-                            // Not a deletion: the session no longer sees the workspace.
-                            set.extend(before.iter().copied());
-                        }
-                        if self.set_conversations(set, &origin) && self.lost_at.is_some() {
-                            let new: Vec<Uuid> = self
-                                .channel
-                                .conversations()
-                                .difference(&before)
-                                .copied()
-                                .collect();
-                            self.missed(new);
-                            // The list on connecting found them: none is owed any more.
-                            self.relist = None;
+                    // A conversation created while the socket was down is watched from the
+                    // moment it went down (or from an earlier gap a list was owed for).
+                    let applied = conversations.and_then(|c| {
+                        let listed = Listed {
+                            conversations: c.conversations,
+                            workspace_visible: c.workspace_visible,
+                        };
+                        let current = self.channel.conversations().clone();
+                        self.lists
+                            .connected(list, listed, &current, self.lost_at.as_deref())
+                    });
+                    if let Some(a) = applied {
+                        self.set_conversations(a.set, &a.origin);
+                        if self.lost_at.is_some() {
+                            self.missed(a.new);
                         }
                     }
                     match self.connected(ws).await {
@@ -467,7 +436,7 @@ impl Task {
             // Not joined: the join starts them.
             if self.channel.is_joined() {
                 self.start_catchups();
-                self.retry_list(now);
+                self.start_list();
             }
         }
         self.maybe_join(ws).await
@@ -873,11 +842,7 @@ impl Task {
     /// `set_conversations` for a live change: a list running meanwhile may have been read
     /// before it, and must not undo a conversation's end.
     fn set_conversations_live(&mut self, set: BTreeSet<Uuid>, origin: &str) {
-        if let Some(r) = self.relist.as_mut().filter(|r| r.running) {
-            let before = self.channel.conversations();
-            r.removed.extend(before.difference(&set).copied());
-            r.removed.retain(|c| !set.contains(c));
-        }
+        self.lists.live(self.channel.conversations(), &set);
         self.set_conversations(set, origin);
     }
 
@@ -1008,12 +973,7 @@ impl Task {
 
     /// The earliest retry, of a catch-up or of the list of conversations.
     fn set_retry(&mut self) {
-        let relist = self
-            .relist
-            .as_ref()
-            .filter(|r| !r.running)
-            .and_then(|r| r.retry_at);
-        self.catchup_retry = earliest(self.ledger.next_retry(), relist);
+        self.catchup_retry = earliest(self.ledger.next_retry(), self.lists.due_at());
     }
 
     fn start_pull(&mut self, conversation: Uuid) {
@@ -1064,119 +1024,85 @@ impl Task {
         }
     }
 
-    /// Lists the conversations after a gap that began at `origin`, for those it missed;
-    /// a list that fails is retried with backoff until one succeeds.
+    /// Asks for a list of the conversations, for a gap that began at `origin` (or a change
+    /// not placed): it starts once none runs and the spacing allows, and is retried with
+    /// backoff until one succeeds.
     fn list_conversations(&mut self, origin: String) {
-        let r = self.relist.get_or_insert(Relist {
-            origin: origin.clone(),
-            running: false,
-            failures: 0,
-            retry_at: None,
-            removed: BTreeSet::new(),
-        });
-        // A list owed for an earlier gap watches what it finds from then.
-        if later(&r.origin, &origin) {
-            r.origin = origin;
-        }
-        if r.running {
-            // Under way: it may have been answered before this gap's conversations were
-            // created, so list again when it ends.
-            r.retry_at = Some(Instant::now());
-            return;
-        }
-        r.running = true;
-        r.retry_at = None;
-        r.removed.clear();
-        let origin = r.origin.clone();
-        let client = self.p.client.clone();
-        let tx = self.internal_tx.clone();
-        let ws = self.p.workspace_id;
-        let watched = self.channel.conversations().clone();
-        tokio::spawn(async move {
-            let msg = match catchup::listing(&client, &ws).await {
-                Ok(l) => Internal::Listed(Found {
-                    conversations: l.conversations,
-                    origin,
-                    watched,
-                    workspace_visible: l.workspace_visible,
-                }),
-                Err(error) => Internal::ListFailed { origin, error },
-            };
-            let _ = tx.send(msg);
-        });
+        self.lists.want(&origin);
+        self.start_list();
     }
 
-    /// Lists again if a failed list is due.
-    fn retry_list(&mut self, now: Instant) {
-        let due = self
-            .relist
-            .as_ref()
-            .is_some_and(|r| !r.running && r.retry_at.is_some_and(|t| t <= now));
-        if let Some(origin) = due
-            .then(|| self.relist.as_ref().map(|r| r.origin.clone()))
-            .flatten()
+    /// Starts the owed list if it is due (once joined: a join that comes lists anyway).
+    fn start_list(&mut self) {
+        if !self.channel.is_joined() {
+            return;
+        }
+        if let Some(ticket) = self
+            .lists
+            .start(Instant::now(), self.channel.conversations())
         {
-            self.list_conversations(origin);
+            let client = self.p.client.clone();
+            let tx = self.internal_tx.clone();
+            let ws = self.p.workspace_id;
+            tokio::spawn(async move {
+                let listed = catchup::listing(&client, &ws).await.map(|l| Listed {
+                    conversations: l.conversations,
+                    workspace_visible: l.workspace_visible,
+                });
+                let _ = tx.send(Internal::Listed(ticket, listed));
+            });
         }
         self.set_retry();
     }
 
-    fn list_failed(&mut self, origin: String, error: Error) {
-        let Some(r) = self.relist.as_mut() else {
-            return;
-        };
-        r.running = false;
-        r.failures = r.failures.saturating_add(1);
-        let wait = CATCH_UP.sleep_duration(r.failures);
-        r.retry_at = Some(Instant::now() + wait);
-        tracing::warn!(error = %error, %origin, retry_in = ?wait, "cannot list the conversations after a gap");
-        self.set_retry();
-    }
-
-    /// Watches the listed conversations not watched yet, from `origin`, and lets go of
-    /// those watched when the list began that it does not hold: deleted in the gap, their
-    /// DELETE unseen. One added since the list began (a live INSERT) is not in it and stays;
-    /// one let go of live since (`removed`) may still be in it and stays gone. A list of a
-    /// workspace the session no longer sees lets go of none.
+    /// A list answered: its conversations not watched yet are watched from its origin, and
+    /// those watched when it began that it lacks are let go of (deleted in a gap, their
+    /// DELETE unseen), unless something newer applied since overrides it (see [`Lists`]).
     async fn listed(
         &mut self,
         ws: Option<&mut Ws>,
-        found: Found,
-        removed: &BTreeSet<Uuid>,
+        ticket: Ticket,
+        listed: Result<Listed>,
     ) -> std::result::Result<(), String> {
-        let Found {
-            conversations,
-            origin,
-            watched,
-            workspace_visible,
-        } = found;
-        let listed: BTreeSet<Uuid> = conversations.into_iter().collect();
-        let mut set = self.channel.conversations().clone();
-        let new: Vec<Uuid> = listed
-            .iter()
-            .filter(|c| !set.contains(c) && !removed.contains(c))
-            .copied()
-            .collect();
-        if workspace_visible {
-            set.retain(|c| listed.contains(c) || !watched.contains(c));
-        }
-        set.extend(new.iter().copied());
+        let listed = match listed {
+            Ok(l) => l,
+            Err(error) => {
+                let origin = ticket.origin.clone();
+                if let Some(wait) = self.lists.failed(&ticket, Instant::now()) {
+                    tracing::warn!(error = %error, %origin, retry_in = ?wait, "cannot list the conversations after a gap");
+                }
+                self.start_list();
+                return Ok(());
+            }
+        };
+        let current = self.channel.conversations().clone();
+        let applied = self.lists.answered(ticket, listed, &current);
+        let Some(a) = applied else {
+            tracing::debug!("a conversation list older than one applied since; dropped");
+            self.start_list();
+            return Ok(());
+        };
         // A deletion alone needs no rejoin: the id left in a filter matches nothing more.
-        self.set_conversations(set, &origin);
-        if new.is_empty() {
+        self.set_conversations(a.set, &a.origin);
+        if a.new.is_empty() {
+            self.start_list();
             return Ok(());
         }
-        tracing::debug!(conversations = new.len(), "conversations created in a gap");
-        self.missed(new);
+        tracing::debug!(
+            conversations = a.new.len(),
+            "conversations created in a gap"
+        );
+        self.missed(a.new);
         // A join made or under way has the old filter; a closed channel's next join takes
         // the new one, and without a socket the reconnect lists them anyway.
         if let Some(ws) = ws {
             if self.channel.join_ref().is_some() {
-                self.lost_at.get_or_insert(origin);
+                self.lost_at.get_or_insert(a.origin);
                 self.gap_began();
                 self.rejoin(ws).await?;
             }
         }
+        self.start_list();
         Ok(())
     }
 
@@ -1242,27 +1168,7 @@ impl Task {
                 pull,
                 pulled,
             } => self.caught_up(conversation, pull, pulled),
-            Internal::Listed(found) => {
-                let removed = self
-                    .relist
-                    .as_mut()
-                    .map(|r| std::mem::take(&mut r.removed))
-                    .unwrap_or_default();
-                // Another gap asked for a list while this one ran: it goes again at once.
-                let owed = self.relist.as_ref().is_some_and(|r| r.retry_at.is_some());
-                match self.relist.as_mut() {
-                    Some(r) if owed => {
-                        r.running = false;
-                        r.failures = 0;
-                    }
-                    _ => self.relist = None,
-                }
-                self.listed(ws, found, &removed).await?;
-                if owed && self.channel.is_joined() {
-                    self.retry_list(Instant::now());
-                }
-            }
-            Internal::ListFailed { origin, error } => self.list_failed(origin, error),
+            Internal::Listed(ticket, listed) => self.listed(ws, ticket, listed).await?,
             Internal::Fetched {
                 conversation,
                 id,
@@ -1367,18 +1273,6 @@ fn now_iso() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-/// Whether timestamp `a` is later than `b` (compared as instants, whatever their offsets).
-fn later(a: &str, b: &str) -> bool {
-    match (
-        chrono::DateTime::parse_from_rfc3339(a),
-        chrono::DateTime::parse_from_rfc3339(b),
-    ) {
-        (Ok(a), Ok(b)) => a > b,
-        (Ok(_), Err(_)) => true,
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1393,11 +1287,5 @@ mod tests {
             .unwrap()
             .starts_with("wss://x.supabase.co/"));
         assert!(socket_url("ftp://x", "k").is_err());
-    }
-
-    #[test]
-    fn timestamps_compare_as_instants() {
-        assert!(later("2026-01-01T00:00:01+00:00", "2026-01-01T00:00:00.5Z"));
-        assert!(!later("2026-01-01T01:00:00+02:00", "2026-01-01T00:00:00Z"));
     }
 }
