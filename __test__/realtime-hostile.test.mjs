@@ -29,6 +29,8 @@ after(async () => {
 async function hostileServer(target) {
   const upstream = new URL(target);
   const server = createServer((req, res) => {
+    // The first page of a conversation list (later pages go on from an id).
+    if (req.method === 'GET' && req.url.startsWith('/rest/v1/conversations?') && !req.url.includes('id=gt.')) state.lists++;
     const out = request(
       { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
       (up) => {
@@ -40,7 +42,7 @@ async function hostileServer(target) {
     req.pipe(out);
   });
   const wss = new WebSocketServer({ noServer: true, maxPayload: 64 << 20 });
-  const state = { closes: [], sockets: 0, socket: null, join: null, frames: [], joinWaiters: [] };
+  const state = { lists: 0, closes: [], sockets: 0, socket: null, join: null, frames: [], joinWaiters: [] };
   server.on('upgrade', (req, sock, head) => {
     if (!req.url.startsWith('/realtime/v1/websocket')) return sock.destroy();
     wss.handleUpgrade(req, sock, head, (ws) => {
@@ -232,4 +234,32 @@ test('garbage from the realtime server is dropped; valid frames between it still
   assert.equal(exit.code, 0, c.stderr());
   assert.ok(c.lines.some((l) => 'destroyed' in l));
   t.diagnostic(`exited ${exit.at - asked} ms after destroy was asked`);
+});
+
+test('a flood of conversation changes the client cannot place costs a list a second at most', async (t) => {
+  const hostile = await hostileServer(cloud.url);
+  t.after(() => hostile.close());
+  const firstJoin = hostile.joined();
+  const c = spawnClient({ url: hostile.url, anonKey: cloud.anonKey }, 'alice', WS);
+  t.after(() => c.kill('SIGKILL'));
+  const join = await firstJoin;
+  await c.until((l) => l.event === 'cloud:realtime:connected', 20_000, 0, 'cloud:realtime:connected');
+
+  // A conversation change whose record names no workspace: the client lists the
+  // conversations to learn where it is. A server sends one after another.
+  const unplaceable = change(join, 'conversations', { type: 'UPDATE', record: { id: CONV, title: 'x' }, old_record: {} });
+  const lists = hostile.state.lists;
+  const start = Date.now();
+  for (let i = 0; i < 150; i++) {
+    await hostile.send(unplaceable);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  // Lists that began by now: one at once, then one a second at most (src/realtime/lists.rs).
+  const made = hostile.state.lists - lists;
+  const elapsed = Date.now() - start;
+  t.diagnostic(`${made} lists in ${elapsed} ms for 150 changes`);
+  assert.ok(made >= 1, 'the changes are listed');
+  assert.ok(made <= Math.floor(elapsed / 1000) + 1, `${made} lists in ${elapsed} ms`);
+  assert.equal(hostile.state.sockets, 1);
+  assert.ok(!c.lines.some((l) => l.event === 'cloud:conversation:deleted'), 'nothing is deleted');
 });

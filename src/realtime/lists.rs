@@ -18,7 +18,8 @@
 //!   asks for a list of its own, for what the connecting list could not see.
 //!
 //! At most one list is in flight, at most one more is owed (asks merge into it, from the
-//! earliest gap).
+//! earliest gap), and starts are at least [`SPACING`] apart: a server that keeps sending
+//! changes the client cannot place gets one list per spacing at most, not one per change.
 
 use std::{collections::BTreeSet, time::Duration};
 
@@ -26,6 +27,9 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::backoff::{Backoff, CATCH_UP};
+
+/// The least time between the starts of two lists.
+pub const SPACING: Duration = Duration::from_secs(1);
 
 /// A list started: the answer is handed back with it.
 #[derive(Debug, Clone)]
@@ -76,6 +80,7 @@ pub struct Lists {
     applied: u64,
     running: Option<Running>,
     owed: Option<Owed>,
+    last_start: Option<Instant>,
 }
 
 impl Lists {
@@ -114,17 +119,23 @@ impl Lists {
             return None;
         }
         let o = self.owed.as_ref()?;
-        Some(o.retry_at.unwrap_or_else(Instant::now))
+        let spaced = self.last_start.map(|t| t + SPACING);
+        match (o.retry_at, spaced) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => Some(a.or(b).unwrap_or_else(Instant::now)),
+        }
     }
 
     /// Starts the owed list if it is due at `now`, with `watched` the set watched now.
     pub fn start(&mut self, now: Instant, watched: &BTreeSet<Uuid>) -> Option<Ticket> {
         let o = self.owed.as_ref()?;
-        if self.running.is_some() || o.retry_at.is_some_and(|t| t > now) {
+        let spaced = self.last_start.is_none_or(|t| t + SPACING <= now);
+        if self.running.is_some() || !spaced || o.retry_at.is_some_and(|t| t > now) {
             return None;
         }
         let o = self.owed.take()?;
         self.next += 1;
+        self.last_start = Some(now);
         self.running = Some(Running {
             n: self.next,
             origin: o.origin.clone(),
@@ -319,7 +330,7 @@ mod tests {
         assert_eq!(l.answered(old, listed(&[7, 8, 9]), &watched), None);
         // Its end lets the join's list start.
         l.want(T2);
-        assert!(l.start(now, &watched).is_some());
+        assert!(l.start(now + SPACING, &watched).is_some());
     }
 
     /// The list on connecting watches new conversations from the earliest gap a list was
@@ -569,5 +580,35 @@ mod tests {
             }
         }
 
+        /// However often lists are asked for, starts are at least the spacing apart.
+        #[test]
+        fn lists_start_at_most_once_a_spacing(
+            acts in prop::collection::vec((0u16..1500, any::<bool>(), any::<bool>()), 1..300)
+        ) {
+            let mut now = Instant::now();
+            let mut l = Lists::new();
+            let mut flight: Option<Ticket> = None;
+            let mut starts: Vec<Instant> = vec![];
+            for (ms, ask, fails) in acts {
+                now += Duration::from_millis(u64::from(ms));
+                if ask {
+                    l.want(T0);
+                }
+                if let Some(t) = flight.take() {
+                    if fails {
+                        l.failed(&t, now);
+                    } else {
+                        l.answered(t, listed(&[1]), &set(&[1]));
+                    }
+                }
+                if let Some(t) = l.start(now, &set(&[1])) {
+                    starts.push(now);
+                    flight = Some(t);
+                }
+            }
+            for pair in starts.windows(2) {
+                prop_assert!(pair[1] - pair[0] >= SPACING);
+            }
+        }
     }
 }
