@@ -6,12 +6,14 @@
 //! - [`transfer`]: one file up or down, streamed from and to disk;
 //! - [`metadata`]: the rows, changed by compare-and-set on `version`;
 //! - [`scan`], [`manifest`], [`delta`]: what changed where since the last sync, and
-//!   [`unsynced`]: which paths the scan did not see are still not this machine's to touch;
+//!   [`unsynced`]: which paths the scan did not see are still not this machine's to touch,
+//!   both by the ignore rules of [`ignores`];
 //! - [`sync`]: applying a delta, one run per directory at a time ([`lock`]).
 //!
 //! Operations take what they need in a [`Ctx`]; this module never sees `Cloud`.
 
 pub mod delta;
+pub mod ignores;
 pub mod lock;
 pub mod manifest;
 pub mod metadata;

@@ -1,11 +1,13 @@
 //! The local side of a delta: every syncable file under the working directory with its
 //! SHA-256. The walk honours `.gitignore` and `.obotoignore` (as git reads them, also outside
-//! a git repository) and never enters `.git` or `node_modules` or looks at sync's own files.
+//! a git repository; see [`super::ignores`]) and never enters `.git` or `node_modules` or
+//! looks at sync's own files.
 //! Symlinks are not synced. Hashing runs on several threads, and a file whose stat proves
 //! it unchanged since it was hashed (see [`still_holds`]) is not read at all. A file found
 //! but not stat-able or readable (a directory without search permission, an I/O error) is
 //! reported as such, never left out as if it were not there; so is a directory that cannot
-//! be listed, and nothing under it is taken for missing.
+//! be listed, or whose ignore rules cannot be known, and nothing under it is taken for
+//! missing.
 
 use std::{
     collections::BTreeMap,
@@ -13,13 +15,14 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicUsize, Ordering},
-        Mutex,
+        Arc, Mutex,
     },
 };
 
 use sha2::{Digest, Sha256};
 
 use super::{
+    ignores::Ignores,
     manifest::Hashed,
     paths::{self, RelPath},
     stat::{now_ns, still_holds, Stat},
@@ -67,6 +70,25 @@ pub struct Scan {
     pub unreadable: BTreeMap<RelPath, String>,
     /// Directories that could not be read, with the error: what is under them was not seen.
     pub unreadable_dirs: BTreeMap<RelPath, String>,
+    /// Ignore files that cannot be used, with why: what is under their directory was not
+    /// seen, as nothing tells which of it the user keeps out of the cloud.
+    pub broken_ignores: BTreeMap<RelPath, String>,
+}
+
+/// Whether `path` is `dir` or under it; everything is under the root (`""`).
+fn under(path: &str, dir: &str) -> bool {
+    dir.is_empty()
+        || path
+            .strip_prefix(dir)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// The directory of an ignore file (`""` for the root's).
+pub fn dir_of(ignore_file: &RelPath) -> &str {
+    ignore_file
+        .as_str()
+        .rsplit_once('/')
+        .map_or("", |(dir, _)| dir)
 }
 
 impl Scan {
@@ -75,10 +97,8 @@ impl Scan {
     pub fn unseen(&self, path: &RelPath) -> bool {
         let p = path.as_str();
         self.unreadable.contains_key(path)
-            || self.unreadable_dirs.keys().any(|d| {
-                p.strip_prefix(d.as_str())
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-            })
+            || self.unreadable_dirs.keys().any(|d| under(p, d.as_str()))
+            || self.broken_ignores.keys().any(|f| under(p, dir_of(f)))
     }
 }
 
@@ -93,6 +113,7 @@ struct Walk {
     found: Vec<Found>,
     unreadable: BTreeMap<RelPath, String>,
     unreadable_dirs: BTreeMap<RelPath, String>,
+    broken_ignores: BTreeMap<RelPath, String>,
 }
 
 /// Where below `root` a walk error is, for an I/O error on a path the walk went into (a
@@ -129,22 +150,42 @@ pub fn hash_file(path: &Path) -> std::io::Result<String> {
     }
 }
 
+/// Whether the walk goes to `e`: not one of the names it never enters, nor ignored, nor under
+/// a directory whose ignore rules cannot be known (the walker's own reading of ignore files
+/// is off: it would take an unreadable one for none).
+fn walks_to(e: &ignore::DirEntry, root: &Path, ignores: &Mutex<Ignores>) -> bool {
+    let name = e.file_name().to_str().unwrap_or("");
+    if is_skipped(name) || (e.depth() == 1 && is_own_file(name)) {
+        return false;
+    }
+    let Ok(relative) = e.path().strip_prefix(root) else {
+        return false;
+    };
+    // A name that is not UTF-8 is not syncable, nor anything under it.
+    let Some(segments) = relative
+        .iter()
+        .map(|s| s.to_str())
+        .collect::<Option<Vec<_>>>()
+    else {
+        return false;
+    };
+    let Some((name, parent)) = segments.split_last() else {
+        return true;
+    };
+    let is_dir = e.file_type().is_some_and(|t| t.is_dir());
+    let mut ignores = ignores.lock().unwrap_or_else(|p| p.into_inner());
+    ignores.ignored(parent, name, is_dir) == Ok(false)
+}
+
 /// Every syncable file under `root`, stat-ed but not read (blocking).
 fn walk(root: &Path) -> Result<Walk> {
+    let ignores = Arc::new(Mutex::new(Ignores::new(root)));
+    let (filter, base) = (ignores.clone(), root.to_path_buf());
     let walker = ignore::WalkBuilder::new(root)
-        .hidden(false)
-        .ignore(false)
-        .git_global(false)
-        .git_exclude(false)
-        .git_ignore(true)
-        .require_git(false)
+        .standard_filters(false)
         .parents(false)
         .follow_links(false)
-        .add_custom_ignore_filename(".obotoignore")
-        .filter_entry(|e| {
-            let name = e.file_name().to_str().unwrap_or("");
-            !(is_skipped(name) || (e.depth() == 1 && is_own_file(name)))
-        })
+        .filter_entry(move |e| walks_to(e, &base, &filter))
         .build();
     let mut found = Vec::new();
     let mut unreadable = BTreeMap::new();
@@ -186,10 +227,21 @@ fn walk(root: &Path) -> Result<Walk> {
             }
         }
     }
+    let broken = ignores.lock().unwrap_or_else(|p| p.into_inner()).broken();
+    let mut broken_ignores = BTreeMap::new();
+    for b in broken {
+        match RelPath::parse(&b.path()) {
+            Ok(rel) => {
+                broken_ignores.insert(rel, b.why);
+            }
+            Err(_) => tracing::debug!(path = %b.path(), "not syncable; skipped"),
+        }
+    }
     Ok(Walk {
         found,
         unreadable,
         unreadable_dirs,
+        broken_ignores,
     })
 }
 
@@ -221,7 +273,12 @@ pub fn glance(root: &Path, cache: &BTreeMap<String, Hashed>) -> Result<Glance> {
     for f in &walk.found {
         (f.rel.as_str(), f.stat).hash(&mut h);
     }
-    for rel in walk.unreadable.keys().chain(walk.unreadable_dirs.keys()) {
+    let unseen = [
+        &walk.unreadable,
+        &walk.unreadable_dirs,
+        &walk.broken_ignores,
+    ];
+    for rel in unseen.into_iter().flat_map(|m| m.keys()) {
         rel.as_str().hash(&mut h);
     }
     Ok(Glance {
@@ -239,6 +296,7 @@ pub fn scan(root: &Path, cache: &BTreeMap<String, Hashed>) -> Result<Scan> {
         found,
         mut unreadable,
         unreadable_dirs,
+        broken_ignores,
     } = walk(root)?;
     let mut files = BTreeMap::new();
     let mut todo = Vec::new();
@@ -305,6 +363,7 @@ pub fn scan(root: &Path, cache: &BTreeMap<String, Hashed>) -> Result<Scan> {
         hashed,
         unreadable,
         unreadable_dirs,
+        broken_ignores,
     })
 }
 
@@ -541,5 +600,143 @@ mod tests {
             before.1
         );
         std::fs::remove_dir_all(&root).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod ignore_file_tests {
+    use super::*;
+    use crate::files::ignores::MAX_IGNORE_FILE;
+
+    fn root_with(files: &[(&str, &[u8])]) -> PathBuf {
+        let root = std::env::temp_dir().join(format!("oboto-scan-ign-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&root).unwrap();
+        for (p, c) in files {
+            let p = root.join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, c).unwrap();
+        }
+        root
+    }
+
+    /// The paths a scan found as files, whether it saw `sub/.env` at all, and the ignore
+    /// files it reports.
+    fn scanned(root: &Path) -> (Vec<String>, bool, BTreeMap<RelPath, String>) {
+        let s = scan(root, &BTreeMap::new()).unwrap();
+        let env = RelPath::parse("sub/.env").unwrap();
+        let files = s.files.keys().map(|k| k.as_str().to_string()).collect();
+        (files, s.unseen(&env), s.broken_ignores)
+    }
+
+    /// Every way an ignore file can be there yet unusable without a permission: nothing
+    /// under its directory is found (so nothing is uploaded) and all of it is unseen (so
+    /// nothing is taken for deleted); the rest of the tree is scanned.
+    #[cfg(unix)]
+    #[test]
+    fn an_ignore_file_that_cannot_be_used_hides_its_directory() {
+        type Make = dyn Fn(&Path);
+        let cases: [(&str, &str, &str, &Make); 6] = [
+            ("a directory", ".gitignore", "not a regular file", &|d| {
+                std::fs::create_dir_all(d.join(".gitignore/x")).unwrap();
+            }),
+            ("a FIFO", ".obotoignore", "not a regular file", &|d| {
+                let fifo = std::ffi::CString::new(
+                    d.join(".obotoignore").into_os_string().into_encoded_bytes(),
+                )
+                .unwrap();
+                // SAFETY: a NUL-terminated path.
+                assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+            }),
+            (
+                "a dangling symlink",
+                ".gitignore",
+                "a symlink to a file that is not there",
+                &|d| {
+                    std::os::unix::fs::symlink(d.join("gone"), d.join(".gitignore")).unwrap();
+                },
+            ),
+            ("not UTF-8", ".obotoignore", "not UTF-8", &|d| {
+                std::fs::write(d.join(".obotoignore"), b"\xe9*\n.env\n").unwrap();
+            }),
+            ("a malformed glob", ".gitignore", "line 2 ", &|d| {
+                std::fs::write(d.join(".gitignore"), b".env\nkeys/{a,b\n").unwrap();
+            }),
+            ("too large", ".gitignore", "larger than", &|d| {
+                let mut big = b".env\n".to_vec();
+                big.resize(MAX_IGNORE_FILE + 1, b'\n');
+                std::fs::write(d.join(".gitignore"), big).unwrap();
+            }),
+        ];
+        for (what, name, why, make) in cases {
+            let root = root_with(&[
+                ("a.txt", b"a"),
+                ("sub/.env", b"SECRET=1"),
+                ("sub/keep.md", b"k"),
+            ]);
+            make(&root.join("sub"));
+            let (files, unseen, broken) = scanned(&root);
+            std::fs::remove_dir_all(&root).unwrap();
+            assert_eq!(files, ["a.txt"], "{what}");
+            assert!(unseen, "{what}: the directory is unseen");
+            let file = RelPath::parse(&format!("sub/{name}")).unwrap();
+            assert_eq!(broken.keys().collect::<Vec<_>>(), [&file], "{what}");
+            assert!(broken[&file].contains(why), "{what}: {broken:?}");
+        }
+    }
+
+    /// The root's own rules: nothing at all is found, and every path is unseen.
+    #[test]
+    fn a_root_ignore_file_that_cannot_be_used_hides_everything() {
+        let root = root_with(&[
+            (".gitignore", b"keys/{a\n"),
+            ("a.txt", b"a"),
+            ("sub/b.txt", b"b"),
+        ]);
+        let s = scan(&root, &BTreeMap::new()).unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+        assert!(s.files.is_empty());
+        let p = |s: &str| RelPath::parse(s).unwrap();
+        assert_eq!(
+            s.broken_ignores.keys().collect::<Vec<_>>(),
+            [&p(".gitignore")]
+        );
+        for path in ["a.txt", "sub/b.txt", "new.txt", ".gitignore"] {
+            assert!(s.unseen(&p(path)), "{path}");
+        }
+    }
+
+    /// Without the permission to read it (as anyone but root, and as root here too).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_ignore_file_that_cannot_be_read_hides_its_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = root_with(&[
+            ("a.txt", b"a"),
+            ("sub/.gitignore", b".env\n"),
+            ("sub/.env", b"SECRET=1"),
+            ("sub/keep.md", b"k"),
+        ]);
+        let ignore_file = root.join("sub/.gitignore");
+        std::fs::set_permissions(&ignore_file, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let at = root.clone();
+        let got = std::thread::spawn(move || {
+            crate::files::testing::without_permission_override().then(|| scanned(&at))
+        })
+        .join()
+        .unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+        let Some((files, unseen, broken)) = got else {
+            eprintln!("skipped: this process cannot drop its permission override");
+            return;
+        };
+        assert_eq!(files, ["a.txt"]);
+        assert!(unseen);
+        let file = RelPath::parse("sub/.gitignore").unwrap();
+        assert!(
+            broken
+                .get(&file)
+                .is_some_and(|w| w.contains("ermission denied")),
+            "{broken:?}"
+        );
     }
 }

@@ -225,7 +225,18 @@ fn unreadable(scan: scan::Scan) -> Vec<(RelPath, String)> {
         );
         (p, m)
     });
-    files.chain(dirs).collect()
+    let ignores = scan.broken_ignores.into_iter().map(|(p, why)| {
+        let under = match scan::dir_of(&p) {
+            "" => "in this directory".to_string(),
+            dir => format!("under {dir}"),
+        };
+        let m = format!(
+            "cannot use the ignore file {p}: {why}; what it keeps out of the cloud cannot be \
+             known, so nothing {under} is synced, nor taken for deleted"
+        );
+        (p, m)
+    });
+    files.chain(dirs).chain(ignores).collect()
 }
 
 /// The local side of a delta (blocking): the scan, and every path either side knows that
@@ -254,7 +265,12 @@ fn actionable(root: &Path, scan: &scan::Scan, mut known: BTreeSet<RelPath>) -> B
             "not synced on this machine; left as it is"
         );
     }
-    for (p, why) in scan.unreadable.iter().chain(&scan.unreadable_dirs) {
+    let unread = [
+        &scan.unreadable,
+        &scan.unreadable_dirs,
+        &scan.broken_ignores,
+    ];
+    for (p, why) in unread.into_iter().flatten() {
         tracing::warn!(path = p.as_str(), error = %why, "unreadable; left as it is");
     }
     known.extend(scan.files.keys().cloned());
@@ -938,6 +954,7 @@ mod tests {
             hashed: 0,
             unreadable: BTreeMap::new(),
             unreadable_dirs: [(p("d/e"), "Permission denied (os error 13)".to_string())].into(),
+            broken_ignores: BTreeMap::new(),
         };
         // Cloud rows or bases: under the directory, the directory's own name, and beside it.
         let known: BTreeSet<RelPath> = [
@@ -954,6 +971,38 @@ mod tests {
         assert_eq!(
             all.iter().map(RelPath::as_str).collect::<Vec<_>>(),
             ["d/ex.txt", "d/f", "g.txt"]
+        );
+    }
+
+    /// An ignore file that cannot be used: no path under its directory, found here or known
+    /// from the cloud or the base, is acted on, and the run says why, by the file's path.
+    #[test]
+    fn nothing_under_an_ignore_file_that_cannot_be_used_is_acted_on() {
+        let root = std::env::temp_dir().join(format!("oboto-broken-ignore-{}", Uuid::new_v4()));
+        let w = |p: &str, c: &[u8]| {
+            let p = root.join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, c).unwrap();
+        };
+        w("g.txt", b"g");
+        w("sub/.gitignore", b".env\n\xe9*\n");
+        w("sub/.env", b"SECRET=1");
+        w("sub/notes.md", b"n");
+        let p = |s: &str| RelPath::parse(s).unwrap();
+        let known: BTreeSet<RelPath> = [p("sub/.env"), p("sub/gone.md"), p("subway.txt")].into();
+        let (scan, all) = local_view(&root, &BTreeMap::new(), known).unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(
+            all.iter().map(RelPath::as_str).collect::<Vec<_>>(),
+            ["g.txt", "subway.txt"]
+        );
+        let failed = unreadable(scan);
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!(failed[0].0, p("sub/.gitignore"));
+        assert_eq!(
+            failed[0].1,
+            "cannot use the ignore file sub/.gitignore: not UTF-8 text; what it keeps out of \
+             the cloud cannot be known, so nothing under sub is synced, nor taken for deleted"
         );
     }
 

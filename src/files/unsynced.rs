@@ -4,45 +4,32 @@
 //!
 //! The scan leaves out, and so does this: `.git`, `node_modules` and the temporary
 //! directory at any depth; sync's own files beside the link file; whatever `.gitignore` and
-//! `.obotoignore` ignore (with the walker's precedence); anything under a symlink. A path
-//! that exists here in any form the scan did not read (a symlink, a file it could not read)
-//! is left alone as well: taking it for absent would delete it from every other machine. So
-//! is a path whose state cannot be known (stat fails otherwise than "not found": no search
-//! permission on a directory, an I/O error): only a path known to be missing is missing.
+//! `.obotoignore` ignore, and all under a directory whose ignore rules cannot be known (see
+//! [`super::ignores`]); anything under a symlink. A path that exists here in any form the
+//! scan did not read (a symlink, a file it could not read) is left alone as well: taking it
+//! for absent would delete it from every other machine. So is a path whose state cannot be
+//! known (stat fails otherwise than "not found": no search permission on a directory, an
+//! I/O error): only a path known to be missing is missing.
 
-use std::{
-    collections::{BTreeSet, HashMap},
-    path::Path,
-};
-
-use ignore::{
-    gitignore::{Gitignore, GitignoreBuilder},
-    Match,
-};
+use std::{collections::BTreeSet, path::Path};
 
 use super::{
+    ignores::Ignores,
     paths::RelPath,
     scan::{is_own_file, is_skipped},
 };
 
-/// The ignore files of one directory, in the walker's order of precedence.
-#[derive(Default)]
-struct Level {
-    custom: Option<Gitignore>,
-    git: Option<Gitignore>,
-}
-
 /// Answers for one scanned root; ignore files are read once per directory asked about.
 pub struct Rules<'a> {
     root: &'a Path,
-    levels: HashMap<String, Level>,
+    ignores: Ignores,
 }
 
 impl<'a> Rules<'a> {
     pub fn new(root: &'a Path) -> Self {
         Rules {
             root,
-            levels: HashMap::new(),
+            ignores: Ignores::new(root),
         }
     }
 
@@ -92,67 +79,11 @@ impl<'a> Rules<'a> {
             .any(|j| self.ignored(&segments[..j], segments[j], j + 1 < segments.len()))
     }
 
-    /// Whether `name` in the directory `parent` (segments below the root) is ignored: the
-    /// deepest `.obotoignore` rule that matches decides, then the deepest `.gitignore` one,
-    /// as the walker decides.
+    /// Whether `name` in the directory `parent` is ignored; so is all under a directory whose
+    /// rules cannot all be known (an ignore rule never fails open).
     fn ignored(&mut self, parent: &[&str], name: &str, is_dir: bool) -> bool {
-        let mut custom = Match::None;
-        let mut git = Match::None;
-        for depth in (0..=parent.len()).rev() {
-            let dir = parent[..depth].join("/");
-            let rest: String = parent[depth..]
-                .iter()
-                .chain(std::iter::once(&name))
-                .copied()
-                .collect::<Vec<_>>()
-                .join("/");
-            let level = self.level(&dir);
-            if custom.is_none() {
-                if let Some(m) = &level.custom {
-                    custom = m.matched(&rest, is_dir).map(|_| ());
-                }
-            }
-            if git.is_none() {
-                if let Some(m) = &level.git {
-                    git = m.matched(&rest, is_dir).map(|_| ());
-                }
-            }
-        }
-        if custom.is_none() {
-            git.is_ignore()
-        } else {
-            custom.is_ignore()
-        }
+        self.ignores.ignored(parent, name, is_dir).unwrap_or(true)
     }
-
-    fn level(&mut self, dir: &str) -> &Level {
-        let root = self.root;
-        self.levels.entry(dir.to_string()).or_insert_with(|| {
-            let abs = if dir.is_empty() {
-                root.to_path_buf()
-            } else {
-                root.join(dir)
-            };
-            Level {
-                custom: load(&abs, ".obotoignore"),
-                git: load(&abs, ".gitignore"),
-            }
-        })
-    }
-}
-
-/// The rules of `dir/name`, if that is a readable file (as the walker, which skips an
-/// ignore file it cannot parse line by line but keeps the rest).
-fn load(dir: &Path, name: &str) -> Option<Gitignore> {
-    let file = dir.join(name);
-    if !std::fs::symlink_metadata(&file).is_ok_and(|m| m.is_file()) {
-        return None;
-    }
-    let mut b = GitignoreBuilder::new(dir);
-    if let Some(e) = b.add(&file) {
-        tracing::debug!(error = %e, file = %file.display(), "ignore file partly unreadable");
-    }
-    b.build().ok()
 }
 
 #[cfg(test)]
@@ -278,6 +209,27 @@ mod tests {
         }
         std::fs::remove_dir_all(&root).unwrap();
         std::fs::remove_dir_all(&empty).unwrap();
+    }
+
+    /// A cloud path under a directory whose ignore rules cannot be known may be one they
+    /// keep out: it is not downloaded here. Beside it, paths sync as ever.
+    #[test]
+    fn nothing_under_an_ignore_file_that_cannot_be_used_is_synced() {
+        let root = tree(&[("sub/.gitignore", ".env\nkeys/{a\n"), ("other/x.md", "x")]);
+        let got = unsynced(
+            &root,
+            &[
+                "sub/.env",
+                "sub/notes.md",
+                "sub/deep/new.md",
+                "other/y.md",
+                "new.md",
+            ],
+        );
+        assert_eq!(got, ["sub/.env", "sub/deep/new.md", "sub/notes.md"]);
+        std::fs::write(root.join(".obotoignore"), b"\xff\n").unwrap();
+        assert_eq!(unsynced(&root, &["other/y.md", "new.md"]).len(), 2);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[cfg(unix)]
