@@ -291,8 +291,10 @@ export interface FileSyncResult {
    */
   keptLocal: string[]
   /**
-   * Includes files here that could not be stat-ed or read, and directories that could not
-   * be read (`IO_ERROR`): left alone both ways, with everything under them.
+   * Includes files here that could not be stat-ed or read, directories that could not be
+   * read, and ignore files that could not be used (`IO_ERROR`): left alone both ways, with
+   * everything under them (for an ignore file, under its directory). `computeDelta` lists
+   * the same in its `failed`.
    */
   failed: { filePath: string; code: string; error: string }[]
   inSync: number
@@ -374,8 +376,9 @@ export declare class FileSync {
   deleteFile(wsId: string, relPath: string): Promise<DeletedFile>
   /**
    * What a sync of `localDir` would do: `{ toUpload, toDownload, synced, toDeleteLocal,
-   * toDeleteRemote, conflicts, keptLocal }` (paths), and `hashed` (files whose contents
-   * were read).
+   * toDeleteRemote, conflicts, keptLocal }` (paths), `hashed` (files whose contents were
+   * read), and `failed`: the paths it would leave alone, and why (as `syncFiles` reports
+   * them).
    */
   computeDelta(wsId: string, localDir: string): Promise<FileDelta>
   /**
@@ -602,6 +605,19 @@ export interface FileDelta {
   keptLocal: Array<string>
   /** Files whose contents the scan read (the rest came from the size + mtime cache). */
   hashed: number
+  /**
+   * What a sync would not act on, and why, as in `FileSyncResult.failed`: files here that
+   * cannot be stat-ed or read, directories that cannot be read, and ignore files that
+   * cannot be used (`IO_ERROR`), each left alone both ways with all under it.
+   */
+  failed: Array<FileFailure>
+}
+
+/** A path a file sync does not act on, and why. */
+export interface FileFailure {
+  filePath: string
+  code: string
+  error: string
 }
 
 export interface LinkedWorkspace {

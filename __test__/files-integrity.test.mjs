@@ -199,6 +199,8 @@ test('a directory the scan cannot read is reported; its cloud files are neither 
     const delta = await cs.fileSync.computeDelta(ws, dir);
     assert.deepEqual(delta.toUpload, ['new.txt']);
     assert.deepEqual([delta.toDeleteRemote, delta.toDownload, delta.conflicts], [[], [], []]);
+    assert.deepEqual(delta.failed.map((f) => [f.filePath, f.code]), [['locked', 'IO_ERROR']]);
+    assert.match(delta.failed[0].error, /cannot read the directory locked: /);
     const res = await cs.fileSync.syncFiles(ws, dir);
     assert.deepEqual(res.uploaded, ['new.txt']);
     assert.deepEqual([res.deletedRemote, res.deletedLocal, res.downloaded, res.conflicts], [[], [], [], []]);
@@ -213,6 +215,43 @@ test('a directory the scan cannot read is reported; its cloud files are neither 
   assert.deepEqual(rows.map((r) => r.file_path).sort(), ['a.txt', 'locked/b.txt', 'locked/deep/c.txt', 'new.txt']);
   assert.equal(rows.find((r) => r.file_path === 'locked/b.txt').version, 2);
   assert.equal(readFileSync(join(locked, 'b.txt'), 'utf8'), 'b', 'nothing was written under it');
+});
+
+test('an ignore file that cannot be read keeps all under its directory out of the cloud, both ways, and says so', async () => {
+  const ws = await newWorkspace();
+  const { cs } = await user();
+  const dir = workdir();
+  put(dir, 'a.txt', 'a');
+  put(dir, 'sub/.gitignore', '.env\n');
+  put(dir, 'sub/notes.md', 'notes');
+  put(dir, 'sub/old.md', 'old');
+  await cs.fileSync.syncFiles(ws, dir);
+  // Another machine's edit under it, which would be downloaded.
+  const src = workdir();
+  put(src, 'sub/notes.md', 'notes, edited elsewhere');
+  await cs.fileSync.uploadFile(ws, src, 'sub/notes.md');
+  // The rules now live in a shared file (as a dotfile manager links them), which is gone:
+  // the secret they keep out is not uploaded, and the deletion beside it is not taken
+  // for one either.
+  rmSync(join(dir, 'sub/.gitignore'));
+  symlinkSync(join(dir, 'shared-rules-gone'), join(dir, 'sub/.gitignore'));
+  put(dir, 'sub/.env', 'SECRET=local');
+  rmSync(join(dir, 'sub/old.md'));
+  put(dir, 'new.txt', 'n');
+  const why = /^cannot use the ignore file sub\/\.gitignore: .+; what it keeps out of the cloud cannot be known, so nothing under sub is synced, nor taken for deleted$/;
+  const delta = await cs.fileSync.computeDelta(ws, dir);
+  assert.deepEqual(delta.toUpload, ['new.txt']);
+  assert.deepEqual([delta.toDeleteRemote, delta.toDownload, delta.conflicts, delta.toDeleteLocal], [[], [], [], []]);
+  assert.deepEqual(delta.failed.map((f) => [f.filePath, f.code]), [['sub/.gitignore', 'IO_ERROR']]);
+  assert.match(delta.failed[0].error, why);
+  const res = await cs.fileSync.syncFiles(ws, dir);
+  assert.deepEqual(res.uploaded, ['new.txt']);
+  assert.deepEqual([res.deletedRemote, res.deletedLocal, res.downloaded, res.conflicts], [[], [], [], []]);
+  assert.deepEqual(res.failed.map((f) => [f.filePath, f.code]), [['sub/.gitignore', 'IO_ERROR']]);
+  assert.match(res.failed[0].error, why);
+  const rows = await cs.fileSync.listFiles(ws);
+  assert.deepEqual(rows.map((r) => r.file_path).sort(), ['a.txt', 'new.txt', 'sub/.gitignore', 'sub/notes.md', 'sub/old.md']);
+  assert.equal(readFileSync(join(dir, 'sub/notes.md'), 'utf8'), 'notes', 'nothing was written under it');
 });
 
 test('an upload planned before another machine changed the file does not overwrite its bytes'

@@ -136,8 +136,9 @@ impl FileSync {
     }
 
     /// What a sync of `localDir` would do: `{ toUpload, toDownload, synced, toDeleteLocal,
-    /// toDeleteRemote, conflicts, keptLocal }` (paths), and `hashed` (files whose contents
-    /// were read).
+    /// toDeleteRemote, conflicts, keptLocal }` (paths), `hashed` (files whose contents were
+    /// read), and `failed`: the paths it would leave alone, and why (as `syncFiles` reports
+    /// them).
     #[napi(ts_args_type = "wsId: string, localDir: string")]
     pub fn compute_delta<'e>(
         &self,

@@ -291,8 +291,10 @@ export interface FileSyncResult {
    */
   keptLocal: string[]
   /**
-   * Includes files here that could not be stat-ed or read, and directories that could not
-   * be read (`IO_ERROR`): left alone both ways, with everything under them.
+   * Includes files here that could not be stat-ed or read, directories that could not be
+   * read, and ignore files that could not be used (`IO_ERROR`): left alone both ways, with
+   * everything under them (for an ignore file, under its directory). `computeDelta` lists
+   * the same in its `failed`.
    */
   failed: { filePath: string; code: string; error: string }[]
   inSync: number

@@ -355,6 +355,18 @@ pub struct FileDelta {
     pub kept_local: Vec<String>,
     /// Files whose contents the scan read (the rest came from the size + mtime cache).
     pub hashed: u32,
+    /// What a sync would not act on, and why, as in `FileSyncResult.failed`: files here that
+    /// cannot be stat-ed or read, directories that cannot be read, and ignore files that
+    /// cannot be used (`IO_ERROR`), each left alone both ways with all under it.
+    pub failed: Vec<FileFailure>,
+}
+
+/// A path a file sync does not act on, and why.
+#[napi(object)]
+pub struct FileFailure {
+    pub file_path: String,
+    pub code: String,
+    pub error: String,
 }
 
 impl From<files::sync::Delta> for FileDelta {
@@ -369,6 +381,18 @@ impl From<files::sync::Delta> for FileDelta {
             conflicts: d.paths(Class::Conflict),
             kept_local: d.paths(Class::KeepLocal),
             hashed: u32::try_from(d.hashed).unwrap_or(u32::MAX),
+            failed: d
+                .unreadable
+                .into_iter()
+                .map(|(path, why)| {
+                    let e = crate::error::Error::Io(why);
+                    FileFailure {
+                        file_path: path.as_str().to_string(),
+                        code: e.code(),
+                        error: e.to_string(),
+                    }
+                })
+                .collect(),
         }
     }
 }
