@@ -5,10 +5,10 @@
 //! and the scan and [`super::unsynced`] leave everything under it alone.
 //!
 //! Broken is an ignore file that is there (a symlink to one counts, as for the walker) but
-//! cannot be read (no permission, an I/O error, not a regular file, a symlink to nothing), one
-//! larger than [`MAX_IGNORE_FILE`], one that is not UTF-8 (git matches its bytes; the glob
-//! library cannot, and a pattern dropped could have matched a UTF-8 name), and one with a
-//! line that is not a valid glob (git reads some of these, such as `a{b`, as literal
+//! cannot be read (no permission, an I/O error, not a regular file, a symlink to nothing),
+//! one larger than [`MAX_IGNORE_FILE`], one that is not UTF-8 (git matches its bytes; the
+//! glob library cannot, and a pattern dropped could have matched a UTF-8 name), and one
+//! with a line that is not a valid glob (git reads some of these, such as `a{b`, as literal
 //! names, others as matching nothing: which one the user meant cannot be known).
 
 use std::{collections::HashMap, io::Read, path::Path};
@@ -94,12 +94,6 @@ impl Ignores {
         } else {
             custom.is_ignore()
         })
-    }
-
-    /// Whether the rules of the directory `dir` (below the root, `/`-separated) can all be
-    /// known: `Err` with the first ignore file of it that cannot be used.
-    pub fn check(&mut self, dir: &str) -> Result<(), Broken> {
-        self.level(dir).map(|_| ())
     }
 
     /// Every ignore file asked about so far that cannot be used.
