@@ -204,3 +204,34 @@ fn rules(dir: &Path, name: &str) -> Result<Option<Gitignore>, String> {
     }
     b.build().map(Some).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Read as the walker read it: a byte order mark and CRLF line ends are no part of a
+    /// pattern, a comment and a blank line are none, and `.obotoignore` overrides
+    /// `.gitignore`.
+    #[test]
+    fn reads_as_the_walker_did() {
+        let dir = std::env::temp_dir().join(format!("oboto-ignores-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join(".gitignore"),
+            "\u{feff}.env\r\n# a comment\r\n\r\nbuild/\r\n*.md\r\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join(".obotoignore"), "!keep.md\n").unwrap();
+        let mut ig = Ignores::new(&dir);
+        let mut ignored =
+            |parent: &[&str], name: &str, is_dir: bool| ig.ignored(parent, name, is_dir).unwrap();
+        assert!(ignored(&[], ".env", false));
+        assert!(ignored(&["a"], "build", true));
+        assert!(!ignored(&[], "build", false), "a directory pattern");
+        assert!(ignored(&[], "notes.md", false));
+        assert!(!ignored(&[], "keep.md", false));
+        assert!(!ignored(&[], "# a comment", false));
+        assert!(ig.broken().is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
