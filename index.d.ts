@@ -291,10 +291,10 @@ export interface FileSyncResult {
    */
   keptLocal: string[]
   /**
-   * Includes files here that could not be stat-ed or read, directories that could not be
-   * read, and ignore files that could not be used (`IO_ERROR`): left alone both ways, with
-   * everything under them (for an ignore file, under its directory). `computeDelta` lists
-   * the same in its `failed`.
+   * Includes files here that could not be stat-ed or read, and directories that could not
+   * be read (`IO_ERROR`): left alone both ways, with everything under them.
+   * And cloud files whose object does not match their row (`CONTENT_MISMATCH`): nothing is
+   * written, and the same row is not downloaded again, in any run, until it changes.
    */
   failed: { filePath: string; code: string; error: string }[]
   inSync: number
@@ -367,6 +367,7 @@ export declare class FileSync {
   /**
    * Downloads the cloud file to `localDir/relPath` through a temporary file, verified
    * against the recorded checksum and size: `{ filePath, storagePath, size, checksum, version }`.
+   * An object that does not match them rejects with `CONTENT_MISMATCH`; nothing is written.
    */
   downloadFile(wsId: string, localDir: string, relPath: string): Promise<TransferredFile>
   /**
@@ -376,16 +377,16 @@ export declare class FileSync {
   deleteFile(wsId: string, relPath: string): Promise<DeletedFile>
   /**
    * What a sync of `localDir` would do: `{ toUpload, toDownload, synced, toDeleteLocal,
-   * toDeleteRemote, conflicts, keptLocal }` (paths), `hashed` (files whose contents were
-   * read), and `failed`: the paths it would leave alone, and why (as `syncFiles` reports
-   * them).
+   * toDeleteRemote, conflicts, keptLocal }` (paths), and `hashed` (files whose contents
+   * were read).
    */
   computeDelta(wsId: string, localDir: string): Promise<FileDelta>
   /**
    * Two-way sync of `localDir` (default: the working directory) with the workspace
    * (default: the linked one), four transfers at a time. A conflict keeps both copies
    * (`name (cloud conflict).ext`, `cloud:sync:conflict`). Per-file failures are listed in
-   * `failed`; the next run retries them.
+   * `failed`; the next run retries them, but for downloads refused because the object does
+   * not match its row (`CONTENT_MISMATCH`), which wait until that row changes.
    */
   syncFiles(wsId?: string | null, localDir?: string | null): Promise<FileSyncResult>
 }
@@ -605,19 +606,6 @@ export interface FileDelta {
   keptLocal: Array<string>
   /** Files whose contents the scan read (the rest came from the size + mtime cache). */
   hashed: number
-  /**
-   * What a sync would not act on, and why, as in `FileSyncResult.failed`: files here that
-   * cannot be stat-ed or read, directories that cannot be read, and ignore files that
-   * cannot be used (`IO_ERROR`), each left alone both ways with all under it.
-   */
-  failed: Array<FileFailure>
-}
-
-/** A path a file sync does not act on, and why. */
-export interface FileFailure {
-  filePath: string
-  code: string
-  error: string
 }
 
 export interface LinkedWorkspace {

@@ -80,6 +80,17 @@ pub enum Error {
         status: u16,
         target: String,
     },
+    /// A downloaded object whose bytes are not those its row describes (size or SHA-256):
+    /// nothing was written. Only another version of the row is worth another download, so a
+    /// sync remembers the row it refused (see `files::manifest::Refused`).
+    #[error("The cloud copy of {path} (version {version}) does not match its record ({what}); it was not written, and a sync downloads it again only once the file changes in the cloud")]
+    ContentMismatch {
+        path: String,
+        version: i64,
+        checksum: Option<String>,
+        /// `size` or `checksum`.
+        what: String,
+    },
     /// A response body grew beyond the configured limit; reading stopped there.
     #[error("Oboto Cloud sent more than {limit} bytes from {url}; the response was not read")]
     ResponseTooLarge {
@@ -162,6 +173,7 @@ impl Error {
             Error::TooManyRows { .. } => "TOO_MANY_ROWS".into(),
             Error::ResponseTooLarge { .. } => "RESPONSE_TOO_LARGE".into(),
             Error::RedirectRefused { .. } => "REDIRECT_REFUSED".into(),
+            Error::ContentMismatch { .. } => "CONTENT_MISMATCH".into(),
         }
     }
 

@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::{
     delta::{classify, Class, Remote, Side},
     lock,
-    manifest::{Hashed, Manifest, Synced},
+    manifest::{Hashed, Manifest, Refused, Synced},
     metadata::{self, FileRow, RowState},
     paths::{self, RelPath},
     scan::{self, LocalFile},
@@ -130,6 +130,11 @@ async fn delta(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path) -> Result<Delta> {
             }
         }
     }
+    // A refused download stays refused only while its row is the one refused.
+    manifest.refused.retain(|p, r| {
+        let row = RelPath::parse(p).ok().and_then(|p| remote.get(&p));
+        row.is_some_and(|row| r.is_of(row.version, row.checksum.as_deref()))
+    });
     let mut known: BTreeSet<RelPath> = remote.keys().cloned().collect();
     known.extend(manifest.files.keys().filter_map(|k| RelPath::parse(k).ok()));
     let cache = std::mem::take(&mut manifest.hashes);
@@ -335,7 +340,8 @@ struct Report {
     failed: Vec<Value>,
     in_sync: usize,
     /// A transfer failed (unlike a file that cannot be read or a case clash, which only a
-    /// change here can fix): a run again may get it through.
+    /// change here can fix, or a refused download, which only a change in the cloud can): a
+    /// run again may get it through.
     transfers_failed: bool,
 }
 
@@ -406,7 +412,18 @@ async fn run(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path, _held: lock::DirLock) -> Resu
                 "code": "CASE_CONFLICT",
                 "error": case_message(e.path.as_str(), other),
             })),
-            _ => runnable.push(e),
+            // Its object did not match this very row: left alone until the row changes.
+            _ => match tally.manifest.refused.get(e.path.as_str()) {
+                Some(r) if writes_local => {
+                    let why = r.error(e.path.as_str());
+                    tally.report.failed.push(json!({
+                        "filePath": e.path.as_str(),
+                        "code": why.code(),
+                        "error": why.to_string(),
+                    }))
+                }
+                _ => runnable.push(e),
+            },
         }
     }
     // A queue refilled as transfers finish (not `buffer_unordered` over a closure, whose
@@ -497,6 +514,7 @@ impl Tally<'_> {
                     }
                 }
                 for (path, synced, hash) in states {
+                    m.refused.remove(path.as_str());
                     m.files.insert(path.as_str().to_string(), synced);
                     if let Some(h) = hash {
                         m.hashes.insert(path.as_str().to_string(), h);
@@ -510,12 +528,20 @@ impl Tally<'_> {
                 }
                 m.files.remove(path.as_str());
                 m.hashes.remove(path.as_str());
+                m.refused.remove(path.as_str());
             }
             Ok(Outcome::Skipped) => r.skipped.push(p),
             Ok(Outcome::Kept) => r.kept_local.push(p),
             // Only `apply` makes these, and the run loop takes them.
             Ok(Outcome::Sent(_)) => {}
-            Err(e) => self.transfer_failed(&p, &e),
+            // Not a failed transfer: another run would fetch the same bytes and refuse them.
+            Err(e) => match Refused::of(&e) {
+                Some((path, refused)) => {
+                    m.refused.insert(path.to_string(), refused);
+                    self.failed(&p, &e);
+                }
+                None => self.transfer_failed(&p, &e),
+            },
         }
     }
 

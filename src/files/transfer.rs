@@ -293,7 +293,15 @@ pub async fn download(
     let tmp_path = tmp.0.clone().unwrap_or_default();
     let total = u64::try_from(row.file_size).unwrap_or(0);
     let path = object_path(ws, rel);
-    let got = transfer::download(
+    let mismatch = |what: &str| Error::ContentMismatch {
+        path: rel.as_str().to_string(),
+        version: row.version,
+        checksum: row.checksum.clone(),
+        what: what.to_string(),
+    };
+    // Reading stops at the row's size (by `Content-Length`, or as the bytes arrive): an
+    // object larger than its row costs no more than the row says.
+    let got = match transfer::download(
         ctx.client,
         &path,
         &tmp_path,
@@ -301,15 +309,14 @@ pub async fn download(
         durable,
         progress(&ctx.events, dest.as_str(), total),
     )
-    .await?;
-    let mismatch = |what: &str| {
-        Error::unexpected_reply(
-            &path,
-            format!(
-                "the {what} of {} does not match its metadata; not written",
-                rel.as_str()
-            ),
-        )
+    .await
+    {
+        Err(Error::ResponseTooLarge { status, limit, .. })
+            if limit == total && (200..300).contains(&status) =>
+        {
+            return Err(mismatch("size"))
+        }
+        got => got?,
     };
     if got.size != total {
         return Err(mismatch("size"));

@@ -94,6 +94,7 @@ impl FileSync {
 
     /// Downloads the cloud file to `localDir/relPath` through a temporary file, verified
     /// against the recorded checksum and size: `{ filePath, storagePath, size, checksum, version }`.
+    /// An object that does not match them rejects with `CONTENT_MISMATCH`; nothing is written.
     #[napi(ts_args_type = "wsId: string, localDir: string, relPath: string")]
     pub fn download_file<'e>(
         &self,
@@ -157,7 +158,8 @@ impl FileSync {
     /// Two-way sync of `localDir` (default: the working directory) with the workspace
     /// (default: the linked one), four transfers at a time. A conflict keeps both copies
     /// (`name (cloud conflict).ext`, `cloud:sync:conflict`). Per-file failures are listed in
-    /// `failed`; the next run retries them.
+    /// `failed`; the next run retries them, but for downloads refused because the object does
+    /// not match its row (`CONTENT_MISMATCH`), which wait until that row changes.
     #[napi(
         ts_args_type = "wsId?: string | null, localDir?: string | null",
         ts_return_type = "Promise<FileSyncResult>"

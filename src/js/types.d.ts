@@ -295,6 +295,8 @@ export interface FileSyncResult {
    * read, and ignore files that could not be used (`IO_ERROR`): left alone both ways, with
    * everything under them (for an ignore file, under its directory). `computeDelta` lists
    * the same in its `failed`.
+   * And cloud files whose object does not match their row (`CONTENT_MISMATCH`): nothing is
+   * written, and the same row is not downloaded again, in any run, until it changes.
    */
   failed: { filePath: string; code: string; error: string }[]
   inSync: number
