@@ -5,10 +5,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, request } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileSuite, put } from './helpers/files.mjs';
-import { workdir } from './helpers/sync.mjs';
+import { loggedIn, workdir } from './helpers/sync.mjs';
 
 const suite = fileSuite();
 const { user, newWorkspace } = suite;
@@ -152,4 +153,62 @@ test("the engine's cycle does not fail for a refused download, so its backoff do
   assert.equal(readFileSync(join(dir, 'ok.txt'), 'utf8'), 'fine');
   assert.equal(cs.getStatus().syncEngineStatus.consecutiveFailures, 0);
   await cs.destroy();
+});
+
+/** A stand-in in front of the cloud whose object at `objectPath` never ends (chunked, no
+ *  `Content-Length`); everything else goes through. `stats`: bytes it wrote for that object,
+ *  and how often it was asked for. */
+async function endlessObject(objectPath) {
+  const upstream = new URL(suite.cloud.url);
+  const stats = { written: 0, requests: 0 };
+  const server = createServer((req, res) => {
+    if (req.method === 'GET' && req.url.split('?')[0] === objectPath) {
+      stats.requests++;
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      const chunk = Buffer.alloc(64 * 1024, 7);
+      const pump = () => {
+        while (!res.destroyed && res.write(chunk)) {
+          stats.written += chunk.length;
+          if (stats.written > 1024 ** 3) return res.destroy();
+        }
+        if (!res.destroyed) res.once('drain', pump);
+      };
+      return pump();
+    }
+    const out = request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
+      res.writeHead(up.statusCode, up.headers);
+      up.pipe(res);
+    });
+    out.on('error', () => res.destroy());
+    req.pipe(out);
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const close = () => {
+    server.closeAllConnections();
+    return new Promise((r) => server.close(r));
+  };
+  return { url: `http://127.0.0.1:${server.address().port}`, stats, close };
+}
+
+test('an object larger than its row is read no further than the row says, and refused as the others', async () => {
+  const ws = await newWorkspace();
+  const { cs } = await user();
+  const src = workdir();
+  put(src, 'endless.bin', 'sixteen bytes!!!');
+  await cs.fileSync.syncFiles(ws, src);
+  const front = await endlessObject(`/storage/v1/object/workspace-files/${ws}/endless.bin`);
+  try {
+    const { cs: via } = await loggedIn(suite.cloud, 'alice', { baseUrl: front.url, syncDebounceMs: 0, syncInterval: 3_600_000 });
+    suite.track(via);
+    const dir = workdir();
+    assertRefused(await via.fileSync.syncFiles(ws, dir), ['endless.bin']);
+    // The socket buffers some megabytes beyond what was read, no more.
+    assert.ok(front.stats.written < 32 * 1024 * 1024, `the server wrote ${front.stats.written} bytes`);
+    assertRefused(await via.fileSync.syncFiles(ws, dir), ['endless.bin']);
+    assert.equal(front.stats.requests, 1, 'not asked for again');
+    assert.equal(existsSync(join(dir, 'endless.bin')), false);
+  } finally {
+    await front.close();
+  }
 });
