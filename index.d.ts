@@ -291,8 +291,10 @@ export interface FileSyncResult {
    */
   keptLocal: string[]
   /**
-   * Includes files here that could not be stat-ed or read, and directories that could not
-   * be read (`IO_ERROR`): left alone both ways, with everything under them.
+   * Includes files here that could not be stat-ed or read, directories that could not be
+   * read, and ignore files that could not be used (`IO_ERROR`): left alone both ways, with
+   * everything under them (for an ignore file, under its directory). `computeDelta` lists
+   * the same in its `failed`.
    * And cloud files whose object does not match their row (`CONTENT_MISMATCH`): nothing is
    * written, and the same row is not downloaded again, in any run, until it changes.
    */
@@ -377,8 +379,9 @@ export declare class FileSync {
   deleteFile(wsId: string, relPath: string): Promise<DeletedFile>
   /**
    * What a sync of `localDir` would do: `{ toUpload, toDownload, synced, toDeleteLocal,
-   * toDeleteRemote, conflicts, keptLocal }` (paths), and `hashed` (files whose contents
-   * were read).
+   * toDeleteRemote, conflicts, keptLocal }` (paths), `hashed` (files whose contents were
+   * read), and `failed`: the paths it would leave alone, and why (as `syncFiles` reports
+   * them).
    */
   computeDelta(wsId: string, localDir: string): Promise<FileDelta>
   /**
@@ -606,6 +609,21 @@ export interface FileDelta {
   keptLocal: Array<string>
   /** Files whose contents the scan read (the rest came from the size + mtime cache). */
   hashed: number
+  /**
+   * What a sync would not act on, and why, as in `FileSyncResult.failed`: files here that
+   * cannot be stat-ed or read, directories that cannot be read, and ignore files that
+   * cannot be used (`IO_ERROR`), each left alone both ways with all under it; and cloud
+   * files whose object did not match this very row (`CONTENT_MISMATCH`), not in
+   * `toDownload` or `conflicts` until the row changes.
+   */
+  failed: Array<FileFailure>
+}
+
+/** A path a file sync does not act on, and why. */
+export interface FileFailure {
+  filePath: string
+  code: string
+  error: string
 }
 
 export interface LinkedWorkspace {

@@ -93,6 +93,11 @@ test('a download that does not match its row is refused once, and tried again on
   assert.deepEqual(await objectGets(ws), {});
   for (const p of BAD) assert.equal(existsSync(join(dir, p)), false, `${p} is not written`);
 
+  // `computeDelta` says the same: not to download, but failed, and why.
+  const delta = await fresh.fileSync.computeDelta(ws, dir);
+  assert.deepEqual([delta.toDownload, delta.conflicts], [[], []]);
+  assertRefused({ ...delta, uploaded: [], deletedLocal: [], deletedRemote: [] });
+
   // `downloadFile` refuses it with the same code.
   await assert.rejects(cs.fileSync.downloadFile(ws, workdir(), 'same-size.txt'), { code: 'CONTENT_MISMATCH' });
 
@@ -124,6 +129,9 @@ test('a file created here where the cloud object does not match its row is neith
   // The user creates one of the paths here: both sides are new, and the cloud copy cannot be
   // read, so nothing is decided for them.
   put(dir, 'longer.txt', 'mine');
+  const delta = await cs.fileSync.computeDelta(ws, dir);
+  assert.equal(delta.conflicts.includes('longer.txt'), false, 'no conflict announced');
+  assertRefused({ ...delta, conflicts: [], uploaded: [], deletedLocal: [], deletedRemote: [] });
   await suite.cloud.resetStats();
   const res = await cs.fileSync.syncFiles(ws, dir);
   assertRefused(res);

@@ -59,14 +59,33 @@ pub struct Delta {
 }
 
 impl Delta {
-    /// The paths of one class, in scan order.
+    /// The paths of one class, in scan order, but those held back by [`Delta::refusal`].
     pub fn paths(&self, c: Class) -> Vec<String> {
         self.entries
             .iter()
-            .filter(|e| e.class == c)
+            .filter(|e| e.class == c && self.refusal(e).is_none())
             .map(|e| e.path.as_str().to_string())
             .collect()
     }
+
+    /// Why `e` is not acted on although its class would write here: its object did not
+    /// match this very row, and only a change in the cloud can fix that.
+    pub fn refusal(&self, e: &Entry) -> Option<Error> {
+        refusal(&self.manifest, e)
+    }
+
+    /// Every refused entry, as [`Delta::refusal`] says.
+    pub fn refusals(&self) -> impl Iterator<Item = (&RelPath, Error)> {
+        self.entries
+            .iter()
+            .filter_map(|e| Some((&e.path, self.refusal(e)?)))
+    }
+}
+
+fn refusal(manifest: &Manifest, e: &Entry) -> Option<Error> {
+    let writes_local = matches!(e.class, Class::Download | Class::Conflict);
+    let refused = manifest.refused.get(e.path.as_str())?;
+    writes_local.then(|| refused.error(e.path.as_str()))
 }
 
 fn check_dir(dir: &Path) -> Result<()> {
@@ -412,17 +431,15 @@ async fn run(ctx: &Ctx<'_>, ws: &Uuid, dir: &Path, _held: lock::DirLock) -> Resu
                 "code": "CASE_CONFLICT",
                 "error": case_message(e.path.as_str(), other),
             })),
-            // Its object did not match this very row: left alone until the row changes.
-            _ => match tally.manifest.refused.get(e.path.as_str()) {
-                Some(r) if writes_local => {
-                    let why = r.error(e.path.as_str());
-                    tally.report.failed.push(json!({
-                        "filePath": e.path.as_str(),
-                        "code": why.code(),
-                        "error": why.to_string(),
-                    }))
-                }
-                _ => runnable.push(e),
+            // Reported without a warning: it was logged when refused, and stays until the
+            // row changes.
+            _ => match refusal(&tally.manifest, e) {
+                Some(why) => tally.report.failed.push(json!({
+                    "filePath": e.path.as_str(),
+                    "code": why.code(),
+                    "error": why.to_string(),
+                })),
+                None => runnable.push(e),
             },
         }
     }

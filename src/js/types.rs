@@ -357,7 +357,9 @@ pub struct FileDelta {
     pub hashed: u32,
     /// What a sync would not act on, and why, as in `FileSyncResult.failed`: files here that
     /// cannot be stat-ed or read, directories that cannot be read, and ignore files that
-    /// cannot be used (`IO_ERROR`), each left alone both ways with all under it.
+    /// cannot be used (`IO_ERROR`), each left alone both ways with all under it; and cloud
+    /// files whose object did not match this very row (`CONTENT_MISMATCH`), not in
+    /// `toDownload` or `conflicts` until the row changes.
     pub failed: Vec<FileFailure>,
 }
 
@@ -383,14 +385,13 @@ impl From<files::sync::Delta> for FileDelta {
             hashed: u32::try_from(d.hashed).unwrap_or(u32::MAX),
             failed: d
                 .unreadable
-                .into_iter()
-                .map(|(path, why)| {
-                    let e = crate::error::Error::Io(why);
-                    FileFailure {
-                        file_path: path.as_str().to_string(),
-                        code: e.code(),
-                        error: e.to_string(),
-                    }
+                .iter()
+                .map(|(path, why)| (path, crate::error::Error::Io(why.clone())))
+                .chain(d.refusals())
+                .map(|(path, e)| FileFailure {
+                    file_path: path.as_str().to_string(),
+                    code: e.code(),
+                    error: e.to_string(),
                 })
                 .collect(),
         }
