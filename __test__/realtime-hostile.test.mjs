@@ -31,6 +31,20 @@ async function hostileServer(target) {
   const server = createServer((req, res) => {
     // The first page of a conversation list (later pages go on from an id).
     if (req.method === 'GET' && req.url.startsWith('/rest/v1/conversations?') && !req.url.includes('id=gt.')) state.lists++;
+    if (req.method === 'GET' && req.url.startsWith('/rest/v1/messages?')) {
+      // Reads by id (`id=…`), and catch-ups (`conversation_id=…`): how many, how many at once.
+      const q = new URL(req.url, 'http://x').searchParams;
+      const kind = q.has('id') ? state.byId : state.pulls;
+      kind.count++;
+      kind.now++;
+      kind.max = Math.max(kind.max, kind.now);
+      if (q.has('id')) kind.ids.push(...(q.get('id').match(/[0-9a-f-]{36}/g) ?? []));
+      res.on('close', () => kind.now--);
+      if (q.has('id') && state.holdReads) return state.held.push(() => pass(req, res));
+    }
+    pass(req, res);
+  });
+  const pass = (req, res) => {
     const out = request(
       { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
       (up) => {
@@ -40,9 +54,10 @@ async function hostileServer(target) {
     );
     out.on('error', () => res.destroy());
     req.pipe(out);
-  });
+  };
   const wss = new WebSocketServer({ noServer: true, maxPayload: 64 << 20 });
-  const state = { lists: 0, closes: [], sockets: 0, socket: null, join: null, frames: [], joinWaiters: [] };
+  const reads = () => ({ count: 0, now: 0, max: 0, ids: [] });
+  const state = { lists: 0, byId: reads(), pulls: reads(), holdReads: false, held: [], joins: 0, closes: [], sockets: 0, socket: null, join: null, frames: [], joinWaiters: [] };
   server.on('upgrade', (req, sock, head) => {
     if (!req.url.startsWith('/realtime/v1/websocket')) return sock.destroy();
     wss.handleUpgrade(req, sock, head, (ws) => {
@@ -59,6 +74,7 @@ async function hostileServer(target) {
         if (f.event === 'heartbeat') reply({ status: 'ok', response: {} });
         else if (f.event === 'phx_leave') reply({ status: 'ok', response: {} });
         else if (f.event === 'phx_join') {
+          state.joins++;
           const changes = f.payload.config.postgres_changes.map((c, i) => ({ ...c, id: 1000 + i }));
           state.join = { ref: f.ref, changes };
           reply({ status: 'ok', response: { postgres_changes: changes } });
@@ -74,6 +90,11 @@ async function hostileServer(target) {
     state,
     /** Resolves at the next join. */
     joined: () => new Promise((r) => state.joinWaiters.push(r)),
+    /** Answers the reads by id held so far, and those to come. */
+    release: () => {
+      state.holdReads = false;
+      for (const go of state.held.splice(0)) go();
+    },
     send: (data) => new Promise((resolve, reject) => state.socket.send(data, (e) => (e ? reject(e) : resolve()))),
     close: async () => {
       for (const c of wss.clients) c.terminate();
@@ -262,4 +283,65 @@ test('a flood of conversation changes the client cannot place costs a list a sec
   assert.ok(made <= Math.floor(elapsed / 1000) + 1, `${made} lists in ${elapsed} ms`);
   assert.equal(hostile.state.sockets, 1);
   assert.ok(!c.lines.some((l) => l.event === 'cloud:conversation:deleted'), 'nothing is deleted');
+});
+
+/** The changes of a message INSERT sent without its row (Realtime's `Error 413`). */
+const tooLarge = (join, row) =>
+  change(join, 'messages', {
+    type: 'INSERT',
+    record: { id: row.id, conversation_id: row.conversation_id, created_at: row.created_at },
+    errors: ['Error 413: Payload Too Large'],
+  });
+
+test('a flood of messages sent without their rows costs a bounded number of reads, each row once', async (t) => {
+  const hostile = await hostileServer(cloud.url);
+  t.after(() => hostile.close());
+  const firstJoin = hostile.joined();
+  const c = spawnClient({ url: hostile.url, anonKey: cloud.anonKey }, 'alice', WS);
+  t.after(() => c.kill('SIGKILL'));
+  const join = await firstJoin;
+  await c.until((l) => l.event === 'cloud:realtime:connected', 20_000, 0, 'cloud:realtime:connected');
+
+  // Three real rows, written by bob; their changes come without them, among a flood of
+  // changes of rows that do not exist. Reads by id are held until the flood is sent, so
+  // every read the flood could start is under way at once.
+  const real = [1, 2, 3].map((i) => messageRow({ content: `real ${i}` }));
+  await cloud.serviceRest('messages', { method: 'POST', body: real });
+  hostile.state.holdReads = true;
+  const from = c.lines.length;
+  const FLOOD = 2000;
+  const frames = [];
+  for (let i = 0; i < FLOOD; i++) frames.push(tooLarge(join, messageRow({ content: undefined })));
+  // One at the start (read at once), one in the middle (waits), one at the end (beyond
+  // what may wait: caught up instead), each sent twice; the first also whole, live.
+  frames.splice(0, 0, tooLarge(join, real[0]), tooLarge(join, real[0]));
+  frames.splice(FLOOD / 2, 0, tooLarge(join, real[1]), tooLarge(join, real[1]));
+  frames.push(tooLarge(join, real[2]), tooLarge(join, real[2]));
+  frames.push(change(join, 'messages', { type: 'INSERT', record: real[0] }));
+  for (const f of frames) await hostile.send(f);
+  // Every frame read: a broadcast after them arrives after they were handled.
+  await hostile.send(broadcast('flood-sent', {}));
+  await c.until((l) => l.event === 'cloud:broadcast:flood-sent', 20_000, from, 'cloud:broadcast:flood-sent');
+  const heldAtOnce = hostile.state.byId.max;
+  hostile.release();
+
+  for (const r of real) {
+    await c.until((l) => l.event === 'cloud:message:received' && l.payload.id === r.id, 20_000, from, `message ${r.content}`);
+  }
+  // A status round trip: whatever the handling of those reads delivered is printed by now.
+  await c.ask('status', 'status');
+  const received = c.lines.slice(from).filter((l) => l.event === 'cloud:message:received').map((l) => l.payload.id);
+  for (const r of real) assert.equal(received.filter((id) => id === r.id).length, 1, `${r.content} once`);
+  assert.equal(received.length, real.length, 'no row that does not exist');
+
+  const { byId, pulls } = hostile.state;
+  t.diagnostic(`${byId.count} reads by id (${byId.ids.length} ids, ${heldAtOnce} held at once), ${pulls.count} catch-up pages (${pulls.max} at once) for ${frames.length} changes`);
+  assert.ok(heldAtOnce <= 2, `${heldAtOnce} reads by id under way at once`);
+  assert.ok(byId.max <= 2, `${byId.max} reads by id at once`);
+  // Merged: every id asked for at most once, in reads of up to 50.
+  assert.equal(new Set(byId.ids).size, byId.ids.length, 'no id read twice');
+  assert.ok(byId.count <= Math.ceil(byId.ids.length / 50) + 2, `${byId.count} reads for ${byId.ids.length} ids`);
+  // The queue is bounded: the rest of the flood is caught up, not read by id.
+  assert.ok(byId.ids.length <= 500 + 2, `${byId.ids.length} ids read by id`);
+  assert.equal(hostile.state.sockets, 1);
 });

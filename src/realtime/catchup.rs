@@ -206,7 +206,7 @@ async fn past_oversized(
             return Err(Error::unexpected_reply(&path, "a key out of keyset order"));
         }
     }
-    match message(client, &key.1).await {
+    match by_ids(client, &[key.1]).await {
         Ok(rows) => {
             // Only the row asked for: a server that ignored the filter sends others.
             match rows.into_iter().find(|r| row_id(r) == Some(key.1)) {
@@ -240,21 +240,55 @@ fn keyset(row: &Value) -> Option<(String, Uuid)> {
     Some((t.to_string(), id))
 }
 
-/// The message row `id`, as a list: empty when it is gone or not readable.
-pub async fn message(client: &Client, id: &Uuid) -> Result<Vec<Value>> {
-    let id = format!("eq.{id}");
-    let path = query::build("/rest/v1/messages", &[("id", &id), ("select", "*")]);
-    let body = client
-        .send(&Request::new(Method::GET, path.clone()))
-        .await?
-        .body;
-    match body {
-        Value::Array(rows) => Ok(rows),
-        _ => Err(Error::unexpected_reply(
-            &path,
-            "expected an array of messages",
-        )),
+/// What a read by id got: the rows (a server may send others than those asked for), the
+/// ids too large to read even alone, and the ids whose read failed, with why.
+pub struct ById {
+    pub rows: Vec<Value>,
+    pub too_large: Vec<Uuid>,
+    pub failed: Option<(Vec<Uuid>, Error)>,
+}
+
+/// The message rows `ids`, in one read, or in halves when the reply would be too large (the
+/// rows were too large for the socket: some may be large for one reply too). A row gone or
+/// not readable is simply not among the rows.
+pub async fn messages_by_id(client: &Client, ids: &[Uuid]) -> ById {
+    let mut out = ById {
+        rows: Vec::new(),
+        too_large: Vec::new(),
+        failed: None,
+    };
+    let mut todo: Vec<&[Uuid]> = vec![ids];
+    while let Some(part) = todo.pop() {
+        if part.is_empty() {
+            continue;
+        }
+        match by_ids(client, part).await {
+            Ok(rows) => out.rows.extend(rows),
+            Err(Error::ResponseTooLarge { .. }) if part.len() > 1 => {
+                let (a, b) = part.split_at(part.len() / 2);
+                todo.push(b);
+                todo.push(a);
+            }
+            // A catch-up could not read it either: it is passed over.
+            Err(Error::ResponseTooLarge { .. }) => out.too_large.extend_from_slice(part),
+            Err(e) => {
+                // The server is failing: the rest are not tried, they are caught up.
+                let mut rest = part.to_vec();
+                for p in todo.drain(..) {
+                    rest.extend_from_slice(p);
+                }
+                out.failed = Some((rest, e));
+            }
+        }
     }
+    out
+}
+
+async fn by_ids(client: &Client, ids: &[Uuid]) -> Result<Vec<Value>> {
+    let list: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    let filter = format!("in.({})", list.join(","));
+    let path = query::build("/rest/v1/messages", &[("id", &filter), ("select", "*")]);
+    rows_of(client, &path, "messages").await
 }
 
 /// The workspace's conversations as the session sees them, and whether it still sees the

@@ -672,6 +672,9 @@ mod tests {
         Socket { n: u8, twice: bool },
         /// The next change comes without its row: it is read by id.
         TooLarge,
+        /// The next change comes without its row when too many wait to be read by id: its
+        /// conversation is caught up instead (see `reads`).
+        Overflow,
         /// A read by id ends.
         ReadEnds { which: u8, ok: bool },
         /// Rows of another conversation, enough to push ids of `C` out of [`Seen`].
@@ -692,6 +695,7 @@ mod tests {
             3 => (1u16..3000).prop_map(|ms| Act::Tick { ms }),
             4 => (1u8..6, any::<bool>()).prop_map(|(n, twice)| Act::Socket { n, twice }),
             1 => Just(Act::TooLarge),
+            1 => Just(Act::Overflow),
             1 => (any::<u8>(), any::<bool>()).prop_map(|(which, ok)| Act::ReadEnds { which, ok }),
             1 => (1u16..2500).prop_map(|n| Act::Noise { n }),
             1 => Just(Act::Gap),
@@ -699,6 +703,14 @@ mod tests {
             2 => (any::<u8>(), prop::option::of(0u8..4)).prop_map(|(which, fail_at)| Act::ReadRound { which, fail_at }),
             2 => any::<u8>().prop_map(|which| Act::EndRound { which }),
         ]
+    }
+
+    /// How a change came on the socket.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Came {
+        Whole,
+        Short,
+        Overflow,
     }
 
     /// Rows a page holds, and pages a round reads, in the model.
@@ -722,8 +734,8 @@ mod tests {
         pending: Vec<Row>,
         db: Vec<Row>,
         joined: bool,
-        /// Changes sent on the socket, not yet read: the row, and whether it came whole.
-        socket: VecDeque<(Row, bool)>,
+        /// Changes sent on the socket, not yet read: the row, and how it came.
+        socket: VecDeque<(Row, Came)>,
         /// Reads by id under way: the row and the cursor when its change came.
         reads: Vec<(Row, String)>,
         rounds: Vec<Round>,
@@ -772,7 +784,7 @@ mod tests {
             due.sort_by_key(|r| (r.commit, r.id));
             for r in due {
                 if self.joined {
-                    self.socket.push_back((r.clone(), true));
+                    self.socket.push_back((r.clone(), Came::Whole));
                 }
                 self.db.push(r);
             }
@@ -877,10 +889,19 @@ mod tests {
                 Act::Tick { ms } => self.tick(ms),
                 Act::Socket { n, twice } => {
                     for _ in 0..n {
-                        let Some((row, whole)) = self.socket.pop_front() else {
+                        let Some((row, came)) = self.socket.pop_front() else {
                             break;
                         };
-                        if !whole {
+                        if came == Came::Overflow {
+                            // Too many wait to be read by id: a catch-up from the cursor.
+                            if !self.ledger.seen(&row.id) {
+                                let from = self.ledger.cursor(&C).unwrap();
+                                self.ledger.missed_since(C, from);
+                                if self.joined {
+                                    self.start_due();
+                                }
+                            }
+                        } else if came == Came::Short {
                             if !self.ledger.seen(&row.id) {
                                 let from = self.ledger.cursor(&C).unwrap();
                                 self.ledger.reading(C, &from);
@@ -896,7 +917,12 @@ mod tests {
                 }
                 Act::TooLarge => {
                     if let Some(last) = self.socket.back_mut() {
-                        last.1 = false;
+                        last.1 = Came::Short;
+                    }
+                }
+                Act::Overflow => {
+                    if let Some(last) = self.socket.back_mut() {
+                        last.1 = Came::Overflow;
                     }
                 }
                 Act::ReadEnds { which, ok } => {

@@ -16,6 +16,7 @@ pub mod delivered;
 pub mod frame;
 pub mod lists;
 pub mod presence;
+pub mod reads;
 pub mod row;
 mod shown;
 pub mod socket;

@@ -32,6 +32,7 @@ use super::{
     frame::{self, ChangeData, ChangeType, Incoming, Outgoing, RecordProblem},
     lists::{Listed, Lists, Ticket},
     presence::Member,
+    reads::{Queued, Reads, Wanted},
     row::Row,
     shown::Shown,
     token, Command, Params, Status, MAX_MESSAGE_BYTES,
@@ -58,13 +59,10 @@ enum Internal {
         pulled: catchup::Pulled,
     },
     Polled(Result<Vec<Member>>),
-    /// The message row `id` read by itself, its change having come without it.
+    /// Message rows read by id, their changes having come without them.
     Fetched {
-        conversation: Uuid,
-        id: Uuid,
-        /// The conversation's cursor when the change came, for a catch-up if the read fails.
-        from: String,
-        rows: Result<Vec<Value>>,
+        batch: Vec<Wanted>,
+        read: catchup::ById,
     },
     /// The workspace's conversations, listed after a gap.
     Listed(Ticket, Result<Listed>),
@@ -99,6 +97,7 @@ pub(crate) async fn run(
         pending_heartbeat: None,
         paused_since: None,
         ledger: Ledger::new(SEEN_IDS),
+        reads: Reads::new(),
         catchup_retry: None,
         lists: Lists::new(),
         missed_workspace: false,
@@ -133,6 +132,8 @@ struct Task {
     /// What reached the host, and the catch-ups of what may have been missed: pulled once
     /// joined, and again after a failure, until a round reads to the end.
     ledger: Ledger,
+    /// The reads by id of rows whose changes came without them.
+    reads: Reads,
     /// The earliest retry of a failed catch-up, or start of an owed list.
     catchup_retry: Option<Instant>,
     /// The conversation lists: which runs, which is owed, which answer still applies.
@@ -765,7 +766,8 @@ impl Task {
 
     /// An INSERT the server sent without its row (too large): the row is read over REST
     /// and delivered through `message` like any other, so at most once. If the read fails,
-    /// the conversation is caught up from where it stood when the change came.
+    /// or too many wait to be read (see [`Reads`]), the conversation is caught up from
+    /// where it stood when the change came.
     fn fetch_message(&mut self, record: Option<&Row>) {
         let (id, conversation) = record.map(Row::message_ids).unwrap_or((None, None));
         let Some(conversation) = conversation else {
@@ -788,55 +790,78 @@ impl Task {
         if self.ledger.seen(&id) {
             return;
         }
-        self.ledger.reading(conversation, &from);
-        tracing::debug!(%id, "reading a message too large for the socket");
-        let client = self.p.client.clone();
-        let tx = self.internal_tx.clone();
-        tokio::spawn(async move {
-            let rows = catchup::message(&client, &id).await;
-            let _ = tx.send(Internal::Fetched {
-                conversation,
-                id,
-                from,
-                rows,
-            });
-        });
+        let wanted = Wanted {
+            conversation,
+            id,
+            from: from.clone(),
+        };
+        match self.reads.want(wanted) {
+            Queued::Added => self.ledger.reading(conversation, &from),
+            Queued::Already => {}
+            Queued::Full => {
+                tracing::debug!(%id, "too many messages waiting to be read by id; catching up");
+                self.ledger.missed_since(conversation, from);
+                self.start_catchups();
+                return;
+            }
+        }
+        self.start_reads();
     }
 
-    fn fetched(&mut self, conversation: Uuid, id: Uuid, from: String, rows: Result<Vec<Value>>) {
-        if let Err(e) = &rows {
-            if !matches!(e, Error::ResponseTooLarge { .. }) {
-                // Before the read lets go of what it kept remembered.
-                self.ledger.missed_since(conversation, from.clone());
+    /// Starts the reads by id there is room for.
+    fn start_reads(&mut self) {
+        while let Some(batch) = self.reads.start() {
+            tracing::debug!(
+                rows = batch.len(),
+                "reading messages too large for the socket"
+            );
+            let client = self.p.client.clone();
+            let tx = self.internal_tx.clone();
+            tokio::spawn(async move {
+                let ids: Vec<Uuid> = batch.iter().map(|w| w.id).collect();
+                let read = catchup::messages_by_id(&client, &ids).await;
+                let _ = tx.send(Internal::Fetched { batch, read });
+            });
+        }
+    }
+
+    fn fetched(&mut self, batch: Vec<Wanted>, read: catchup::ById) {
+        let failed: Vec<Uuid> = match &read.failed {
+            Some((ids, e)) => {
+                tracing::warn!(error = %e, rows = ids.len(), "cannot read messages by id; catching up");
+                ids.clone()
+            }
+            None => Vec::new(),
+        };
+        for w in batch.iter().filter(|w| failed.contains(&w.id)) {
+            // Before the read lets go of what it kept remembered.
+            self.ledger.missed_since(w.conversation, w.from.clone());
+        }
+        // Only the rows asked for: a server that ignored the filter sends others.
+        for row in read.rows.iter().filter_map(Row::from_value) {
+            let asked = row
+                .message_ids()
+                .0
+                .is_some_and(|id| batch.iter().any(|w| w.id == id));
+            if asked {
+                self.message(row, Via::Read);
             }
         }
-        match rows {
-            Ok(rows) => {
-                // Only the row asked for: a server that ignored the filter sends others.
-                let row = rows
-                    .iter()
-                    .filter_map(Row::from_value)
-                    .find(|r| r.message_ids().0 == Some(id));
-                match row {
-                    Some(row) => self.message(row, Via::Read),
-                    None => tracing::debug!(%id, "a message read by id is gone"),
-                }
-            }
-            // A catch-up could not read it either.
-            Err(e @ Error::ResponseTooLarge { .. }) => {
-                tracing::warn!(error = %e, %id, "a message too large to read; left out")
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, %id, "cannot read a message by id; catching up");
-                // Not joined: the join starts it.
-                if self.channel.is_joined() {
-                    self.start_catchups();
-                }
-            }
+        // A catch-up could not read them either.
+        for id in &read.too_large {
+            tracing::warn!(%id, "a message too large to read; left out");
         }
-        // Only now: until the row is checked against them, the read keeps remembered the
-        // rows from its start on (a pull may have delivered this one meanwhile).
-        self.ledger.read_done(conversation, &from);
+        // Not joined: the join starts them.
+        if !failed.is_empty() && self.channel.is_joined() {
+            self.start_catchups();
+        }
+        // Only now: until the rows are checked against them, each read keeps remembered the
+        // rows from its start on (a pull may have delivered one meanwhile).
+        for w in &batch {
+            self.ledger.read_done(w.conversation, &w.from);
+        }
+        self.reads.done(&batch);
+        self.start_reads();
     }
 
     /// `set_conversations` for a live change: a list running meanwhile may have been read
@@ -1169,12 +1194,7 @@ impl Task {
                 pulled,
             } => self.caught_up(conversation, pull, pulled),
             Internal::Listed(ticket, listed) => self.listed(ws, ticket, listed).await?,
-            Internal::Fetched {
-                conversation,
-                id,
-                from,
-                rows,
-            } => self.fetched(conversation, id, from, rows),
+            Internal::Fetched { batch, read } => self.fetched(batch, read),
             Internal::Polled(polled) => {
                 if !self.status.borrow().is_live() {
                     // Without the channel and without an answer, nobody is known to be

@@ -1297,13 +1297,8 @@ async fn a_message_too_large_for_the_socket_is_read_over_rest() {
     assert_eq!(m["id"], big["id"]);
     assert_eq!(m["content"], big["content"]);
     let asked = rest.requests("/rest/v1/messages");
-    assert!(
-        asked.contains(&format!(
-            "/rest/v1/messages?id=eq.{}&select=*",
-            big["id"].as_str().unwrap()
-        )),
-        "{asked:?}"
-    );
+    let by_id = format!("id=in.({})&select=*", big["id"].as_str().unwrap());
+    assert!(asked.iter().any(|p| p.contains(&by_id)), "{asked:?}");
 
     // This client's own row, cut short the same way: its record still has the content but
     // not the metadata that says who pushed it. Read whole, it is not delivered.

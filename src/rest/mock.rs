@@ -229,11 +229,21 @@ fn answer(db: &mut Db, target: &str) -> (u16, Value) {
             if !db.cycle.is_empty() {
                 return (200, json!(db.cycle[n % db.cycle.len()]));
             }
-            if let Some(id) = param("id").and_then(|v| v.strip_prefix("eq.")) {
+            if let Some(id) = param("id") {
+                let ids: Vec<Value> = match id.strip_prefix("eq.") {
+                    Some(one) => vec![json!(one)],
+                    None => id
+                        .strip_prefix("in.(")
+                        .and_then(|l| l.strip_suffix(')'))
+                        .unwrap_or_default()
+                        .split(',')
+                        .map(|i| json!(i))
+                        .collect(),
+                };
                 let rows: Vec<Value> = db
                     .messages
                     .iter()
-                    .filter(|r| r["id"] == json!(id))
+                    .filter(|r| ids.contains(&r["id"]))
                     .cloned()
                     .collect();
                 return (200, json!(rows));
