@@ -345,3 +345,43 @@ test('a flood of messages sent without their rows costs a bounded number of read
   assert.ok(byId.ids.length <= 500 + 2, `${byId.ids.length} ids read by id`);
   assert.equal(hostile.state.sockets, 1);
 });
+
+test('a flood of new conversations costs a rejoin a spacing at most', async (t) => {
+  const hostile = await hostileServer(cloud.url);
+  t.after(() => hostile.close());
+  const firstJoin = hostile.joined();
+  const c = spawnClient({ url: hostile.url, anonKey: cloud.anonKey }, 'alice', WS);
+  t.after(() => c.kill('SIGKILL'));
+  let join = await firstJoin;
+  await c.until((l) => l.event === 'cloud:realtime:connected', 20_000, 0, 'cloud:realtime:connected');
+
+  // The server announces one new conversation of the workspace after another.
+  const joins = hostile.state.joins;
+  const start = Date.now();
+  const FLOOD = 300;
+  for (let i = 0; i < FLOOD; i++) {
+    // Each change is sent for the bindings of the join in place when it is sent.
+    join = hostile.state.join;
+    await hostile.send(change(join, 'conversations', { type: 'INSERT', record: { id: randomUUID(), workspace_id: WS, title: `c${i}` } }));
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const made = hostile.state.joins - joins;
+  const elapsed = Date.now() - start;
+  t.diagnostic(`${made} rejoins in ${elapsed} ms for ${FLOOD} new conversations; ${hostile.state.pulls.count} catch-up pages, ${hostile.state.pulls.max} at once`);
+  assert.ok(made >= 1, 'the new conversations are joined');
+  // One at once, then one a second at most (src/realtime/rejoins.rs).
+  assert.ok(made <= Math.floor(elapsed / 1000) + 1, `${made} rejoins in ${elapsed} ms`);
+
+  // Still working: a message of the seed conversation arrives, once. A change that comes
+  // while a rejoin owed since the flood is under way is not the new join's: sent again.
+  const mark = c.lines.length;
+  const row = messageRow({ content: 'after the flood' });
+  const got = (l) => l.event === 'cloud:message:received' && l.payload.id === row.id;
+  for (let i = 0; i < 5 && !c.lines.slice(mark).some(got); i++) {
+    await hostile.send(change(hostile.state.join, 'messages', { type: 'INSERT', record: row }));
+    await c.until(got, 3_000, mark, 'the message after the flood').catch(() => {});
+  }
+  await c.ask('status', 'status');
+  assert.equal(c.lines.slice(mark).filter(got).length, 1, 'the message after the flood, once');
+  assert.equal(hostile.state.sockets, 1);
+});

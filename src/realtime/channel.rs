@@ -24,6 +24,18 @@ pub const MAX_FILTERED_CONVERSATIONS: usize = 100;
 /// postgres_changes entries per socket.
 pub const MAX_DELETION_BINDINGS: usize = 20;
 
+/// From this many conversations a join takes every message unfiltered and watches as many
+/// deletions as it may: a new conversation needs no rejoin (its messages arrive through the
+/// unfiltered binding; its deletion, as those of the others beyond the bindings, is found
+/// by the list after the next gap).
+pub const FULL_JOIN: usize = MAX_FILTERED_CONVERSATIONS * MAX_DELETION_BINDINGS;
+
+/// The most conversations watched from live INSERTs: each is a frame from the server, and
+/// each costs a little memory and a catch-up at every gap. A workspace larger than this
+/// keeps those watched; messages of one created beyond it are not delivered live (the host
+/// still reads them when it pulls the conversation).
+pub const MAX_WATCHED: usize = 10_000;
+
 /// How long a join may wait for its reply (Phoenix's push timeout).
 pub const JOIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -84,6 +96,8 @@ pub struct Channel {
     conversations: BTreeSet<Uuid>,
     pub state: State,
     bindings: Vec<Binding>,
+    /// The conversations watched when the current join was made.
+    joined_with: usize,
     /// The server's id for each binding of the current join, in binding order.
     ids: Vec<i64>,
     pub presence: Presence,
@@ -103,6 +117,7 @@ impl Channel {
             conversations: BTreeSet::new(),
             state: State::Closed { rejoin_at: None },
             bindings: Vec::new(),
+            joined_with: 0,
             ids: Vec::new(),
             presence: Presence::default(),
             attempts: 0,
@@ -178,6 +193,12 @@ impl Channel {
             .collect()
     }
 
+    /// Whether the join in place takes a new conversation as well as a rejoin would (see
+    /// [`FULL_JOIN`]).
+    pub fn join_takes_new_conversations(&self) -> bool {
+        self.joined_with >= FULL_JOIN
+    }
+
     pub fn is_joined(&self) -> bool {
         matches!(self.state, State::Joined { .. })
     }
@@ -192,6 +213,7 @@ impl Channel {
     /// Starts a join with `join_ref`; returns its payload.
     pub fn join(&mut self, join_ref: String, token: Option<&str>, now: Instant) -> Value {
         self.bindings = self.bindings_for();
+        self.joined_with = self.conversations.len();
         self.ids.clear();
         self.presence.clear();
         self.token = token.map(String::from);
@@ -604,5 +626,28 @@ mod tests {
         );
         let b = c.bindings_for();
         assert_eq!(b[2].filter, None);
+    }
+
+    /// A join of `FULL_JOIN` conversations or more already takes a new one as a rejoin
+    /// would (unfiltered messages, every deletion binding a join may have): none is needed.
+    #[test]
+    fn a_full_join_takes_new_conversations_without_a_rejoin() {
+        let mut c = Channel::new(WS, me());
+        let set = |n: usize| (0..n as u128).map(Uuid::from_u128).collect();
+        c.set_conversations(set(FULL_JOIN - 1));
+        c.join("1".into(), None, Instant::now());
+        assert!(!c.join_takes_new_conversations());
+        let before = c.bindings_for();
+        c.set_conversations(set(FULL_JOIN));
+        assert_ne!(c.bindings_for(), before, "one more deletion watched");
+        c.join("2".into(), None, Instant::now());
+        assert!(c.join_takes_new_conversations());
+        let full = c.bindings_for();
+        c.set_conversations(set(FULL_JOIN + 500));
+        let more = c.bindings_for();
+        let messages = |b: &[Binding]| b.iter().find(|b| b.table == Table::Messages).cloned();
+        assert_eq!(messages(&more), messages(&full));
+        let deletions = |b: &[Binding]| b.iter().filter(|b| b.event == "DELETE").count();
+        assert_eq!(deletions(&more), deletions(&full));
     }
 }

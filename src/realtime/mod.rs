@@ -17,6 +17,7 @@ pub mod frame;
 pub mod lists;
 pub mod presence;
 pub mod reads;
+pub mod rejoins;
 pub mod row;
 mod shown;
 pub mod socket;

@@ -27,12 +27,13 @@ use uuid::Uuid;
 use super::{
     backoff::{Backoff, RECONNECT},
     catchup,
-    channel::{is_token_problem, Channel, State, Table},
+    channel::{is_token_problem, Channel, State, Table, MAX_WATCHED},
     delivered::{Ledger, Next, Via},
     frame::{self, ChangeData, ChangeType, Incoming, Outgoing, RecordProblem},
     lists::{Listed, Lists, Ticket},
     presence::Member,
     reads::{Queued, Reads, Wanted},
+    rejoins::Rejoins,
     row::Row,
     shown::Shown,
     token, Command, Params, Status, MAX_MESSAGE_BYTES,
@@ -98,6 +99,7 @@ pub(crate) async fn run(
         paused_since: None,
         ledger: Ledger::new(SEEN_IDS),
         reads: Reads::new(),
+        rejoins: Rejoins::new(),
         catchup_retry: None,
         lists: Lists::new(),
         missed_workspace: false,
@@ -134,6 +136,8 @@ struct Task {
     ledger: Ledger,
     /// The reads by id of rows whose changes came without them.
     reads: Reads,
+    /// The spacing of rejoins for new conversations.
+    rejoins: Rejoins,
     /// The earliest retry of a failed catch-up, or start of an owed list.
     catchup_retry: Option<Instant>,
     /// The conversation lists: which runs, which is owed, which answer still applies.
@@ -265,8 +269,11 @@ impl Task {
                 _ => {}
             }
             let deadline = earliest(
-                earliest(self.channel_deadline(), self.token_check),
-                earliest(self.catchup_retry, self.presence_poll),
+                earliest(
+                    earliest(self.channel_deadline(), self.token_check),
+                    earliest(self.catchup_retry, self.presence_poll),
+                ),
+                self.rejoins.due_at(),
             );
             let step = tokio::select! {
                 _ = events.room(), if !reading => Ok(()),
@@ -384,6 +391,7 @@ impl Task {
         if !self.channel.wants_join(now) {
             return Ok(());
         }
+        self.rejoins.joining();
         let join_ref = self.next_ref();
         let payload = self
             .channel
@@ -400,6 +408,27 @@ impl Task {
         ws.send(Message::Text(text.into()))
             .await
             .map_err(|e| format!("send failed: {e}"))
+    }
+
+    /// New conversations need a join with them in its filters: a rejoin now, or one owed if
+    /// one was made less than a spacing ago (see [`Rejoins`]).
+    async fn want_rejoin(&mut self, ws: &mut Ws) -> std::result::Result<(), String> {
+        if self.rejoins.want(Instant::now()) {
+            self.rejoin_for_new(ws).await?;
+        }
+        Ok(())
+    }
+
+    async fn rejoin_for_new(&mut self, ws: &mut Ws) -> std::result::Result<(), String> {
+        // A closed channel's next join takes them.
+        if self.channel.join_ref().is_none() {
+            return Ok(());
+        }
+        // The leave ends the server's subscription and nothing is taken until the new
+        // join's reply: as across a reconnect, every watched conversation (a new one from
+        // its creation) and the workspace may miss changes meanwhile.
+        self.gap_began();
+        self.rejoin(ws).await
     }
 
     /// Leaves the current join (if any) and joins again, for a new set of bindings.
@@ -431,6 +460,9 @@ impl Task {
         }
         if self.presence_poll.is_some_and(|t| t <= now) {
             self.poll_presence();
+        }
+        if self.rejoins.take_due(now) {
+            self.rejoin_for_new(ws).await?;
         }
         if self.catchup_retry.is_some_and(|t| t <= now) {
             self.catchup_retry = None;
@@ -685,7 +717,13 @@ impl Task {
                         // Only a well-formed other workspace says it moved away: a record
                         // without a readable one says nothing of where it is.
                         match row.workspace_id {
-                            Some(w) if w == self.p.workspace_id => set.insert(conv),
+                            Some(w) if w == self.p.workspace_id => {
+                                if set.len() >= MAX_WATCHED && !set.contains(&conv) {
+                                    tracing::warn!(%conv, "more conversations than watched; a new one is not");
+                                    return Ok(());
+                                }
+                                set.insert(conv)
+                            }
                             Some(_) => set.remove(&conv),
                             None => {
                                 tracing::warn!("a conversation change without a readable workspace; listing them");
@@ -706,12 +744,8 @@ impl Task {
                 // needs no rejoin: the id left in the join's filters matches nothing more,
                 // and its messages are dropped here. The next join, for whatever reason,
                 // takes the smaller set.
-                if added {
-                    // The leave ends the server's subscription and nothing is taken until the
-                    // new join's reply: as across a reconnect, every watched conversation
-                    // (the new one from now) and the workspace may miss changes meanwhile.
-                    self.gap_began();
-                    self.rejoin(ws).await?;
+                if added && !self.channel.join_takes_new_conversations() {
+                    self.want_rejoin(ws).await?;
                 }
             }
             Table::Messages => {
@@ -1121,10 +1155,9 @@ impl Task {
         // A join made or under way has the old filter; a closed channel's next join takes
         // the new one, and without a socket the reconnect lists them anyway.
         if let Some(ws) = ws {
-            if self.channel.join_ref().is_some() {
+            if self.channel.join_ref().is_some() && !self.channel.join_takes_new_conversations() {
                 self.lost_at.get_or_insert(a.origin);
-                self.gap_began();
-                self.rejoin(ws).await?;
+                self.want_rejoin(ws).await?;
             }
         }
         self.start_list();
