@@ -371,6 +371,8 @@ test('a flood of new conversations costs a rejoin a spacing at most', async (t) 
   assert.ok(made >= 1, 'the new conversations are joined');
   // One at once, then one a second at most (src/realtime/rejoins.rs).
   assert.ok(made <= Math.floor(elapsed / 1000) + 1, `${made} rejoins in ${elapsed} ms`);
+  // Catch-ups after each rejoin (one per watched conversation) run a few at a time.
+  assert.ok(hostile.state.pulls.max <= 4, `${hostile.state.pulls.max} catch-up pages at once`);
 
   // Still working: a message of the seed conversation arrives, once. A change that comes
   // while a rejoin owed since the flood is under way is not the new join's: sent again.

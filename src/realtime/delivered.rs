@@ -420,6 +420,14 @@ impl Ledger {
             .collect()
     }
 
+    /// The catch-ups with a round under way.
+    pub fn running(&self) -> usize {
+        self.convs
+            .values()
+            .filter(|c| c.catchup.as_ref().is_some_and(|cu| cu.running.is_some()))
+            .count()
+    }
+
     /// The earliest retry of a failed catch-up.
     pub fn next_retry(&self) -> Option<Instant> {
         self.convs

@@ -48,6 +48,9 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Ids remembered for deduplication.
 const SEEN_IDS: usize = 50_000;
+/// Catch-up rounds under way at most: a gap catches up every watched conversation, and a
+/// workspace may have thousands.
+const MAX_PULLS: usize = 4;
 
 /// Results of work the task started on the side (it never awaits the network itself while
 /// the socket is up, so heartbeats and frames are never held up by a slow REST call).
@@ -1021,18 +1024,24 @@ impl Task {
         self.ledger.missed_all();
     }
 
-    /// Starts the catch-ups that are due. Only once joined: rows written after the join
-    /// arrive live, so a pull then closes the gap.
+    /// Starts the catch-ups that are due, [`MAX_PULLS`] at once at most (the others start
+    /// as rounds end). Only once joined: rows written after the join arrive live, so a pull
+    /// then closes the gap.
     fn start_catchups(&mut self) {
-        for conv in self.ledger.due(Instant::now()) {
+        let room = MAX_PULLS.saturating_sub(self.ledger.running());
+        for conv in self.ledger.due(Instant::now()).into_iter().take(room) {
             self.start_pull(conv);
         }
         self.set_retry();
     }
 
-    /// The earliest retry, of a catch-up or of the list of conversations.
+    /// The earliest retry, of a catch-up or of the list of conversations. Without room for
+    /// another pull, the end of a round starts the next, not a timer.
     fn set_retry(&mut self) {
-        self.catchup_retry = earliest(self.ledger.next_retry(), self.lists.due_at());
+        let pulls = (self.ledger.running() < MAX_PULLS)
+            .then(|| self.ledger.next_retry())
+            .flatten();
+        self.catchup_retry = earliest(pulls, self.lists.due_at());
     }
 
     fn start_pull(&mut self, conversation: Uuid) {
@@ -1080,6 +1089,10 @@ impl Task {
                     tracing::warn!(error = %e, %conversation, rows = n, "catch-up pull failed");
                 }
             }
+        }
+        // Room for a catch-up waiting for one.
+        if self.channel.is_joined() {
+            self.start_catchups();
         }
     }
 
