@@ -620,6 +620,36 @@ mod tests {
         assert_eq!(last, Some(Uuid::from_u128(5)));
     }
 
+    /// Ids read together are read in halves when the reply would be too large, and one
+    /// too large alone is named, not retried.
+    #[tokio::test]
+    async fn reads_by_id_are_merged_and_halved_past_large_rows() {
+        let rest = Rest::start().await;
+        let conv = Uuid::from_u128(9);
+        {
+            let mut db = rest.db.lock().unwrap();
+            db.messages = (1..=4).map(|i| message(i, conv, i as u32)).collect();
+            db.messages[2]["content"] = json!("y".repeat(1000));
+        }
+        let ids: Vec<Uuid> = (1..=4).map(Uuid::from_u128).collect();
+        let read = messages_by_id(&rest.client(), &ids).await;
+        assert!(read.failed.is_none() && read.too_large.is_empty());
+        assert_eq!(ids_of_sorted(&read.rows), vec![1, 2, 3, 4]);
+        assert_eq!(rest.requests("/rest/v1/messages").len(), 1, "one read");
+
+        let client = rest.client_over(rest.http().with_max_response_bytes(400));
+        let read = messages_by_id(&client, &ids).await;
+        assert!(read.failed.is_none());
+        assert_eq!(ids_of_sorted(&read.rows), vec![1, 2, 4]);
+        assert_eq!(read.too_large, vec![Uuid::from_u128(3)]);
+    }
+
+    fn ids_of_sorted(rows: &[Value]) -> Vec<u128> {
+        let mut v = ids(rows);
+        v.sort_unstable();
+        v
+    }
+
     fn since_start() -> Plan {
         Plan {
             at: At::Since("2026-01-01T00:00:00Z".into()),
