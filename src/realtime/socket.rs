@@ -1165,6 +1165,11 @@ impl Task {
             "conversations created in a gap"
         );
         self.missed(a.new);
+        // A join that takes them already (see `FULL_JOIN`) brings their rows from now on:
+        // no rejoin comes to start their catch-ups, so they start here.
+        if self.channel.is_joined() && self.channel.join_takes_new_conversations() {
+            self.start_catchups();
+        }
         // A join made or under way has the old filter; a closed channel's next join takes
         // the new one, and without a socket the reconnect lists them anyway.
         if let Some(ws) = ws {

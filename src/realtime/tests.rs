@@ -1551,3 +1551,38 @@ async fn a_failed_list_of_conversations_is_retried() {
         json!("m4")
     );
 }
+
+/// A conversation a list finds after the join while the join already takes every message
+/// (`FULL_JOIN` conversations): no rejoin comes to catch it up, so the list must.
+#[tokio::test]
+async fn a_conversation_found_by_a_list_past_a_full_join_is_caught_up() {
+    let many: Vec<Uuid> = (1..=channel::FULL_JOIN as u128)
+        .map(|i| Uuid::from_u128(0x1_0000 + i))
+        .collect();
+    let rest = Rest::start().await;
+    rest.db.lock().unwrap().conversations = many.clone();
+    let mut server = Server::start().await;
+    let mut client = Client::start_with_rest(&server, Duration::from_secs(25), &rest.base);
+    let (_, join) = server.next("phx_join").await;
+    assert_eq!(
+        join["payload"]["config"]["postgres_changes"][2]["filter"],
+        Value::Null,
+        "messages unfiltered"
+    );
+    client.event("cloud:realtime:connected").await;
+    server.next("presence").await;
+
+    // A conversation created with a message, announced by a change the client cannot place.
+    let c = Uuid::from_u128(0x9_0000);
+    let row = row_at(1, c, BOB, chrono::Utc::now());
+    {
+        let mut db = rest.db.lock().unwrap();
+        db.conversations.push(c);
+        db.messages.push(row);
+    }
+    server.push(conversation_update(json!({"id": c.to_string()})));
+    assert_eq!(
+        client.event("cloud:message:received").await["content"],
+        json!("m1")
+    );
+}
