@@ -125,7 +125,9 @@ const messageRow = (fields) => ({
   ...fields,
 });
 
-test('garbage from the realtime server is dropped; valid frames between it still arrive; destroy exits', async (t) => {
+/** Alice's client connected through a hostile stand-in for the cloud, and its first join;
+ *  both are closed when test `t` ends. */
+async function connectedThroughHostile(t) {
   const hostile = await hostileServer(cloud.url);
   t.after(() => hostile.close());
   const firstJoin = hostile.joined();
@@ -133,6 +135,11 @@ test('garbage from the realtime server is dropped; valid frames between it still
   t.after(() => c.kill('SIGKILL'));
   const join = await firstJoin;
   await c.until((l) => l.event === 'cloud:realtime:connected', 20_000, 0, 'cloud:realtime:connected');
+  return { hostile, c, join };
+}
+
+test('garbage from the realtime server is dropped; valid frames between it still arrive; destroy exits', async (t) => {
+  const { hostile, c, join } = await connectedThroughHostile(t);
   assert.ok(join.changes.some((ch) => ch.table === 'messages'), 'the seed conversation is watched');
 
   const garbage = [
@@ -258,13 +265,7 @@ test('garbage from the realtime server is dropped; valid frames between it still
 });
 
 test('a flood of conversation changes the client cannot place costs a list a second at most', async (t) => {
-  const hostile = await hostileServer(cloud.url);
-  t.after(() => hostile.close());
-  const firstJoin = hostile.joined();
-  const c = spawnClient({ url: hostile.url, anonKey: cloud.anonKey }, 'alice', WS);
-  t.after(() => c.kill('SIGKILL'));
-  const join = await firstJoin;
-  await c.until((l) => l.event === 'cloud:realtime:connected', 20_000, 0, 'cloud:realtime:connected');
+  const { hostile, c, join } = await connectedThroughHostile(t);
 
   // A conversation change whose record names no workspace: the client lists the
   // conversations to learn where it is. A server sends one after another.
@@ -294,13 +295,7 @@ const tooLarge = (join, row) =>
   });
 
 test('a flood of messages sent without their rows costs a bounded number of reads, each row once', async (t) => {
-  const hostile = await hostileServer(cloud.url);
-  t.after(() => hostile.close());
-  const firstJoin = hostile.joined();
-  const c = spawnClient({ url: hostile.url, anonKey: cloud.anonKey }, 'alice', WS);
-  t.after(() => c.kill('SIGKILL'));
-  const join = await firstJoin;
-  await c.until((l) => l.event === 'cloud:realtime:connected', 20_000, 0, 'cloud:realtime:connected');
+  const { hostile, c, join } = await connectedThroughHostile(t);
 
   // Three real rows, written by bob; their changes come without them, among a flood of
   // changes of rows that do not exist. Reads by id are held until the flood is sent, so
@@ -347,13 +342,9 @@ test('a flood of messages sent without their rows costs a bounded number of read
 });
 
 test('a flood of new conversations costs a rejoin a spacing at most', async (t) => {
-  const hostile = await hostileServer(cloud.url);
-  t.after(() => hostile.close());
-  const firstJoin = hostile.joined();
-  const c = spawnClient({ url: hostile.url, anonKey: cloud.anonKey }, 'alice', WS);
-  t.after(() => c.kill('SIGKILL'));
-  let join = await firstJoin;
-  await c.until((l) => l.event === 'cloud:realtime:connected', 20_000, 0, 'cloud:realtime:connected');
+  const connected = await connectedThroughHostile(t);
+  const { hostile, c } = connected;
+  let { join } = connected;
 
   // The server announces one new conversation of the workspace after another.
   const joins = hostile.state.joins;
