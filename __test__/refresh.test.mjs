@@ -33,18 +33,44 @@ test('after the token expires, 20 concurrent calls succeed with exactly one refr
   await cs.destroy();
 });
 
-test('a token the server calls expired is renewed once and the call replayed', async () => {
-  // The clock says the token is fresh, the server disagrees: only the 401 path can save it.
-  const { cs } = await cloudSyncFor(cloud, { autoRefresh: false });
+test('a token the server calls expired is renewed once and the call replayed', async (t) => {
+  // The clock says the token is fresh, the server disagrees (a clock skew, a key rotation):
+  // only the 401 path can save it. The stand-in answers as PostgREST does for an expired JWT,
+  // to every request that still carries the first token.
+  let armed = false;
+  let first = null;
+  const seen = [];
+  const proxy = await startProxy(cloud.url, {
+    intercept: (req) => {
+      if (!armed || !req.url.startsWith('/rest/v1/')) return null;
+      const bearer = req.headers.authorization ?? '';
+      first ??= bearer;
+      seen.push(bearer);
+      if (bearer !== first) return null;
+      return {
+        status: 401,
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ code: 'PGRST303', details: null, hint: null, message: 'JWT expired' }),
+      };
+    },
+  });
+  t.after(() => proxy.close());
+  const { cs } = await cloudSyncFor({ ...cloud, url: proxy.url }, { autoRefresh: false });
   await cs.login('bob@acme.test', DEMO_PASSWORD);
-  await sleep(15_500);
+  // A JWT's times are whole seconds: a refresh within the login's second would mint the very
+  // same token, which the stand-in could not tell from the rejected one.
+  await sleep(1_100);
+  armed = true;
   await cloud.resetStats();
   const calls = await Promise.all([
     cs.client.get('/rest/v1/workspaces?select=id'),
     cs.client.get('/rest/v1/cloud_agents?select=slug'),
   ]);
+  assert.equal(calls[0].length, 2);
   assert.equal(calls[1].length, 2);
-  assert.equal(await refreshes(), 1);
+  assert.equal(await refreshes(), 1, 'one refresh for both rejected calls');
+  assert.equal(seen.filter((b) => b === first).length, 2, 'both calls were rejected once');
+  assert.equal(seen.filter((b) => b !== first).length, 2, 'and replayed once each, with the new token');
   await cs.destroy();
 });
 
